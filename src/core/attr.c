@@ -1,0 +1,100 @@
+/* attr.c - typed access to node attributes. */
+#include "attr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor.h"
+
+const lego_attr *attr_find(const attr_list *l, const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->a[i].name, name) == 0)
+            return &l->a[i];
+    return NULL;
+}
+
+static lego_status wrong_type(const lego_attr *a, const char *want)
+{
+    return lego_error(LEGO_ERR_FORMAT, "attribute '%s' should be %s", a->name, want);
+}
+
+lego_status attr_get_int(const attr_list *l, const char *name, int64_t def, int64_t *out)
+{
+    const lego_attr *a = attr_find(l, name);
+    *out = def;
+    if (!a)
+        return lego_ok();
+    if (a->type != ATTR_INT)
+        return wrong_type(a, "an int");
+    *out = a->i;
+    return lego_ok();
+}
+
+lego_status attr_get_float(const attr_list *l, const char *name, float def, float *out)
+{
+    const lego_attr *a = attr_find(l, name);
+    *out = def;
+    if (!a)
+        return lego_ok();
+    if (a->type == ATTR_INT) { /* some exporters write whole floats as ints */
+        *out = (float)a->i;
+        return lego_ok();
+    }
+    if (a->type != ATTR_FLOAT)
+        return wrong_type(a, "a float");
+    *out = a->f;
+    return lego_ok();
+}
+
+lego_status attr_get_ints(const attr_list *l, const char *name, const int64_t **out, int *n)
+{
+    const lego_attr *a = attr_find(l, name);
+    if (!a)
+        return lego_ok(); /* caller's defaults stay */
+    if (a->type != ATTR_INTS)
+        return wrong_type(a, "a list of ints");
+    *out = a->ints;
+    *n = a->n;
+    return lego_ok();
+}
+
+lego_status attr_get_floats(const attr_list *l, const char *name, const float **out, int *n)
+{
+    const lego_attr *a = attr_find(l, name);
+    if (!a)
+        return lego_ok();
+    if (a->type != ATTR_FLOATS)
+        return wrong_type(a, "a list of floats");
+    *out = a->floats;
+    *n = a->n;
+    return lego_ok();
+}
+
+lego_status attr_get_string(const attr_list *l, const char *name, const char *def,
+                            const char **out)
+{
+    const lego_attr *a = attr_find(l, name);
+    *out = def;
+    if (!a)
+        return lego_ok();
+    if (a->type != ATTR_STRING)
+        return wrong_type(a, "a string");
+    *out = a->s;
+    return lego_ok();
+}
+
+void attr_list_free(attr_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        lego_attr *a = &l->a[i];
+        free(a->name);
+        free(a->s);
+        free(a->ints);
+        free(a->floats);
+        lego_tensor_free(a->t);
+    }
+    free(l->a);
+    l->a = NULL;
+    l->n = 0;
+}

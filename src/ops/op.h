@@ -1,0 +1,64 @@
+/* op.h - the contract between the graph layer and the op kernels.
+ *
+ * Ops know nothing of graphs or files. The graph layer hands each op an
+ * op_call: the node's attributes, its input tensors (shape and dtype always;
+ * data when the value is known) and its output tensors. An op family file
+ * (conv.c, pool.c, ...) defines, per ONNX op type:
+ *   prepare - parse and check attributes, check inputs, set every output's
+ *             dtype and shape, and fill `params` (params_size bytes, zeroed,
+ *             owned by the caller). Runs at load and whenever shapes change.
+ *             Inputs listed in `const_inputs` must have data here.
+ *   forward - compute outputs from inputs; outputs are allocated by the
+ *             caller to the shapes prepare set. Cannot fail.
+ *   flops   - floating-point operations of one forward pass (optional).
+ * Kernels handle the dtypes their prepare accepts: shape arithmetic arrives
+ * as int64 and is folded at load by running the same forward on constants.
+ * prepare may run many times on the same params: params hold plain data only.
+ * Every descriptor is listed once in the table in registry.c. */
+#ifndef LEGO_OPS_OP_H
+#define LEGO_OPS_OP_H
+
+#include "../core/attr.h"
+#include "../core/status.h"
+#include "../core/tensor.h"
+
+#define OP_MAX_IO 64
+
+typedef struct op_call {
+    const attr_list *attrs;
+    const char *node_name; /* for messages; may be "" */
+    int opset;             /* the default-domain opset of the model */
+    int n_in, n_out;
+    lego_tensor **in;      /* in[i] == NULL for an omitted optional input */
+    lego_tensor **out;
+    void *params;
+} op_call;
+
+typedef struct op_desc {
+    const char *name;
+    int min_in, max_in;
+    int min_out, max_out;
+    size_t params_size;
+    unsigned const_inputs; /* bit i set: input i must be a known constant */
+    unsigned shape_inputs; /* bit i set: forward reads only input i's shape (Shape) */
+    lego_status (*prepare)(op_call *c);
+    void (*forward)(const op_call *c);
+    int64_t (*flops)(const op_call *c);
+} op_desc;
+
+/* The descriptor for an ONNX op type in the default domain, or NULL. */
+const op_desc *op_find(const char *op_type);
+/* All descriptors, for listing what is supported. */
+const op_desc *const *op_all(int *count);
+
+/* Helpers shared by op files. */
+lego_status op_error(const op_call *c, lego_code code, const char *fmt, ...) LEGO_PRINTF(3, 4);
+/* Normalise a possibly negative axis against rank; error if out of range. */
+lego_status op_axis(const op_call *c, int64_t axis, int rank, int *out);
+/* Numpy-style broadcast of a and b into out (shape only). */
+lego_status op_broadcast_shape(const op_call *c, const lego_tensor *a, const lego_tensor *b,
+                               lego_tensor *out);
+/* Require input i to be present with one of the given dtypes (0-terminated list). */
+lego_status op_expect_dtype(const op_call *c, int i, lego_dtype dt);
+
+#endif
