@@ -1,10 +1,39 @@
-/* main.c - the legodnn command (placeholder until the CLI lands). */
+/* main.c - the legodnn command: dispatch to subcommands. */
 #include <stdio.h>
+#include <string.h>
 
-#include "legodnn.h"
+#include "cli.h"
 
-int main(void)
+static const char usage[] =
+    "usage: legodnn <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  info MODEL.onnx [--json]                 ops, shapes, parameters, FLOPs, size\n"
+    "  run MODEL.onnx --input IN.bin ... --output OUT.bin ... [--repeat N] [--json]\n"
+    "                                           inference on raw little-endian float32 files\n"
+    "  version                                  print the version\n"
+    "\n"
+    "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
+
+int main(int argc, char **argv)
 {
-    printf("legodnn %s\n", LEGO_VERSION);
-    return 0;
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("legodnn %s\n", LEGO_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "legodnn: unknown command '%s'\n%s", cmd, usage);
+    return EXIT_USAGE;
 }

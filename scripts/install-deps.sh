@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the Debian packages legodnn needs to build and test (as root, or
+# through sudo). Packages already present are not fetched again, so this is
+# fast and works offline on a machine that has them.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --dev    also python3-torch and python3-onnx, used
+#                                    only to regenerate the reference fixtures
+set -euo pipefail
+
+pkgs=(
+  cmake ninja-build gcc clang libclang-rt-14-dev   # build, sanitizers, libFuzzer
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev # ONNX: schema + protobuf-c
+  libblis-pthread-dev                               # CBLAS (picks AVX-512 by itself)
+  libcjson-dev zlib1g-dev                           # JSON manifests, gzip datasets
+  dataset-fashion-mnist                             # the bundled default dataset
+)
+if [[ "${1:-}" == "--dev" ]]; then
+  pkgs+=(python3-torch python3-onnx python3-numpy)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

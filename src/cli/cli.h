@@ -1,0 +1,32 @@
+/* cli.h - shared pieces of the legodnn command: exit codes, argument
+ * parsing help, number formatting, atomic file output. */
+#ifndef LEGO_CLI_H
+#define LEGO_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/status.h"
+#include "legodnn.h"
+
+enum { EXIT_OK = 0, EXIT_USER = 1, EXIT_USAGE = 2 };
+
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Print "legodnn: <msg>" to stderr, free st, and return EXIT_USER. */
+int cli_fail(lego_status st);
+/* Print a usage error for a subcommand and return EXIT_USAGE. */
+int cli_usage_error(const char *usage, const char *fmt, ...);
+
+/* "11.2M", "1.11G": human-friendly counts; buf needs 32 bytes. */
+const char *cli_count(double v, char *buf);
+/* "44.9 MB" style; buf needs 32 bytes. */
+const char *cli_bytes(double v, char *buf);
+/* "1x3x32x32"; buf needs 128 bytes. */
+const char *cli_shape(const lego_tensor *t, char *buf);
+
+/* Parse a positive integer option value. */
+bool cli_parse_int(const char *s, long min, long max, long *out);
+
+#endif
