@@ -88,7 +88,8 @@ lego_status lego_model_set_input_shape(lego_model *m, int i, int rank,
 
 /* Run a forward pass. inputs[i] must match lego_model_input(m, i) in dtype
  * and shape; outputs[i] receives a newly allocated tensor the caller frees
- * with lego_tensor_free. threads <= 0 means all cores. */
+ * with lego_tensor_free. Not safe to call on one model from two threads
+ * at once: the activation arena belongs to the model. */
 lego_status lego_model_run(lego_model *m, const lego_tensor *const *inputs,
                            lego_tensor **outputs);
 void lego_tensor_free(lego_tensor *t);

@@ -124,6 +124,7 @@ static Onnx__TensorProto *add_float_init(builder *b, const char *name, int rank,
     return t;
 }
 
+/* An int64 initializer; n < 0 makes a scalar holding one value. */
 static Onnx__TensorProto *add_int_init(builder *b, const char *name, int64_t n, const int64_t *vals)
 {
     Onnx__TensorProto *t = keep(b, calloc(1, sizeof *t));
@@ -131,7 +132,9 @@ static Onnx__TensorProto *add_int_init(builder *b, const char *name, int64_t n, 
     onnx__tensor_proto__init(t);
     dims[0] = n;
     t->name = (char *)name;
-    t->n_dims = 1;
+    t->n_dims = n < 0 ? 0 : 1;
+    if (n < 0)
+        n = 1;
     t->dims = dims;
     t->has_data_type = 1;
     t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
@@ -353,7 +356,7 @@ static void test_shape_folding_follows_batch(void)
     builder b;
     builder_init(&b, 13);
     add_input(&b, "x", 4, dyn);
-    add_int_init(&b, "zero", 1, zero);
+    add_int_init(&b, "zero", -1, zero); /* a scalar index, as PyTorch exports */
     add_int_init(&b, "axes", 1, zero);
     add_int_init(&b, "minus1", 1, minus1);
     add_node(&b, "Shape", "shape", 1, shape_in, "s");

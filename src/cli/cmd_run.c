@@ -56,8 +56,8 @@ static int parse_args(int argc, char **argv, run_args *a)
     return EXIT_OK;
 }
 
-/* Read input i; a file holding a whole number of samples sets the batch
- * size of a model whose first dimension is dynamic or 1. */
+/* Read input i. A file holding a whole number of samples sets the batch
+ * size when the model's first dimension is dynamic. */
 static lego_status load_input(lego_model *m, int i, const char *path, lego_tensor *t)
 {
     unsigned char *buf;
@@ -65,23 +65,24 @@ static lego_status load_input(lego_model *m, int i, const char *path, lego_tenso
     LEGO_TRY(file_read_all(path, &buf, &len));
     const lego_tensor *want = lego_model_input(m, i);
     size_t need = lego_tensor_bytes(want);
-    char sh[128];
-    if (len != need && want->rank > 0 && want->dims[0] == 1 && need && len % need == 0 && len) {
+    char sh[128], why[512] = "";
+    size_t sample = want->rank > 0 && want->dims[0] > 0 ? need / (size_t)want->dims[0] : 0;
+    if (len != need && sample && len && len % sample == 0) {
         int64_t dims[LEGO_MAX_RANK];
         memcpy(dims, want->dims, sizeof dims);
-        dims[0] = (int64_t)(len / need);
+        dims[0] = (int64_t)(len / sample);
         lego_status st = lego_model_set_input_shape(m, i, want->rank, dims);
-        if (st.code) {
-            free(buf);
-            return lego_error_context(st, "%s", path);
-        }
+        if (st.code)
+            snprintf(why, sizeof why, " (a batch of %lld does not fit: %s)", (long long)dims[0],
+                     lego_status_msg(st));
+        lego_status_free(&st);
         want = lego_model_input(m, i);
         need = lego_tensor_bytes(want);
     }
     if (len != need) {
         free(buf);
-        return lego_error(LEGO_ERR_SHAPE, "%s: has %zu bytes, but input '%s' (float32 %s) needs %zu",
-                          path, len, lego_model_input_name(m, i), cli_shape(want, sh), need);
+        return lego_error(LEGO_ERR_SHAPE, "%s: has %zu bytes, but input '%s' (float32 %s) needs %zu%s",
+                          path, len, lego_model_input_name(m, i), cli_shape(want, sh), need, why);
     }
     *t = *want;
     t->data = buf;

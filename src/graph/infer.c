@@ -188,7 +188,8 @@ static lego_status infer_node(lego_graph *g, int k)
         out[i]->dtype = LEGO_UNDEFINED;
         out[i]->rank = 0;
     }
-    memset(n->params, 0, n->params ? op->params_size : 0);
+    if (n->params)
+        memset(n->params, 0, op->params_size);
     lego_status st = op->prepare(&c);
     if (st.code)
         return lego_error_context(st, "%s: %s", g->name, graph_node_label(g, k, label, sizeof label));

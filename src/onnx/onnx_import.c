@@ -63,7 +63,10 @@ static void convert_raw(int32_t t, const unsigned char *src, int64_t n, void *ds
     switch (t) {
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: memcpy(dst, src, (size_t)n * onnx_elem_size(t)); break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL:
+        if (n)
+            memcpy(dst, src, (size_t)n * onnx_elem_size(t));
+        break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
         for (int64_t i = 0; i < n; i++) {
             double d;

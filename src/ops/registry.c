@@ -12,7 +12,7 @@
     X(Conv) X(ConvTranspose)                                                          \
     X(AveragePool) X(MaxPool) X(GlobalAveragePool) X(GlobalMaxPool)                   \
     X(BatchNormalization) X(Gemm) X(MatMul)                                           \
-    X(ReduceMean) X(ReduceMax)                                                        \
+    X(ReduceMean) X(ReduceMax) X(ReduceSum)                                                        \
     X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Slice)     \
     X(Gather) X(Expand) X(Shape) X(Identity) X(Dropout) X(Constant) X(Cast)           \
     X(ConstantOfShape) X(Pad) X(Resize)

@@ -1,0 +1,118 @@
+/* activation.c - pointwise float32 activations: Relu, LeakyRelu, Clip,
+ * Sigmoid, Tanh. Output shape is the input's; NaN passes through unchanged,
+ * as in PyTorch. */
+#include <float.h>
+#include <math.h>
+
+#include "op.h"
+
+enum { ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_SIGMOID, ACT_TANH };
+
+typedef struct act_params {
+    int kind;
+    float alpha;  /* LeakyRelu */
+    float lo, hi; /* Clip before opset 11, and the defaults after */
+} act_params;
+
+static lego_status act_prepare(op_call *c, int kind)
+{
+    act_params *p = c->params;
+    p->kind = kind;
+    LEGO_TRY(op_expect_dtype(c, 0, LEGO_F32));
+    if (kind == ACT_LEAKY)
+        LEGO_TRY(attr_get_float(c->attrs, "alpha", 0.01f, &p->alpha));
+    if (kind == ACT_CLIP) {
+        /* Clip-6 has min/max attributes; from Clip-11 they are optional
+         * scalar inputs, read in forward because they need not be constant. */
+        p->lo = -FLT_MAX;
+        p->hi = FLT_MAX;
+        if (c->opset < 11) {
+            LEGO_TRY(attr_get_float(c->attrs, "min", -FLT_MAX, &p->lo));
+            LEGO_TRY(attr_get_float(c->attrs, "max", FLT_MAX, &p->hi));
+        } else {
+            for (int i = 1; i < c->n_in && i < 3; i++) {
+                const lego_tensor *t = c->in[i];
+                if (!t)
+                    continue;
+                if (t->dtype != LEGO_F32)
+                    return op_error(c, LEGO_ERR_SHAPE, "%s is %s, expected float32",
+                                    i == 1 ? "min" : "max", dtype_name(t->dtype));
+                if (lego_tensor_numel(t) != 1)
+                    return op_error(c, LEGO_ERR_SHAPE,
+                                    "%s must be a scalar, got %lld elements",
+                                    i == 1 ? "min" : "max", (long long)lego_tensor_numel(t));
+            }
+        }
+    }
+    tensor_set_shape(c->out[0], LEGO_F32, c->in[0]->rank, c->in[0]->dims);
+    return lego_ok();
+}
+
+/* Split by sign so exp never overflows. */
+static float sigmoid(float x)
+{
+    if (x >= 0)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+static void act_forward(const op_call *c)
+{
+    const act_params *p = c->params;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    switch (p->kind) {
+    case ACT_RELU:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] < 0 ? 0.0f : x[i];
+        break;
+    case ACT_LEAKY:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] < 0 ? p->alpha * x[i] : x[i];
+        break;
+    case ACT_CLIP: {
+        float lo = p->lo, hi = p->hi;
+        if (c->opset >= 11) {
+            if (c->n_in > 1 && c->in[1])
+                lo = *(const float *)c->in[1]->data;
+            if (c->n_in > 2 && c->in[2])
+                hi = *(const float *)c->in[2]->data;
+        }
+        /* min > max gives max everywhere, as ONNX specifies */
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] < lo ? lo : x[i];
+            y[i] = v > hi ? hi : v;
+        }
+        break;
+    }
+    case ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = sigmoid(x[i]);
+        break;
+    case ACT_TANH:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+static int64_t act_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }
+
+static lego_status relu_prepare(op_call *c) { return act_prepare(c, ACT_RELU); }
+static lego_status leaky_prepare(op_call *c) { return act_prepare(c, ACT_LEAKY); }
+static lego_status clip_prepare(op_call *c) { return act_prepare(c, ACT_CLIP); }
+static lego_status sigmoid_prepare(op_call *c) { return act_prepare(c, ACT_SIGMOID); }
+static lego_status tanh_prepare(op_call *c) { return act_prepare(c, ACT_TANH); }
+
+#define ACT_DESC(Name, prep, nmax)                                                           \
+    const op_desc op_desc_##Name = {.name = #Name, .min_in = 1, .max_in = nmax, .min_out = 1, \
+                                    .max_out = 1, .params_size = sizeof(act_params),         \
+                                    .prepare = prep, .forward = act_forward,                 \
+                                    .flops = act_flops};
+ACT_DESC(Relu, relu_prepare, 1)
+ACT_DESC(LeakyRelu, leaky_prepare, 1)
+ACT_DESC(Clip, clip_prepare, 3)
+ACT_DESC(Sigmoid, sigmoid_prepare, 1)
+ACT_DESC(Tanh, tanh_prepare, 1)

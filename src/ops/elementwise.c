@@ -1,0 +1,318 @@
+/* elementwise.c - binary arithmetic, comparison and selection with numpy
+ * broadcasting: Add, Sub, Mul, Div (float32 and int64), Pow, Sqrt, Equal,
+ * Where.
+ *
+ * int64 matters as much as float32 here: exported models compute shapes with
+ * Shape -> Gather -> Mul -> Concat, and the graph layer folds those at load by
+ * running these same kernels. Integer arithmetic wraps instead of trapping and
+ * division by zero gives 0, because forward cannot fail. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "op.h"
+
+enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_EQUAL };
+
+/* ---- broadcasting ------------------------------------------------------ */
+
+/* The output visited row by row along its last dimension. For input k,
+ * step[k][d] is its element stride along output dimension d, 0 where it
+ * broadcasts. */
+typedef struct bcast {
+    int rank, n;
+    int64_t dims[LEGO_MAX_RANK];
+    int64_t step[3][LEGO_MAX_RANK];
+} bcast;
+
+static void bcast_init(bcast *b, const lego_tensor *out, const lego_tensor *const *in, int n)
+{
+    b->rank = out->rank;
+    b->n = n;
+    for (int d = 0; d < out->rank; d++)
+        b->dims[d] = out->dims[d];
+    for (int k = 0; k < n; k++) {
+        int64_t s = 1;
+        for (int d = out->rank - 1; d >= 0; d--) {
+            int id = d - (out->rank - in[k]->rank);
+            int64_t dim = id >= 0 ? in[k]->dims[id] : 1;
+            b->step[k][d] = dim == 1 ? 0 : s;
+            s *= dim;
+        }
+    }
+}
+
+/* Calls row(ctx, out_offset, in_offsets, in_increments, length) once per
+ * output row; offsets and increments are in elements. */
+typedef void row_fn(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                    int64_t len);
+
+static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
+{
+    int64_t off[3] = {0, 0, 0}, inc[3] = {0, 0, 0};
+    if (b->rank == 0) {
+        row(c, 0, off, inc, 1);
+        return;
+    }
+    int last = b->rank - 1;
+    int64_t len = b->dims[last], rows = 1;
+    for (int d = 0; d < last; d++)
+        rows *= b->dims[d];
+    if (len == 0 || rows == 0)
+        return;
+    for (int k = 0; k < b->n; k++)
+        inc[k] = b->step[k][last];
+    int64_t idx[LEGO_MAX_RANK] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        row(c, r * len, off, inc, len);
+        /* odometer over the outer dimensions, carrying the input offsets */
+        for (int d = last - 1; d >= 0; d--) {
+            idx[d]++;
+            for (int k = 0; k < b->n; k++)
+                off[k] += b->step[k][d];
+            if (idx[d] < b->dims[d])
+                break;
+            for (int k = 0; k < b->n; k++)
+                off[k] -= b->step[k][d] * b->dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* ---- binary ops -------------------------------------------------------- */
+
+typedef struct binary_params {
+    int kind; /* BIN_* */
+} binary_params;
+
+static int64_t wrap_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static int64_t wrap_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+static int64_t wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+
+/* C division truncates toward zero, as ONNX integer Div does. */
+static int64_t safe_div(int64_t a, int64_t b)
+{
+    if (b == 0)
+        return 0;
+    if (b == -1)
+        return wrap_sub(0, a); /* INT64_MIN / -1 overflows */
+    return a / b;
+}
+
+static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                    int64_t len)
+{
+    const binary_params *p = c->params;
+    const float *a = (const float *)c->in[0]->data + off[0];
+    const float *b = (const float *)c->in[1]->data + off[1];
+    float *y = (float *)c->out[0]->data + o;
+    int64_t sa = inc[0], sb = inc[1];
+    switch (p->kind) {
+    case BIN_ADD: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] + b[i * sb]; break;
+    case BIN_SUB: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] - b[i * sb]; break;
+    case BIN_MUL: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] * b[i * sb]; break;
+    case BIN_DIV: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] / b[i * sb]; break;
+    case BIN_POW: for (int64_t i = 0; i < len; i++) y[i] = powf(a[i * sa], b[i * sb]); break;
+    }
+}
+
+static void row_i64(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                    int64_t len)
+{
+    const binary_params *p = c->params;
+    const int64_t *a = (const int64_t *)c->in[0]->data + off[0];
+    const int64_t *b = (const int64_t *)c->in[1]->data + off[1];
+    int64_t *y = (int64_t *)c->out[0]->data + o;
+    int64_t sa = inc[0], sb = inc[1];
+    switch (p->kind) {
+    case BIN_ADD: for (int64_t i = 0; i < len; i++) y[i] = wrap_add(a[i * sa], b[i * sb]); break;
+    case BIN_SUB: for (int64_t i = 0; i < len; i++) y[i] = wrap_sub(a[i * sa], b[i * sb]); break;
+    case BIN_MUL: for (int64_t i = 0; i < len; i++) y[i] = wrap_mul(a[i * sa], b[i * sb]); break;
+    case BIN_DIV: for (int64_t i = 0; i < len; i++) y[i] = safe_div(a[i * sa], b[i * sb]); break;
+    }
+}
+
+/* Pow with an int64 exponent: float base, exponent converted per element. */
+static void row_pow_f32_i64(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                            int64_t len)
+{
+    const float *a = (const float *)c->in[0]->data + off[0];
+    const int64_t *b = (const int64_t *)c->in[1]->data + off[1];
+    float *y = (float *)c->out[0]->data + o;
+    for (int64_t i = 0; i < len; i++)
+        y[i] = powf(a[i * inc[0]], (float)b[i * inc[1]]);
+}
+
+static void row_equal(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                      int64_t len)
+{
+    uint8_t *y = (uint8_t *)c->out[0]->data + o;
+    switch (c->in[0]->dtype) {
+    case LEGO_F32: {
+        const float *a = (const float *)c->in[0]->data + off[0];
+        const float *b = (const float *)c->in[1]->data + off[1];
+        for (int64_t i = 0; i < len; i++)
+            y[i] = a[i * inc[0]] == b[i * inc[1]];
+        break;
+    }
+    case LEGO_I64: {
+        const int64_t *a = (const int64_t *)c->in[0]->data + off[0];
+        const int64_t *b = (const int64_t *)c->in[1]->data + off[1];
+        for (int64_t i = 0; i < len; i++)
+            y[i] = a[i * inc[0]] == b[i * inc[1]];
+        break;
+    }
+    default: {
+        const uint8_t *a = (const uint8_t *)c->in[0]->data + off[0];
+        const uint8_t *b = (const uint8_t *)c->in[1]->data + off[1];
+        for (int64_t i = 0; i < len; i++)
+            y[i] = (a[i * inc[0]] != 0) == (b[i * inc[1]] != 0);
+        break;
+    }
+    }
+}
+
+static lego_status binary_prepare(op_call *c, int kind)
+{
+    binary_params *p = c->params;
+    p->kind = kind;
+    const lego_tensor *a = c->in[0], *b = c->in[1];
+    if (!a || !b)
+        return op_error(c, LEGO_ERR_FORMAT, "both inputs are required");
+    lego_dtype out_dt = a->dtype;
+    switch (kind) {
+    case BIN_POW:
+        if (a->dtype != LEGO_F32)
+            return op_error(c, LEGO_ERR_UNSUPPORTED, "base is %s; only float32 is supported",
+                            dtype_name(a->dtype));
+        if (b->dtype != LEGO_F32 && b->dtype != LEGO_I64)
+            return op_error(c, LEGO_ERR_UNSUPPORTED,
+                            "exponent is %s; only float32 and int64 are supported",
+                            dtype_name(b->dtype));
+        break;
+    case BIN_EQUAL:
+        if (a->dtype != b->dtype)
+            return op_error(c, LEGO_ERR_SHAPE, "cannot compare %s with %s",
+                            dtype_name(a->dtype), dtype_name(b->dtype));
+        out_dt = LEGO_BOOL;
+        break;
+    default:
+        if (a->dtype != b->dtype)
+            return op_error(c, LEGO_ERR_SHAPE, "input dtypes differ: %s and %s",
+                            dtype_name(a->dtype), dtype_name(b->dtype));
+        if (a->dtype != LEGO_F32 && a->dtype != LEGO_I64)
+            return op_error(c, LEGO_ERR_UNSUPPORTED,
+                            "inputs are %s; only float32 and int64 are supported",
+                            dtype_name(a->dtype));
+        break;
+    }
+    c->out[0]->dtype = out_dt;
+    return op_broadcast_shape(c, a, b, c->out[0]);
+}
+
+/* y = a (op) b, all broadcast to y's shape */
+static void binary_forward(const op_call *c)
+{
+    const binary_params *p = c->params;
+    const lego_tensor *in[2] = {c->in[0], c->in[1]};
+    bcast b;
+    bcast_init(&b, c->out[0], in, 2);
+    if (p->kind == BIN_EQUAL)
+        bcast_rows(c, &b, row_equal);
+    else if (p->kind == BIN_POW && in[1]->dtype == LEGO_I64)
+        bcast_rows(c, &b, row_pow_f32_i64);
+    else if (in[0]->dtype == LEGO_I64)
+        bcast_rows(c, &b, row_i64);
+    else
+        bcast_rows(c, &b, row_f32);
+}
+
+static int64_t numel_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }
+
+static lego_status add_prepare(op_call *c) { return binary_prepare(c, BIN_ADD); }
+static lego_status sub_prepare(op_call *c) { return binary_prepare(c, BIN_SUB); }
+static lego_status mul_prepare(op_call *c) { return binary_prepare(c, BIN_MUL); }
+static lego_status div_prepare(op_call *c) { return binary_prepare(c, BIN_DIV); }
+static lego_status pow_prepare(op_call *c) { return binary_prepare(c, BIN_POW); }
+static lego_status equal_prepare(op_call *c) { return binary_prepare(c, BIN_EQUAL); }
+
+#define BINARY_DESC(Name, prep)                                                              \
+    const op_desc op_desc_##Name = {.name = #Name, .min_in = 2, .max_in = 2, .min_out = 1,  \
+                                    .max_out = 1, .params_size = sizeof(binary_params),     \
+                                    .prepare = prep, .forward = binary_forward,             \
+                                    .flops = numel_flops};
+BINARY_DESC(Add, add_prepare)
+BINARY_DESC(Sub, sub_prepare)
+BINARY_DESC(Mul, mul_prepare)
+BINARY_DESC(Div, div_prepare)
+BINARY_DESC(Pow, pow_prepare)
+BINARY_DESC(Equal, equal_prepare)
+
+/* ---- Sqrt -------------------------------------------------------------- */
+
+static lego_status sqrt_prepare(op_call *c)
+{
+    LEGO_TRY(op_expect_dtype(c, 0, LEGO_F32));
+    tensor_set_shape(c->out[0], LEGO_F32, c->in[0]->rank, c->in[0]->dims);
+    return lego_ok();
+}
+
+static void sqrt_forward(const op_call *c)
+{
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = sqrtf(x[i]);
+}
+
+const op_desc op_desc_Sqrt = {.name = "Sqrt", .min_in = 1, .max_in = 1, .min_out = 1,
+                              .max_out = 1, .prepare = sqrt_prepare, .forward = sqrt_forward,
+                              .flops = numel_flops};
+
+/* ---- Where ------------------------------------------------------------- */
+
+static lego_status where_prepare(op_call *c)
+{
+    LEGO_TRY(op_expect_dtype(c, 0, LEGO_BOOL));
+    const lego_tensor *x = c->in[1], *y = c->in[2];
+    if (!x || !y)
+        return op_error(c, LEGO_ERR_FORMAT, "inputs X and Y are required");
+    if (x->dtype != y->dtype)
+        return op_error(c, LEGO_ERR_SHAPE, "X is %s but Y is %s", dtype_name(x->dtype),
+                        dtype_name(y->dtype));
+    if (lego_dtype_size(x->dtype) == 0)
+        return op_error(c, LEGO_ERR_UNSUPPORTED, "X and Y are %s", dtype_name(x->dtype));
+    lego_tensor xy = {.dtype = x->dtype};
+    LEGO_TRY(op_broadcast_shape(c, x, y, &xy));
+    c->out[0]->dtype = x->dtype;
+    return op_broadcast_shape(c, c->in[0], &xy, c->out[0]);
+}
+
+static void row_where(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                      int64_t len)
+{
+    size_t es = lego_dtype_size(c->out[0]->dtype);
+    const uint8_t *cond = (const uint8_t *)c->in[0]->data + off[0];
+    const char *x = (const char *)c->in[1]->data + off[1] * (int64_t)es;
+    const char *y = (const char *)c->in[2]->data + off[2] * (int64_t)es;
+    char *out = (char *)c->out[0]->data + o * (int64_t)es;
+    for (int64_t i = 0; i < len; i++) {
+        const char *src = cond[i * inc[0]] ? x + i * inc[1] * (int64_t)es
+                                           : y + i * inc[2] * (int64_t)es;
+        memcpy(out + i * (int64_t)es, src, es);
+    }
+}
+
+/* out = cond ? X : Y, all three broadcast to out's shape */
+static void where_forward(const op_call *c)
+{
+    const lego_tensor *in[3] = {c->in[0], c->in[1], c->in[2]};
+    bcast b;
+    bcast_init(&b, c->out[0], in, 3);
+    bcast_rows(c, &b, row_where);
+}
+
+const op_desc op_desc_Where = {.name = "Where", .min_in = 3, .max_in = 3, .min_out = 1,
+                               .max_out = 1, .prepare = where_prepare,
+                               .forward = where_forward};

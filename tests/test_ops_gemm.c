@@ -1,0 +1,340 @@
+/* test_ops_gemm.c - Gemm and MatMul against direct loops: transposes,
+ * alpha/beta, every broadcast of C, numpy batching and 1-D promotion. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/tensor.h"
+#include "harness.h"
+#include "ops/op.h"
+
+extern const op_desc op_desc_Gemm, op_desc_MatMul;
+
+/* registry.c comes with op_error and names every op; until all op files
+ * exist these weak stand-ins let this test link. Nothing here looks them up. */
+#define WEAK_OP(op) __attribute__((weak)) const op_desc op_desc_##op = {.name = #op};
+WEAK_OP(Add) WEAK_OP(Sub) WEAK_OP(Mul) WEAK_OP(Div) WEAK_OP(Pow) WEAK_OP(Sqrt) WEAK_OP(Equal)
+WEAK_OP(Where) WEAK_OP(Relu) WEAK_OP(LeakyRelu) WEAK_OP(Clip) WEAK_OP(Sigmoid) WEAK_OP(Tanh)
+WEAK_OP(Softmax) WEAK_OP(Conv) WEAK_OP(ConvTranspose) WEAK_OP(AveragePool) WEAK_OP(MaxPool)
+WEAK_OP(GlobalAveragePool) WEAK_OP(GlobalMaxPool) WEAK_OP(BatchNormalization) WEAK_OP(ReduceMean)
+WEAK_OP(ReduceMax) WEAK_OP(Reshape) WEAK_OP(Flatten) WEAK_OP(Squeeze) WEAK_OP(Unsqueeze)
+WEAK_OP(Transpose) WEAK_OP(Concat) WEAK_OP(Slice) WEAK_OP(Gather) WEAK_OP(Expand) WEAK_OP(Shape)
+WEAK_OP(Identity) WEAK_OP(Dropout) WEAK_OP(Constant) WEAK_OP(Cast) WEAK_OP(ConstantOfShape)
+WEAK_OP(Pad) WEAK_OP(Resize)
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint32_t rng = 99;
+static uint32_t rnd(uint32_t n)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return (rng >> 8) % n;
+}
+static float frand(void) { return (float)rnd(20001) / 10000.0f - 1.0f; }
+
+typedef struct attrs {
+    int n;
+    lego_attr a[12];
+} attrs;
+
+static void add_int(attrs *l, const char *name, int64_t v)
+{
+    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_INT, .i = v};
+}
+
+static void make(lego_tensor *t, lego_dtype dt, int rank, const int64_t *dims, int alloc)
+{
+    memset(t, 0, sizeof *t);
+    tensor_set_shape(t, dt, rank, dims);
+    if (alloc && tensor_alloc(t).code == LEGO_OK && dt == LEGO_F32)
+        for (int64_t i = 0; i < lego_tensor_numel(t); i++)
+            ((float *)t->data)[i] = frand();
+}
+
+/* prepare, then (if it worked and forward is set) allocate out[0] and run forward. */
+static lego_status run(const op_desc *d, attrs *l, int n_in, lego_tensor **in, int n_out,
+                       lego_tensor **out, int forward, int64_t *flops)
+{
+    attr_list al = {l->n, l->a};
+    void *params = calloc(1, d->params_size);
+    op_call c = {.attrs = &al, .node_name = "", .opset = 17, .n_in = n_in, .n_out = n_out,
+                 .in = in, .out = out, .params = params};
+    lego_status st = d->prepare(&c);
+    if (st.code == LEGO_OK && flops)
+        *flops = d->flops(&c);
+    if (st.code == LEGO_OK && forward) {
+        st = tensor_alloc(out[0]);
+        if (st.code == LEGO_OK)
+            d->forward(&c);
+    }
+    free(params);
+    return st;
+}
+
+static void add_float(attrs *l, const char *name, float v)
+{
+    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_FLOAT, .f = v};
+}
+
+/* ---- Gemm --------------------------------------------------------------- */
+
+/* One Gemm with C of shape cshape (rank crank < 0: no C) against the formula. */
+static void gemm_case(int64_t m, int64_t n, int64_t k, int ta, int tb, float alpha, float beta,
+                      int crank, const int64_t *cshape)
+{
+    lego_tensor a, b, cc, y = {0};
+    int64_t ad[2] = {ta ? k : m, ta ? m : k}, bd[2] = {tb ? n : k, tb ? k : n};
+    make(&a, LEGO_F32, 2, ad, 1);
+    make(&b, LEGO_F32, 2, bd, 1);
+    make(&cc, LEGO_F32, crank < 0 ? 0 : crank, cshape, 1);
+    attrs l = {0};
+    add_int(&l, "transA", ta);
+    add_int(&l, "transB", tb);
+    add_float(&l, "alpha", alpha);
+    add_float(&l, "beta", beta);
+    lego_tensor *in[3] = {&a, &b, &cc}, *out[1] = {&y};
+    int64_t flops = 0;
+    char what[160];
+    snprintf(what, sizeof what, "gemm %lldx%lldx%lld tA %d tB %d alpha %g beta %g C rank %d",
+             (long long)m, (long long)n, (long long)k, ta, tb, alpha, beta, crank);
+    lego_status st = run(&op_desc_Gemm, &l, crank < 0 ? 2 : 3, in, 1, out, 1, &flops);
+    if (st.code != LEGO_OK) {
+        CHECK_OK(st);
+        fprintf(stderr, "  in %s\n", what);
+    } else {
+        CHECK(y.rank == 2 && y.dims[0] == m && y.dims[1] == n);
+        CHECK(flops == 2 * m * n * k + (crank < 0 ? 0 : m * n));
+        const float *av = a.data, *bv = b.data, *cv = cc.data;
+        float *want = malloc((size_t)(m * n) * sizeof *want);
+        int64_t cm = crank == 2 ? cshape[0] : 1, cn = crank >= 1 ? cshape[crank - 1] : 1;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t p = 0; p < k; p++)
+                    s += (double)(ta ? av[p * m + i] : av[i * k + p]) *
+                         (tb ? bv[j * k + p] : bv[p * n + j]);
+                s *= alpha;
+                if (crank >= 0)
+                    s += beta * cv[(cm == 1 ? 0 : i) * cn + (cn == 1 ? 0 : j)];
+                want[i * n + j] = (float)s;
+            }
+        check_close(y.data, want, (long)(m * n), 1e-5f, 1e-4f, what);
+        free(want);
+    }
+    tensor_release(&a);
+    tensor_release(&b);
+    tensor_release(&cc);
+    tensor_release(&y);
+}
+
+static void gemm_sweep(void)
+{
+    static const float alphas[] = {1.0f, 0.5f, -2.0f}, betas[] = {1.0f, 0.0f, 0.25f};
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t m = 1 + rnd(7), n = 1 + rnd(7), k = 1 + rnd(7);
+        int choice = (int)rnd(8);
+        /* no C, scalar, (N), (1,N), (M,1), (M,N), (1,1), (1) */
+        int ranks[8] = {-1, 0, 1, 2, 2, 2, 2, 1};
+        int64_t shapes[8][2] = {{0}, {0}, {n}, {1, n}, {m, 1}, {m, n}, {1, 1}, {1}};
+        gemm_case(m, n, k, (int)rnd(2), (int)rnd(2), alphas[rnd(3)], betas[rnd(3)],
+                  ranks[choice], shapes[choice]);
+    }
+    int64_t c[1] = {50};
+    gemm_case(37, 50, 64, 0, 1, 1.0f, 1.0f, 1, c); /* a fully connected layer */
+}
+
+/* beta = 0 ignores C entirely, as onnxruntime does: no NaN leaks through. */
+static void gemm_beta_zero(void)
+{
+    lego_tensor a, b, cc, y = {0};
+    int64_t ad[2] = {2, 3}, bd[2] = {3, 2}, cd[2] = {2, 2};
+    make(&a, LEGO_F32, 2, ad, 1);
+    make(&b, LEGO_F32, 2, bd, 1);
+    make(&cc, LEGO_F32, 2, cd, 1);
+    ((float *)cc.data)[0] = NAN;
+    ((float *)cc.data)[1] = NAN;
+    attrs l = {0};
+    add_float(&l, "beta", 0.0f);
+    lego_tensor *in[3] = {&a, &b, &cc}, *out[1] = {&y};
+    CHECK_OK(run(&op_desc_Gemm, &l, 3, in, 1, out, 1, NULL));
+    int finite = 1;
+    for (int i = 0; i < 4 && y.data; i++)
+        finite &= isfinite(((float *)y.data)[i]) != 0;
+    CHECK(y.data && finite);
+    tensor_release(&a);
+    tensor_release(&b);
+    tensor_release(&cc);
+    tensor_release(&y);
+}
+
+static void gemm_errors(void)
+{
+    lego_tensor a, b, cc, y = {0};
+    int64_t ad[2] = {2, 3}, bd[2] = {4, 5}, a3[3] = {1, 2, 3}, cd[2] = {3, 2};
+    make(&a, LEGO_F32, 2, ad, 0);
+    make(&b, LEGO_F32, 2, bd, 0);
+    lego_tensor *in[3] = {&a, &b, NULL}, *out[1] = {&y};
+    attrs none = {0};
+    CHECK_FAILS(run(&op_desc_Gemm, &none, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "A is 2x3 (transA=0) and B is 4x5 (transB=0): inner dimensions 3 and 4 differ");
+    attrs tb = {0};
+    add_int(&tb, "transB", 1);
+    bd[0] = 5;
+    bd[1] = 3;
+    make(&b, LEGO_F32, 2, bd, 0);
+    CHECK_OK(run(&op_desc_Gemm, &tb, 2, in, 1, out, 0, NULL));
+    CHECK(y.dims[0] == 2 && y.dims[1] == 5);
+    make(&cc, LEGO_F32, 2, cd, 0);
+    in[2] = &cc;
+    CHECK_FAILS(run(&op_desc_Gemm, &tb, 3, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "C has shape 3x2, which does not broadcast to 2x5");
+    in[2] = NULL;
+    make(&a, LEGO_F32, 3, a3, 0);
+    CHECK_FAILS(run(&op_desc_Gemm, &tb, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "A is 1x2x3 and B is 5x3, both must have rank 2");
+    attrs bad = {0};
+    add_float(&bad, "transA", 1.0f);
+    make(&a, LEGO_F32, 2, ad, 0);
+    CHECK_FAILS(run(&op_desc_Gemm, &bad, 2, in, 1, out, 0, NULL), LEGO_ERR_FORMAT,
+                "attribute 'transA' should be an int");
+}
+
+/* ---- MatMul ------------------------------------------------------------- */
+
+static void matmul_sweep(void)
+{
+    for (int trial = 0; trial < 300; trial++) {
+        int ra = 1 + (int)rnd(4), rb = 1 + (int)rnd(4);
+        int na = ra > 2 ? ra - 2 : 0, nbb = rb > 2 ? rb - 2 : 0, nb = na > nbb ? na : nbb;
+        int64_t bat[2], m = 1 + rnd(5), k = rnd(6) == 0 ? 0 : 1 + rnd(5), n = 1 + rnd(5);
+        for (int i = 0; i < nb; i++)
+            bat[i] = 1 + rnd(3);
+        int64_t ad[4], bd[4];
+        for (int i = 0; i < na; i++)
+            ad[i] = rnd(3) == 0 ? 1 : bat[nb - na + i];
+        for (int i = 0; i < nbb; i++)
+            bd[i] = rnd(3) == 0 ? 1 : bat[nb - nbb + i];
+        /* the broadcast batch is the larger of the two, 1 where both are 1 */
+        for (int i = 0; i < nb; i++) {
+            int ia = i - (nb - na), ib = i - (nb - nbb);
+            int64_t da = ia >= 0 ? ad[ia] : 1, db = ib >= 0 ? bd[ib] : 1;
+            bat[i] = da > db ? da : db;
+        }
+        if (ra == 1) {
+            ad[0] = k;
+        } else {
+            ad[ra - 2] = m;
+            ad[ra - 1] = k;
+        }
+        if (rb == 1) {
+            bd[0] = k;
+        } else {
+            bd[rb - 2] = k;
+            bd[rb - 1] = n;
+        }
+        int64_t mm = ra == 1 ? 1 : m, nn = rb == 1 ? 1 : n;
+        lego_tensor a, b, y = {0};
+        make(&a, LEGO_F32, ra, ad, 1);
+        make(&b, LEGO_F32, rb, bd, 1);
+        lego_tensor *in[2] = {&a, &b}, *out[1] = {&y};
+        attrs none = {0};
+        char what[160], sa[64], sb[64];
+        snprintf(what, sizeof what, "matmul trial %d: %s @ %s", trial,
+                 tensor_shape_str(&a, sa, sizeof sa), tensor_shape_str(&b, sb, sizeof sb));
+        int64_t flops = 0;
+        lego_status st = run(&op_desc_MatMul, &none, 2, in, 1, out, 1, &flops);
+        if (st.code != LEGO_OK) {
+            CHECK_OK(st);
+            fprintf(stderr, "  in %s\n", what);
+        } else {
+            int64_t want_d[4];
+            int wr = 0;
+            for (int i = 0; i < nb; i++)
+                want_d[wr++] = bat[i];
+            if (ra >= 2)
+                want_d[wr++] = m;
+            if (rb >= 2)
+                want_d[wr++] = n;
+            lego_tensor want;
+            make(&want, LEGO_F32, wr, want_d, 1);
+            int same = tensor_same_shape(&y, &want);
+            CHECK(same);
+            if (!same)
+                fprintf(stderr, "  %s: got %s\n", what, tensor_shape_str(&y, sa, sizeof sa));
+            int64_t total = 1;
+            for (int i = 0; i < nb; i++)
+                total *= bat[i];
+            CHECK(flops == 2 * total * mm * nn * k);
+            float *wv = want.data;
+            const float *av = a.data, *bv = b.data;
+            for (int64_t t = 0; t < total && same; t++) {
+                /* batch index of t, then the offset of each operand's matrix */
+                int64_t idx[2], rem = t, oa = 0, ob = 0, sta = mm * k, stb = k * nn;
+                for (int i = nb - 1; i >= 0; i--) {
+                    idx[i] = rem % bat[i];
+                    rem /= bat[i];
+                }
+                for (int i = na - 1; i >= 0; i--) {
+                    oa += (ad[i] == 1 ? 0 : idx[nb - na + i]) * sta;
+                    sta *= ad[i];
+                }
+                for (int i = nbb - 1; i >= 0; i--) {
+                    ob += (bd[i] == 1 ? 0 : idx[nb - nbb + i]) * stb;
+                    stb *= bd[i];
+                }
+                for (int64_t i = 0; i < mm; i++)
+                    for (int64_t j = 0; j < nn; j++) {
+                        double s = 0;
+                        for (int64_t p = 0; p < k; p++)
+                            s += (double)av[oa + i * k + p] * bv[ob + p * nn + j];
+                        wv[(t * mm + i) * nn + j] = (float)s;
+                    }
+            }
+            if (same)
+                check_close(y.data, want.data, (long)lego_tensor_numel(&want), 1e-5f, 1e-4f, what);
+            tensor_release(&want);
+        }
+        tensor_release(&a);
+        tensor_release(&b);
+        tensor_release(&y);
+    }
+}
+
+static void matmul_errors(void)
+{
+    lego_tensor a, b, y = {0};
+    int64_t ad[3] = {2, 3, 4}, bd[3] = {3, 5, 6};
+    make(&a, LEGO_F32, 3, ad, 0);
+    make(&b, LEGO_F32, 3, bd, 0);
+    lego_tensor *in[2] = {&a, &b}, *out[1] = {&y};
+    attrs none = {0};
+    CHECK_FAILS(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "A is 2x3x4 and B is 3x5x6: inner dimensions 4 and 5 differ");
+    bd[1] = 4;
+    make(&b, LEGO_F32, 3, bd, 0);
+    CHECK_FAILS(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "batch dimensions of A (2x3x4) and B (3x4x6) do not broadcast");
+    int64_t v4 = 4;
+    make(&b, LEGO_F32, 1, &v4, 0);
+    CHECK_OK(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL));
+    CHECK(y.rank == 2 && y.dims[0] == 2 && y.dims[1] == 3);
+    make(&a, LEGO_F32, 1, &v4, 0);
+    CHECK_OK(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL));
+    CHECK(y.rank == 0);
+    make(&a, LEGO_F32, 0, ad, 0);
+    CHECK_FAILS(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "MatMul needs rank at least 1");
+    make(&a, LEGO_I64, 1, &v4, 0);
+    CHECK_FAILS(run(&op_desc_MatMul, &none, 2, in, 1, out, 0, NULL), LEGO_ERR_SHAPE,
+                "input 0 is int64, expected float32");
+}
+
+int main(void)
+{
+    gemm_sweep();
+    gemm_beta_zero();
+    gemm_errors();
+    matmul_sweep();
+    matmul_errors();
+    return harness_finish();
+}
