@@ -24,6 +24,6 @@ corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 cp tests/data/ops/*.onnx "$corpus"/ 2>/dev/null || true
 ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
-  build-fuzz/fuzz/fuzz_onnx_import "$corpus" fuzz/seeds -max_total_time="${FUZZ_SECONDS:-60}" \
+  build-fuzz/fuzz/fuzz_onnx_import "$corpus" -max_total_time="${FUZZ_SECONDS:-60}" \
   -rss_limit_mb=4096 -max_len=65536 -print_final_stats=0 2>&1 | tail -n 3
 echo "fuzz: 1 passed, 0 failed"
