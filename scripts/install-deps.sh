@@ -11,7 +11,7 @@ pkgs=(
   cmake ninja-build gcc clang libclang-rt-14-dev   # build, sanitizers, libFuzzer
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev # ONNX: schema + protobuf-c
   libblis-pthread-dev                               # CBLAS (picks AVX-512 by itself)
-  libcjson-dev zlib1g-dev                           # JSON manifests, gzip datasets
+  libcjson-dev zlib1g-dev libpng-dev libjpeg-dev    # JSON manifests, gzip datasets, image folders
   dataset-fashion-mnist                             # the bundled default dataset
 )
 if [[ "${1:-}" == "--dev" ]]; then

@@ -1,75 +1,15 @@
 /* test_ops_batchnorm.c - BatchNormalization (inference) against a direct
- * formula over ranks 2 to 5, and its error messages. */
+ * formula over ranks 2 to 5, and its error messages; training mode's batch
+ * statistics and running-statistic update worked by hand; backward in both
+ * modes against finite differences and for accumulating into the gradients
+ * it is given. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tensor.h"
-#include "harness.h"
-#include "ops/op.h"
+#include "op_test.h"
 
 extern const op_desc op_desc_BatchNormalization;
-
-/* registry.c comes with op_error and names every op; until all op files
- * exist these weak stand-ins let this test link. Nothing here looks them up. */
-#define WEAK_OP(op) __attribute__((weak)) const op_desc op_desc_##op = {.name = #op};
-WEAK_OP(Add) WEAK_OP(Sub) WEAK_OP(Mul) WEAK_OP(Div) WEAK_OP(Pow) WEAK_OP(Sqrt) WEAK_OP(Equal)
-WEAK_OP(Where) WEAK_OP(Relu) WEAK_OP(LeakyRelu) WEAK_OP(Clip) WEAK_OP(Sigmoid) WEAK_OP(Tanh)
-WEAK_OP(Softmax) WEAK_OP(Conv) WEAK_OP(ConvTranspose) WEAK_OP(AveragePool) WEAK_OP(MaxPool)
-WEAK_OP(GlobalAveragePool) WEAK_OP(GlobalMaxPool) WEAK_OP(Gemm) WEAK_OP(MatMul) WEAK_OP(ReduceMean)
-WEAK_OP(ReduceMax) WEAK_OP(Reshape) WEAK_OP(Flatten) WEAK_OP(Squeeze) WEAK_OP(Unsqueeze)
-WEAK_OP(Transpose) WEAK_OP(Concat) WEAK_OP(Slice) WEAK_OP(Gather) WEAK_OP(Expand) WEAK_OP(Shape)
-WEAK_OP(Identity) WEAK_OP(Dropout) WEAK_OP(Constant) WEAK_OP(Cast) WEAK_OP(ConstantOfShape)
-WEAK_OP(Pad) WEAK_OP(Resize)
-
-/* ---- small helpers ---------------------------------------------------- */
-
-static uint32_t rng = 4242;
-static uint32_t rnd(uint32_t n)
-{
-    rng = rng * 1664525u + 1013904223u;
-    return (rng >> 8) % n;
-}
-static float frand(void) { return (float)rnd(20001) / 10000.0f - 1.0f; }
-
-typedef struct attrs {
-    int n;
-    lego_attr a[12];
-} attrs;
-
-static void add_int(attrs *l, const char *name, int64_t v)
-{
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_INT, .i = v};
-}
-
-static void make(lego_tensor *t, lego_dtype dt, int rank, const int64_t *dims, int alloc)
-{
-    memset(t, 0, sizeof *t);
-    tensor_set_shape(t, dt, rank, dims);
-    if (alloc && tensor_alloc(t).code == LEGO_OK && dt == LEGO_F32)
-        for (int64_t i = 0; i < lego_tensor_numel(t); i++)
-            ((float *)t->data)[i] = frand();
-}
-
-/* prepare, then (if it worked and forward is set) allocate out[0] and run forward. */
-static lego_status run(const op_desc *d, attrs *l, int n_in, lego_tensor **in, int n_out,
-                       lego_tensor **out, int forward, int64_t *flops)
-{
-    attr_list al = {l->n, l->a};
-    void *params = calloc(1, d->params_size);
-    op_call c = {.attrs = &al, .node_name = "", .opset = 17, .n_in = n_in, .n_out = n_out,
-                 .in = in, .out = out, .params = params};
-    lego_status st = d->prepare(&c);
-    if (st.code == LEGO_OK && flops)
-        *flops = d->flops(&c);
-    if (st.code == LEGO_OK && forward) {
-        st = tensor_alloc(out[0]);
-        if (st.code == LEGO_OK)
-            d->forward(&c);
-    }
-    free(params);
-    return st;
-}
 
 /* x, scale, B, mean, var for x of the given shape; var is kept positive. */
 static void make_inputs(lego_tensor *t, int rank, const int64_t *dims)
@@ -96,7 +36,7 @@ static void bn_sweep(void)
         float eps = 1e-5f;
         if (rnd(2)) {
             eps = 1e-3f;
-            l.a[l.n++] = (lego_attr){.name = "epsilon", .type = ATTR_FLOAT, .f = eps};
+            add_float(&l, "epsilon", eps);
         }
         add_int(&l, "training_mode", 0);
         int64_t flops = 0;
@@ -173,9 +113,115 @@ static void bn_errors(void)
         tensor_release(&t[i]);
 }
 
+/* ---- training mode and backward ----------------------------------------- */
+
+/* Training mode normalises with the batch mean and biased variance and
+ * moves the running statistics towards the batch's, PyTorch's way: the
+ * unbiased variance, weighted 1 - momentum. */
+static void bn_training_forward(void)
+{
+    /* x is 2x2x3: channel 0 holds 1..6, channel 1 holds 0,0,0,2,2,2 */
+    int64_t dims[3] = {2, 2, 3};
+    lego_tensor t[5], y = {0};
+    make_inputs(t, 3, dims);
+    const float xs[12] = {1, 2, 3, 0, 0, 0, 4, 5, 6, 2, 2, 2};
+    memcpy(t[0].data, xs, sizeof xs);
+    float *sc = t[1].data, *b = t[2].data, *mu = t[3].data, *var = t[4].data;
+    sc[0] = 2.0f, sc[1] = 0.5f, b[0] = 0.25f, b[1] = -1.0f;
+    mu[0] = 1.0f, mu[1] = -2.0f, var[0] = 4.0f, var[1] = 0.5f;
+    lego_tensor *in[5] = {&t[0], &t[1], &t[2], &t[3], &t[4]}, *out[1] = {&y};
+    attrs l = {0};
+    add_float(&l, "epsilon", 1e-3f);
+    add_float(&l, "momentum", 0.8f);
+    attr_list al = {l.n, l.a};
+    void *params = calloc(1, op_desc_BatchNormalization.params_size);
+    op_call c = {.attrs = &al, .node_name = "", .opset = 15, .n_in = 5, .n_out = 1, .in = in,
+                 .out = out, .params = params, .training = true};
+    CHECK_OK(op_desc_BatchNormalization.prepare(&c));
+    CHECK_OK(tensor_alloc(&y));
+    op_desc_BatchNormalization.forward(&c);
+    /* channel 0: mean 3.5, biased variance 17.5/6, unbiased 17.5/5 = 3.5;
+     * channel 1: mean 1, biased variance 1, unbiased 6/5 */
+    double m0 = 3.5, v0 = 17.5 / 6, m1 = 1.0, v1 = 1.0;
+    float want_y[12];
+    for (int i = 0; i < 12; i++) {
+        int ch = (i / 3) % 2;
+        double m = ch ? m1 : m0, v = ch ? v1 : v0, s = ch ? 0.5 : 2.0, bb = ch ? -1.0 : 0.25;
+        want_y[i] = (float)((xs[i] - m) / sqrt(v + 1e-3) * s + bb);
+    }
+    check_close(y.data, want_y, 12, 1e-6f, 1e-5f, "training-mode output (batch statistics)");
+    const float want_mu[2] = {0.8f * 1.0f + 0.2f * 3.5f, 0.8f * -2.0f + 0.2f * 1.0f};
+    const float want_var[2] = {0.8f * 4.0f + 0.2f * 3.5f, 0.8f * 0.5f + 0.2f * 1.2f};
+    check_close(mu, want_mu, 2, 1e-6f, 1e-6f, "running mean after one training step");
+    check_close(var, want_var, 2, 1e-6f, 1e-6f, "running var (unbiased) after one training step");
+
+    /* the default momentum is 0.9 (PyTorch's 0.1): a second step from here */
+    attrs ld = {0};
+    add_float(&ld, "epsilon", 1e-3f);
+    al = (attr_list){ld.n, ld.a};
+    CHECK_OK(op_desc_BatchNormalization.prepare(&c));
+    op_desc_BatchNormalization.forward(&c);
+    const float want_mu2[2] = {0.9f * want_mu[0] + 0.1f * 3.5f, 0.9f * want_mu[1] + 0.1f * 1.0f};
+    const float want_var2[2] = {0.9f * want_var[0] + 0.1f * 3.5f,
+                                0.9f * want_var[1] + 0.1f * 1.2f};
+    check_close(mu, want_mu2, 2, 1e-6f, 1e-6f, "running mean, default momentum");
+    check_close(var, want_var2, 2, 1e-6f, 1e-6f, "running var, default momentum");
+
+    /* inference reads the running statistics and leaves them alone */
+    const float saved_mu[2] = {mu[0], mu[1]}, saved_var[2] = {var[0], var[1]};
+    c.training = false;
+    op_desc_BatchNormalization.forward(&c);
+    check_close(mu, saved_mu, 2, 0, 0, "running mean unchanged at inference");
+    check_close(var, saved_var, 2, 0, 0, "running var unchanged at inference");
+    for (int i = 0; i < 12; i++) {
+        int ch = (i / 3) % 2;
+        want_y[i] = (float)((xs[i] - mu[ch]) / sqrt((double)var[ch] + 1e-3) * (ch ? 0.5 : 2.0) +
+                            (ch ? -1.0 : 0.25));
+    }
+    check_close(y.data, want_y, 12, 1e-6f, 1e-5f, "inference output after training steps");
+    for (int i = 0; i < 5; i++)
+        tensor_release(&t[i]);
+    tensor_release(&y);
+    free(params);
+}
+
+static void bn_grads(void)
+{
+    static const int64_t shapes[][5] = {
+        {2, 3, 4, 3, 0}, {4, 2, 0, 0, 0}, {2, 2, 5, 0, 0}, {1, 3, 3, 4, 0}, {2, 2, 2, 3, 2},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int rank = 0;
+        while (rank < 5 && shapes[s][rank])
+            rank++;
+        for (int training = 0; training < 2; training++) {
+            lego_tensor t[5];
+            make_inputs(t, rank, shapes[s]);
+            /* channels off zero mean and unit variance, as real activations are */
+            float *x = t[0].data;
+            for (int64_t i = 0; i < lego_tensor_numel(&t[0]); i++)
+                x[i] = x[i] * 1.5f + 0.3f;
+            lego_tensor *in[5] = {&t[0], &t[1], &t[2], &t[3], &t[4]};
+            attrs l = {0};
+            add_float(&l, "epsilon", 1e-3f);
+            char what[80];
+            snprintf(what, sizeof what, "BatchNormalization backward, rank %d, %s", rank,
+                     training ? "training" : "inference");
+            gradcheck(&op_desc_BatchNormalization, &l, 15, 5, in, 1, 7u, training, 1e-2f, 1e-3f,
+                      2e-3f, 200, what);
+            check_accumulates(&op_desc_BatchNormalization, &l, 5, in, 7u, training, what);
+            for (int i = 0; i < 5; i++)
+                tensor_release(&t[i]);
+        }
+    }
+}
+
 int main(void)
 {
+    test_seed(4242u);
     bn_sweep();
     bn_errors();
+    bn_training_forward();
+    bn_grads();
     return harness_finish();
 }

@@ -1,80 +1,14 @@
 /* test_ops_gemm.c - Gemm and MatMul against direct loops: transposes,
- * alpha/beta, every broadcast of C, numpy batching and 1-D promotion. */
+ * alpha/beta, every broadcast of C, numpy batching and 1-D promotion; their
+ * backward passes against finite differences over the same variants, and for
+ * accumulating into the gradients they are given. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tensor.h"
-#include "harness.h"
-#include "ops/op.h"
+#include "op_test.h"
 
 extern const op_desc op_desc_Gemm, op_desc_MatMul;
-
-/* registry.c comes with op_error and names every op; until all op files
- * exist these weak stand-ins let this test link. Nothing here looks them up. */
-#define WEAK_OP(op) __attribute__((weak)) const op_desc op_desc_##op = {.name = #op};
-WEAK_OP(Add) WEAK_OP(Sub) WEAK_OP(Mul) WEAK_OP(Div) WEAK_OP(Pow) WEAK_OP(Sqrt) WEAK_OP(Equal)
-WEAK_OP(Where) WEAK_OP(Relu) WEAK_OP(LeakyRelu) WEAK_OP(Clip) WEAK_OP(Sigmoid) WEAK_OP(Tanh)
-WEAK_OP(Softmax) WEAK_OP(Conv) WEAK_OP(ConvTranspose) WEAK_OP(AveragePool) WEAK_OP(MaxPool)
-WEAK_OP(GlobalAveragePool) WEAK_OP(GlobalMaxPool) WEAK_OP(BatchNormalization) WEAK_OP(ReduceMean)
-WEAK_OP(ReduceMax) WEAK_OP(Reshape) WEAK_OP(Flatten) WEAK_OP(Squeeze) WEAK_OP(Unsqueeze)
-WEAK_OP(Transpose) WEAK_OP(Concat) WEAK_OP(Slice) WEAK_OP(Gather) WEAK_OP(Expand) WEAK_OP(Shape)
-WEAK_OP(Identity) WEAK_OP(Dropout) WEAK_OP(Constant) WEAK_OP(Cast) WEAK_OP(ConstantOfShape)
-WEAK_OP(Pad) WEAK_OP(Resize)
-
-/* ---- small helpers ---------------------------------------------------- */
-
-static uint32_t rng = 99;
-static uint32_t rnd(uint32_t n)
-{
-    rng = rng * 1664525u + 1013904223u;
-    return (rng >> 8) % n;
-}
-static float frand(void) { return (float)rnd(20001) / 10000.0f - 1.0f; }
-
-typedef struct attrs {
-    int n;
-    lego_attr a[12];
-} attrs;
-
-static void add_int(attrs *l, const char *name, int64_t v)
-{
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_INT, .i = v};
-}
-
-static void make(lego_tensor *t, lego_dtype dt, int rank, const int64_t *dims, int alloc)
-{
-    memset(t, 0, sizeof *t);
-    tensor_set_shape(t, dt, rank, dims);
-    if (alloc && tensor_alloc(t).code == LEGO_OK && dt == LEGO_F32)
-        for (int64_t i = 0; i < lego_tensor_numel(t); i++)
-            ((float *)t->data)[i] = frand();
-}
-
-/* prepare, then (if it worked and forward is set) allocate out[0] and run forward. */
-static lego_status run(const op_desc *d, attrs *l, int n_in, lego_tensor **in, int n_out,
-                       lego_tensor **out, int forward, int64_t *flops)
-{
-    attr_list al = {l->n, l->a};
-    void *params = calloc(1, d->params_size);
-    op_call c = {.attrs = &al, .node_name = "", .opset = 17, .n_in = n_in, .n_out = n_out,
-                 .in = in, .out = out, .params = params};
-    lego_status st = d->prepare(&c);
-    if (st.code == LEGO_OK && flops)
-        *flops = d->flops(&c);
-    if (st.code == LEGO_OK && forward) {
-        st = tensor_alloc(out[0]);
-        if (st.code == LEGO_OK)
-            d->forward(&c);
-    }
-    free(params);
-    return st;
-}
-
-static void add_float(attrs *l, const char *name, float v)
-{
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_FLOAT, .f = v};
-}
 
 /* ---- Gemm --------------------------------------------------------------- */
 
@@ -292,6 +226,9 @@ static void matmul_sweep(void)
             }
             if (same)
                 check_close(y.data, want.data, (long)lego_tensor_numel(&want), 1e-5f, 1e-4f, what);
+            /* both inputs' gradients, broadcast batch axes summed; linear, so
+             * the differences are exact up to float rounding */
+            gradcheck(&op_desc_MatMul, &none, 17, 2, in, 1, 3u, 0, 1e-2f, 1e-3f, 1e-3f, 24, what);
             tensor_release(&want);
         }
         tensor_release(&a);
@@ -329,12 +266,95 @@ static void matmul_errors(void)
                 "input 0 is int64, expected float32");
 }
 
+/* ---- backward ----------------------------------------------------------- */
+
+static void gemm_grads(void)
+{
+    /* every shape C may take for (M,N) = (3,4); rank -1: no C */
+    static const struct {
+        int rank;
+        int64_t dims[2];
+    } cs[] = {{-1, {0, 0}}, {0, {0, 0}}, {1, {1, 0}}, {1, {4, 0}}, {2, {1, 1}},
+              {2, {1, 4}},  {2, {3, 1}}, {2, {3, 4}}};
+    static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, -1.5f}, {-2.0f, 0.0f}};
+    int64_t m = 3, n = 4, k = 2;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t v = 0; v < sizeof ab / sizeof ab[0]; v++)
+                for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+                    lego_tensor a, b, cc;
+                    int64_t ad[2] = {ta ? k : m, ta ? m : k}, bd[2] = {tb ? n : k, tb ? k : n};
+                    make(&a, LEGO_F32, 2, ad, 1);
+                    make(&b, LEGO_F32, 2, bd, 1);
+                    make(&cc, LEGO_F32, cs[ci].rank < 0 ? 0 : cs[ci].rank, cs[ci].dims, 1);
+                    attrs l = {0};
+                    add_int(&l, "transA", ta);
+                    add_int(&l, "transB", tb);
+                    add_float(&l, "alpha", ab[v][0]);
+                    add_float(&l, "beta", ab[v][1]);
+                    lego_tensor *in[3] = {&a, &b, &cc};
+                    int n_in = cs[ci].rank < 0 ? 2 : 3;
+                    char what[128];
+                    snprintf(what, sizeof what,
+                             "Gemm backward, tA %d tB %d alpha %g beta %g C rank %d %lldx%lld", ta,
+                             tb, ab[v][0], ab[v][1], cs[ci].rank, (long long)cs[ci].dims[0],
+                             (long long)cs[ci].dims[1]);
+                    gradcheck(&op_desc_Gemm, &l, 17, n_in, in, 1, 7u, 0, 1e-2f, 1e-3f, 1e-3f, 100,
+                              what);
+                    check_accumulates(&op_desc_Gemm, &l, n_in, in, 7u, 0, what);
+                    tensor_release(&a);
+                    tensor_release(&b);
+                    tensor_release(&cc);
+                }
+}
+
+static void matmul_grads(void)
+{
+    /* shapes of A and B; 0 ends a shape */
+    static const int64_t cases[][2][5] = {
+        {{5, 0}, {5, 0}},                   /* vector dot vector */
+        {{4, 0}, {4, 3, 0}},                /* vector @ matrix */
+        {{3, 4, 0}, {4, 0}},                /* matrix @ vector */
+        {{3, 4, 0}, {4, 2, 0}},             /* plain */
+        {{2, 3, 4, 0}, {4, 2, 0}},          /* batch folded into rows */
+        {{3, 4, 0}, {2, 4, 5, 0}},          /* A broadcast over B's batch */
+        {{2, 3, 4, 0}, {2, 4, 2, 0}},       /* matching batch */
+        {{2, 1, 3, 4, 0}, {3, 4, 2, 0}},    /* both broadcast */
+        {{1, 3, 2, 0}, {3, 2, 4, 0}},       /* A's batch of one */
+        {{3, 2, 4, 0}, {1, 4, 2, 0}},       /* B's batch of one */
+        {{2, 3, 4, 0}, {4, 0}},             /* batched @ vector */
+        {{4, 0}, {2, 3, 4, 2, 0}},          /* vector @ batched */
+        {{2, 2, 3, 2, 0}, {2, 2, 2, 3, 0}}, /* rank 4 both */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lego_tensor t[2];
+        for (int j = 0; j < 2; j++) {
+            int r = 0;
+            while (cases[i][j][r])
+                r++;
+            make(&t[j], LEGO_F32, r, cases[i][j], 1);
+        }
+        lego_tensor *in[2] = {&t[0], &t[1]};
+        attrs none = {0};
+        char what[128], sa[64], sb[64];
+        snprintf(what, sizeof what, "MatMul backward, %s @ %s",
+                 tensor_shape_str(&t[0], sa, sizeof sa), tensor_shape_str(&t[1], sb, sizeof sb));
+        gradcheck(&op_desc_MatMul, &none, 17, 2, in, 1, 3u, 0, 1e-2f, 1e-3f, 1e-3f, 100, what);
+        check_accumulates(&op_desc_MatMul, &none, 2, in, 3u, 0, what);
+        tensor_release(&t[0]);
+        tensor_release(&t[1]);
+    }
+}
+
 int main(void)
 {
+    test_seed(99u);
     gemm_sweep();
     gemm_beta_zero();
     gemm_errors();
     matmul_sweep();
     matmul_errors();
+    gemm_grads();
+    matmul_grads();
     return harness_finish();
 }

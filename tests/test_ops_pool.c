@@ -1,95 +1,22 @@
 /* test_ops_pool.c - AveragePool, MaxPool and the global pools against
- * direct-loop references, hand-worked PyTorch cases, and error messages. */
+ * direct-loop references, hand-worked PyTorch cases, and error messages; their
+ * backward passes against the references' adjoints over the same sweeps,
+ * against finite differences for each attribute variant, for ties, and for
+ * accumulating into the gradient they are given. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tensor.h"
-#include "harness.h"
-#include "ops/op.h"
+#include "op_test.h"
 
 extern const op_desc op_desc_AveragePool, op_desc_MaxPool, op_desc_GlobalAveragePool,
     op_desc_GlobalMaxPool;
 
-/* registry.c comes with op_error and names every op; until all op files
- * exist these weak stand-ins let this test link. Nothing here looks them up. */
-#define WEAK_OP(op) __attribute__((weak)) const op_desc op_desc_##op = {.name = #op};
-WEAK_OP(Add) WEAK_OP(Sub) WEAK_OP(Mul) WEAK_OP(Div) WEAK_OP(Pow) WEAK_OP(Sqrt) WEAK_OP(Equal)
-WEAK_OP(Where) WEAK_OP(Relu) WEAK_OP(LeakyRelu) WEAK_OP(Clip) WEAK_OP(Sigmoid) WEAK_OP(Tanh)
-WEAK_OP(Softmax) WEAK_OP(Conv) WEAK_OP(ConvTranspose) WEAK_OP(BatchNormalization) WEAK_OP(Gemm)
-WEAK_OP(MatMul) WEAK_OP(ReduceMean) WEAK_OP(ReduceMax) WEAK_OP(Reshape) WEAK_OP(Flatten)
-WEAK_OP(Squeeze) WEAK_OP(Unsqueeze) WEAK_OP(Transpose) WEAK_OP(Concat) WEAK_OP(Slice)
-WEAK_OP(Gather) WEAK_OP(Expand) WEAK_OP(Shape) WEAK_OP(Identity) WEAK_OP(Dropout)
-WEAK_OP(Constant) WEAK_OP(Cast) WEAK_OP(ConstantOfShape) WEAK_OP(Pad) WEAK_OP(Resize)
-
-/* ---- small helpers ---------------------------------------------------- */
-
-static uint32_t rng = 777;
-static uint32_t rnd(uint32_t n)
+/* The pools take one input; here they give one output. */
+static lego_status pool_run(const op_desc *d, attrs *l, lego_tensor *x, lego_tensor *y, int forward)
 {
-    rng = rng * 1664525u + 1013904223u;
-    return (rng >> 8) % n;
-}
-static float frand(void) { return (float)rnd(20001) / 10000.0f - 1.0f; }
-
-typedef struct attrs {
-    int n;
-    lego_attr a[12];
-    int64_t ints[12][8];
-} attrs;
-
-static void add_int(attrs *l, const char *name, int64_t v)
-{
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_INT, .i = v};
-}
-
-static void add_ints(attrs *l, const char *name, int n, const int64_t *v)
-{
-    int k = l->n;
-    memcpy(l->ints[k], v, (size_t)n * sizeof *v);
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_INTS, .n = n, .ints = l->ints[k]};
-}
-
-static void add_str(attrs *l, const char *name, const char *s)
-{
-    l->a[l->n++] = (lego_attr){.name = (char *)name, .type = ATTR_STRING, .s = (char *)s};
-}
-
-static void make(lego_tensor *t, lego_dtype dt, int rank, const int64_t *dims, int alloc)
-{
-    memset(t, 0, sizeof *t);
-    tensor_set_shape(t, dt, rank, dims);
-    if (alloc && tensor_alloc(t).code == LEGO_OK && dt == LEGO_F32)
-        for (int64_t i = 0; i < lego_tensor_numel(t); i++)
-            ((float *)t->data)[i] = frand();
-}
-
-/* prepare on one input, then (if it worked and forward is set) allocate out[0] and run forward. */
-static lego_status run(const op_desc *d, attrs *l, lego_tensor *x, int n_out, lego_tensor **out,
-                       int forward, int64_t *flops)
-{
-    attr_list al = {l->n, l->a};
-    void *params = calloc(1, d->params_size);
-    lego_tensor *in[1] = {x};
-    op_call c = {.attrs = &al, .node_name = "", .opset = 17, .n_in = 1, .n_out = n_out,
-                 .in = in, .out = out, .params = params};
-    lego_status st = d->prepare(&c);
-    if (st.code == LEGO_OK && flops)
-        *flops = d->flops(&c);
-    if (st.code == LEGO_OK && forward) {
-        st = tensor_alloc(out[0]);
-        if (st.code == LEGO_OK)
-            d->forward(&c);
-    }
-    free(params);
-    return st;
-}
-
-static lego_status run1(const op_desc *d, attrs *l, lego_tensor *x, lego_tensor *y, int forward)
-{
-    lego_tensor *out[1] = {y};
-    return run(d, l, x, 1, out, forward, NULL);
+    return run1(d, l, 1, &x, y, forward, NULL);
 }
 
 /* ---- reference ---------------------------------------------------------- */
@@ -131,6 +58,68 @@ static void ref_pool(const cfg *q, const float *x, float *y)
                 else
                     *o = (float)(sum / (double)(q->count_include_pad ? padded : inside));
             }
+}
+
+/* The adjoint of ref_pool: dx += each dy spread over its window (average)
+ * or given to the window's first maximum in row-major tap order (max). */
+static void ref_pool_backward(const cfg *q, const float *x, const float *dy, float *dx)
+{
+    for (int64_t nc = 0; nc < q->n * q->c; nc++)
+        for (int64_t oh = 0; oh < q->ho; oh++)
+            for (int64_t ow = 0; ow < q->wo; ow++) {
+                int64_t inside = 0, padded = 0, best = -1;
+                for (int64_t ki = 0; ki < q->kh; ki++)
+                    for (int64_t kj = 0; kj < q->kw; kj++) {
+                        int64_t ih = oh * q->sh - q->pt + ki * q->dh;
+                        int64_t iw = ow * q->sw - q->pl + kj * q->dw;
+                        if (ih >= -q->pt && ih < q->h + q->pb && iw >= -q->pl && iw < q->w + q->pr)
+                            padded++;
+                        if (ih < 0 || ih >= q->h || iw < 0 || iw >= q->w)
+                            continue;
+                        int64_t at = (nc * q->h + ih) * q->w + iw;
+                        inside++;
+                        if (best < 0 || x[at] > x[best])
+                            best = at;
+                    }
+                float g = dy[(nc * q->ho + oh) * q->wo + ow];
+                if (q->is_max) {
+                    if (best >= 0)
+                        dx[best] += g;
+                    continue;
+                }
+                int64_t count = q->count_include_pad ? padded : inside;
+                for (int64_t ki = 0; ki < q->kh; ki++)
+                    for (int64_t kj = 0; kj < q->kw; kj++) {
+                        int64_t ih = oh * q->sh - q->pt + ki * q->dh;
+                        int64_t iw = ow * q->sw - q->pl + kj * q->dw;
+                        if (ih >= 0 && ih < q->h && iw >= 0 && iw < q->w)
+                            dx[(nc * q->h + ih) * q->w + iw] += g / (float)count;
+                    }
+            }
+}
+
+/* Backward of desc on x against ref_pool_backward, the gradient starting
+ * from random values it must be added to. */
+static void check_pool_backward(const op_desc *desc, const cfg *q, attrs *l, lego_tensor *x,
+                                const char *what)
+{
+    lego_tensor y = {0}, dy = {0}, dx, want;
+    make(&dx, LEGO_F32, 4, x->dims, 1);
+    make(&want, LEGO_F32, 4, x->dims, 0);
+    CHECK_OK(tensor_alloc(&want));
+    memcpy(want.data, dx.data, lego_tensor_bytes(&dx));
+    lego_tensor *in[1] = {x}, *din[1] = {&dx};
+    CHECK_OK(run_backward(desc, l, 1, 1, in, &y, &dy, din));
+    if (dy.data) {
+        ref_pool_backward(q, x->data, dy.data, want.data);
+        char msg[240];
+        snprintf(msg, sizeof msg, "%s: backward", what);
+        check_close(dx.data, want.data, (long)lego_tensor_numel(&dx), 1e-5f, 1e-4f, msg);
+    }
+    tensor_release(&y);
+    tensor_release(&dy);
+    tensor_release(&dx);
+    tensor_release(&want);
 }
 
 /* How many windows fit on one axis: floor mode needs the window inside the
@@ -219,10 +208,11 @@ static void pool_sweep(int is_max)
         int64_t xd[4] = {q.n, q.c, q.h, q.w};
         make(&x, LEGO_F32, 4, xd, 1);
         if (q.ho < 1 || q.wo < 1) {
-            CHECK_FAILS(run1(desc, &l, &x, &y, 0), LEGO_ERR_SHAPE, "is smaller than the kernel");
+            CHECK_FAILS(pool_run(desc, &l, &x, &y, 0), LEGO_ERR_SHAPE,
+                        "is smaller than the kernel");
             refused++;
         } else {
-            lego_status st = run1(desc, &l, &x, &y, 1);
+            lego_status st = pool_run(desc, &l, &x, &y, 1);
             int64_t want_d[4] = {q.n, q.c, q.ho, q.wo};
             lego_tensor want;
             make(&want, LEGO_F32, 4, want_d, 1);
@@ -236,6 +226,7 @@ static void pool_sweep(int is_max)
             } else {
                 ref_pool(&q, x.data, want.data);
                 check_close(y.data, want.data, (long)lego_tensor_numel(&y), 1e-5f, 1e-4f, what);
+                check_pool_backward(desc, &q, &l, &x, what);
             }
             tensor_release(&want);
             ran++;
@@ -259,16 +250,16 @@ static void pool_known(void)
     add_ints(&l, "kernel_shape", 2, k2);
     add_ints(&l, "strides", 2, s2);
     add_int(&l, "ceil_mode", 1);
-    CHECK_OK(run1(&op_desc_MaxPool, &l, &x, &y, 0));
+    CHECK_OK(pool_run(&op_desc_MaxPool, &l, &x, &y, 0));
     CHECK(y.dims[2] == 3 && y.dims[3] == 3);
     /* with padding 1 the fourth window would start in the end padding: dropped */
     add_ints(&l, "pads", 4, p1);
-    CHECK_OK(run1(&op_desc_MaxPool, &l, &x, &y, 0));
+    CHECK_OK(pool_run(&op_desc_MaxPool, &l, &x, &y, 0));
     CHECK(y.dims[2] == 3 && y.dims[3] == 3);
     attrs lf = {0};
     add_ints(&lf, "kernel_shape", 2, k2);
     add_ints(&lf, "strides", 2, s2);
-    CHECK_OK(run1(&op_desc_MaxPool, &lf, &x, &y, 0));
+    CHECK_OK(pool_run(&op_desc_MaxPool, &lf, &x, &y, 0));
     CHECK(y.dims[2] == 2 && y.dims[3] == 2);
     tensor_release(&x);
 
@@ -284,14 +275,14 @@ static void pool_known(void)
     add_ints(&la, "pads", 4, p1);
     add_int(&la, "ceil_mode", 1);
     add_int(&la, "count_include_pad", 1);
-    CHECK_OK(run1(&op_desc_AveragePool, &la, &x, &y, 1));
+    CHECK_OK(pool_run(&op_desc_AveragePool, &la, &x, &y, 1));
     const float want[9] = {4 / 9.f, 6 / 9.f, 2 / 6.f, 6 / 9.f, 1.f, 3 / 6.f, 2 / 6.f, 3 / 6.f, 1 / 4.f};
     CHECK(y.dims[2] == 3 && y.dims[3] == 3);
     check_close(y.data, want, 9, 1e-6f, 1e-6f, "avgpool ceil count_include_pad on ones");
     tensor_release(&y);
     /* without count_include_pad every window of ones averages to one */
     la.a[4].i = 0;
-    CHECK_OK(run1(&op_desc_AveragePool, &la, &x, &y, 1));
+    CHECK_OK(pool_run(&op_desc_AveragePool, &la, &x, &y, 1));
     const float ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     check_close(y.data, ones, 9, 1e-6f, 1e-6f, "avgpool ceil without count_include_pad");
     tensor_release(&y);
@@ -302,12 +293,12 @@ static void pool_known(void)
     attrs lm = {0};
     add_ints(&lm, "kernel_shape", 2, k2);
     add_ints(&lm, "strides", 2, s2);
-    CHECK_OK(run1(&op_desc_MaxPool, &lm, &x, &y, 1));
+    CHECK_OK(pool_run(&op_desc_MaxPool, &lm, &x, &y, 1));
     const float *yv = y.data;
     CHECK(isnan(yv[0]) && yv[1] == 7.0f && yv[2] == 1.0f && yv[3] == 1.0f);
     int64_t flops = 0;
-    lego_tensor *outs[1] = {&y};
-    CHECK_OK(run(&op_desc_MaxPool, &lm, &x, 1, outs, 0, &flops));
+    lego_tensor *xs[1] = {&x};
+    CHECK_OK(run1(&op_desc_MaxPool, &lm, 1, xs, &y, 0, &flops));
     CHECK(flops == 4 * 4);
     tensor_release(&y);
     tensor_release(&x);
@@ -321,8 +312,8 @@ static void global_pools(void)
         lego_tensor x, ya = {0}, ym = {0};
         make(&x, LEGO_F32, rank, dims, 1);
         attrs none = {0};
-        CHECK_OK(run1(&op_desc_GlobalAveragePool, &none, &x, &ya, 1));
-        CHECK_OK(run1(&op_desc_GlobalMaxPool, &none, &x, &ym, 1));
+        CHECK_OK(pool_run(&op_desc_GlobalAveragePool, &none, &x, &ya, 1));
+        CHECK_OK(pool_run(&op_desc_GlobalMaxPool, &none, &x, &ym, 1));
         CHECK(ya.rank == rank && ym.rank == rank && ya.dims[0] == 2 && ya.dims[1] == 3);
         int ones = 1;
         for (int i = 2; i < rank; i++)
@@ -355,58 +346,214 @@ static void pool_errors(void)
     int64_t xd[4] = {1, 2, 6, 6}, k2[2] = {2, 2};
     make(&x, LEGO_F32, 4, xd, 0);
     attrs none = {0};
-    CHECK_FAILS(run1(&op_desc_MaxPool, &none, &x, &y, 0), LEGO_ERR_FORMAT,
+    CHECK_FAILS(pool_run(&op_desc_MaxPool, &none, &x, &y, 0), LEGO_ERR_FORMAT,
                 "kernel_shape is required");
     attrs l = {0};
     add_ints(&l, "kernel_shape", 2, k2);
-    lego_tensor *outs[2] = {&y, &idx};
-    CHECK_FAILS(run(&op_desc_MaxPool, &l, &x, 2, outs, 0, NULL), LEGO_ERR_UNSUPPORTED,
+    lego_tensor *xs[1] = {&x}, *outs[2] = {&y, &idx};
+    CHECK_FAILS(run(&op_desc_MaxPool, &l, 1, xs, 2, outs, 0, NULL), LEGO_ERR_UNSUPPORTED,
                 "the Indices output of MaxPool is not supported");
     outs[1] = NULL; /* an omitted Indices output is fine */
-    CHECK_OK(run(&op_desc_MaxPool, &l, &x, 2, outs, 0, NULL));
+    CHECK_OK(run(&op_desc_MaxPool, &l, 1, xs, 2, outs, 0, NULL));
     CHECK(y.dims[2] == 5 && y.dims[3] == 5);
 
     attrs l3 = {0};
     int64_t k3[3] = {2, 2, 2};
     add_ints(&l3, "kernel_shape", 3, k3);
-    CHECK_FAILS(run1(&op_desc_AveragePool, &l3, &x, &y, 0), LEGO_ERR_FORMAT,
+    CHECK_FAILS(pool_run(&op_desc_AveragePool, &l3, &x, &y, 0), LEGO_ERR_FORMAT,
                 "kernel_shape has 3 values, expected 2");
     attrs lp = {0};
     int64_t p2[2] = {1, 1};
     add_ints(&lp, "kernel_shape", 2, k2);
     add_ints(&lp, "pads", 2, p2);
-    CHECK_FAILS(run1(&op_desc_AveragePool, &lp, &x, &y, 0), LEGO_ERR_FORMAT,
+    CHECK_FAILS(pool_run(&op_desc_AveragePool, &lp, &x, &y, 0), LEGO_ERR_FORMAT,
                 "pads has 2 values, expected 4");
     attrs la = {0};
     add_ints(&la, "kernel_shape", 2, k2);
     add_str(&la, "auto_pad", "same");
-    CHECK_FAILS(run1(&op_desc_AveragePool, &la, &x, &y, 0), LEGO_ERR_FORMAT,
+    CHECK_FAILS(pool_run(&op_desc_AveragePool, &la, &x, &y, 0), LEGO_ERR_FORMAT,
                 "auto_pad is 'same'");
     attrs lk = {0};
     int64_t k9[2] = {9, 2};
     add_ints(&lk, "kernel_shape", 2, k9);
-    CHECK_FAILS(run1(&op_desc_MaxPool, &lk, &x, &y, 0), LEGO_ERR_SHAPE,
+    CHECK_FAILS(pool_run(&op_desc_MaxPool, &lk, &x, &y, 0), LEGO_ERR_SHAPE,
                 "input 6x6 padded by [0,0,0,0] is smaller than the kernel 9x2");
 
     int64_t x5[5] = {1, 2, 4, 4, 4};
     make(&x, LEGO_F32, 5, x5, 0);
-    CHECK_FAILS(run1(&op_desc_MaxPool, &l, &x, &y, 0), LEGO_ERR_UNSUPPORTED,
+    CHECK_FAILS(pool_run(&op_desc_MaxPool, &l, &x, &y, 0), LEGO_ERR_UNSUPPORTED,
                 "only 2-D pooling is supported (NCHW input); input has rank 5 (1x2x4x4x4)");
     int64_t x2[2] = {3, 4};
     make(&x, LEGO_F32, 2, x2, 0);
-    CHECK_FAILS(run1(&op_desc_GlobalAveragePool, &none, &x, &y, 0), LEGO_ERR_SHAPE,
+    CHECK_FAILS(pool_run(&op_desc_GlobalAveragePool, &none, &x, &y, 0), LEGO_ERR_SHAPE,
                 "input has rank 2 (3x4), expected at least 3");
     make(&x, LEGO_I64, 4, xd, 0);
-    CHECK_FAILS(run1(&op_desc_GlobalMaxPool, &none, &x, &y, 0), LEGO_ERR_SHAPE,
+    CHECK_FAILS(pool_run(&op_desc_GlobalMaxPool, &none, &x, &y, 0), LEGO_ERR_SHAPE,
                 "input 0 is int64, expected float32");
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* x filled with distinct values 0.01 apart in random order, so that no
+ * finite-difference step of 1e-3 changes which element of a window wins. */
+static void distinct_fill(lego_tensor *x)
+{
+    float *v = x->data;
+    int64_t n = lego_tensor_numel(x);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (float)(i - n / 2) * 0.01f;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = rnd((uint32_t)(i + 1));
+        float t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+typedef struct pool_case {
+    const char *what;
+    int64_t n, c, h, w, kh, kw, sh, sw, dh, dw;
+    int64_t pads[4];
+    int ceil_mode, count_include_pad;
+    const char *auto_pad; /* NULL: explicit pads */
+} pool_case;
+
+static void pool_grads(void)
+{
+    static const pool_case cases[] = {
+        {"2x2 stride 2", 2, 2, 4, 6, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, 0, NULL},
+        {"3x3 stride 1 overlapping", 1, 2, 5, 4, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 0, 0, NULL},
+        {"pads 1", 1, 2, 5, 5, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, 0, 0, NULL},
+        {"pads 1 count_include_pad", 1, 2, 5, 5, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, 0, 1, NULL},
+        {"asymmetric pads", 2, 1, 5, 6, 3, 2, 2, 1, 1, 1, {1, 0, 0, 1}, 0, 0, NULL},
+        {"asymmetric pads count_include_pad", 2, 1, 5, 6, 3, 2, 2, 1, 1, 1, {1, 0, 0, 1}, 0, 1,
+         NULL},
+        {"ceil_mode", 1, 2, 5, 5, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 1, 0, NULL},
+        {"ceil_mode pads count_include_pad", 1, 1, 4, 4, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, 1, 1,
+         NULL},
+        {"ceil_mode pads", 1, 1, 4, 4, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, 1, 0, NULL},
+        {"ceil_mode strides 3x2", 1, 2, 7, 6, 2, 3, 3, 2, 1, 1, {0, 1, 0, 1}, 1, 1, NULL},
+        {"dilation 2", 1, 2, 6, 7, 2, 3, 1, 2, 2, 2, {1, 1, 1, 0}, 0, 0, NULL},
+        {"dilation ceil_mode", 1, 1, 7, 7, 2, 2, 2, 2, 2, 1, {1, 0, 1, 1}, 1, 1, NULL},
+        {"SAME_UPPER", 1, 2, 5, 6, 2, 3, 2, 2, 1, 1, {0, 0, 0, 0}, 0, 1, "SAME_UPPER"},
+        {"SAME_LOWER", 1, 2, 5, 6, 2, 3, 2, 2, 1, 1, {0, 0, 0, 0}, 0, 0, "SAME_LOWER"},
+        {"VALID", 1, 2, 5, 6, 2, 2, 2, 2, 1, 1, {1, 1, 1, 1}, 0, 1, "VALID"},
+    };
+    for (int is_max = 0; is_max < 2; is_max++) {
+        const op_desc *desc = is_max ? &op_desc_MaxPool : &op_desc_AveragePool;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const pool_case *k = &cases[i];
+            if (is_max && k->count_include_pad)
+                continue; /* the same windows as the case before it */
+            attrs l = {0};
+            int64_t ks[2] = {k->kh, k->kw}, s[2] = {k->sh, k->sw}, d[2] = {k->dh, k->dw};
+            add_ints(&l, "kernel_shape", 2, ks);
+            add_ints(&l, "strides", 2, s);
+            add_ints(&l, "dilations", 2, d);
+            add_ints(&l, "pads", 4, k->pads);
+            add_int(&l, "ceil_mode", k->ceil_mode);
+            if (!is_max)
+                add_int(&l, "count_include_pad", k->count_include_pad);
+            if (k->auto_pad)
+                add_str(&l, "auto_pad", k->auto_pad);
+            lego_tensor x;
+            int64_t xd[4] = {k->n, k->c, k->h, k->w};
+            make(&x, LEGO_F32, 4, xd, 1);
+            distinct_fill(&x);
+            lego_tensor *in[1] = {&x};
+            char what[96];
+            snprintf(what, sizeof what, "%s backward, %s", desc->name, k->what);
+            gradcheck(desc, &l, 17, 1, in, 1, 1u, 0, 1e-3f, 1e-3f, 1e-3f, 200, what);
+            check_accumulates(desc, &l, 1, in, 1u, 0, what);
+            tensor_release(&x);
+        }
+    }
+}
+
+/* Ties go to the first maximum in the window, as in PyTorch; a NaN wins. */
+static void pool_ties(void)
+{
+    /* 4x4 of equal values, 2x2 windows at stride 1: each of the 3x3 outputs
+     * sends its gradient to its window's top-left element */
+    int64_t xd[4] = {1, 1, 4, 4}, k2[2] = {2, 2};
+    lego_tensor x, y = {0}, dy = {0}, dx;
+    make(&x, LEGO_F32, 4, xd, 1);
+    make(&dx, LEGO_F32, 4, xd, 1);
+    for (int i = 0; i < 16; i++)
+        ((float *)x.data)[i] = 0.5f, ((float *)dx.data)[i] = 0.0f;
+    attrs l = {0};
+    add_ints(&l, "kernel_shape", 2, k2);
+    lego_tensor *in[1] = {&x}, *din[1] = {&dx};
+    CHECK_OK(run_backward(&op_desc_MaxPool, &l, 1, 1, in, &y, &dy, din));
+    float want[16] = {0};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            want[i * 4 + j] = ((float *)dy.data)[i * 3 + j];
+    check_close(dx.data, want, 16, 0, 0, "MaxPool ties go to the first maximum");
+    tensor_release(&y);
+    tensor_release(&dy);
+
+    /* a NaN in the second window's last tap takes that window's gradient */
+    ((float *)x.data)[1 * 4 + 2] = NAN;
+    memset(dx.data, 0, sizeof want);
+    CHECK_OK(run_backward(&op_desc_MaxPool, &l, 1, 1, in, &y, &dy, din));
+    const float *g = dy.data;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            want[i * 4 + j] = g[i * 3 + j];
+    /* windows (0,1), (0,2), (1,1) and (1,2) hold the NaN at (1,2) */
+    want[1] = 0, want[2] = 0, want[5] = 0, want[6] = g[1] + g[2] + g[4] + g[5];
+    check_close(dx.data, want, 16, 1e-6f, 0, "MaxPool routes to a NaN");
+    tensor_release(&y);
+    tensor_release(&dy);
+
+    /* GlobalMaxPool: the first of equal maxima */
+    for (int i = 0; i < 16; i++)
+        ((float *)x.data)[i] = i % 5 == 3 ? 2.0f : 0.0f;
+    memset(dx.data, 0, sizeof want);
+    attrs none = {0};
+    CHECK_OK(run_backward(&op_desc_GlobalMaxPool, &none, 0, 1, in, &y, &dy, din));
+    memset(want, 0, sizeof want);
+    want[3] = ((float *)dy.data)[0];
+    check_close(dx.data, want, 16, 0, 0, "GlobalMaxPool ties go to the first maximum");
+    tensor_release(&y);
+    tensor_release(&dy);
+    tensor_release(&dx);
+    tensor_release(&x);
+}
+
+static void global_grads(void)
+{
+    for (int rank = 3; rank <= 5; rank++) {
+        int64_t dims[5] = {2, 3, 3, 4, 2};
+        lego_tensor x;
+        make(&x, LEGO_F32, rank, dims, 1);
+        distinct_fill(&x);
+        lego_tensor *in[1] = {&x};
+        attrs none = {0};
+        char what[64];
+        snprintf(what, sizeof what, "GlobalAveragePool backward, rank %d", rank);
+        gradcheck(&op_desc_GlobalAveragePool, &none, 17, 1, in, 1, 1u, 0, 1e-3f, 1e-4f, 1e-3f,
+                  200, what);
+        check_accumulates(&op_desc_GlobalAveragePool, &none, 1, in, 1u, 0, what);
+        snprintf(what, sizeof what, "GlobalMaxPool backward, rank %d", rank);
+        gradcheck(&op_desc_GlobalMaxPool, &none, 17, 1, in, 1, 1u, 0, 1e-3f, 1e-4f, 1e-3f, 200,
+                  what);
+        check_accumulates(&op_desc_GlobalMaxPool, &none, 1, in, 1u, 0, what);
+        tensor_release(&x);
+    }
 }
 
 int main(void)
 {
+    test_seed(777u);
     pool_sweep(0);
     pool_sweep(1);
     pool_known();
     global_pools();
     pool_errors();
+    pool_grads();
+    pool_ties();
+    global_grads();
     return harness_finish();
 }

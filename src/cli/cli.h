@@ -13,6 +13,8 @@ enum { EXIT_OK = 0, EXIT_USER = 1, EXIT_USAGE = 2 };
 
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Print "legodnn: <msg>" to stderr, free st, and return EXIT_USER. */
 int cli_fail(lego_status st);

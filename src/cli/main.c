@@ -11,6 +11,9 @@ static const char usage[] =
     "  info MODEL.onnx [--json]                 ops, shapes, parameters, FLOPs, size\n"
     "  run MODEL.onnx --input IN.bin ... --output OUT.bin ... [--repeat N] [--json]\n"
     "                                           inference on raw little-endian float32 files\n"
+    "  train MODEL.onnx|resnet18[:W] --data DATASET --out TRAINED.onnx [options]\n"
+    "                                           train or fine-tune a classifier (see train --help)\n"
+    "  eval MODEL.onnx --data DATASET [--json]  top-1 accuracy on the test split\n"
     "  version                                  print the version\n"
     "\n"
     "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
@@ -26,6 +29,10 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("legodnn %s\n", LEGO_VERSION);
         return EXIT_OK;

@@ -25,28 +25,29 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-const char *cli_count(double v, char *buf)
+/* v divided by 1000 until under 1000 (or at suffix[4]), then "<v><sep><suffix>";
+ * buf holds 32 bytes. */
+static const char *scaled(double v, const char *const suffix[5], const char *sep, char *buf)
 {
-    const char *suffix[] = {"", "K", "M", "G", "T"};
     int i = 0;
     while (v >= 1000 && i < 4) {
         v /= 1000;
         i++;
     }
-    snprintf(buf, 32, i ? "%.2f%s" : "%.0f%s", v, suffix[i]);
+    snprintf(buf, 32, i ? "%.2f%s%s" : "%.0f%s%s", v, sep, suffix[i]);
     return buf;
+}
+
+const char *cli_count(double v, char *buf)
+{
+    static const char *const suffix[] = {"", "K", "M", "G", "T"};
+    return scaled(v, suffix, "", buf);
 }
 
 const char *cli_bytes(double v, char *buf)
 {
-    const char *suffix[] = {"B", "KB", "MB", "GB", "TB"};
-    int i = 0;
-    while (v >= 1000 && i < 4) {
-        v /= 1000;
-        i++;
-    }
-    snprintf(buf, 32, i ? "%.2f %s" : "%.0f %s", v, suffix[i]);
-    return buf;
+    static const char *const suffix[] = {"B", "KB", "MB", "GB", "TB"};
+    return scaled(v, suffix, " ", buf);
 }
 
 const char *cli_shape(const lego_tensor *t, char *buf)

@@ -98,3 +98,52 @@ void attr_list_free(attr_list *l)
     l->a = NULL;
     l->n = 0;
 }
+
+static lego_attr *attr_append(attr_list *l, const char *name, attr_type type)
+{
+    lego_attr *a = realloc(l->a, sizeof *a * (size_t)(l->n + 1));
+    if (!a)
+        return NULL;
+    l->a = a;
+    size_t len = strlen(name) + 1;
+    char *copy = malloc(len);
+    if (!copy)
+        return NULL;
+    memcpy(copy, name, len);
+    a = &l->a[l->n++];
+    memset(a, 0, sizeof *a);
+    a->name = copy;
+    a->type = type;
+    return a;
+}
+
+lego_status attr_add_int(attr_list *l, const char *name, int64_t v)
+{
+    lego_attr *a = attr_append(l, name, ATTR_INT);
+    if (!a)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    a->i = v;
+    return lego_ok();
+}
+
+lego_status attr_add_float(attr_list *l, const char *name, float v)
+{
+    lego_attr *a = attr_append(l, name, ATTR_FLOAT);
+    if (!a)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    a->f = v;
+    return lego_ok();
+}
+
+lego_status attr_add_ints(attr_list *l, const char *name, const int64_t *v, int n)
+{
+    lego_attr *a = attr_append(l, name, ATTR_INTS);
+    if (!a)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    a->ints = malloc(sizeof *a->ints * (size_t)(n + 1));
+    if (!a->ints)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    memcpy(a->ints, v, sizeof *v * (size_t)n);
+    a->n = n;
+    return lego_ok();
+}

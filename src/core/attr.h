@@ -45,4 +45,9 @@ lego_status attr_get_string(const attr_list *l, const char *name, const char *de
                             const char **out);
 void attr_list_free(attr_list *l);
 
+/* Builders, for graphs made in code (the built-in models). */
+lego_status attr_add_int(attr_list *l, const char *name, int64_t v);
+lego_status attr_add_float(attr_list *l, const char *name, float v);
+lego_status attr_add_ints(attr_list *l, const char *name, const int64_t *v, int n);
+
 #endif

@@ -53,6 +53,12 @@ void graph_free(lego_graph *g)
     free(g->inputs);
     free(g->outputs);
     free(g->order);
+    for (int i = 0; i < g->n_meta; i++) {
+        free(g->meta_keys[i]);
+        free(g->meta_values[i]);
+    }
+    free(g->meta_keys);
+    free(g->meta_values);
     free(g->hash);
     free(g->name);
     free(g->producer);
@@ -94,17 +100,26 @@ static lego_status hash_grow(lego_graph *g)
     return lego_ok();
 }
 
+/* items (*cap elements of size bytes) reallocated to twice the capacity, or
+ * 64 at first, and *cap updated; NULL, items untouched, when out of memory. */
+static void *grow(void *items, int *cap, size_t size)
+{
+    int n = *cap ? *cap * 2 : 64;
+    void *p = realloc(items, size * (size_t)n);
+    if (p)
+        *cap = n;
+    return p;
+}
+
 lego_status graph_add_value(lego_graph *g, const char *name, value_kind kind, int *idx)
 {
     if (graph_find_value(g, name) >= 0)
         return lego_error(LEGO_ERR_FORMAT, "value '%s' is defined twice", name);
     if (g->n_values == g->cap_values) {
-        int cap = g->cap_values ? g->cap_values * 2 : 64;
-        gvalue *v = realloc(g->values, sizeof *v * (size_t)cap);
+        gvalue *v = grow(g->values, &g->cap_values, sizeof *v);
         if (!v)
             return lego_error(LEGO_ERR_NOMEM, "out of memory adding value '%s'", name);
         g->values = v;
-        g->cap_values = cap;
     }
     gvalue *v = &g->values[g->n_values];
     memset(v, 0, sizeof *v);
@@ -150,14 +165,12 @@ lego_status graph_add_node(lego_graph *g, const char *name, const char *op_type,
         }
     }
     if (g->n_nodes == g->cap_nodes) {
-        int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
-        gnode *nn = realloc(g->nodes, sizeof *nn * (size_t)cap);
+        gnode *nn = grow(g->nodes, &g->cap_nodes, sizeof *nn);
         if (!nn) {
             attr_list_free(attrs);
             return lego_error(LEGO_ERR_NOMEM, "out of memory adding node '%s'", name);
         }
         g->nodes = nn;
-        g->cap_nodes = cap;
     }
     gnode *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);
@@ -181,6 +194,43 @@ lego_status graph_add_node(lego_graph *g, const char *name, const char *op_type,
     }
     for (int i = 0; i < n_out; i++)
         g->values[out[i]].producer = *idx;
+    return lego_ok();
+}
+
+const char *graph_meta(const lego_graph *g, const char *key)
+{
+    for (int i = 0; i < g->n_meta; i++)
+        if (strcmp(g->meta_keys[i], key) == 0)
+            return g->meta_values[i];
+    return NULL;
+}
+
+lego_status graph_set_meta(lego_graph *g, const char *key, const char *value)
+{
+    char *v = dup_str(value);
+    if (!v)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory setting metadata '%s'", key);
+    for (int i = 0; i < g->n_meta; i++) {
+        if (strcmp(g->meta_keys[i], key) == 0) {
+            free(g->meta_values[i]);
+            g->meta_values[i] = v;
+            return lego_ok();
+        }
+    }
+    char *k = dup_str(key);
+    char **keys = realloc(g->meta_keys, sizeof *keys * (size_t)(g->n_meta + 1));
+    if (keys)
+        g->meta_keys = keys;
+    char **values = keys ? realloc(g->meta_values, sizeof *values * (size_t)(g->n_meta + 1)) : NULL;
+    if (values)
+        g->meta_values = values;
+    if (!k || !keys || !values) {
+        free(k), free(v);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory setting metadata '%s'", key);
+    }
+    g->meta_keys[g->n_meta] = k;
+    g->meta_values[g->n_meta] = v;
+    g->n_meta++;
     return lego_ok();
 }
 
@@ -209,6 +259,7 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->in = in;
     c->out = out;
     c->params = n->params;
+    c->training = false;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -54,6 +54,9 @@ typedef struct lego_graph {
     int *inputs, n_inputs;   /* value indices of graph inputs, in order */
     int *outputs, n_outputs; /* value indices of graph outputs, in order */
     int *order;              /* node indices in topological order */
+    /* the model's metadata_props: key/value strings, keys unique */
+    char **meta_keys, **meta_values;
+    int n_meta;
     /* name -> value index, open addressing */
     int *hash;
     int hash_cap;
@@ -71,6 +74,11 @@ lego_status graph_add_value(lego_graph *g, const char *name, value_kind kind, in
 lego_status graph_add_node(lego_graph *g, const char *name, const char *op_type,
                            const int *in, int n_in, const int *out, int n_out,
                            attr_list *attrs, int *idx);
+
+/* The value of metadata key, or NULL when absent. */
+const char *graph_meta(const lego_graph *g, const char *key);
+/* Set metadata key to value (copies both), replacing a value it had. */
+lego_status graph_set_meta(lego_graph *g, const char *key, const char *value);
 
 /* Order nodes, infer shapes, fold constants. Re-runnable after an input's
  * shape changes. Errors name the node and op. */

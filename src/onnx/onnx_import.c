@@ -324,6 +324,12 @@ static lego_status import_graph(const Onnx__ModelProto *mp, lego_graph *g)
         if (!g->producer)
             return lego_error(LEGO_ERR_NOMEM, "out of memory");
     }
+    for (size_t i = 0; i < mp->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *e = mp->metadata_props[i];
+        if (!e->key || !e->key[0])
+            continue; /* nothing could look it up; not worth refusing the model */
+        LEGO_TRY(graph_set_meta(g, e->key, e->value ? e->value : ""));
+    }
     if (gp->n_sparse_initializer)
         return lego_error(LEGO_ERR_UNSUPPORTED, "sparse initializers are not supported");
     for (size_t i = 0; i < gp->n_initializer; i++) {

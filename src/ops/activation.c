@@ -1,6 +1,6 @@
 /* activation.c - pointwise float32 activations: Relu, LeakyRelu, Clip,
- * Sigmoid, Tanh. Output shape is the input's; NaN passes through unchanged,
- * as in PyTorch. */
+ * Sigmoid, Tanh, forward and backward. Output shape is the input's; NaN
+ * passes through unchanged, as in PyTorch. */
 #include <float.h>
 #include <math.h>
 
@@ -30,8 +30,8 @@ static lego_status act_prepare(op_call *c, int kind)
             LEGO_TRY(attr_get_float(c->attrs, "min", -FLT_MAX, &p->lo));
             LEGO_TRY(attr_get_float(c->attrs, "max", FLT_MAX, &p->hi));
         } else {
-            for (int i = 1; i < c->n_in && i < 3; i++) {
-                const lego_tensor *t = c->in[i];
+            for (int i = 1; i < 3; i++) {
+                const lego_tensor *t = op_input(c, i);
                 if (!t)
                     continue;
                 if (t->dtype != LEGO_F32)
@@ -57,6 +57,21 @@ static float sigmoid(float x)
     return e / (1.0f + e);
 }
 
+/* Clip's bounds for this call: Clip-6's attributes, or Clip-11's inputs. */
+static void clip_bounds(const op_call *c, float *lo, float *hi)
+{
+    const act_params *p = c->params;
+    *lo = p->lo;
+    *hi = p->hi;
+    if (c->opset >= 11) {
+        const lego_tensor *tlo = op_input(c, 1), *thi = op_input(c, 2);
+        if (tlo)
+            *lo = *(const float *)tlo->data;
+        if (thi)
+            *hi = *(const float *)thi->data;
+    }
+}
+
 static void act_forward(const op_call *c)
 {
     const act_params *p = c->params;
@@ -73,13 +88,8 @@ static void act_forward(const op_call *c)
             y[i] = x[i] < 0 ? p->alpha * x[i] : x[i];
         break;
     case ACT_CLIP: {
-        float lo = p->lo, hi = p->hi;
-        if (c->opset >= 11) {
-            if (c->n_in > 1 && c->in[1])
-                lo = *(const float *)c->in[1]->data;
-            if (c->n_in > 2 && c->in[2])
-                hi = *(const float *)c->in[2]->data;
-        }
+        float lo, hi;
+        clip_bounds(c, &lo, &hi);
         /* min > max gives max everywhere, as ONNX specifies */
         for (int64_t i = 0; i < n; i++) {
             float v = x[i] < lo ? lo : x[i];
@@ -98,6 +108,74 @@ static void act_forward(const op_call *c)
     }
 }
 
+/* The gradient of one Clip bound input, or NULL when not wanted. */
+static float *bound_grad(const op_call *c, lego_tensor *const *din, int i)
+{
+    if (c->opset < 11 || !op_input(c, i) || !din[i])
+        return NULL;
+    return din[i]->data;
+}
+
+/* dx += dy * f'(x), with PyTorch's choices at the kinks:
+ *   Relu: x > 0;  LeakyRelu: 1 for x > 0, else alpha;
+ *   Clip: passes strictly inside, min < x < max (hardtanh/relu6); the min
+ *         input gets the gradient where x < min <= max, the max input where
+ *         the output is max (x > max, or everywhere when min > max); at
+ *         x == min or x == max nothing flows (a measure-zero set);
+ *   Sigmoid: y (1 - y);  Tanh: 1 - y^2, both from the forward output. */
+static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const act_params *p = c->params;
+    if (!dout[0])
+        return;
+    const float *x = c->in[0]->data, *y = c->out[0]->data, *g = dout[0]->data;
+    float *dx = din[0] ? din[0]->data : NULL;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    switch (p->kind) {
+    case ACT_RELU:
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += x[i] > 0 ? g[i] : 0.0f;
+        break;
+    case ACT_LEAKY:
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += x[i] > 0 ? g[i] : p->alpha * g[i];
+        break;
+    case ACT_CLIP: {
+        float lo, hi;
+        clip_bounds(c, &lo, &hi);
+        float *dlo = bound_grad(c, din, 1), *dhi = bound_grad(c, din, 2);
+        double slo = 0, shi = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (x[i] > lo && x[i] < hi) {
+                if (dx)
+                    dx[i] += g[i];
+            } else if (x[i] < lo && lo <= hi) {
+                slo += g[i];
+            } else if (x[i] > hi || lo > hi) {
+                shi += g[i];
+            }
+        }
+        if (dlo)
+            *dlo += (float)slo;
+        if (dhi)
+            *dhi += (float)shi;
+        break;
+    }
+    case ACT_SIGMOID:
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case ACT_TANH:
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += g[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
 static int64_t act_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }
 
 static lego_status relu_prepare(op_call *c) { return act_prepare(c, ACT_RELU); }
@@ -110,7 +188,7 @@ static lego_status tanh_prepare(op_call *c) { return act_prepare(c, ACT_TANH); }
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 1, .max_in = nmax, .min_out = 1, \
                                     .max_out = 1, .params_size = sizeof(act_params),         \
                                     .prepare = prep, .forward = act_forward,                 \
-                                    .flops = act_flops};
+                                    .flops = act_flops, .backward = act_backward};
 ACT_DESC(Relu, relu_prepare, 1)
 ACT_DESC(LeakyRelu, leaky_prepare, 1)
 ACT_DESC(Clip, clip_prepare, 3)

@@ -1,8 +1,19 @@
-/* batchnorm.c - BatchNormalization in its inference form, any rank >= 2.
+/* batchnorm.c - BatchNormalization over any rank >= 2, forward and backward,
+ * in inference and training mode.
  *
  * y = (x - mean) / sqrt(var + epsilon) * scale + B per channel (axis 1).
- * The running statistics are inputs, so nothing is learned or updated here;
- * the graph layer may fold this op into a preceding Conv at load. */
+ * At inference mean and var are the running statistics, inputs 3 and 4, and
+ * nothing changes; the graph layer may fold the op into a preceding Conv.
+ * In training mode (op_call.training) mean and var are the batch's own,
+ * over N and the spatial axes with the biased variance, and the running
+ * statistics are updated in place in inputs 3 and 4:
+ *   running = momentum * running + (1 - momentum) * batch,
+ * where the batch variance here is the unbiased one (times n/(n-1)). This
+ * follows PyTorch, whose BatchNorm exports momentum 0.9 for its 0.1; the ONNX
+ * spec's training-mode formula updates with the population (biased) variance
+ * instead. Backward flows through the batch statistics in training mode and
+ * treats the running ones as constants at inference; inputs 3 and 4 get no
+ * gradient either way. */
 #include <math.h>
 
 #include "op.h"
@@ -10,6 +21,7 @@
 typedef struct bn_params {
     int64_t n, c, plane; /* plane: product of the axes after the channel axis */
     float epsilon;
+    float momentum; /* weight of the old running statistics (training) */
 } bn_params;
 
 static const char *const bn_input_names[5] = {"X", "scale", "B", "input_mean", "input_var"};
@@ -47,6 +59,7 @@ static lego_status bn_prepare(op_call *c)
                             "saved statistics) is requested",
                             i);
     LEGO_TRY(attr_get_float(c->attrs, "epsilon", 1e-5f, &p->epsilon));
+    LEGO_TRY(attr_get_float(c->attrs, "momentum", 0.9f, &p->momentum));
     p->n = x->dims[0];
     p->c = ch;
     p->plane = 1;
@@ -56,20 +69,108 @@ static lego_status bn_prepare(op_call *c)
     return lego_ok();
 }
 
+/* The batch mean and biased variance of channel ch of x (N,C,plane). */
+static void batch_stats(const bn_params *p, const float *x, int64_t ch, double *mean, double *var)
+{
+    double sum = 0, sq = 0, cnt = (double)(p->n * p->plane);
+    for (int64_t n = 0; n < p->n; n++) {
+        const float *xc = x + (n * p->c + ch) * p->plane;
+        for (int64_t i = 0; i < p->plane; i++)
+            sum += xc[i];
+    }
+    *mean = cnt > 0 ? sum / cnt : 0.0;
+    for (int64_t n = 0; n < p->n; n++) {
+        const float *xc = x + (n * p->c + ch) * p->plane;
+        for (int64_t i = 0; i < p->plane; i++)
+            sq += (xc[i] - *mean) * (xc[i] - *mean);
+    }
+    *var = cnt > 0 ? sq / cnt : 0.0;
+}
+
+/* The statistics channel ch is normalised with: the batch's in training
+ * mode, the running ones otherwise. */
+static void channel_stats(const op_call *c, int64_t ch, double *mean, double *var)
+{
+    const bn_params *p = c->params;
+    if (c->training) {
+        batch_stats(p, c->in[0]->data, ch, mean, var);
+    } else {
+        *mean = ((const float *)c->in[3]->data)[ch];
+        *var = ((const float *)c->in[4]->data)[ch];
+    }
+}
+
 // x is (N,C,D...), scale/B/mean/var are (C), y is like x
 static void bn_forward(const op_call *c)
 {
     const bn_params *p = c->params;
     const float *x = c->in[0]->data, *scale = c->in[1]->data, *bias = c->in[2]->data;
-    const float *mean = c->in[3]->data, *var = c->in[4]->data;
+    float *run_mean = c->in[3]->data, *run_var = c->in[4]->data;
     float *y = c->out[0]->data;
-    for (int64_t n = 0; n < p->n; n++) {
-        for (int64_t ch = 0; ch < p->c; ch++) {
-            float a = scale[ch] / sqrtf(var[ch] + p->epsilon);
-            float b = bias[ch] - mean[ch] * a;
+    int64_t cnt = p->n * p->plane;
+    for (int64_t ch = 0; ch < p->c; ch++) {
+        double mean, var;
+        channel_stats(c, ch, &mean, &var);
+        float a = (float)(scale[ch] / sqrt(var + p->epsilon));
+        float b = (float)(bias[ch] - mean * a);
+        for (int64_t n = 0; n < p->n; n++) {
             int64_t off = (n * p->c + ch) * p->plane;
             for (int64_t i = 0; i < p->plane; i++)
                 y[off + i] = x[off + i] * a + b;
+        }
+        if (c->training) {
+            /* one value per channel has no unbiased variance; PyTorch refuses it */
+            double unbiased = cnt > 1 ? var * (double)cnt / (double)(cnt - 1) : var;
+            double m = p->momentum;
+            run_mean[ch] = (float)(m * run_mean[ch] + (1.0 - m) * mean);
+            run_var[ch] = (float)(m * run_var[ch] + (1.0 - m) * unbiased);
+        }
+    }
+}
+
+/* With x̂ = (x - mean) / sqrt(var + eps) and y = x̂*scale + B:
+ *   dB += Σ dy,  dscale += Σ dy*x̂ (sums over N and the spatial axes),
+ *   dx += dy*scale/sqrt(var + eps) at inference (mean, var constant), and in
+ *   training mode, where mean and var are functions of x,
+ *   dx += scale/sqrt(var + eps) * (dy - mean(dy) - x̂*mean(dy*x̂)).
+ * x is (N,C,D...), dy like x; dscale and dB are (C). */
+static void bn_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const bn_params *p = c->params;
+    if (!dout[0] || (!din[0] && !din[1] && !din[2]))
+        return;
+    const float *x = c->in[0]->data, *scale = c->in[1]->data, *dy = dout[0]->data;
+    float *dx = din[0] ? din[0]->data : NULL;
+    float *dscale = din[1] ? din[1]->data : NULL, *db = din[2] ? din[2]->data : NULL;
+    double cnt = (double)(p->n * p->plane);
+    for (int64_t ch = 0; ch < p->c; ch++) {
+        double mean, var;
+        channel_stats(c, ch, &mean, &var);
+        double inv_std = 1.0 / sqrt(var + p->epsilon);
+        double sum_dy = 0, sum_dy_xhat = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            int64_t off = (n * p->c + ch) * p->plane;
+            for (int64_t i = 0; i < p->plane; i++) {
+                sum_dy += dy[off + i];
+                sum_dy_xhat += dy[off + i] * (x[off + i] - mean) * inv_std;
+            }
+        }
+        if (db)
+            db[ch] += (float)sum_dy;
+        if (dscale)
+            dscale[ch] += (float)sum_dy_xhat;
+        if (!dx)
+            continue;
+        double k = scale[ch] * inv_std;
+        /* at inference the statistics are constants: no mean terms */
+        double mean_dy = c->training && cnt > 0 ? sum_dy / cnt : 0.0;
+        double mean_dy_xhat = c->training && cnt > 0 ? sum_dy_xhat / cnt : 0.0;
+        for (int64_t n = 0; n < p->n; n++) {
+            int64_t off = (n * p->c + ch) * p->plane;
+            for (int64_t i = 0; i < p->plane; i++) {
+                double xhat = (x[off + i] - mean) * inv_std;
+                dx[off + i] += (float)(k * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
+            }
         }
     }
 }
@@ -84,4 +185,5 @@ const op_desc op_desc_BatchNormalization = {
     .prepare = bn_prepare,
     .forward = bn_forward,
     .flops = bn_flops,
+    .backward = bn_backward,
 };

@@ -1,11 +1,16 @@
 /* elementwise.c - binary arithmetic, comparison and selection with numpy
  * broadcasting: Add, Sub, Mul, Div (float32 and int64), Pow, Sqrt, Equal,
- * Where.
+ * Where, with their backward passes.
  *
  * int64 matters as much as float32 here: exported models compute shapes with
  * Shape -> Gather -> Mul -> Concat, and the graph layer folds those at load by
  * running these same kernels. Integer arithmetic wraps instead of trapping and
- * division by zero gives 0, because forward cannot fail. */
+ * division by zero gives 0, because forward cannot fail.
+ *
+ * Backward is float32 only: an input that was broadcast receives its
+ * gradient summed over the broadcast dimensions. Equal's backward adds
+ * nothing (its gradient is zero); it exists so a float value compared by
+ * Equal does not stop a training graph from being planned. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,16 +47,16 @@ static void bcast_init(bcast *b, const lego_tensor *out, const lego_tensor *cons
     }
 }
 
-/* Calls row(ctx, out_offset, in_offsets, in_increments, length) once per
- * output row; offsets and increments are in elements. */
-typedef void row_fn(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
-                    int64_t len);
+/* Calls fn(ctx, out_offset, in_offsets, in_increments, length) once per
+ * output row (the output is contiguous); offsets and increments are in
+ * elements. */
+typedef void walk_fn(void *ctx, int64_t o, const int64_t *off, const int64_t *inc, int64_t len);
 
-static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
+static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx)
 {
     int64_t off[3] = {0, 0, 0}, inc[3] = {0, 0, 0};
     if (b->rank == 0) {
-        row(c, 0, off, inc, 1);
+        fn(ctx, 0, off, inc, 1);
         return;
     }
     int last = b->rank - 1;
@@ -64,7 +69,7 @@ static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
         inc[k] = b->step[k][last];
     int64_t idx[LEGO_MAX_RANK] = {0};
     for (int64_t r = 0; r < rows; r++) {
-        row(c, r * len, off, inc, len);
+        fn(ctx, r * len, off, inc, len);
         /* odometer over the outer dimensions, carrying the input offsets */
         for (int d = last - 1; d >= 0; d--) {
             idx[d]++;
@@ -77,6 +82,42 @@ static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
             idx[d] = 0;
         }
     }
+}
+
+/* The forward kernels' row form: the op_call is the context. */
+typedef void row_fn(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
+                    int64_t len);
+
+typedef struct row_ctx {
+    const op_call *c;
+    row_fn *row;
+} row_ctx;
+
+static void call_row(void *ctx, int64_t o, const int64_t *off, const int64_t *inc, int64_t len)
+{
+    const row_ctx *k = ctx;
+    k->row(k->c, o, off, inc, len);
+}
+
+static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
+{
+    row_ctx k = {c, row};
+    bcast_walk(b, call_row, &k);
+}
+
+/* dst[i * inc] += v[i] for i < len. A broadcast input (inc 0) receives the
+ * row's sum, added up in double, once. */
+static void add_row(float *dst, int64_t inc, const float *v, int64_t len)
+{
+    if (inc == 0) {
+        double sum = 0;
+        for (int64_t i = 0; i < len; i++)
+            sum += v[i];
+        dst[0] += (float)sum;
+        return;
+    }
+    for (int64_t i = 0; i < len; i++)
+        dst[i * inc] += v[i];
 }
 
 /* ---- binary ops -------------------------------------------------------- */
@@ -227,6 +268,85 @@ static void binary_forward(const op_call *c)
         bcast_rows(c, &b, row_f32);
 }
 
+/* ---- binary backward --------------------------------------------------- */
+
+/* din[i]'s data when input i takes a gradient (present, float32), or NULL. */
+static float *grad_of(lego_tensor *const *din, int i)
+{
+    return din[i] && din[i]->dtype == LEGO_F32 ? din[i]->data : NULL;
+}
+
+/* Partial products are formed a chunk of a row at a time, then added into
+ * the inputs' gradients (summed first where an input broadcasts). */
+#define GRAD_CHUNK 256
+
+typedef struct binary_grad {
+    int kind;
+    const float *g, *y, *a, *b; /* dL/dy, y, the inputs */
+    const int64_t *bi;          /* Pow's exponent when it is int64, else NULL */
+    float *da, *db;             /* NULL when not wanted */
+} binary_grad;
+
+/* One output row: g is dL/dy, and
+ *   Add: da += g, db += g         Sub: da += g, db -= g
+ *   Mul: da += g b, db += g a     Div: da += g / b, db -= g y / b
+ *   Pow: da += g e a^(e-1), db += g y ln(a)
+ * Pow follows PyTorch at the edges: no base gradient where e == 0, and no
+ * exponent gradient where a == 0 and e >= 0 (a < 0 gives NaN, as there). */
+static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int64_t *inc,
+                            int64_t len)
+{
+    const binary_grad *k = ctx;
+    float ga[GRAD_CHUNK], gb[GRAD_CHUNK];
+    for (int64_t i0 = 0; i0 < len; i0 += GRAD_CHUNK) {
+        int64_t n = len - i0 < GRAD_CHUNK ? len - i0 : GRAD_CHUNK;
+        int64_t ia = off[0] + i0 * inc[0], ib = off[1] + i0 * inc[1];
+        const float *g = k->g + o + i0, *y = k->y + o + i0;
+        for (int64_t i = 0; i < n; i++) {
+            float a = k->a[ia + i * inc[0]];
+            float b = k->bi ? (float)k->bi[ib + i * inc[1]] : k->b[ib + i * inc[1]];
+            switch (k->kind) {
+            case BIN_ADD: ga[i] = g[i], gb[i] = g[i]; break;
+            case BIN_SUB: ga[i] = g[i], gb[i] = -g[i]; break;
+            case BIN_MUL: ga[i] = g[i] * b, gb[i] = g[i] * a; break;
+            case BIN_DIV: ga[i] = g[i] / b, gb[i] = -g[i] * y[i] / b; break;
+            default: /* BIN_POW */
+                ga[i] = b == 0 ? 0.0f : g[i] * b * powf(a, b - 1.0f);
+                gb[i] = a == 0 && b >= 0 ? 0.0f : g[i] * y[i] * logf(a);
+                break;
+            }
+        }
+        if (k->da)
+            add_row(k->da + ia, inc[0], ga, n);
+        if (k->db)
+            add_row(k->db + ib, inc[1], gb, n);
+    }
+}
+
+/* float32 only: dy is y's shape; each input's gradient is summed over the
+ * dimensions it was broadcast along. Equal (bool output) has a zero
+ * gradient, so it adds nothing. */
+static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const binary_params *p = c->params;
+    if (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL)
+        return;
+    const lego_tensor *in[2] = {c->in[0], c->in[1]};
+    binary_grad k = {.kind = p->kind, .g = dout[0]->data, .y = c->out[0]->data,
+                     .a = in[0]->data, .da = grad_of(din, 0), .db = grad_of(din, 1)};
+    if (in[1]->dtype == LEGO_I64) {
+        k.bi = in[1]->data;
+        k.db = NULL; /* an integer exponent takes no gradient */
+    } else {
+        k.b = in[1]->data;
+    }
+    if (!k.da && !k.db)
+        return;
+    bcast b;
+    bcast_init(&b, c->out[0], in, 2);
+    bcast_walk(&b, binary_grad_row, &k);
+}
+
 static int64_t numel_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }
 
 static lego_status add_prepare(op_call *c) { return binary_prepare(c, BIN_ADD); }
@@ -240,7 +360,7 @@ static lego_status equal_prepare(op_call *c) { return binary_prepare(c, BIN_EQUA
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 2, .max_in = 2, .min_out = 1,  \
                                     .max_out = 1, .params_size = sizeof(binary_params),     \
                                     .prepare = prep, .forward = binary_forward,             \
-                                    .flops = numel_flops};
+                                    .flops = numel_flops, .backward = binary_backward};
 BINARY_DESC(Add, add_prepare)
 BINARY_DESC(Sub, sub_prepare)
 BINARY_DESC(Mul, mul_prepare)
@@ -266,9 +386,21 @@ static void sqrt_forward(const op_call *c)
         y[i] = sqrtf(x[i]);
 }
 
+/* dx += dy / (2 y), from the forward output as PyTorch does */
+static void sqrt_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    float *dx = grad_of(din, 0);
+    if (!dout[0] || !dx)
+        return;
+    const float *y = c->out[0]->data, *g = dout[0]->data;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += g[i] / (2.0f * y[i]);
+}
+
 const op_desc op_desc_Sqrt = {.name = "Sqrt", .min_in = 1, .max_in = 1, .min_out = 1,
                               .max_out = 1, .prepare = sqrt_prepare, .forward = sqrt_forward,
-                              .flops = numel_flops};
+                              .flops = numel_flops, .backward = sqrt_backward};
 
 /* ---- Where ------------------------------------------------------------- */
 
@@ -313,6 +445,49 @@ static void where_forward(const op_call *c)
     bcast_rows(c, &b, row_where);
 }
 
+typedef struct where_grad {
+    const uint8_t *cond;
+    const float *g;
+    float *dx, *dy; /* NULL when not wanted */
+} where_grad;
+
+static void where_grad_row(void *ctx, int64_t o, const int64_t *off, const int64_t *inc,
+                           int64_t len)
+{
+    const where_grad *k = ctx;
+    float gx[GRAD_CHUNK], gy[GRAD_CHUNK];
+    for (int64_t i0 = 0; i0 < len; i0 += GRAD_CHUNK) {
+        int64_t n = len - i0 < GRAD_CHUNK ? len - i0 : GRAD_CHUNK;
+        const uint8_t *cond = k->cond + off[0] + i0 * inc[0];
+        const float *g = k->g + o + i0;
+        for (int64_t i = 0; i < n; i++) {
+            bool take_x = cond[i * inc[0]] != 0;
+            gx[i] = take_x ? g[i] : 0.0f;
+            gy[i] = take_x ? 0.0f : g[i];
+        }
+        if (k->dx)
+            add_row(k->dx + off[1] + i0 * inc[1], inc[1], gx, n);
+        if (k->dy)
+            add_row(k->dy + off[2] + i0 * inc[2], inc[2], gy, n);
+    }
+}
+
+/* float32: dX gets dout where cond holds, dY where it does not, each summed
+ * over its broadcast dimensions; the condition takes no gradient. */
+static void where_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    if (!dout[0] || c->out[0]->dtype != LEGO_F32)
+        return;
+    where_grad k = {.cond = c->in[0]->data, .g = dout[0]->data, .dx = grad_of(din, 1),
+                    .dy = grad_of(din, 2)};
+    if (!k.dx && !k.dy)
+        return;
+    const lego_tensor *in[3] = {c->in[0], c->in[1], c->in[2]};
+    bcast b;
+    bcast_init(&b, c->out[0], in, 3);
+    bcast_walk(&b, where_grad_row, &k);
+}
+
 const op_desc op_desc_Where = {.name = "Where", .min_in = 3, .max_in = 3, .min_out = 1,
                                .max_out = 1, .prepare = where_prepare,
-                               .forward = where_forward};
+                               .forward = where_forward, .backward = where_backward};

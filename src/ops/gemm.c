@@ -1,8 +1,11 @@
-/* gemm.c - Gemm (the fully connected layer) and MatMul (numpy matmul), float32.
+/* gemm.c - Gemm (the fully connected layer) and MatMul (numpy matmul), float32,
+ * forward and backward.
  *
  * Both hand the arithmetic to lego_sgemm. MatMul loops over the broadcast
  * batch axes; when B has none, A's batch folds into the row count and the
- * whole product is one GEMM. */
+ * whole product is one GEMM. Backward is two more GEMMs per product,
+ * accumulating (beta = 1) into the gradients; an operand broadcast over
+ * batch axes (or C over rows or columns) receives the sum over them. */
 #include "blas.h"
 #include "op.h"
 
@@ -29,7 +32,7 @@ static lego_status gemm_prepare(op_call *c)
     LEGO_TRY(op_expect_dtype(c, 0, LEGO_F32));
     LEGO_TRY(op_expect_dtype(c, 1, LEGO_F32));
     const lego_tensor *a = c->in[0], *b = c->in[1];
-    const lego_tensor *ct = c->n_in > 2 ? c->in[2] : NULL;
+    const lego_tensor *ct = op_input(c, 2);
     char sa[96], sb[96], sc[96];
     if (a->rank != 2 || b->rank != 2)
         return op_error(c, LEGO_ERR_SHAPE, "A is %s and B is %s, both must have rank 2",
@@ -88,6 +91,42 @@ static void gemm_forward(const op_call *c)
                p->trans_b ? p->k : p->n, beta, y, p->n);
 }
 
+/* With Y = alpha*op(A)·op(B) + beta*C:
+ *   d op(A) = alpha * dY·op(B)ᵀ   (M,K), transposed into dA when transA,
+ *   d op(B) = alpha * op(A)ᵀ·dY   (K,N), transposed into dB when transB,
+ *   dC      = beta * dY summed over the axes C is broadcast along.
+ * dy is (M,N); da, db, dc have the shapes of a, b and c. */
+static void gemm_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const gemm_params *p = c->params;
+    if (!dout[0])
+        return;
+    const float *a = c->in[0]->data, *b = c->in[1]->data, *dy = dout[0]->data;
+    int64_t m = p->m, n = p->n, k = p->k;
+    int64_t lda = p->trans_a ? m : k, ldb = p->trans_b ? k : n;
+    if (din[0]) {
+        float *da = din[0]->data;
+        if (!p->trans_a) /* (M,K) += dY·op(B)ᵀ */
+            lego_sgemm(0, !p->trans_b, m, k, n, p->alpha, dy, n, b, ldb, 1.0f, da, k);
+        else /* (K,M) += op(B)·dYᵀ */
+            lego_sgemm(p->trans_b, 1, k, m, n, p->alpha, b, ldb, dy, n, 1.0f, da, m);
+    }
+    if (din[1]) {
+        float *db = din[1]->data;
+        if (!p->trans_b) /* (K,N) += op(A)ᵀ·dY */
+            lego_sgemm(!p->trans_a, 0, k, n, m, p->alpha, a, lda, dy, n, 1.0f, db, n);
+        else /* (N,K) += dYᵀ·op(A) */
+            lego_sgemm(1, p->trans_a, n, k, m, p->alpha, dy, n, a, lda, 1.0f, db, k);
+    }
+    /* the forward skips C when beta is 0; so does its gradient */
+    if (p->has_c && c->n_in > 2 && din[2] && p->beta != 0.0f) {
+        float *dc = din[2]->data;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                dc[i * p->c_rs + j * p->c_cs] += p->beta * dy[i * n + j];
+    }
+}
+
 static int64_t gemm_flops(const op_call *c)
 {
     const gemm_params *p = c->params;
@@ -143,15 +182,22 @@ static lego_status matmul_prepare(op_call *c)
     return lego_ok();
 }
 
+/* The number of (M,N) products: the product of the output batch dims. */
+static int64_t batch_total(const matmul_params *p)
+{
+    int64_t total = 1;
+    for (int i = 0; i < p->nb; i++)
+        total *= p->batch[i];
+    return total;
+}
+
 // a is (...,M,K) or (K), b is (...,K,N) or (K), y is (broadcast...,M,N) less the 1-D axes
 static void matmul_forward(const op_call *c)
 {
     const matmul_params *p = c->params;
     const float *a = c->in[0]->data, *b = c->in[1]->data;
     float *y = c->out[0]->data;
-    int64_t total = 1;
-    for (int i = 0; i < p->nb; i++)
-        total *= p->batch[i];
+    int64_t total = batch_total(p);
     if (p->fold) {
         lego_sgemm(0, 0, total * p->m, p->n, p->k, 1.0f, a, p->k, b, p->n, 0.0f, y, p->n);
         return;
@@ -170,13 +216,47 @@ static void matmul_forward(const op_call *c)
     }
 }
 
+/* Per product, dA += dY·Bᵀ and dB += Aᵀ·dY; where an operand is broadcast
+ * over batch axes its gradient gathers every product it took part in (its
+ * batch stride is 0 there). A 1-D operand has the same memory as its
+ * promoted (1,K) or (K,1) matrix, so it needs nothing special.
+ * dy is the output's shape; da, db have the shapes of a and b. */
+static void matmul_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const matmul_params *p = c->params;
+    if (!dout[0] || (!din[0] && !din[1]))
+        return;
+    const float *a = c->in[0]->data, *b = c->in[1]->data, *dy = dout[0]->data;
+    float *da = din[0] ? din[0]->data : NULL, *db = din[1] ? din[1]->data : NULL;
+    int64_t total = batch_total(p);
+    if (p->fold) { /* A and dY as (batch*M, K) and (batch*M, N) */
+        if (da)
+            lego_sgemm(0, 1, total * p->m, p->k, p->n, 1.0f, dy, p->n, b, p->n, 1.0f, da, p->k);
+        if (db)
+            lego_sgemm(1, 0, p->k, p->n, total * p->m, 1.0f, a, p->k, dy, p->n, 1.0f, db, p->n);
+        return;
+    }
+    int64_t idx[LEGO_MAX_RANK] = {0};
+    for (int64_t t = 0; t < total; t++) {
+        int64_t oa = 0, ob = 0;
+        for (int i = 0; i < p->nb; i++) {
+            oa += idx[i] * p->a_str[i];
+            ob += idx[i] * p->b_str[i];
+        }
+        const float *dyt = dy + t * p->m * p->n;
+        if (da)
+            lego_sgemm(0, 1, p->m, p->k, p->n, 1.0f, dyt, p->n, b + ob, p->n, 1.0f, da + oa, p->k);
+        if (db)
+            lego_sgemm(1, 0, p->k, p->n, p->m, 1.0f, a + oa, p->k, dyt, p->n, 1.0f, db + ob, p->n);
+        for (int i = p->nb - 1; i >= 0 && ++idx[i] == p->batch[i]; i--)
+            idx[i] = 0;
+    }
+}
+
 static int64_t matmul_flops(const op_call *c)
 {
     const matmul_params *p = c->params;
-    int64_t total = 1;
-    for (int i = 0; i < p->nb; i++)
-        total *= p->batch[i];
-    return 2 * total * p->m * p->n * p->k;
+    return 2 * batch_total(p) * p->m * p->n * p->k;
 }
 
 const op_desc op_desc_Gemm = {
@@ -187,6 +267,7 @@ const op_desc op_desc_Gemm = {
     .prepare = gemm_prepare,
     .forward = gemm_forward,
     .flops = gemm_flops,
+    .backward = gemm_backward,
 };
 
 const op_desc op_desc_MatMul = {
@@ -197,4 +278,5 @@ const op_desc op_desc_MatMul = {
     .prepare = matmul_prepare,
     .forward = matmul_forward,
     .flops = matmul_flops,
+    .backward = matmul_backward,
 };

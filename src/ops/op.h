@@ -11,12 +11,23 @@
  *   forward - compute outputs from inputs; outputs are allocated by the
  *             caller to the shapes prepare set. Cannot fail.
  *   flops   - floating-point operations of one forward pass (optional).
+ *   backward - (training) given the gradients of the outputs, dout[o] (NULL
+ *             where no gradient flows), ADD the gradient of each input i into
+ *             din[i] when din[i] is not NULL. in/out hold the forward pass's
+ *             data; backward recomputes whatever else it needs (BN batch
+ *             statistics, max-pool winners), so forward saves nothing. `+=`
+ *             makes fan-out free: a value read twice just receives twice.
+ * c->training is set for a forward pass in training mode: BatchNormalization
+ * then normalises with batch statistics and updates its running statistics
+ * in place (inputs 3 and 4), PyTorch's way (see batchnorm.c).
  * Kernels handle the dtypes their prepare accepts: shape arithmetic arrives
  * as int64 and is folded at load by running the same forward on constants.
  * prepare may run many times on the same params: params hold plain data only.
  * Every descriptor is listed once in the table in registry.c. */
 #ifndef LEGO_OPS_OP_H
 #define LEGO_OPS_OP_H
+
+#include <stdbool.h>
 
 #include "../core/attr.h"
 #include "../core/status.h"
@@ -32,6 +43,7 @@ typedef struct op_call {
     lego_tensor **in;      /* in[i] == NULL for an omitted optional input */
     lego_tensor **out;
     void *params;
+    bool training;         /* forward/backward of a training pass */
 } op_call;
 
 typedef struct op_desc {
@@ -44,6 +56,7 @@ typedef struct op_desc {
     lego_status (*prepare)(op_call *c);
     void (*forward)(const op_call *c);
     int64_t (*flops)(const op_call *c);
+    void (*backward)(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din);
 } op_desc;
 
 /* The descriptor for an ONNX op type in the default domain, or NULL. */
@@ -55,10 +68,30 @@ const op_desc *const *op_all(int *count);
 lego_status op_error(const op_call *c, lego_code code, const char *fmt, ...) LEGO_PRINTF(3, 4);
 /* Normalise a possibly negative axis against rank; error if out of range. */
 lego_status op_axis(const op_call *c, int64_t axis, int rank, int *out);
+/* op_axis for one of a list of axes that may name each axis once: seen[*out]
+ * is set, and an axis already seen is an error. */
+lego_status op_axis_once(const op_call *c, int64_t axis, int rank, bool *seen, int *out);
 /* Numpy-style broadcast of a and b into out (shape only). */
 lego_status op_broadcast_shape(const op_call *c, const lego_tensor *a, const lego_tensor *b,
                                lego_tensor *out);
-/* Require input i to be present with one of the given dtypes (0-terminated list). */
+/* Input i, or NULL when the node lists fewer inputs or omits it. */
+const lego_tensor *op_input(const op_call *c, int i);
+/* Require input i to be present with dtype dt. */
 lego_status op_expect_dtype(const op_call *c, int i, lego_dtype dt);
+
+/* Steps idx, a row-major index over dims[0..n), to the next element and
+ * moves off by step[d] for each axis d it advances (all in elements); after
+ * the last element idx and off are back at the start. */
+static inline void op_index_next(int n, const int64_t *dims, const int64_t *step, int64_t *idx,
+                                 int64_t *off)
+{
+    for (int d = n - 1; d >= 0; d--) {
+        *off += step[d];
+        if (++idx[d] < dims[d])
+            return;
+        *off -= step[d] * dims[d];
+        idx[d] = 0;
+    }
+}
 
 #endif

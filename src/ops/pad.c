@@ -3,7 +3,9 @@
  * Pad-11 and later take pads (and optionally constant_value, and from
  * opset 18 axes) as inputs; Pad-2 takes pads and value as attributes. pads
  * is [begin_0, ..., begin_n, end_0, ..., end_n]; negative pads crop. Every
- * output index maps back to an input index, or to the constant. */
+ * output index maps back to an input index, or to the constant; backward
+ * (float32) follows the same map in reverse, adding each output's gradient
+ * into its source. */
 #include <string.h>
 
 #include "op.h"
@@ -59,16 +61,16 @@ static lego_status pad_prepare(op_call *c)
     for (int d = 0; d < r; d++)
         axes[d] = d;
     if (c->opset >= 11) {
-        if (c->n_in < 2 || !c->in[1])
+        if (!op_input(c, 1))
             return op_error(c, LEGO_ERR_FORMAT, "input pads is required");
         LEGO_TRY(read_pads_input(c, pads, 2 * LEGO_MAX_RANK, &n_pads));
-        const lego_tensor *cv = c->n_in > 2 ? c->in[2] : NULL;
+        const lego_tensor *cv = op_input(c, 2);
         if (cv && lego_tensor_numel(cv) > 0 && cv->dtype != x->dtype)
             return op_error(c, LEGO_ERR_SHAPE, "constant_value is %s but the input is %s",
                             dtype_name(cv->dtype), dtype_name(x->dtype));
         if (cv && lego_tensor_numel(cv) > 1)
             return op_error(c, LEGO_ERR_SHAPE, "constant_value must be a scalar");
-        const lego_tensor *ax = c->n_in > 3 ? c->in[3] : NULL;
+        const lego_tensor *ax = op_input(c, 3);
         if (ax) { /* Pad-18: pads cover only the listed axes */
             if (!ax->data || ax->rank != 1 || ax->dims[0] > r)
                 return op_error(c, LEGO_ERR_SHAPE, "axes must be a constant 1-D list of at "
@@ -140,7 +142,7 @@ static int64_t pad_source(int mode, int64_t i, int64_t n)
 static void pad_value(const op_call *c, lego_dtype dt, char *out)
 {
     const pad_params *p = c->params;
-    const lego_tensor *cv = c->opset >= 11 && c->n_in > 2 ? c->in[2] : NULL;
+    const lego_tensor *cv = c->opset >= 11 ? op_input(c, 2) : NULL;
     if (cv && lego_tensor_numel(cv) == 1) {
         memcpy(out, cv->data, lego_dtype_size(dt));
         return;
@@ -200,7 +202,65 @@ static void pad_forward(const op_call *c)
     }
 }
 
+/* float32: each dy element goes back to the x element forward copied it
+ * from, so in reflect and edge modes the mirrored or replicated positions
+ * add into their sources; cropped x elements (negative pads) get nothing.
+ * The constant positions' dy, summed, is the gradient of constant_value
+ * (input 2) when that is given and wanted. */
+static void pad_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const pad_params *p = c->params;
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    if (!dout[0] || y->dtype != LEGO_F32)
+        return;
+    float *dx = din[0] ? din[0]->data : NULL;
+    const lego_tensor *cv = c->opset >= 11 ? op_input(c, 2) : NULL;
+    float *dv = cv && lego_tensor_numel(cv) == 1 && din[2] ? din[2]->data : NULL;
+    if (!dx && !dv)
+        return;
+    const float *g = dout[0]->data;
+    if (y->rank == 0) {
+        if (dx)
+            dx[0] += g[0];
+        return;
+    }
+    int64_t xs[LEGO_MAX_RANK];
+    tensor_strides(x, xs);
+    int last = y->rank - 1;
+    int64_t len = y->dims[last], rows = 1;
+    for (int d = 0; d < last; d++)
+        rows *= y->dims[d];
+    if (len == 0 || rows == 0)
+        return;
+    double to_value = 0;
+    int64_t idx[LEGO_MAX_RANK] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = g + r * len;
+        int64_t base = 0;
+        bool outside = false;
+        for (int d = 0; d < last && !outside; d++) {
+            int64_t s = pad_source(p->mode, idx[d] - p->begin[d], x->dims[d]);
+            outside = s < 0;
+            base += s * xs[d];
+        }
+        for (int64_t j = 0; j < len; j++) {
+            int64_t s = outside ? -1 : pad_source(p->mode, j - p->begin[last], x->dims[last]);
+            if (s < 0)
+                to_value += row[j];
+            else if (dx)
+                dx[base + s] += row[j];
+        }
+        for (int d = last - 1; d >= 0; d--) {
+            if (++idx[d] < y->dims[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    if (dv)
+        dv[0] += (float)to_value;
+}
+
 const op_desc op_desc_Pad = {.name = "Pad", .min_in = 1, .max_in = 4, .min_out = 1,
                              .max_out = 1, .params_size = sizeof(pad_params),
                              .const_inputs = (1u << 1) | (1u << 3), .prepare = pad_prepare,
-                             .forward = pad_forward};
+                             .forward = pad_forward, .backward = pad_backward};

@@ -1,17 +1,21 @@
 /* pool.c - AveragePool and MaxPool over NCHW windows (2-D), and
- * GlobalAveragePool and GlobalMaxPool over all spatial axes of any rank.
+ * GlobalAveragePool and GlobalMaxPool over all spatial axes of any rank,
+ * forward and backward.
  *
  * Windowed pools read the input directly (no im2col): each output pixel walks
  * its kernel taps and skips those in the padding. Output sizes follow ONNX and
  * PyTorch, ceil_mode included: a window may hang over the end padding, but
- * the last one must start inside the input or the leading padding. */
+ * the last one must start inside the input or the leading padding.
+ *
+ * Backward walks the same windows. Average pools spread each output gradient
+ * over the window's input taps with the forward's divisor; max pools find the
+ * winner again from the input (the first maximum in row-major tap order, as
+ * PyTorch breaks ties; a NaN wins) and route the whole gradient to it. */
 #include <float.h>
 #include <math.h>
-#include <string.h>
 
 #include "op.h"
-
-typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
+#include "window.h"
 
 typedef struct pool_params {
     int64_t nc, h, w, ho, wo; /* nc: batch times channels */
@@ -23,46 +27,6 @@ typedef struct pool_params {
 typedef struct global_params {
     int64_t nc, plane; /* plane: product of the spatial axes */
 } global_params;
-
-static lego_status get_auto_pad(const op_call *c, auto_pad *out)
-{
-    const char *s;
-    LEGO_TRY(attr_get_string(c->attrs, "auto_pad", "NOTSET", &s));
-    if (strcmp(s, "NOTSET") == 0)
-        *out = PAD_NOTSET;
-    else if (strcmp(s, "SAME_UPPER") == 0)
-        *out = PAD_SAME_UPPER;
-    else if (strcmp(s, "SAME_LOWER") == 0)
-        *out = PAD_SAME_LOWER;
-    else if (strcmp(s, "VALID") == 0)
-        *out = PAD_VALID;
-    else
-        return op_error(c, LEGO_ERR_FORMAT,
-                        "auto_pad is '%s', expected NOTSET, SAME_UPPER, SAME_LOWER or VALID", s);
-    return lego_ok();
-}
-
-/* An ints attribute of exactly n values, each at least min; def fills it when absent. */
-static lego_status get_ints_n(const op_call *c, const char *name, int n, int64_t def, int64_t min,
-                              int64_t *out)
-{
-    const int64_t *v = NULL;
-    int nv = 0;
-    for (int i = 0; i < n; i++)
-        out[i] = def;
-    LEGO_TRY(attr_get_ints(c->attrs, name, &v, &nv));
-    if (!v)
-        return lego_ok();
-    if (nv != n)
-        return op_error(c, LEGO_ERR_FORMAT, "%s has %d values, expected %d", name, nv, n);
-    for (int i = 0; i < n; i++) {
-        if (v[i] < min)
-            return op_error(c, LEGO_ERR_FORMAT, "%s[%d] is %lld, must be at least %lld", name, i,
-                            (long long)v[i], (long long)min);
-        out[i] = v[i];
-    }
-    return lego_ok();
-}
 
 static lego_status check_float_input(const op_call *c, int min_rank, int max_rank)
 {
@@ -95,49 +59,26 @@ static lego_status pool_prepare(op_call *c, int is_max)
 
     if (!attr_find(c->attrs, "kernel_shape"))
         return op_error(c, LEGO_ERR_FORMAT, "kernel_shape is required");
-    int64_t k[2], s[2], d[2], pads[4], ceil_mode, cip = 0;
-    auto_pad mode = PAD_NOTSET;
-    LEGO_TRY(get_ints_n(c, "kernel_shape", 2, 1, 1, k));
-    LEGO_TRY(get_ints_n(c, "strides", 2, 1, 1, s));
-    LEGO_TRY(get_ints_n(c, "dilations", 2, 1, 1, d)); /* AveragePool has them since opset 19 */
+    window win = {.mode = PAD_NOTSET};
+    int64_t cip = 0;
+    LEGO_TRY(window_get_ints(c, "kernel_shape", 2, 1, 1, win.k));
+    LEGO_TRY(window_get_ints(c, "strides", 2, 1, 1, win.stride));
+    /* AveragePool has dilations since opset 19 */
+    LEGO_TRY(window_get_ints(c, "dilations", 2, 1, 1, win.dilation));
     /* pads give way to a set auto_pad (ONNX forbids both; onnxruntime ignores pads) */
-    LEGO_TRY(get_ints_n(c, "pads", 4, 0, 0, pads));
-    LEGO_TRY(get_auto_pad(c, &mode));
-    LEGO_TRY(attr_get_int(c->attrs, "ceil_mode", 0, &ceil_mode));
+    LEGO_TRY(window_get_ints(c, "pads", 4, 0, 0, win.pads));
+    LEGO_TRY(window_auto_pad(c, &win.mode));
+    LEGO_TRY(attr_get_int(c->attrs, "ceil_mode", 0, &win.ceil_mode));
     if (!is_max)
         LEGO_TRY(attr_get_int(c->attrs, "count_include_pad", 0, &cip));
 
-    int64_t in[2] = {x->dims[2], x->dims[3]}, out[2], pb[2], pe[2], dk[2];
-    for (int i = 0; i < 2; i++) {
-        dk[i] = (k[i] - 1) * d[i] + 1;
-        if (mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) {
-            out[i] = (in[i] + s[i] - 1) / s[i];
-            int64_t total = (out[i] - 1) * s[i] + dk[i] - in[i];
-            if (total < 0)
-                total = 0;
-            /* SAME_UPPER puts the odd pad at the end, SAME_LOWER at the start */
-            pb[i] = mode == PAD_SAME_UPPER ? total / 2 : total - total / 2;
-            pe[i] = total - pb[i];
-            continue;
-        }
-        pb[i] = mode == PAD_VALID ? 0 : pads[i];
-        pe[i] = mode == PAD_VALID ? 0 : pads[i + 2];
-        /* in ceil mode one window may be longer than the padded input */
-        int64_t span = in[i] + pb[i] + pe[i] - dk[i] + (ceil_mode ? s[i] - 1 : 0);
-        out[i] = span >= 0 ? span / s[i] + 1 : 0;
-        if (ceil_mode && out[i] > 0 && (out[i] - 1) * s[i] >= in[i] + pb[i])
-            out[i]--;
-    }
-    if (out[0] < 1 || out[1] < 1)
-        return op_error(c, LEGO_ERR_SHAPE,
-                        "input %lldx%lld padded by [%lld,%lld,%lld,%lld] is smaller than the "
-                        "kernel %lldx%lld",
-                        (long long)in[0], (long long)in[1], (long long)pb[0], (long long)pb[1],
-                        (long long)pe[0], (long long)pe[1], (long long)dk[0], (long long)dk[1]);
+    int64_t in[2] = {x->dims[2], x->dims[3]}, out[2], pb[2], pe[2];
+    LEGO_TRY(window_output(c, &win, in, "kernel", out, pb, pe));
 
     *p = (pool_params){.nc = x->dims[0] * x->dims[1], .h = in[0], .w = in[1], .ho = out[0],
-                       .wo = out[1], .kh = k[0], .kw = k[1], .sh = s[0], .sw = s[1], .dh = d[0],
-                       .dw = d[1], .pad_t = pb[0], .pad_l = pb[1], .pad_b = pe[0], .pad_r = pe[1],
+                       .wo = out[1], .kh = win.k[0], .kw = win.k[1], .sh = win.stride[0],
+                       .sw = win.stride[1], .dh = win.dilation[0], .dw = win.dilation[1],
+                       .pad_t = pb[0], .pad_l = pb[1], .pad_b = pe[0], .pad_r = pe[1],
                        .count_include_pad = cip != 0};
     int64_t dims[4] = {x->dims[0], x->dims[1], out[0], out[1]};
     tensor_set_shape(c->out[0], LEGO_F32, 4, dims);
@@ -191,6 +132,39 @@ static void avgpool_forward(const op_call *c)
     }
 }
 
+/* dx += the gradient of avgpool_forward: each dy over its window's input
+ * taps, divided by the forward's count. x is (N,C,H,W), dy (N,C,Ho,Wo). */
+static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const pool_params *p = c->params;
+    if (!dout[0] || !din[0])
+        return;
+    const float *dy = dout[0]->data;
+    float *dx = din[0]->data;
+    for (int64_t nc = 0; nc < p->nc; nc++) {
+        float *dxp = dx + nc * p->h * p->w;
+        const float *dyp = dy + nc * p->ho * p->wo;
+        for (int64_t oh = 0; oh < p->ho; oh++) {
+            int64_t hs = oh * p->sh - p->pad_t, i0, i1, pi0, pi1;
+            tap_range(hs, p->kh, p->dh, 0, p->h, &i0, &i1);
+            tap_range(hs, p->kh, p->dh, -p->pad_t, p->h + p->pad_b, &pi0, &pi1);
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                int64_t ws = ow * p->sw - p->pad_l, j0, j1, pj0, pj1;
+                tap_range(ws, p->kw, p->dw, 0, p->w, &j0, &j1);
+                tap_range(ws, p->kw, p->dw, -p->pad_l, p->w + p->pad_r, &pj0, &pj1);
+                int64_t count = p->count_include_pad ? (pi1 - pi0) * (pj1 - pj0)
+                                                     : (i1 - i0) * (j1 - j0);
+                if (count <= 0)
+                    continue;
+                float g = dyp[oh * p->wo + ow] / (float)count;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        dxp[(hs + i * p->dh) * p->w + ws + j * p->dw] += g;
+            }
+        }
+    }
+}
+
 // x is (N,C,H,W), y is (N,C,Ho,Wo)
 static void maxpool_forward(const op_call *c)
 {
@@ -218,6 +192,40 @@ static void maxpool_forward(const op_call *c)
                     }
                 }
                 yp[oh * p->wo + ow] = nan ? NAN : m; /* NaN propagates, as in PyTorch */
+            }
+        }
+    }
+}
+
+/* dx += the gradient of maxpool_forward: each dy to its window's winner,
+ * found again from x. x is (N,C,H,W), dy (N,C,Ho,Wo). */
+static void maxpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const pool_params *p = c->params;
+    if (!dout[0] || !din[0])
+        return;
+    const float *x = c->in[0]->data, *dy = dout[0]->data;
+    float *dx = din[0]->data;
+    for (int64_t nc = 0; nc < p->nc; nc++) {
+        const float *xp = x + nc * p->h * p->w;
+        float *dxp = dx + nc * p->h * p->w;
+        const float *dyp = dy + nc * p->ho * p->wo;
+        for (int64_t oh = 0; oh < p->ho; oh++) {
+            int64_t hs = oh * p->sh - p->pad_t, i0, i1;
+            tap_range(hs, p->kh, p->dh, 0, p->h, &i0, &i1);
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                int64_t ws = ow * p->sw - p->pad_l, j0, j1;
+                tap_range(ws, p->kw, p->dw, 0, p->w, &j0, &j1);
+                int64_t best = -1; /* stays -1 for a window with no input tap */
+                for (int64_t i = i0; i < i1; i++) {
+                    for (int64_t j = j0; j < j1; j++) {
+                        int64_t at = (hs + i * p->dh) * p->w + ws + j * p->dw;
+                        if (best < 0 || xp[at] > xp[best] || (isnan(xp[at]) && !isnan(xp[best])))
+                            best = at;
+                    }
+                }
+                if (best >= 0)
+                    dxp[best] += dyp[oh * p->wo + ow];
             }
         }
     }
@@ -279,6 +287,41 @@ static void global_max_forward(const op_call *c)
     }
 }
 
+/* dx += dy / plane at every element. x is (N,C,spatial...), dy (N,C,1...). */
+static void global_avg_backward(const op_call *c, lego_tensor *const *dout,
+                                lego_tensor *const *din)
+{
+    const global_params *p = c->params;
+    if (!dout[0] || !din[0])
+        return;
+    const float *dy = dout[0]->data;
+    float *dx = din[0]->data;
+    for (int64_t i = 0; i < p->nc; i++) {
+        float g = (float)(dy[i] / (double)p->plane);
+        for (int64_t j = 0; j < p->plane; j++)
+            dx[i * p->plane + j] += g;
+    }
+}
+
+/* dx += dy at each plane's first maximum (or first NaN). */
+static void global_max_backward(const op_call *c, lego_tensor *const *dout,
+                                lego_tensor *const *din)
+{
+    const global_params *p = c->params;
+    if (!dout[0] || !din[0])
+        return;
+    const float *x = c->in[0]->data, *dy = dout[0]->data;
+    float *dx = din[0]->data;
+    for (int64_t i = 0; i < p->nc; i++) {
+        const float *xp = x + i * p->plane;
+        int64_t best = 0;
+        for (int64_t j = 1; j < p->plane && !isnan(xp[best]); j++)
+            if (xp[j] > xp[best] || isnan(xp[j]))
+                best = j;
+        dx[i * p->plane + best] += dy[i];
+    }
+}
+
 static int64_t global_flops(const op_call *c) { return lego_tensor_numel(c->in[0]); }
 
 const op_desc op_desc_AveragePool = {
@@ -289,6 +332,7 @@ const op_desc op_desc_AveragePool = {
     .prepare = avgpool_prepare,
     .forward = avgpool_forward,
     .flops = pool_flops,
+    .backward = avgpool_backward,
 };
 
 const op_desc op_desc_MaxPool = {
@@ -299,6 +343,7 @@ const op_desc op_desc_MaxPool = {
     .prepare = maxpool_prepare,
     .forward = maxpool_forward,
     .flops = pool_flops,
+    .backward = maxpool_backward,
 };
 
 const op_desc op_desc_GlobalAveragePool = {
@@ -309,6 +354,7 @@ const op_desc op_desc_GlobalAveragePool = {
     .prepare = global_prepare,
     .forward = global_avg_forward,
     .flops = global_flops,
+    .backward = global_avg_backward,
 };
 
 const op_desc op_desc_GlobalMaxPool = {
@@ -319,4 +365,5 @@ const op_desc op_desc_GlobalMaxPool = {
     .prepare = global_prepare,
     .forward = global_max_forward,
     .flops = global_flops,
+    .backward = global_max_backward,
 };

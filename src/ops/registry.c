@@ -65,6 +65,15 @@ lego_status op_axis(const op_call *c, int64_t axis, int rank, int *out)
     return lego_ok();
 }
 
+lego_status op_axis_once(const op_call *c, int64_t axis, int rank, bool *seen, int *out)
+{
+    LEGO_TRY(op_axis(c, axis, rank, out));
+    if (seen[*out])
+        return op_error(c, LEGO_ERR_SHAPE, "axis %lld is listed twice", (long long)axis);
+    seen[*out] = true;
+    return lego_ok();
+}
+
 lego_status op_broadcast_shape(const op_call *c, const lego_tensor *a, const lego_tensor *b,
                                lego_tensor *out)
 {
@@ -86,9 +95,14 @@ lego_status op_broadcast_shape(const op_call *c, const lego_tensor *a, const leg
     return lego_ok();
 }
 
+const lego_tensor *op_input(const op_call *c, int i)
+{
+    return i < c->n_in ? c->in[i] : NULL;
+}
+
 lego_status op_expect_dtype(const op_call *c, int i, lego_dtype dt)
 {
-    if (i >= c->n_in || !c->in[i])
+    if (!op_input(c, i))
         return op_error(c, LEGO_ERR_FORMAT, "input %d is missing", i);
     if (c->in[i]->dtype != dt)
         return op_error(c, LEGO_ERR_SHAPE, "input %d is %s, expected %s", i,

@@ -6,7 +6,9 @@
  * out/in when sizes are given, as the ONNX spec says; nearest then rounds
  * by nearest_mode and linear blends the two neighbours. PyTorch exports
  * F.interpolate as nearest + asymmetric + floor, or linear + half_pixel /
- * pytorch_half_pixel / align_corners. */
+ * pytorch_half_pixel / align_corners. Backward (float32) scatters each
+ * output's gradient back to the input elements it was read from, with the
+ * same weights. */
 #include <math.h>
 #include <string.h>
 
@@ -34,7 +36,7 @@ static int lookup(const char *s, const char *const *names)
  * empty tensors for "not given"). */
 static const lego_tensor *given(const op_call *c, int i)
 {
-    const lego_tensor *t = i < c->n_in ? c->in[i] : NULL;
+    const lego_tensor *t = op_input(c, i);
     return t && lego_tensor_numel(t) > 0 ? t : NULL;
 }
 
@@ -248,6 +250,84 @@ static void linear_forward(const op_call *c)
     }
 }
 
+/* nearest backward, float32: dx[nearest(i)] += dy[i]; an input element
+ * picked by several outputs (upsampling) receives them all. */
+static void nearest_backward(const op_call *c, const float *g, float *dx)
+{
+    const resize_params *p = c->params;
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    int r = y->rank, last = r - 1;
+    int64_t xs[LEGO_MAX_RANK];
+    tensor_strides(x, xs);
+    int64_t len = y->dims[last], rows = 1;
+    for (int d = 0; d < last; d++)
+        rows *= y->dims[d];
+    if (len == 0 || rows == 0)
+        return;
+    int64_t idx[LEGO_MAX_RANK] = {0};
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t base = 0;
+        for (int d = 0; d < last; d++)
+            base += nearest_index(p, d, idx[d], x->dims[d], y->dims[d]) * xs[d];
+        const float *src = g + row * len;
+        for (int64_t j = 0; j < len; j++)
+            dx[base + nearest_index(p, last, j, x->dims[last], len)] += src[j];
+        for (int d = last - 1; d >= 0; d--) {
+            if (++idx[d] < y->dims[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+}
+
+/* linear backward: each dy element goes to its four taps with the bilinear
+ * weights (1-wy)(1-wx), (1-wy)wx, wy(1-wx), wy wx; taps clamped onto the same
+ * element at an edge add up there. */
+static void linear_backward(const op_call *c, const float *g, float *dx)
+{
+    const resize_params *p = c->params;
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    int r = x->rank, dw = r - 1, dh = r - 2;
+    int64_t H = r >= 2 ? x->dims[dh] : 1, W = x->dims[dw];
+    int64_t OH = r >= 2 ? y->dims[dh] : 1, OW = y->dims[dw];
+    int64_t outer = 1;
+    for (int d = 0; d < r - 2; d++)
+        outer *= y->dims[d];
+    for (int64_t o = 0; o < outer; o++) {
+        float *plane = dx + o * H * W;
+        for (int64_t oy = 0; oy < OH; oy++) {
+            int64_t y0 = 0, y1 = 0;
+            float wy = 0;
+            if (r >= 2)
+                linear_taps(p, dh, oy, H, OH, &y0, &y1, &wy);
+            float *r0 = plane + y0 * W, *r1 = plane + y1 * W;
+            const float *src = g + (o * OH + oy) * OW;
+            for (int64_t ox = 0; ox < OW; ox++) {
+                int64_t x0, x1;
+                float wx;
+                linear_taps(p, dw, ox, W, OW, &x0, &x1, &wx);
+                float top = src[ox] * (1.0f - wy), bot = src[ox] * wy;
+                r0[x0] += top * (1.0f - wx);
+                r0[x1] += top * wx;
+                r1[x0] += bot * (1.0f - wx);
+                r1[x1] += bot * wx;
+            }
+        }
+    }
+}
+
+/* float32 only; roi, scales and sizes take no gradient. */
+static void resize_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const resize_params *p = c->params;
+    if (!dout[0] || !din[0] || c->out[0]->dtype != LEGO_F32)
+        return;
+    if (p->mode == RS_LINEAR)
+        linear_backward(c, dout[0]->data, din[0]->data);
+    else
+        nearest_backward(c, dout[0]->data, din[0]->data);
+}
+
 static void resize_forward(const op_call *c)
 {
     const resize_params *p = c->params;
@@ -260,4 +340,5 @@ static void resize_forward(const op_call *c)
 const op_desc op_desc_Resize = {.name = "Resize", .min_in = 1, .max_in = 4, .min_out = 1,
                                 .max_out = 1, .params_size = sizeof(resize_params),
                                 .const_inputs = (1u << 2) | (1u << 3),
-                                .prepare = resize_prepare, .forward = resize_forward};
+                                .prepare = resize_prepare, .forward = resize_forward,
+                                .backward = resize_backward};

@@ -6,7 +6,13 @@
  * exported models route int64 shape arithmetic through the same ops as
  * activations (Shape -> Gather -> Unsqueeze -> Concat -> Reshape). Inputs
  * that decide an output shape (Reshape's shape, Slice's starts, ...) must be
- * constants; they are read and checked in prepare. */
+ * constants; they are read and checked in prepare.
+ *
+ * Backward moves float32 gradients back along the same paths (scattering
+ * where forward gathered, summing where it repeated); integer and bool
+ * values carry no gradient. Shape's backward adds nothing (its output
+ * depends on no value); Constant and ConstantOfShape have no backward, as
+ * they have no float input. */
 #include <math.h>
 #include <string.h>
 
@@ -32,6 +38,27 @@ static void copy_forward(const op_call *c)
         memcpy(c->out[0]->data, c->in[0]->data, bytes);
 }
 
+/* din[0]'s data when dout[0] and din[0] are float32 gradients, else NULL. */
+static float *float_grad(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    if (!dout[0] || !din[0] || c->out[0]->dtype != LEGO_F32 || din[0]->dtype != LEGO_F32)
+        return NULL;
+    return din[0]->data;
+}
+
+/* The backward of the relabelling ops: dx += dy, float32 only (other
+ * dtypes carry no gradient). */
+static void copy_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    float *dx = float_grad(c, dout, din);
+    if (!dx)
+        return;
+    const float *g = dout[0]->data;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += g[i];
+}
+
 /* Read constant integer input i, a scalar or 1-D list of at most `max`
  * values, into v; *n gets the count. */
 static lego_status read_const_ints(const op_call *c, int i, const char *what, int max,
@@ -54,12 +81,6 @@ static lego_status read_const_ints(const op_call *c, int i, const char *what, in
         v[k] = tensor_get_i64(t, k);
     *n = (int)count;
     return lego_ok();
-}
-
-/* Optional input i: present when listed and not omitted. */
-static const lego_tensor *opt_in(const op_call *c, int i)
-{
-    return i < c->n_in ? c->in[i] : NULL;
 }
 
 /* "2x3x-1" for messages about requested shapes. */
@@ -103,13 +124,33 @@ static void strided_copy(char *y, const char *x, int rank, const int64_t *dims, 
     int64_t idx[LEGO_MAX_RANK] = {0}, off = base;
     for (int64_t r = 0; r < rows; r++) {
         copy_row(y + r * len * (int64_t)es, x + off * (int64_t)es, step[last], len, es);
-        for (int d = last - 1; d >= 0; d--) {
-            off += step[d];
-            if (++idx[d] < dims[d])
-                break;
-            off -= step[d] * dims[d];
-            idx[d] = 0;
-        }
+        op_index_next(last, dims, step, idx, &off);
+    }
+}
+
+/* The backward of strided_copy for float32: x[base + sum_d idx[d] * step[d]]
+ * += g[idx] (g contiguous over dims). Elements read more than once (0 steps)
+ * receive every contribution. */
+static void strided_add(float *x, const float *g, int rank, const int64_t *dims, int64_t base,
+                        const int64_t *step)
+{
+    if (rank == 0) {
+        x[base] += g[0];
+        return;
+    }
+    int last = rank - 1;
+    int64_t len = dims[last], rows = 1, s = step[last];
+    for (int d = 0; d < last; d++)
+        rows *= dims[d];
+    if (len == 0 || rows == 0)
+        return;
+    int64_t idx[LEGO_MAX_RANK] = {0}, off = base;
+    for (int64_t r = 0; r < rows; r++) {
+        float *dst = x + off;
+        const float *src = g + r * len;
+        for (int64_t i = 0; i < len; i++)
+            dst[i * s] += src[i];
+        op_index_next(last, dims, step, idx, &off);
     }
 }
 
@@ -173,7 +214,8 @@ static lego_status reshape_prepare(op_call *c)
 
 const op_desc op_desc_Reshape = {.name = "Reshape", .min_in = 2, .max_in = 2, .min_out = 1,
                                  .max_out = 1, .const_inputs = 1u << 1,
-                                 .prepare = reshape_prepare, .forward = copy_forward};
+                                 .prepare = reshape_prepare, .forward = copy_forward,
+                                 .backward = copy_backward};
 
 /* ---- Flatten ------------------------------------------------------------ */
 
@@ -196,7 +238,7 @@ static lego_status flatten_prepare(op_call *c)
 
 const op_desc op_desc_Flatten = {.name = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1,
                                  .max_out = 1, .prepare = flatten_prepare,
-                                 .forward = copy_forward};
+                                 .forward = copy_forward, .backward = copy_backward};
 
 /* ---- Squeeze, Unsqueeze ----------------------------------------------- */
 
@@ -206,7 +248,7 @@ static lego_status read_axes(const op_call *c, int64_t *axes, int *n, bool *give
 {
     *n = 0;
     *given = false;
-    if (opt_in(c, 1)) {
+    if (op_input(c, 1)) {
         LEGO_TRY(read_const_ints(c, 1, "axes", LEGO_MAX_RANK, axes, n));
         *given = true;
         return lego_ok();
@@ -240,15 +282,12 @@ static lego_status squeeze_prepare(op_call *c)
     }
     for (int i = 0; i < n; i++) {
         int a;
-        LEGO_TRY(op_axis(c, axes[i], x->rank, &a));
-        if (drop[a])
-            return op_error(c, LEGO_ERR_SHAPE, "axis %lld is listed twice", (long long)axes[i]);
+        LEGO_TRY(op_axis_once(c, axes[i], x->rank, drop, &a));
         if (x->dims[a] != 1) {
             char sx[96];
             return op_error(c, LEGO_ERR_SHAPE, "cannot squeeze axis %d of %s: its size is %lld",
                             a, tensor_shape_str(x, sx, sizeof sx), (long long)x->dims[a]);
         }
-        drop[a] = true;
     }
     int64_t dims[LEGO_MAX_RANK];
     int rank = 0;
@@ -276,10 +315,7 @@ static lego_status unsqueeze_prepare(op_call *c)
     bool ins[LEGO_MAX_RANK] = {false};
     for (int i = 0; i < n; i++) {
         int a;
-        LEGO_TRY(op_axis(c, axes[i], rank, &a)); /* axes index the output */
-        if (ins[a])
-            return op_error(c, LEGO_ERR_SHAPE, "axis %lld is listed twice", (long long)axes[i]);
-        ins[a] = true;
+        LEGO_TRY(op_axis_once(c, axes[i], rank, ins, &a)); /* axes index the output */
     }
     int64_t dims[LEGO_MAX_RANK];
     for (int d = 0, k = 0; d < rank; d++)
@@ -290,10 +326,12 @@ static lego_status unsqueeze_prepare(op_call *c)
 
 const op_desc op_desc_Squeeze = {.name = "Squeeze", .min_in = 1, .max_in = 2, .min_out = 1,
                                  .max_out = 1, .const_inputs = 1u << 1,
-                                 .prepare = squeeze_prepare, .forward = copy_forward};
+                                 .prepare = squeeze_prepare, .forward = copy_forward,
+                                 .backward = copy_backward};
 const op_desc op_desc_Unsqueeze = {.name = "Unsqueeze", .min_in = 1, .max_in = 2, .min_out = 1,
                                    .max_out = 1, .const_inputs = 1u << 1,
-                                   .prepare = unsqueeze_prepare, .forward = copy_forward};
+                                   .prepare = unsqueeze_prepare, .forward = copy_forward,
+                                   .backward = copy_backward};
 
 /* ---- Transpose ---------------------------------------------------------- */
 
@@ -339,9 +377,27 @@ static void transpose_forward(const op_call *c)
     strided_copy(y->data, x->data, y->rank, y->dims, 0, step, esize(x));
 }
 
+/* dx = dy moved back through the inverse permutation: walk dy in order and
+ * add each element at the x offset forward read it from. */
+static void transpose_backward(const op_call *c, lego_tensor *const *dout,
+                               lego_tensor *const *din)
+{
+    const transpose_params *p = c->params;
+    float *dx = float_grad(c, dout, din);
+    if (!dx)
+        return;
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    int64_t xs[LEGO_MAX_RANK], step[LEGO_MAX_RANK];
+    tensor_strides(x, xs);
+    for (int d = 0; d < y->rank; d++)
+        step[d] = xs[p->perm[d]];
+    strided_add(dx, dout[0]->data, y->rank, y->dims, 0, step);
+}
+
 const op_desc op_desc_Transpose = {.name = "Transpose", .min_in = 1, .max_in = 1, .min_out = 1,
                                    .max_out = 1, .params_size = sizeof(transpose_params),
-                                   .prepare = transpose_prepare, .forward = transpose_forward};
+                                   .prepare = transpose_prepare, .forward = transpose_forward,
+                                   .backward = transpose_backward};
 
 /* ---- Concat ------------------------------------------------------------- */
 
@@ -407,9 +463,36 @@ static void concat_forward(const op_call *c)
     }
 }
 
+/* dy [outer, sum d_i, inner] split back into each input's [outer, d_i, inner] */
+static void concat_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const axis_params *p = c->params;
+    const lego_tensor *y = c->out[0];
+    if (!dout[0] || y->dtype != LEGO_F32)
+        return;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < p->axis; d++)
+        outer *= y->dims[d];
+    for (int d = p->axis + 1; d < y->rank; d++)
+        inner *= y->dims[d];
+    const float *g = dout[0]->data;
+    for (int64_t o = 0; o < outer; o++) {
+        for (int i = 0; i < c->n_in; i++) {
+            int64_t n = c->in[i]->dims[p->axis] * inner;
+            if (din[i]) {
+                float *dx = (float *)din[i]->data + o * n;
+                for (int64_t k = 0; k < n; k++)
+                    dx[k] += g[k];
+            }
+            g += n;
+        }
+    }
+}
+
 const op_desc op_desc_Concat = {.name = "Concat", .min_in = 1, .max_in = OP_MAX_IO,
                                 .min_out = 1, .max_out = 1, .params_size = sizeof(axis_params),
-                                .prepare = concat_prepare, .forward = concat_forward};
+                                .prepare = concat_prepare, .forward = concat_forward,
+                                .backward = concat_backward};
 
 /* ---- Slice -------------------------------------------------------------- */
 
@@ -428,12 +511,12 @@ static lego_status slice_prepare(op_call *c)
         steps[LEGO_MAX_RANK];
     int n = 0, n_ends = 0, n_axes = -1, n_steps = -1;
 
-    if (opt_in(c, 1) && opt_in(c, 2)) { /* Slice-10 and later */
+    if (op_input(c, 1) && op_input(c, 2)) { /* Slice-10 and later */
         LEGO_TRY(read_const_ints(c, 1, "starts", LEGO_MAX_RANK, starts, &n));
         LEGO_TRY(read_const_ints(c, 2, "ends", LEGO_MAX_RANK, ends, &n_ends));
-        if (opt_in(c, 3))
+        if (op_input(c, 3))
             LEGO_TRY(read_const_ints(c, 3, "axes", LEGO_MAX_RANK, axes, &n_axes));
-        if (opt_in(c, 4))
+        if (op_input(c, 4))
             LEGO_TRY(read_const_ints(c, 4, "steps", LEGO_MAX_RANK, steps, &n_steps));
     } else if (c->opset < 10 && c->n_in == 1) { /* Slice-1: attributes */
         const int64_t *a = NULL, *b = NULL, *ax = NULL;
@@ -522,10 +605,28 @@ static void slice_forward(const op_call *c)
     strided_copy(y->data, x->data, y->rank, y->dims, base, step, esize(x));
 }
 
+/* dx[start + i * step] += dy[i] along every axis; the positions not
+ * sliced get nothing. Negative steps walk backwards as in forward. */
+static void slice_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const slice_params *p = c->params;
+    float *dx = float_grad(c, dout, din);
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    if (!dx || lego_tensor_numel(y) == 0)
+        return;
+    int64_t xs[LEGO_MAX_RANK], step[LEGO_MAX_RANK], base = 0;
+    tensor_strides(x, xs);
+    for (int d = 0; d < x->rank; d++) {
+        base += p->start[d] * xs[d];
+        step[d] = p->step[d] * xs[d];
+    }
+    strided_add(dx, dout[0]->data, y->rank, y->dims, base, step);
+}
+
 const op_desc op_desc_Slice = {.name = "Slice", .min_in = 1, .max_in = 5, .min_out = 1,
                                .max_out = 1, .params_size = sizeof(slice_params),
                                .const_inputs = 0xfu << 1, .prepare = slice_prepare,
-                               .forward = slice_forward};
+                               .forward = slice_forward, .backward = slice_backward};
 
 /* ---- Gather ------------------------------------------------------------- */
 
@@ -596,9 +697,39 @@ static void gather_forward(const op_call *c)
     }
 }
 
+/* dx [outer, dim, inner] += dy [outer, n, inner] scattered to the gathered
+ * rows; an index listed twice receives both. The indices take no gradient. */
+static void gather_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const axis_params *p = c->params;
+    float *dx = float_grad(c, dout, din);
+    if (!dx)
+        return;
+    const lego_tensor *x = c->in[0], *idx = c->in[1];
+    int64_t outer = 1, inner = 1, dim = x->dims[p->axis], n = lego_tensor_numel(idx);
+    for (int d = 0; d < p->axis; d++)
+        outer *= x->dims[d];
+    for (int d = p->axis + 1; d < x->rank; d++)
+        inner *= x->dims[d];
+    if (outer == 0 || inner == 0 || n == 0)
+        return;
+    const int64_t *iv = idx->data;
+    const float *g = dout[0]->data;
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < n; i++) {
+            int64_t j = clamp64(iv[i] < 0 ? iv[i] + dim : iv[i], 0, dim - 1);
+            float *dst = dx + (o * dim + j) * inner;
+            for (int64_t k = 0; k < inner; k++)
+                dst[k] += g[k];
+            g += inner;
+        }
+    }
+}
+
 const op_desc op_desc_Gather = {.name = "Gather", .min_in = 2, .max_in = 2, .min_out = 1,
                                  .max_out = 1, .params_size = sizeof(axis_params),
-                                 .prepare = gather_prepare, .forward = gather_forward};
+                                 .prepare = gather_prepare, .forward = gather_forward,
+                                 .backward = gather_backward};
 
 /* ---- Expand ------------------------------------------------------------- */
 
@@ -633,9 +764,26 @@ static void expand_forward(const op_call *c)
         strided_copy(y->data, x->data, y->rank, y->dims, 0, step, esize(x));
 }
 
+/* dx = dy summed over the dimensions Expand repeated x along */
+static void expand_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    float *dx = float_grad(c, dout, din);
+    const lego_tensor *x = c->in[0], *y = c->out[0];
+    if (!dx || lego_tensor_numel(y) == 0)
+        return;
+    int64_t xs[LEGO_MAX_RANK], step[LEGO_MAX_RANK];
+    tensor_strides(x, xs);
+    for (int d = 0; d < y->rank; d++) {
+        int xd = d - (y->rank - x->rank);
+        step[d] = xd >= 0 && x->dims[xd] != 1 ? xs[xd] : 0;
+    }
+    strided_add(dx, dout[0]->data, y->rank, y->dims, 0, step);
+}
+
 const op_desc op_desc_Expand = {.name = "Expand", .min_in = 2, .max_in = 2, .min_out = 1,
                                 .max_out = 1, .const_inputs = 1u << 1,
-                                .prepare = expand_prepare, .forward = expand_forward};
+                                .prepare = expand_prepare, .forward = expand_forward,
+                                .backward = expand_backward};
 
 /* ---- Shape -------------------------------------------------------------- */
 
@@ -688,14 +836,14 @@ static lego_status identity_prepare(op_call *c)
 
 const op_desc op_desc_Identity = {.name = "Identity", .min_in = 1, .max_in = 1, .min_out = 1,
                                   .max_out = 1, .prepare = identity_prepare,
-                                  .forward = copy_forward};
+                                  .forward = copy_forward, .backward = copy_backward};
 
 static lego_status dropout_prepare(op_call *c)
 {
     LEGO_TRY(identity_prepare(c));
     /* Dropout-12 takes training_mode as input 2; only a constant true
      * can be known to ask for training behaviour. */
-    const lego_tensor *tm = opt_in(c, 2);
+    const lego_tensor *tm = op_input(c, 2);
     if (tm && tm->data && lego_tensor_numel(tm) == 1 && tensor_get_i64(tm, 0) != 0)
         return op_error(c, LEGO_ERR_UNSUPPORTED,
                         "training_mode is true; only inference is supported");
@@ -712,9 +860,11 @@ static void dropout_forward(const op_call *c)
         memset(c->out[1]->data, 1, lego_tensor_bytes(c->out[1]));
 }
 
+/* Inference Dropout is the identity, and so is its backward; the mask
+ * (output 1) is bool and carries no gradient. */
 const op_desc op_desc_Dropout = {.name = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1,
                                  .max_out = 2, .prepare = dropout_prepare,
-                                 .forward = dropout_forward};
+                                 .forward = dropout_forward, .backward = copy_backward};
 
 /* ---- Constant ----------------------------------------------------------- */
 
@@ -882,9 +1032,12 @@ static void cast_forward(const op_call *c)
     }
 }
 
+/* float32 -> float32 is the identity and passes the gradient; every other
+ * cast has an integer or bool side, which carries none. */
 const op_desc op_desc_Cast = {.name = "Cast", .min_in = 1, .max_in = 1, .min_out = 1,
                               .max_out = 1, .params_size = sizeof(cast_params),
-                              .prepare = cast_prepare, .forward = cast_forward};
+                              .prepare = cast_prepare, .forward = cast_forward,
+                              .backward = copy_backward};
 
 /* ---- ConstantOfShape ---------------------------------------------------- */
 

@@ -4,7 +4,7 @@
  * prod(dims[axis:])], and each row is normalised as a whole (axis defaults
  * to 1). From opset 13 only the one dimension `axis` is normalised (axis
  * defaults to -1). Both reduce to normalising `n` values that lie `inner`
- * elements apart, `outer * inner` times. */
+ * elements apart, `outer * inner` times; backward uses the same view. */
 #include <math.h>
 
 #include "op.h"
@@ -75,9 +75,34 @@ static void softmax_forward(const op_call *c)
     }
 }
 
+/* dx = y * (dy - sum(dy * y)) over each normalised group of n values, in
+ * the same [outer, n, inner] view as forward, so it serves both the
+ * pre-13 (2-D coerced) and the single-axis meaning. */
+static void softmax_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const softmax_params *p = c->params;
+    if (!dout[0] || !din[0])
+        return;
+    const float *y = c->out[0]->data, *g = dout[0]->data;
+    float *dx = din[0]->data;
+    for (int64_t o = 0; o < p->outer; o++) {
+        for (int64_t j = 0; j < p->inner; j++) {
+            int64_t base = o * p->n * p->inner + j;
+            const float *ys = y + base, *gs = g + base;
+            float *dxs = dx + base;
+            double dot = 0;
+            for (int64_t i = 0; i < p->n; i++)
+                dot += (double)gs[i * p->inner] * ys[i * p->inner];
+            float d = (float)dot;
+            for (int64_t i = 0; i < p->n; i++)
+                dxs[i * p->inner] += ys[i * p->inner] * (gs[i * p->inner] - d);
+        }
+    }
+}
+
 static int64_t softmax_flops(const op_call *c) { return 3 * lego_tensor_numel(c->out[0]); }
 
 const op_desc op_desc_Softmax = {.name = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1,
                                  .max_out = 1, .params_size = sizeof(softmax_params),
                                  .prepare = softmax_prepare, .forward = softmax_forward,
-                                 .flops = softmax_flops};
+                                 .flops = softmax_flops, .backward = softmax_backward};

@@ -1,0 +1,269 @@
+/* autodiff.c - the training executor: sub-graph selection, gradient
+ * bookkeeping, forward in training mode and reverse-mode backward. */
+#include "autodiff.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool contains(const int *list, int n, int v)
+{
+    for (int i = 0; i < n; i++)
+        if (list[i] == v)
+            return true;
+    return false;
+}
+
+static int *dup_list(const int *a, int n)
+{
+    int *d = malloc(sizeof *d * (size_t)(n + 1));
+    if (d && n)
+        memcpy(d, a, sizeof *d * (size_t)n);
+    return d;
+}
+
+void train_plan_free(train_plan *p)
+{
+    free(p->vt);
+    free(p->gt);
+    free(p->needs_grad);
+    free(p->steps);
+    free(p->inputs);
+    free(p->outputs);
+    free(p->params);
+    lego_aligned_free(p->act);
+    lego_aligned_free(p->grad);
+    memset(p, 0, sizeof *p);
+}
+
+/* Mark the nodes needed for the outputs, walking back from them and
+ * stopping at the caller's inputs and at constants. */
+static lego_status select_nodes(train_plan *p, bool *in_sub)
+{
+    lego_graph *g = p->g;
+    int *stack = malloc(sizeof *stack * ((size_t)g->n_values + 1));
+    bool *seen = calloc((size_t)g->n_values + 1, sizeof *seen);
+    if (!stack || !seen) {
+        free(stack), free(seen);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    int top = 0;
+    for (int i = 0; i < p->n_outputs; i++)
+        stack[top++] = p->outputs[i], seen[p->outputs[i]] = true;
+    lego_status st = lego_ok();
+    while (top > 0 && st.code == LEGO_OK) {
+        int v = stack[--top];
+        const gvalue *val = &g->values[v];
+        if (contains(p->inputs, p->n_inputs, v) || val->kind == VALUE_INITIALIZER ||
+            val->kind == VALUE_FOLDED)
+            continue;
+        if (val->producer < 0) {
+            st = lego_error(LEGO_ERR_ARG, "%s: the sub-graph needs '%s', which is not among its inputs",
+                            g->name, val->name);
+            break;
+        }
+        const gnode *n = &g->nodes[val->producer];
+        in_sub[val->producer] = true;
+        for (int i = 0; i < n->n_in; i++) {
+            int u = n->in[i];
+            if (u >= 0 && !seen[u]) {
+                seen[u] = true;
+                stack[top++] = u;
+            }
+        }
+    }
+    free(stack);
+    free(seen);
+    return st;
+}
+
+lego_status train_plan_build(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
+                             int n_outputs, const int *params, int n_params, train_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->g = g;
+    int nv = g->n_values, nn = g->n_nodes;
+    p->inputs = dup_list(inputs, n_inputs);
+    p->outputs = dup_list(outputs, n_outputs);
+    p->params = dup_list(params, n_params);
+    p->n_inputs = n_inputs, p->n_outputs = n_outputs, p->n_params = n_params;
+    p->vt = calloc((size_t)nv + 1, sizeof *p->vt);
+    p->gt = calloc((size_t)nv + 1, sizeof *p->gt);
+    p->needs_grad = calloc((size_t)nv + 1, sizeof *p->needs_grad);
+    p->steps = malloc(sizeof *p->steps * ((size_t)nn + 1));
+    bool *in_sub = calloc((size_t)nn + 1, sizeof *in_sub);
+    if (!p->inputs || !p->outputs || !p->params || !p->vt || !p->gt || !p->needs_grad || !p->steps ||
+        !in_sub) {
+        free(in_sub);
+        train_plan_free(p);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (int i = 0; i < n_params; i++) {
+        const gvalue *v = &g->values[params[i]];
+        if (v->kind != VALUE_INITIALIZER || v->t.dtype != LEGO_F32) {
+            free(in_sub);
+            train_plan_free(p);
+            return lego_error(LEGO_ERR_ARG, "%s: '%s' is not a float initializer and cannot be trained",
+                              g->name, v->name);
+        }
+    }
+    lego_status st = select_nodes(p, in_sub);
+    for (int k = 0; k < nn && st.code == LEGO_OK; k++) {
+        int node = g->order[k];
+        if (in_sub[node] && !g->nodes[node].folded)
+            p->steps[p->n_steps++] = node;
+    }
+    free(in_sub);
+    if (st.code) {
+        train_plan_free(p);
+        return st;
+    }
+
+    /* Gradients flow from the parameters (and the caller's float inputs)
+     * forward through every float value computed from them. */
+    for (int i = 0; i < n_params; i++)
+        p->needs_grad[params[i]] = true;
+    for (int i = 0; i < n_inputs; i++)
+        p->needs_grad[inputs[i]] = g->values[inputs[i]].t.dtype == LEGO_F32;
+    char label[256];
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        bool any = false;
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0 && p->needs_grad[n->in[i]])
+                any = true;
+        bool float_out = false;
+        for (int o = 0; o < n->n_out; o++)
+            float_out |= g->values[n->out[o]].t.dtype == LEGO_F32;
+        /* a node with no float output (Shape, Equal, Cast to int) passes no
+         * gradient on, whatever it reads */
+        if (!any || !float_out)
+            continue;
+        if (!n->op->backward) {
+            lego_status err = lego_error(LEGO_ERR_UNSUPPORTED, "%s: %s has no backward pass yet",
+                                         g->name, graph_node_label(g, p->steps[s], label, sizeof label));
+            train_plan_free(p);
+            return err;
+        }
+        for (int o = 0; o < n->n_out; o++)
+            p->needs_grad[n->out[o]] = g->values[n->out[o]].t.dtype == LEGO_F32;
+    }
+
+    /* Storage: activations of the sub-graph and every gradient, no reuse. */
+    size_t act_bytes = 0, grad_bytes = 0;
+    for (int v = 0; v < nv; v++) {
+        p->vt[v] = g->values[v].t;
+        p->vt[v].owns = 0;
+        p->gt[v] = g->values[v].t;
+        p->gt[v].owns = 0;
+        p->gt[v].data = NULL;
+    }
+    size_t *act_off = calloc((size_t)nv + 1, sizeof *act_off);
+    if (!act_off) {
+        train_plan_free(p);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (int v = 0; v < nv; v++)
+        act_off[v] = SIZE_MAX;
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        for (int o = 0; o < n->n_out; o++) {
+            act_off[n->out[o]] = act_bytes;
+            act_bytes += (lego_tensor_bytes(&p->vt[n->out[o]]) + 63) & ~(size_t)63;
+        }
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        act_off[inputs[i]] = act_bytes;
+        act_bytes += (lego_tensor_bytes(&p->vt[inputs[i]]) + 63) & ~(size_t)63;
+    }
+    for (int v = 0; v < nv; v++)
+        if (p->needs_grad[v])
+            grad_bytes += (lego_tensor_bytes(&p->gt[v]) + 63) & ~(size_t)63;
+    p->act = lego_aligned_alloc(act_bytes ? act_bytes : 64);
+    p->grad = lego_aligned_alloc(grad_bytes ? grad_bytes : 64);
+    if (!p->act || !p->grad) {
+        free(act_off);
+        train_plan_free(p);
+        return lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes of activations and %zu of gradients",
+                          act_bytes, grad_bytes);
+    }
+    for (int v = 0; v < nv; v++)
+        if (act_off[v] != SIZE_MAX)
+            p->vt[v].data = p->act + act_off[v];
+    free(act_off);
+    size_t off = 0;
+    for (int v = 0; v < nv; v++) {
+        if (!p->needs_grad[v])
+            continue;
+        p->gt[v].data = p->grad + off;
+        off += (lego_tensor_bytes(&p->gt[v]) + 63) & ~(size_t)63;
+    }
+    memset(p->grad, 0, grad_bytes);
+    return lego_ok();
+}
+
+lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training)
+{
+    lego_graph *g = p->g;
+    char got[96], want[96];
+    for (int i = 0; i < p->n_inputs; i++) {
+        lego_tensor *dst = &p->vt[p->inputs[i]];
+        if (x[i]->dtype != dst->dtype || !tensor_same_shape(x[i], dst))
+            return lego_error(LEGO_ERR_SHAPE, "input '%s' is %s %s, the plan expects %s %s",
+                              g->values[p->inputs[i]].name, dtype_name(x[i]->dtype),
+                              tensor_shape_str(x[i], got, sizeof got), dtype_name(dst->dtype),
+                              tensor_shape_str(dst, want, sizeof want));
+        memcpy(dst->data, x[i]->data, lego_tensor_bytes(dst));
+    }
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    p->training = training;
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        op_call c;
+        graph_node_call(g, n, p->vt, in, out, &c);
+        c.training = training;
+        n->op->forward(&c);
+    }
+    for (int i = 0; i < p->n_outputs; i++) {
+        lego_tensor *d = &p->gt[p->outputs[i]];
+        if (d->data)
+            memset(d->data, 0, lego_tensor_bytes(d));
+    }
+    return lego_ok();
+}
+
+lego_tensor *train_output(train_plan *p, int i) { return &p->vt[p->outputs[i]]; }
+lego_tensor *train_output_grad(train_plan *p, int i) { return &p->gt[p->outputs[i]]; }
+lego_tensor *train_param(train_plan *p, int i) { return &p->vt[p->params[i]]; }
+lego_tensor *train_param_grad(train_plan *p, int i) { return &p->gt[p->params[i]]; }
+lego_tensor *train_input_grad(train_plan *p, int i) { return &p->gt[p->inputs[i]]; }
+
+void train_backward(train_plan *p)
+{
+    lego_graph *g = p->g;
+    /* Every gradient but the seeded outputs starts from zero: ops add. */
+    for (int v = 0; v < g->n_values; v++) {
+        if (!p->gt[v].data || contains(p->outputs, p->n_outputs, v))
+            continue;
+        memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
+    }
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO], *dout[OP_MAX_IO], *din[OP_MAX_IO];
+    for (int s = p->n_steps - 1; s >= 0; s--) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        bool flows = false;
+        for (int o = 0; o < n->n_out; o++) {
+            dout[o] = p->gt[n->out[o]].data ? &p->gt[n->out[o]] : NULL;
+            flows |= dout[o] != NULL;
+        }
+        bool wanted = false;
+        for (int i = 0; i < n->n_in; i++) {
+            din[i] = n->in[i] >= 0 && p->gt[n->in[i]].data ? &p->gt[n->in[i]] : NULL;
+            wanted |= din[i] != NULL;
+        }
+        if (!flows || !wanted)
+            continue;
+        op_call c;
+        graph_node_call(g, n, p->vt, in, out, &c);
+        c.training = p->training;
+        n->op->backward(&c, dout, din);
+    }
+}

@@ -1,0 +1,52 @@
+/* autodiff.h - training execution: forward in training mode and backward
+ * over any sub-graph between given values.
+ *
+ * A train plan keeps every activation of the sub-graph alive (backward reads
+ * them) and one gradient buffer per value that needs one. Backward visits
+ * the nodes in reverse, and each op accumulates (+=) into its inputs'
+ * gradients, so a value read by several nodes needs no special case. Only the
+ * parameters named at build time receive gradients. */
+#ifndef LEGO_GRAPH_AUTODIFF_H
+#define LEGO_GRAPH_AUTODIFF_H
+
+#include "graph.h"
+
+typedef struct train_plan {
+    lego_graph *g;
+    lego_tensor *vt;      /* per value: forward data */
+    lego_tensor *gt;      /* per value: gradient (data NULL where none flows) */
+    bool *needs_grad;     /* per value */
+    int *steps, n_steps;  /* the sub-graph's nodes in forward order */
+    int *inputs, n_inputs;   /* values fed by the caller */
+    int *outputs, n_outputs; /* values whose gradients the caller seeds */
+    int *params, n_params;   /* values that receive gradients */
+    unsigned char *act, *grad; /* storage behind vt and gt */
+    bool training;        /* the mode of the last forward pass; backward matches it */
+} train_plan;
+
+/* Plan the sub-graph that computes `outputs` from `inputs` (value indices);
+ * every other value it reads must be an initializer or folded constant.
+ * `params` are initializers to train. Shapes are the graph's current ones. */
+lego_status train_plan_build(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
+                             int n_outputs, const int *params, int n_params, train_plan *p);
+void train_plan_free(train_plan *p);
+
+/* Forward pass. x[i] is copied into input i (its shape must match).
+ * training=true runs BatchNormalization on batch statistics and updates its
+ * running statistics. */
+lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training);
+/* Output i of the last forward pass (data valid until the next pass). */
+lego_tensor *train_output(train_plan *p, int i);
+/* The gradient buffer of output i: fill it before train_backward. Zeroed by
+ * train_forward. */
+lego_tensor *train_output_grad(train_plan *p, int i);
+/* Backward pass from the seeded output gradients. Parameter gradients are
+ * overwritten (not accumulated across calls). */
+void train_backward(train_plan *p);
+/* The weights and gradient of parameter i. */
+lego_tensor *train_param(train_plan *p, int i);
+lego_tensor *train_param_grad(train_plan *p, int i);
+/* Input i's gradient, when inputs were marked to need one (see below). */
+lego_tensor *train_input_grad(train_plan *p, int i);
+
+#endif
