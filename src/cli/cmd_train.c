@@ -146,7 +146,7 @@ int cmd_train(int argc, char **argv)
             NEED_VALUE();
             if (!cli_parse_int(v, 1, 1000000000L, &n))
                 return cli_usage_error(train_usage, "%s needs a positive count", a);
-            *(a[6] == 'r' ? &o.max_train : &o.max_test) = n;
+            *(strcmp(a, "--max-train") == 0 ? &o.max_train : &o.max_test) = n;
         } else if (strcmp(a, "--optimizer") == 0) {
             NEED_VALUE();
             optim_kind k;
@@ -182,20 +182,20 @@ int cmd_train(int argc, char **argv)
             NEED_VALUE();
             if (!cli_parse_int(v, 0, 100000, &n))
                 return cli_usage_error(train_usage, "%s needs a count of epochs", a);
-            *(a[2] == 's' ? &o.sched.step_size : &o.sched.warmup_epochs) = (int)n;
+            *(strcmp(a, "--step-size") == 0 ? &o.sched.step_size : &o.sched.warmup_epochs) = (int)n;
         } else if (strcmp(a, "--lr") == 0 || strcmp(a, "--momentum") == 0 ||
                    strcmp(a, "--weight-decay") == 0 || strcmp(a, "--gamma") == 0 ||
                    strcmp(a, "--label-smoothing") == 0) {
             NEED_VALUE();
             if (!parse_float(v, &f) || f < 0)
                 return cli_usage_error(train_usage, "%s needs a non-negative number", a);
-            if (a[2] == 'l' && a[3] == 'r')
+            if (strcmp(a, "--lr") == 0)
                 o.sched.base_lr = f, lr_set = true;
-            else if (a[2] == 'm')
+            else if (strcmp(a, "--momentum") == 0)
                 o.optim.momentum = f;
-            else if (a[2] == 'w')
+            else if (strcmp(a, "--weight-decay") == 0)
                 o.optim.weight_decay = f, wd_set = true;
-            else if (a[2] == 'g')
+            else if (strcmp(a, "--gamma") == 0)
                 o.sched.gamma = f;
             else
                 o.label_smoothing = f;

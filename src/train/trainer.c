@@ -517,7 +517,8 @@ lego_status train_classifier(lego_graph *g, const train_options *o,
     int start = 0;
     if (st.code == LEGO_OK && o->resume) {
         const char *e = graph_meta(g, "legodnn.epochs");
-        st = read_state(o->out, g, s.params, &s.opt, &start, o->seed);
+        st = lego_error_context(read_state(o->out, g, s.params, &s.opt, &start, o->seed),
+                                "cannot resume from %s", o->out);
         if (st.code == LEGO_OK && (!e || atoi(e) != start))
             st = lego_error(LEGO_ERR_FORMAT, "%s holds epoch %s but its .state file epoch %d; delete both to start over",
                             o->out, e ? e : "(none)", start);

@@ -26,10 +26,14 @@ static lego_status node(builder *b, const char *name, const char *op, const int 
 {
     char vname[160];
     snprintf(vname, sizeof vname, "%s_out", name);
-    LEGO_TRY(graph_add_value(b->g, vname, VALUE_ACTIVATION, out));
+    int ins[8], y;
+    memcpy(ins, in, sizeof *in * (size_t)n_in); /* out may alias in */
+    LEGO_TRY(graph_add_value(b->g, vname, VALUE_ACTIVATION, &y));
     attr_list none = {0};
     int idx;
-    return graph_add_node(b->g, name, op, in, n_in, out, 1, attrs ? attrs : &none, &idx);
+    LEGO_TRY(graph_add_node(b->g, name, op, ins, n_in, &y, 1, attrs ? attrs : &none, &idx));
+    *out = y;
+    return lego_ok();
 }
 
 static lego_status conv(builder *b, const char *name, int x, int cin, int cout, int k, int stride,
