@@ -150,8 +150,10 @@ static lego_status normalisation(lego_graph *g, const dataset *train, int out_c,
     char mbuf[128] = "", sbuf[128] = "";
     for (int c = 0; c < out_c && c < 4; c++) {
         size_t ml = strlen(mbuf), sl = strlen(sbuf);
-        snprintf(mbuf + ml, sizeof mbuf - ml, "%s%.6g", c ? "," : "", mean[c]);
-        snprintf(sbuf + sl, sizeof sbuf - sl, "%s%.6g", c ? "," : "", std[c]);
+        /* %.9g round-trips a float exactly: a resumed run normalises
+         * bit for bit as the first one did */
+        snprintf(mbuf + ml, sizeof mbuf - ml, "%s%.9g", c ? "," : "", mean[c]);
+        snprintf(sbuf + sl, sizeof sbuf - sl, "%s%.9g", c ? "," : "", std[c]);
     }
     LEGO_TRY(graph_set_meta(g, "legodnn.mean", mbuf));
     return graph_set_meta(g, "legodnn.std", sbuf);
@@ -524,6 +526,7 @@ lego_status train_classifier(lego_graph *g, const train_options *o,
                             o->out, e ? e : "(none)", start);
     }
     res->first_epoch = start;
+    res->epochs_done = start;
     res->params = 0;
     for (int i = 0; st.code == LEGO_OK && i < s.n_params; i++)
         res->params += lego_tensor_numel(train_param(&s.plan, i));
@@ -549,9 +552,12 @@ lego_status train_classifier(lego_graph *g, const train_options *o,
         if (on_epoch)
             on_epoch(&es, ctx);
     }
-    if (st.code && res->epochs_done > 0)
-        st = lego_error_context(st, "stopped; %s holds the last good checkpoint (epoch %d)", o->out,
-                                res->epochs_done);
+    if (st.code && res->epochs_done > 0) {
+        lego_status told = lego_error(st.code, "%s; %s holds the last good checkpoint (epoch %d)",
+                                      lego_status_msg(st), o->out, res->epochs_done);
+        lego_status_free(&st);
+        st = told;
+    }
     res->seconds = now_seconds() - t_start;
     session_free(&s);
     return st;
