@@ -6,32 +6,7 @@ set -uo pipefail
 bin=$1
 data=$2
 model=$data/models/resnet18.onnx
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-# expect CODE PATTERN -- COMMAND...: exit status CODE and PATTERN in the output
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  local out
-  out=$("$@" 2>&1)
-  local rc=$?
-  if [[ $rc -eq $code ]] && grep -qE -- "$pattern" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $* -> exit $rc (want $code), output:" >&2
-    echo "$out" | head -5 >&2
-  fi
-}
-
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 # close A B: two float32 files agree within the fixtures' tolerance
 close() {
@@ -87,5 +62,4 @@ check "dynamic batch of 1 matches the first sample" close "$tmp/dyn1.bin" "$tmp/
 expect 0 "latency .* ms median over 5 runs" -- "$bin" run "$model" --input "$in" --repeat 5
 expect 0 '"median"' -- "$bin" run "$model" --input "$in" --repeat 3 --json
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

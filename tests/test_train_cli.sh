@@ -6,30 +6,7 @@
 # usage: test_train_cli.sh LEGODNN_BINARY
 set -uo pipefail
 bin=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-expect() { # expect CODE PATTERN -- COMMAND...
-  local code=$1 pattern=$2
-  shift 3
-  local out
-  out=$("$@" 2>&1)
-  local rc=$?
-  if [[ $rc -eq $code ]] && grep -qE -- "$pattern" <<<"$out"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $* -> exit $rc (want $code /$pattern/), output:" >&2
-    echo "$out" | tail -5 >&2
-  fi
-}
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what" >&2; fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
 
@@ -96,5 +73,4 @@ expect 2 "--input needs CxHxW" -- "$bin" train resnet18:2 --data "$tmp/data" --o
 expect 1 "learning rate must be positive" -- "$bin" train resnet18:2 "${common[@]}" --out "$tmp/x.onnx" --lr 0
 expect 2 "a model and --data are required" -- "$bin" eval "$tmp/m.onnx"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish
