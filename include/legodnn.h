@@ -61,6 +61,19 @@ size_t lego_dtype_size(lego_dtype dt);
 int64_t lego_tensor_numel(const lego_tensor *t);
 size_t lego_tensor_bytes(const lego_tensor *t);
 
+/* ---- threads --------------------------------------------------------- */
+
+/* The number of threads legodnn's kernels use, the calling thread included.
+ * n <= 0 means every online core. The default is the environment variable
+ * LEGO_NUM_THREADS when set (read once), else every online core. Safe to call
+ * at any time from any thread; a running call finishes with the threads it
+ * started with. Results do not depend on the count (see docs/PERFORMANCE.md). */
+void lego_set_num_threads(int n);
+int lego_get_num_threads(void);
+/* Stop the worker threads now; they start again when next needed. Runs by
+ * itself at exit. */
+void lego_shutdown_threads(void);
+
 /* ---- models ---------------------------------------------------------- */
 
 typedef struct lego_model lego_model;

@@ -4,7 +4,9 @@
 # fast and works offline on a machine that has them.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --dev    also python3-torch and python3-onnx, used
-#                                    only to regenerate the reference fixtures
+#                                    only to regenerate the reference fixtures,
+#                                    and python3-pulp + coinor-cbc, used only by
+#                                    bench/bench_optimizer (the original's ILP)
 set -euo pipefail
 
 pkgs=(
@@ -13,9 +15,10 @@ pkgs=(
   libblis-pthread-dev                               # CBLAS (picks AVX-512 by itself)
   libcjson-dev zlib1g-dev libpng-dev libjpeg-dev    # JSON manifests, gzip datasets, image folders
   dataset-fashion-mnist                             # the bundled default dataset
+  libglpk-dev                                       # tests only: MILP cross-check of the optimizer
 )
 if [[ "${1:-}" == "--dev" ]]; then
-  pkgs+=(python3-torch python3-onnx python3-numpy)
+  pkgs+=(python3-torch python3-onnx python3-numpy python3-pulp coinor-cbc)
 fi
 
 missing=()

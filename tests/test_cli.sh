@@ -61,5 +61,54 @@ head -c 40 "$dyn.out.bin" >"$tmp/dyn1.ref.bin"
 check "dynamic batch of 1 matches the first sample" close "$tmp/dyn1.bin" "$tmp/dyn1.ref.bin"
 expect 0 "latency .* ms median over 5 runs" -- "$bin" run "$model" --input "$in" --repeat 5
 expect 0 '"median"' -- "$bin" run "$model" --input "$in" --repeat 3 --json
+# threads: any count gives the same bits
+expect 0 "median over 3 runs .*, 1 thread$" -- "$bin" run "$model" --input "$in" --repeat 3 --threads 1
+expect 0 '"threads":[[:space:]]*2' -- "$bin" run "$model" --input "$in" --repeat 3 --threads 2 --json
+expect 2 "--threads needs a count" -- "$bin" run "$model" --input "$in" --threads -1
+"$bin" run "$model" --input "$in" --output "$tmp/t1.bin" --threads 1 >/dev/null
+"$bin" run "$model" --input "$in" --output "$tmp/t2.bin" --threads 2 >/dev/null
+check "1 and 2 threads give the same output bits" cmp -s "$tmp/t1.bin" "$tmp/t2.bin"
+
+# extract: the block library
+lib=$tmp/lib
+expect 0 "8 blocks x 4 sparsities = 32 descendants" -- "$bin" extract "$model" --out "$lib"
+check "manifest written" test -f "$lib/manifest.json"
+check "frame written" test -f "$lib/frame.onnx"
+check "32 descendant files" test "$(ls "$lib/blocks" | wc -l)" -eq 32
+check "no temporary directory left" test -z "$(ls "$tmp" | grep '^lib\.')"
+expect 0 "1x16x16x16" -- "$bin" info "$lib/blocks/block-3-0.30.onnx"
+expect 0 "frame.onnx" -- "$bin" info "$lib/frame.onnx"
+sum_before=$(sha256sum "$lib/manifest.json")
+expect 1 "lib already exists \(use --force to replace it\)" -- "$bin" extract "$model" --out "$lib"
+check "an existing library is left alone" test "$(sha256sum "$lib/manifest.json")" = "$sum_before"
+expect 0 '"sparsities":[[:space:]]*\[0, 0.5\]' -- "$bin" extract "$model" --out "$lib" --force --sparsity 0.5 --json
+check "--force replaced the library" test "$(ls "$lib/blocks" | wc -l)" -eq 16
+mkdir "$tmp/precious" && echo keep >"$tmp/precious/notes.txt"
+expect 1 "precious exists and is not a block library; not replacing it" -- \
+  "$bin" extract "$model" --out "$tmp/precious" --force
+check "--force leaves other directories alone" test -f "$tmp/precious/notes.txt"
+expect 2 "'abc' is not a number" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity 0,abc
+expect 2 "'' is not a number" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity 0,,0.5
+expect 2 "--sparsity needs" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity
+expect 1 "sparsity 1.2 is outside \[0, 1\)" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity 0,1.2
+expect 1 "sparsity -0.1 is outside \[0, 1\)" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity -0.1,0.3
+expect 1 "sparsity 0.3 is listed twice" -- "$bin" extract "$model" --out "$tmp/lib2" --sparsity 0.3,0.30
+expect 2 "no --out LIB given" -- "$bin" extract "$model"
+expect 2 "--max-ratio needs a number in \(0, 1\]" -- "$bin" extract "$model" --out "$tmp/lib2" --max-ratio 0
+expect 1 "no block found" -- "$bin" extract "$data/ops/conv_3x3_o11.onnx" --out "$tmp/lib2"
+expect 1 "nonexistent.onnx: cannot open" -- "$bin" extract "$tmp/nonexistent.onnx" --out "$tmp/lib2"
+check "no library after failed extractions" test ! -e "$tmp/lib2"
+# interrupted: either it finished first, or nothing is left
+# (the subshell drops the scratch-removing EXIT trap before it becomes legodnn)
+(trap - EXIT; exec "$bin" extract "$data/models/yolov3.onnx" --out "$tmp/lib4" >/dev/null 2>&1) &
+pid=$!
+sleep 0.01
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+check "an interrupted extraction leaves a whole library or none" \
+  bash -c "[[ ( $rc -eq 0 && -f '$tmp/lib4/manifest.json' ) || ( $rc -ne 0 && ! -e '$tmp/lib4' ) ]]"
+check "and no temporary directory" test -z "$(ls "$tmp" | grep '^lib4\.')"
+# a modified library is caught by whoever opens it next (checked in test_library)
 
 finish

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/threads.h"
 #include "op_test.h"
 
 extern const op_desc op_desc_Conv, op_desc_ConvTranspose;
@@ -794,19 +795,98 @@ static void backward_sweeps(void)
     check_backward(&op_desc_ConvTranspose, "convT backward, tiled 3x64x64 -> 64", &t, &l, 1);
 }
 
+/* ---- threads ------------------------------------------------------------ */
+
+/* y, dX, dW and dB of d on q after forward and backward with `threads`
+ * threads, from seeded data; out[0..3] are allocated here. */
+static void run_with_threads(const op_desc *d, const cfg *q, attrs *l, int threads,
+                             lego_tensor out[4])
+{
+    lego_set_num_threads(threads);
+    test_seed(777u);
+    lego_tensor x, w, b, dy = {0};
+    make_xw(d, q, 1, &x, &w);
+    make(&b, LEGO_F32, 1, &q->m, 1);
+    lego_tensor *in[3] = {&x, &w, &b}, *like[3] = {&x, &w, &b}, *din[3];
+    out[0] = (lego_tensor){0};
+    for (int i = 0; i < 3; i++) {
+        make(&out[i + 1], LEGO_F32, like[i]->rank, like[i]->dims, 1);
+        din[i] = &out[i + 1];
+    }
+    CHECK_OK(run_backward(d, l, 1, 3, in, &out[0], &dy, din));
+    tensor_release(&x);
+    tensor_release(&w);
+    tensor_release(&b);
+    tensor_release(&dy);
+}
+
+/* The same bits with 1, 2 and 3 threads, forward and backward. */
+static void same_bits(const op_desc *d, const char *what, const cfg *q, attrs *l)
+{
+    lego_tensor one[4], more[4];
+    run_with_threads(d, q, l, 1, one);
+    for (int t = 2; t <= 3; t++) {
+        run_with_threads(d, q, l, t, more);
+        static const char *names[4] = {"y", "dX", "dW", "dB"};
+        for (int i = 0; i < 4; i++) {
+            int same = tensor_same_shape(&one[i], &more[i]) &&
+                       memcmp(one[i].data, more[i].data, lego_tensor_bytes(&one[i])) == 0;
+            if (!same)
+                fprintf(stderr, "  %s: %s differs between 1 and %d threads\n", what, names[i], t);
+            CHECK(same);
+            tensor_release(&more[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        tensor_release(&one[i]);
+}
+
+static void thread_invariance(void)
+{
+    for (int trial = 0; trial < 40; trial++) {
+        cfg q;
+        attrs l;
+        char what[200];
+        random_conv(&q, &l, what, sizeof what, trial);
+        q.n += 2; /* several images, so that units spread over threads */
+        if (q.ho >= 1 && q.wo >= 1)
+            same_bits(&op_desc_Conv, what, &q, &l);
+        random_convt(&q, &l, what, sizeof what, trial);
+        q.n += 2;
+        if (q.ho >= 1 && q.wo >= 1)
+            same_bits(&op_desc_ConvTranspose, what, &q, &l);
+    }
+    /* a resnet-like layer, large enough to split at the default threshold */
+    par_set_min_work(0);
+    cfg r = {.n = 8, .c = 16, .h = 14, .w = 14, .m = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+             .dh = 1, .dw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .group = 1, .ho = 14, .wo = 14};
+    attrs l = {0};
+    int64_t p1[4] = {1, 1, 1, 1};
+    add_ints(&l, "pads", 4, p1);
+    same_bits(&op_desc_Conv, "16x14x14 k3 at the default threshold", &r, &l);
+    par_set_min_work(1);
+}
+
+/* The sweeps against the references run with one thread and with two; the
+ * parallel threshold is lowered so that even these small shapes split. */
 int main(void)
 {
-    test_seed(12345u);
-    conv_sweep();
-    conv_same_pads();
-    conv_shapes_and_tiles();
-    conv_reprepare();
-    conv_errors();
-    convt_sweep();
-    convt_output_shape();
-    convt_errors();
-    conv_grads();
-    convt_grads();
-    backward_sweeps();
+    par_set_min_work(1);
+    for (int threads = 1; threads <= 2; threads++) {
+        lego_set_num_threads(threads);
+        test_seed(12345u);
+        conv_sweep();
+        conv_same_pads();
+        conv_shapes_and_tiles();
+        conv_reprepare();
+        conv_errors();
+        convt_sweep();
+        convt_output_shape();
+        convt_errors();
+        conv_grads();
+        convt_grads();
+        backward_sweeps();
+    }
+    thread_invariance();
     return harness_finish();
 }

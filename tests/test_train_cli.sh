@@ -34,6 +34,10 @@ acc=$("$bin" train resnet18:2 "${common[@]}" --epochs 2 --out "$tmp/m2.onnx" --j
 ev=$("$bin" eval "$tmp/m2.onnx" --data "$tmp/data" --json --quiet | grep '"accuracy"' | grep -oE '[0-9.]+$')
 check "eval reproduces the accuracy training reported ($acc vs $ev)" test "$acc" = "$ev"
 check "training is reproducible with a seed" cmp -s "$tmp/m.onnx" "$tmp/m2.onnx"
+"$bin" train resnet18:2 "${common[@]}" --epochs 2 --out "$tmp/t1.onnx" --threads 1 >/dev/null 2>&1
+"$bin" train resnet18:2 "${common[@]}" --epochs 2 --out "$tmp/t2.onnx" --threads 2 >/dev/null 2>&1
+check "1 and 2 threads train the same weights, bit for bit" cmp -s "$tmp/t1.onnx" "$tmp/t2.onnx"
+expect 2 "--threads needs a count" -- "$bin" train resnet18:2 "${common[@]}" --out "$tmp/x.onnx" --threads many
 
 # resume: stop after 2 of 3 epochs (a constant schedule, so the first run's
 # learning rates are the longer run's), then finish

@@ -15,6 +15,8 @@ int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_blocks(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
 
 /* Print "legodnn: <msg>" to stderr, free st, and return EXIT_USER. */
 int cli_fail(lego_status st);

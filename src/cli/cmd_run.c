@@ -11,7 +11,8 @@
 #include "core/file.h"
 
 static const char run_usage[] =
-    "legodnn run MODEL.onnx --input IN.bin [--input ...] [--output OUT.bin ...] [--repeat N] [--json]";
+    "legodnn run MODEL.onnx --input IN.bin [--input ...] [--output OUT.bin ...] [--threads N]\n"
+    "         [--repeat N] [--json]";
 
 #define MAX_FILES 64
 
@@ -21,12 +22,14 @@ typedef struct run_args {
     const char *outputs[MAX_FILES];
     int n_inputs, n_outputs;
     long repeat;
+    long threads; /* -1: not given (the library's default, every core) */
     bool json;
 } run_args;
 
 static int parse_args(int argc, char **argv, run_args *a)
 {
     memset(a, 0, sizeof *a);
+    a->threads = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         bool has_value = i + 1 < argc;
@@ -43,6 +46,9 @@ static int parse_args(int argc, char **argv, run_args *a)
         } else if (strcmp(arg, "--repeat") == 0) {
             if (!has_value || !cli_parse_int(argv[++i], 1, 1000000, &a->repeat))
                 return cli_usage_error(run_usage, "--repeat needs a count from 1 to 1000000");
+        } else if (strcmp(arg, "--threads") == 0) {
+            if (!has_value || !cli_parse_int(argv[++i], 0, 256, &a->threads))
+                return cli_usage_error(run_usage, "--threads needs a count from 1 to 256 (0: every core)");
         } else if (arg[0] == '-' && arg[1]) {
             return cli_usage_error(run_usage, "unknown option '%s'", arg);
         } else if (!a->model) {
@@ -156,8 +162,9 @@ static int report(const run_args *a, lego_model *m, lego_tensor **outs, double m
                    cli_shape(outs[o], sh), mn, mx, mean);
         }
         if (a->repeat)
-            printf("\nlatency   %.3f ms median over %ld runs (interquartile range %.3f ms)\n", median,
-                   a->repeat, spread);
+            printf("\nlatency   %.3f ms median over %ld runs (interquartile range %.3f ms), %d thread%s\n",
+                   median, a->repeat, spread, lego_get_num_threads(),
+                   lego_get_num_threads() == 1 ? "" : "s");
         return EXIT_OK;
     }
     cJSON *root = cJSON_CreateObject();
@@ -183,6 +190,7 @@ static int report(const run_args *a, lego_model *m, lego_tensor **outs, double m
         cJSON_AddNumberToObject(t, "median", median);
         cJSON_AddNumberToObject(t, "iqr", spread);
         cJSON_AddNumberToObject(t, "runs", (double)a->repeat);
+        cJSON_AddNumberToObject(t, "threads", lego_get_num_threads());
     }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
@@ -198,6 +206,8 @@ int cmd_run(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != EXIT_OK)
         return rc;
+    if (a.threads >= 0)
+        lego_set_num_threads((int)a.threads);
     lego_model *m;
     lego_status st = lego_model_load(a.model, &m);
     if (st.code)

@@ -18,9 +18,20 @@ static const char train_usage[] =
     "         [--momentum 0.9] [--nesterov] [--weight-decay 5e-4] [--schedule cosine|step|constant]\n"
     "         [--step-size 30] [--gamma 0.1] [--warmup 0] [--label-smoothing 0] [--seed 1]\n"
     "         [--classes 10] [--input 3x32x32] [--max-train N] [--max-test N] [--no-augment]\n"
-    "         [--resume] [--quiet] [--json]";
+    "         [--resume] [--threads N] [--quiet] [--json]";
 static const char eval_usage[] =
-    "legodnn eval MODEL.onnx --data DATASET [--batch 100] [--max-test N] [--quiet] [--json]";
+    "legodnn eval MODEL.onnx --data DATASET [--batch 100] [--max-test N] [--threads N] [--quiet]\n"
+    "         [--json]";
+
+/* --threads N: 1..256 threads, 0 for every core (the default). */
+static bool parse_threads(const char *v)
+{
+    long n;
+    if (!v || !cli_parse_int(v, 0, 256, &n))
+        return false;
+    lego_set_num_threads((int)n);
+    return true;
+}
 
 /* Load an ONNX file, or build a built-in model, into g. */
 static lego_status load_graph(const char *spec, int classes, int c, int h, int w, uint64_t seed,
@@ -128,6 +139,10 @@ int cmd_train(int argc, char **argv)
             if (!cli_parse_int(v, 1, 65536, &n))
                 return cli_usage_error(train_usage, "--batch needs a size from 1 to 65536");
             o.batch = (int)n;
+        } else if (strcmp(a, "--threads") == 0) {
+            NEED_VALUE();
+            if (!parse_threads(v))
+                return cli_usage_error(train_usage, "--threads needs a count from 1 to 256 (0: every core)");
         } else if (strcmp(a, "--seed") == 0) {
             NEED_VALUE();
             if (!cli_parse_int(v, 0, 2147483647L, &n))
@@ -243,6 +258,7 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNumberToObject(root, "test_loss", r.last.test_loss);
         cJSON_AddNumberToObject(root, "test_accuracy", r.last.test_acc);
         cJSON_AddNumberToObject(root, "images_per_second", r.last.images_per_sec);
+        cJSON_AddNumberToObject(root, "threads", lego_get_num_threads());
         cJSON_AddNumberToObject(root, "seconds", r.seconds);
         char *text = cJSON_Print(root);
         if (text)
@@ -280,6 +296,9 @@ int cmd_eval(int argc, char **argv)
         } else if (strcmp(a, "--max-test") == 0 && i + 1 < argc) {
             if (!cli_parse_int(argv[++i], 1, 1000000000L, &max_test))
                 return cli_usage_error(eval_usage, "--max-test needs a positive count");
+        } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
+            if (!parse_threads(argv[++i]))
+                return cli_usage_error(eval_usage, "--threads needs a count from 1 to 256 (0: every core)");
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(eval_usage, "unknown option '%s' (or it lacks its value)", a);
         } else if (!model) {

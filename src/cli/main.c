@@ -14,6 +14,10 @@ static const char usage[] =
     "  train MODEL.onnx|resnet18[:W] --data DATASET --out TRAINED.onnx [options]\n"
     "                                           train or fine-tune a classifier (see train --help)\n"
     "  eval MODEL.onnx --data DATASET [--json]  top-1 accuracy on the test split\n"
+    "  blocks MODEL.onnx [--max-ratio 0.125] [--json]\n"
+    "                                           the blocks automatic detection finds\n"
+    "  extract MODEL.onnx --out LIB [--sparsity 0,0.3,0.6,0.8] [--max-ratio 0.125] [--force] [--json]\n"
+    "                                           blocks and their pruned descendants into a block library\n"
     "  version                                  print the version\n"
     "\n"
     "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
@@ -33,6 +37,10 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "blocks") == 0)
+        return cmd_blocks(argc - 1, argv + 1);
+    if (strcmp(cmd, "extract") == 0)
+        return cmd_extract(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("legodnn %s\n", LEGO_VERSION);
         return EXIT_OK;

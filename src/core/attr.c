@@ -147,3 +147,80 @@ lego_status attr_add_ints(attr_list *l, const char *name, const int64_t *v, int 
     a->n = n;
     return lego_ok();
 }
+
+lego_status attr_add_tensor(attr_list *l, const char *name, const lego_tensor *t)
+{
+    lego_attr *a = attr_append(l, name, ATTR_TENSOR);
+    if (!a)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    a->t = malloc(sizeof *a->t);
+    if (!a->t)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    lego_status st = tensor_clone(t, a->t);
+    if (st.code) {
+        free(a->t);
+        a->t = NULL;
+    }
+    return st;
+}
+
+lego_status attr_set_int(attr_list *l, const char *name, int64_t v)
+{
+    for (int i = 0; i < l->n; i++) {
+        lego_attr *a = &l->a[i];
+        if (strcmp(a->name, name) != 0)
+            continue;
+        free(a->s), free(a->ints), free(a->floats);
+        lego_tensor_free(a->t);
+        a->s = NULL, a->ints = NULL, a->floats = NULL, a->t = NULL, a->n = 0;
+        a->type = ATTR_INT;
+        a->i = v;
+        return lego_ok();
+    }
+    return attr_add_int(l, name, v);
+}
+
+static void *dup_mem(const void *p, size_t bytes)
+{
+    void *d = malloc(bytes ? bytes : 1);
+    if (d && bytes)
+        memcpy(d, p, bytes);
+    return d;
+}
+
+lego_status attr_list_copy(const attr_list *src, attr_list *dst)
+{
+    dst->n = 0;
+    dst->a = NULL;
+    for (int i = 0; i < src->n; i++) {
+        const lego_attr *s = &src->a[i];
+        lego_attr *a = attr_append(dst, s->name, s->type);
+        bool ok = a != NULL;
+        if (ok) {
+            a->i = s->i;
+            a->f = s->f;
+            a->n = s->n;
+            if (s->s)
+                ok &= (a->s = dup_mem(s->s, strlen(s->s) + 1)) != NULL;
+            if (s->ints)
+                ok &= (a->ints = dup_mem(s->ints, sizeof *s->ints * (size_t)s->n)) != NULL;
+            if (s->floats)
+                ok &= (a->floats = dup_mem(s->floats, sizeof *s->floats * (size_t)s->n)) != NULL;
+            if (s->t) {
+                a->t = malloc(sizeof *a->t);
+                lego_status st = a->t ? tensor_clone(s->t, a->t) : lego_error(LEGO_ERR_NOMEM, "out of memory");
+                if (st.code) {
+                    lego_status_free(&st);
+                    free(a->t);
+                    a->t = NULL;
+                    ok = false;
+                }
+            }
+        }
+        if (!ok) {
+            attr_list_free(dst);
+            return lego_error(LEGO_ERR_NOMEM, "out of memory copying attributes");
+        }
+    }
+    return lego_ok();
+}

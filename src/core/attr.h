@@ -49,5 +49,12 @@ void attr_list_free(attr_list *l);
 lego_status attr_add_int(attr_list *l, const char *name, int64_t v);
 lego_status attr_add_float(attr_list *l, const char *name, float v);
 lego_status attr_add_ints(attr_list *l, const char *name, const int64_t *v, int n);
+/* A tensor attribute holding a deep copy of t (a Constant node's value). */
+lego_status attr_add_tensor(attr_list *l, const char *name, const lego_tensor *t);
+/* Set an int attribute, replacing one of that name (of any type). */
+lego_status attr_set_int(attr_list *l, const char *name, int64_t v);
+/* Deep copy of src into dst (which is overwritten, not freed); on failure
+ * dst is left empty. */
+lego_status attr_list_copy(const attr_list *src, attr_list *dst);
 
 #endif

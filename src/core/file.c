@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 lego_status file_read_all(const char *path, unsigned char **buf, size_t *len)
@@ -67,4 +69,55 @@ lego_status file_write_atomic(const char *path, const void *data, size_t len)
     }
     free(tmp);
     return lego_ok();
+}
+
+lego_status file_remove_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return errno == ENOENT ? lego_ok() : lego_error(LEGO_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return lego_error(LEGO_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        size_t n = strlen(path);
+        lego_status st = lego_ok();
+        struct dirent *e;
+        while (st.code == LEGO_OK && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            size_t len = n + strlen(e->d_name) + 2;
+            char *child = malloc(len);
+            if (!child) {
+                st = lego_error(LEGO_ERR_NOMEM, "out of memory");
+                break;
+            }
+            snprintf(child, len, "%s/%s", path, e->d_name);
+            st = file_remove_tree(child);
+            free(child);
+        }
+        closedir(d);
+        if (st.code)
+            return st;
+        if (rmdir(path) != 0)
+            return lego_error(LEGO_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        return lego_ok();
+    }
+    if (unlink(path) != 0)
+        return lego_error(LEGO_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return lego_ok();
+}
+
+bool file_exists(const char *path)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+int64_t file_size(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return -1;
+    return (int64_t)sb.st_size;
 }

@@ -4,6 +4,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "../core/threads.h"
 #include "op.h"
 
 enum { ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_SIGMOID, ACT_TANH };
@@ -72,40 +73,65 @@ static void clip_bounds(const op_call *c, float *lo, float *hi)
     }
 }
 
-static void act_forward(const op_call *c)
+/* One call's data: the forward's x and y, the backward's dY and dX, and
+ * Clip's bounds. Elements are independent, so ranges of them run in
+ * parallel (core/threads.h) with the same results for any thread count. */
+typedef struct act_job {
+    const act_params *p;
+    const float *x, *y, *g; /* g: dY (backward) */
+    float *out;             /* y (forward) or dX (backward) */
+    float lo, hi;           /* Clip */
+    float *dlo, *dhi;       /* Clip's bound gradients, NULL when not wanted */
+} act_job;
+
+/* Elements [b, e) of the forward. */
+static void act_forward_range(void *ctx, int64_t b, int64_t e, int chunk)
 {
-    const act_params *p = c->params;
-    const float *x = c->in[0]->data;
-    float *y = c->out[0]->data;
-    int64_t n = lego_tensor_numel(c->out[0]);
-    switch (p->kind) {
+    (void)chunk;
+    const act_job *k = ctx;
+    const float *x = k->x;
+    float *y = k->out;
+    switch (k->p->kind) {
     case ACT_RELU:
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = b; i < e; i++)
             y[i] = x[i] < 0 ? 0.0f : x[i];
         break;
     case ACT_LEAKY:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] < 0 ? p->alpha * x[i] : x[i];
+        for (int64_t i = b; i < e; i++)
+            y[i] = x[i] < 0 ? k->p->alpha * x[i] : x[i];
         break;
-    case ACT_CLIP: {
-        float lo, hi;
-        clip_bounds(c, &lo, &hi);
+    case ACT_CLIP:
         /* min > max gives max everywhere, as ONNX specifies */
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i] < lo ? lo : x[i];
-            y[i] = v > hi ? hi : v;
+        for (int64_t i = b; i < e; i++) {
+            float v = x[i] < k->lo ? k->lo : x[i];
+            y[i] = v > k->hi ? k->hi : v;
         }
         break;
-    }
     case ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = b; i < e; i++)
             y[i] = sigmoid(x[i]);
         break;
     case ACT_TANH:
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = b; i < e; i++)
             y[i] = tanhf(x[i]);
         break;
     }
+}
+
+/* Operations per element, roughly, for the parallel threshold. */
+static double act_work(int kind)
+{
+    return kind == ACT_SIGMOID || kind == ACT_TANH ? 20.0 : 1.0;
+}
+
+static void act_forward(const op_call *c)
+{
+    const act_params *p = c->params;
+    act_job k = {.p = p, .x = c->in[0]->data, .out = c->out[0]->data};
+    if (p->kind == ACT_CLIP)
+        clip_bounds(c, &k.lo, &k.hi);
+    int64_t n = lego_tensor_numel(c->out[0]);
+    parallel_for_chunks(n, par_chunks_work(n, act_work(p->kind)), act_forward_range, &k);
 }
 
 /* The gradient of one Clip bound input, or NULL when not wanted. */
@@ -116,38 +142,26 @@ static float *bound_grad(const op_call *c, lego_tensor *const *din, int i)
     return din[i]->data;
 }
 
-/* dx += dy * f'(x), with PyTorch's choices at the kinks:
- *   Relu: x > 0;  LeakyRelu: 1 for x > 0, else alpha;
- *   Clip: passes strictly inside, min < x < max (hardtanh/relu6); the min
- *         input gets the gradient where x < min <= max, the max input where
- *         the output is max (x > max, or everywhere when min > max); at
- *         x == min or x == max nothing flows (a measure-zero set);
- *   Sigmoid: y (1 - y);  Tanh: 1 - y^2, both from the forward output. */
-static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+/* Elements [b, e) of the backward (see act_backward). */
+static void act_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
 {
-    const act_params *p = c->params;
-    if (!dout[0])
-        return;
-    const float *x = c->in[0]->data, *y = c->out[0]->data, *g = dout[0]->data;
-    float *dx = din[0] ? din[0]->data : NULL;
-    int64_t n = lego_tensor_numel(c->out[0]);
-    switch (p->kind) {
+    (void)chunk;
+    const act_job *k = ctx;
+    const float *x = k->x, *y = k->y, *g = k->g;
+    float *dx = k->out;
+    switch (k->p->kind) {
     case ACT_RELU:
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += x[i] > 0 ? g[i] : 0.0f;
+        for (int64_t i = b; i < e; i++)
+            dx[i] += x[i] > 0 ? g[i] : 0.0f;
         break;
     case ACT_LEAKY:
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += x[i] > 0 ? g[i] : p->alpha * g[i];
+        for (int64_t i = b; i < e; i++)
+            dx[i] += x[i] > 0 ? g[i] : k->p->alpha * g[i];
         break;
     case ACT_CLIP: {
-        float lo, hi;
-        clip_bounds(c, &lo, &hi);
-        float *dlo = bound_grad(c, din, 1), *dhi = bound_grad(c, din, 2);
+        float lo = k->lo, hi = k->hi;
         double slo = 0, shi = 0;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = b; i < e; i++) {
             if (x[i] > lo && x[i] < hi) {
                 if (dx)
                     dx[i] += g[i];
@@ -157,23 +171,49 @@ static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor
                 shi += g[i];
             }
         }
-        if (dlo)
-            *dlo += (float)slo;
-        if (dhi)
-            *dhi += (float)shi;
+        if (k->dlo)
+            *k->dlo += (float)slo;
+        if (k->dhi)
+            *k->dhi += (float)shi;
         break;
     }
     case ACT_SIGMOID:
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += g[i] * y[i] * (1.0f - y[i]);
+        for (int64_t i = b; i < e; i++)
+            dx[i] += g[i] * y[i] * (1.0f - y[i]);
         break;
     case ACT_TANH:
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += g[i] * (1.0f - y[i] * y[i]);
+        for (int64_t i = b; i < e; i++)
+            dx[i] += g[i] * (1.0f - y[i] * y[i]);
         break;
     }
+}
+
+/* dx += dy * f'(x), with PyTorch's choices at the kinks:
+ *   Relu: x > 0;  LeakyRelu: 1 for x > 0, else alpha;
+ *   Clip: passes strictly inside, min < x < max (hardtanh/relu6); the min
+ *         input gets the gradient where x < min <= max, the max input where
+ *         the output is max (x > max, or everywhere when min > max); at
+ *         x == min or x == max nothing flows (a measure-zero set);
+ *   Sigmoid: y (1 - y);  Tanh: 1 - y^2, both from the forward output.
+ * Clip's bound gradients are sums over every element: they run in one
+ * chunk, so that their order never depends on the thread count. */
+static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const act_params *p = c->params;
+    if (!dout[0])
+        return;
+    act_job k = {.p = p, .x = c->in[0]->data, .y = c->out[0]->data, .g = dout[0]->data,
+                 .out = din[0] ? din[0]->data : NULL};
+    if (p->kind == ACT_CLIP) {
+        clip_bounds(c, &k.lo, &k.hi);
+        k.dlo = bound_grad(c, din, 1);
+        k.dhi = bound_grad(c, din, 2);
+    }
+    if (!k.out && !k.dlo && !k.dhi)
+        return;
+    int64_t n = lego_tensor_numel(c->out[0]);
+    int chunks = k.dlo || k.dhi ? 1 : par_chunks_work(n, act_work(p->kind));
+    parallel_for_chunks(n, chunks, act_backward_range, &k);
 }
 
 static int64_t act_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }

@@ -13,9 +13,11 @@
  * spec's training-mode formula updates with the population (biased) variance
  * instead. Backward flows through the batch statistics in training mode and
  * treats the running ones as constants at inference; inputs 3 and 4 get no
- * gradient either way. */
+ * gradient either way. Channels run in parallel, each in a fixed order, so
+ * the results do not depend on the thread count. */
 #include <math.h>
 
+#include "../core/threads.h"
 #include "op.h"
 
 typedef struct bn_params {
@@ -69,21 +71,66 @@ static lego_status bn_prepare(op_call *c)
     return lego_ok();
 }
 
+/* The sums below run in double over LANES interleaved partial sums, which
+ * the compiler turns into vector code; in double the order of the additions
+ * leaves the float results as they were with one running sum. */
+#define LANES 8
+
+/* Adds Σ x[i] and Σ (x[i] - mean)² over n floats to *sum and *sq (either
+ * may be NULL). */
+static void sum_dev(const float *x, int64_t n, double mean, double *sum, double *sq)
+{
+    double s[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double v = x[i + j];
+            s[j] += v;
+            q[j] += (v - mean) * (v - mean);
+        }
+    for (; i < n; i++) {
+        s[0] += x[i];
+        q[0] += (x[i] - mean) * (x[i] - mean);
+    }
+    for (int j = 0; j < LANES; j++) {
+        if (sum)
+            *sum += s[j];
+        if (sq)
+            *sq += q[j];
+    }
+}
+
+/* Adds Σ dy[i] and Σ dy[i]·(x[i] - mean) over n floats. */
+static void sum_grad(const float *dy, const float *x, int64_t n, double mean, double *sum_dy,
+                     double *sum_dy_dev)
+{
+    double s[LANES] = {0}, d[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double g = dy[i + j];
+            s[j] += g;
+            d[j] += g * (x[i + j] - mean);
+        }
+    for (; i < n; i++) {
+        s[0] += dy[i];
+        d[0] += (double)dy[i] * (x[i] - mean);
+    }
+    for (int j = 0; j < LANES; j++) {
+        *sum_dy += s[j];
+        *sum_dy_dev += d[j];
+    }
+}
+
 /* The batch mean and biased variance of channel ch of x (N,C,plane). */
 static void batch_stats(const bn_params *p, const float *x, int64_t ch, double *mean, double *var)
 {
     double sum = 0, sq = 0, cnt = (double)(p->n * p->plane);
-    for (int64_t n = 0; n < p->n; n++) {
-        const float *xc = x + (n * p->c + ch) * p->plane;
-        for (int64_t i = 0; i < p->plane; i++)
-            sum += xc[i];
-    }
+    for (int64_t n = 0; n < p->n; n++)
+        sum_dev(x + (n * p->c + ch) * p->plane, p->plane, 0.0, &sum, NULL);
     *mean = cnt > 0 ? sum / cnt : 0.0;
-    for (int64_t n = 0; n < p->n; n++) {
-        const float *xc = x + (n * p->c + ch) * p->plane;
-        for (int64_t i = 0; i < p->plane; i++)
-            sq += (xc[i] - *mean) * (xc[i] - *mean);
-    }
+    for (int64_t n = 0; n < p->n; n++)
+        sum_dev(x + (n * p->c + ch) * p->plane, p->plane, *mean, NULL, &sq);
     *var = cnt > 0 ? sq / cnt : 0.0;
 }
 
@@ -100,23 +147,26 @@ static void channel_stats(const op_call *c, int64_t ch, double *mean, double *va
     }
 }
 
-// x is (N,C,D...), scale/B/mean/var are (C), y is like x
-static void bn_forward(const op_call *c)
+/* Channels [b, e) of bn_forward; every channel is independent, so the
+ * channels are spread over threads (core/threads.h). */
+static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int chunk)
 {
+    (void)chunk;
+    const op_call *c = ctx;
     const bn_params *p = c->params;
     const float *x = c->in[0]->data, *scale = c->in[1]->data, *bias = c->in[2]->data;
     float *run_mean = c->in[3]->data, *run_var = c->in[4]->data;
     float *y = c->out[0]->data;
     int64_t cnt = p->n * p->plane;
-    for (int64_t ch = 0; ch < p->c; ch++) {
+    for (int64_t ch = b; ch < e; ch++) {
         double mean, var;
         channel_stats(c, ch, &mean, &var);
         float a = (float)(scale[ch] / sqrt(var + p->epsilon));
-        float b = (float)(bias[ch] - mean * a);
+        float sh = (float)(bias[ch] - mean * a);
         for (int64_t n = 0; n < p->n; n++) {
             int64_t off = (n * p->c + ch) * p->plane;
             for (int64_t i = 0; i < p->plane; i++)
-                y[off + i] = x[off + i] * a + b;
+                y[off + i] = x[off + i] * a + sh;
         }
         if (c->training) {
             /* one value per channel has no unbiased variance; PyTorch refuses it */
@@ -124,6 +174,60 @@ static void bn_forward(const op_call *c)
             double m = p->momentum;
             run_mean[ch] = (float)(m * run_mean[ch] + (1.0 - m) * mean);
             run_var[ch] = (float)(m * run_var[ch] + (1.0 - m) * unbiased);
+        }
+    }
+}
+
+// x is (N,C,D...), scale/B/mean/var are (C), y is like x
+static void bn_forward(const op_call *c)
+{
+    const bn_params *p = c->params;
+    double work = (double)(p->n * p->plane) * (c->training ? 4.0 : 2.0);
+    parallel_for_chunks(p->c, par_chunks_work(p->c, work), bn_forward_channels, (void *)c);
+}
+
+typedef struct bn_grad {
+    const op_call *c;
+    const float *dy;
+    float *dx, *dscale, *db; /* NULL when not wanted */
+} bn_grad;
+
+/* Channels [b, e) of bn_backward. */
+static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const bn_grad *k = ctx;
+    const op_call *c = k->c;
+    const bn_params *p = c->params;
+    const float *x = c->in[0]->data, *scale = c->in[1]->data, *dy = k->dy;
+    float *dx = k->dx;
+    double cnt = (double)(p->n * p->plane);
+    for (int64_t ch = b; ch < e; ch++) {
+        double mean, var;
+        channel_stats(c, ch, &mean, &var);
+        double inv_std = 1.0 / sqrt(var + p->epsilon);
+        double sum_dy = 0, sum_dy_dev = 0;
+        for (int64_t n = 0; n < p->n; n++) {
+            int64_t off = (n * p->c + ch) * p->plane;
+            sum_grad(dy + off, x + off, p->plane, mean, &sum_dy, &sum_dy_dev);
+        }
+        double sum_dy_xhat = sum_dy_dev * inv_std;
+        if (k->db)
+            k->db[ch] += (float)sum_dy;
+        if (k->dscale)
+            k->dscale[ch] += (float)sum_dy_xhat;
+        if (!dx)
+            continue;
+        double kk = scale[ch] * inv_std;
+        /* at inference the statistics are constants: no mean terms */
+        double mean_dy = c->training && cnt > 0 ? sum_dy / cnt : 0.0;
+        double mean_dy_xhat = c->training && cnt > 0 ? sum_dy_xhat / cnt : 0.0;
+        for (int64_t n = 0; n < p->n; n++) {
+            int64_t off = (n * p->c + ch) * p->plane;
+            for (int64_t i = 0; i < p->plane; i++) {
+                double xhat = (x[off + i] - mean) * inv_std;
+                dx[off + i] += (float)(kk * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
+            }
         }
     }
 }
@@ -139,40 +243,10 @@ static void bn_backward(const op_call *c, lego_tensor *const *dout, lego_tensor 
     const bn_params *p = c->params;
     if (!dout[0] || (!din[0] && !din[1] && !din[2]))
         return;
-    const float *x = c->in[0]->data, *scale = c->in[1]->data, *dy = dout[0]->data;
-    float *dx = din[0] ? din[0]->data : NULL;
-    float *dscale = din[1] ? din[1]->data : NULL, *db = din[2] ? din[2]->data : NULL;
-    double cnt = (double)(p->n * p->plane);
-    for (int64_t ch = 0; ch < p->c; ch++) {
-        double mean, var;
-        channel_stats(c, ch, &mean, &var);
-        double inv_std = 1.0 / sqrt(var + p->epsilon);
-        double sum_dy = 0, sum_dy_xhat = 0;
-        for (int64_t n = 0; n < p->n; n++) {
-            int64_t off = (n * p->c + ch) * p->plane;
-            for (int64_t i = 0; i < p->plane; i++) {
-                sum_dy += dy[off + i];
-                sum_dy_xhat += dy[off + i] * (x[off + i] - mean) * inv_std;
-            }
-        }
-        if (db)
-            db[ch] += (float)sum_dy;
-        if (dscale)
-            dscale[ch] += (float)sum_dy_xhat;
-        if (!dx)
-            continue;
-        double k = scale[ch] * inv_std;
-        /* at inference the statistics are constants: no mean terms */
-        double mean_dy = c->training && cnt > 0 ? sum_dy / cnt : 0.0;
-        double mean_dy_xhat = c->training && cnt > 0 ? sum_dy_xhat / cnt : 0.0;
-        for (int64_t n = 0; n < p->n; n++) {
-            int64_t off = (n * p->c + ch) * p->plane;
-            for (int64_t i = 0; i < p->plane; i++) {
-                double xhat = (x[off + i] - mean) * inv_std;
-                dx[off + i] += (float)(k * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
-            }
-        }
-    }
+    bn_grad k = {.c = c, .dy = dout[0]->data, .dx = din[0] ? din[0]->data : NULL,
+                 .dscale = din[1] ? din[1]->data : NULL, .db = din[2] ? din[2]->data : NULL};
+    double work = (double)(p->n * p->plane) * (c->training ? 8.0 : 4.0);
+    parallel_for_chunks(p->c, par_chunks_work(p->c, work), bn_backward_channels, &k);
 }
 
 static int64_t bn_flops(const op_call *c) { return 2 * lego_tensor_numel(c->in[0]); }

@@ -1,7 +1,23 @@
-/* blas.c - lego_sgemm over the CBLAS interface (BLIS in our builds). */
+/* blas.c - lego_sgemm over the CBLAS interface (BLIS in our builds).
+ *
+ * The BLAS runs single-threaded: our kernels own the threads and call it
+ * from several of them at once (core/threads.h). Nesting a multithreaded
+ * BLAS inside that would oversubscribe the cores, so BLIS is told to use one
+ * thread whatever BLIS_NUM_THREADS says. */
 #include <cblas.h>
+#include <pthread.h>
 
 #include "blas.h"
+
+#ifdef BLIS_TYPE_DEFS_H /* BLIS's cblas.h carries its types but not this */
+void bli_thread_set_num_threads(dim_t n_threads);
+
+static void blas_single_thread(void) { bli_thread_set_num_threads(1); }
+#else
+static void blas_single_thread(void) {}
+#endif
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 /* Reference loop for sizes the BLAS integer type cannot express. */
 static void sgemm_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -44,6 +60,7 @@ void lego_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
         sgemm_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    pthread_once(&blas_once, blas_single_thread);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (f77_int)M, (f77_int)N, (f77_int)K, alpha, A,
                 (f77_int)lda, B, (f77_int)ldb, beta, C, (f77_int)ldc);

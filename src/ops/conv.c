@@ -16,7 +16,9 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../core/threads.h"
 #include "blas.h"
 #include "op.h"
 #include "window.h"
@@ -224,15 +226,252 @@ static lego_status convt_prepare(op_call *c)
     return lego_ok();
 }
 
-/* y is (N,M,Ho,Wo): every channel starts at its bias (or zero). */
-static void fill_bias(const conv_params *p, const float *b, float *y)
+/* ---- the column transforms ---------------------------------------------- */
+
+/* The patch geometry both ops share: a kernel tap (ki,kj) at position (r,q)
+ * of the "small" map reaches (r*sh - pad_t + ki*dh, q*sw - pad_l + kj*dw) of
+ * the "big" map. For Conv the small map is the output and the big one the
+ * input; for ConvTranspose it is the other way round. Columns index small
+ * positions p0..p0+nt (row-major, small_w wide); rows k index (channel,ki,kj)
+ * of one group, k = (channel*kh + ki)*kw + kj.
+ *
+ * Both transforms walk one column row at a time, and within it one small-map
+ * row at a time: a small row reaches one big row (or none, in the padding),
+ * and its positions q in [lo, hi) land inside that row, at q*s + off. So the
+ * padding is two runs of zeros around one strided run (contiguous at stride
+ * 1) that needs no bounds checks. */
+
+/* The small-map columns [lo, hi) of a row small_w wide whose tap lands inside
+ * a big row big_w wide, at q*s + off. */
+static void inside_run(int64_t off, int64_t s, int64_t big_w, int64_t small_w, int64_t *lo,
+                       int64_t *hi)
 {
-    int64_t plane = p->ho * p->wo;
-    for (int64_t i = 0; i < p->n * p->m; i++) {
-        float v = b ? b[i % p->m] : 0.0f;
-        for (int64_t j = 0; j < plane; j++)
-            y[i * plane + j] = v;
+    int64_t a, b;
+    if (s == 1) { /* the common case, without dividing */
+        a = off >= 0 ? 0 : -off;
+        b = off >= big_w ? 0 : big_w - off;
+    } else {
+        a = off >= 0 ? 0 : (-off + s - 1) / s;
+        b = off >= big_w ? 0 : (big_w - 1 - off) / s + 1;
     }
+    *lo = a < small_w ? a : small_w;
+    *hi = b < small_w ? b : small_w;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* One column row's walk: tap k = (chan*kh + ki)*kw + kj, the big-map offsets
+ * it reaches from small (0,0), and the columns of each small row that land
+ * inside. tap_next steps to k+1 without dividing. */
+typedef struct tap {
+    int64_t chan, ki, kj;
+    int64_t offh, offw; /* big (row, column) of small (0,0) */
+    int64_t lo, hi;     /* inside_run of the tap's column offset */
+} tap;
+
+static void tap_geometry(tap *t, const conv_params *p, int64_t big_w, int64_t small_w)
+{
+    t->offh = t->ki * p->dh - p->pad_t;
+    t->offw = t->kj * p->dw - p->pad_l;
+    inside_run(t->offw, p->sw, big_w, small_w, &t->lo, &t->hi);
+}
+
+static tap tap_at(const conv_params *p, int64_t k, int64_t big_w, int64_t small_w)
+{
+    tap t = {.chan = k / (p->kw * p->kh), .ki = k / p->kw % p->kh, .kj = k % p->kw};
+    tap_geometry(&t, p, big_w, small_w);
+    return t;
+}
+
+static inline void tap_next(tap *t, const conv_params *p, int64_t big_w, int64_t small_w)
+{
+    if (++t->kj == p->kw) {
+        t->kj = 0;
+        if (++t->ki == p->kh) {
+            t->ki = 0;
+            t->chan++;
+        }
+    }
+    tap_geometry(t, p, big_w, small_w);
+}
+
+/* n floats of zeros; most runs of padding are empty, and a call costs more
+ * than the test. */
+static void zero_run(float *d, int64_t n)
+{
+    if (n > 0)
+        memset(d, 0, (size_t)n * sizeof(float));
+}
+
+/* im2col's row for tap t when both strides are 1 and both maps are big_w
+ * wide: then the row is the big channel bc shifted by offh*big_w + offw, so
+ * one copy does it, after which the columns that wrapped around from the
+ * neighbouring row (outside [lo, hi)) are zeroed. dst is (nt). */
+static void im2col_shifted(const tap *t, const float *bc, int64_t big_h, int64_t big_w,
+                           int64_t p0, int64_t nt, float *dst)
+{
+    int64_t shift = t->offh * big_w + t->offw, end = p0 + nt;
+    /* positions whose big row is inside, and whose source is inside the channel */
+    int64_t a = (t->offh < 0 ? -t->offh : 0) * big_w, b = (big_h - t->offh) * big_w;
+    a = a > p0 ? a : p0;
+    a = a > -shift ? a : -shift;
+    b = b < end ? b : end;
+    b = b < big_h * big_w - shift ? b : big_h * big_w - shift;
+    if (b <= a) {
+        memset(dst, 0, (size_t)nt * sizeof(float));
+        return;
+    }
+    zero_run(dst, a - p0);
+    memcpy(dst + (a - p0), bc + a + shift, (size_t)(b - a) * sizeof(float));
+    zero_run(dst + (b - p0), end - b);
+    if (t->lo == 0 && t->hi == big_w)
+        return;
+    /* the wrapped columns, [0, lo) and [hi, big_w) of each row in [a, b):
+     * a few per row, stored one by one (a memset call each costs more) */
+    for (int64_t rs = a / big_w * big_w; rs < b; rs += big_w) {
+        for (int64_t i = rs; i < rs + t->lo; i++)
+            if (i >= a && i < b)
+                dst[i - p0] = 0.0f;
+        for (int64_t i = rs + t->hi; i < rs + big_w; i++)
+            if (i >= a && i < b)
+                dst[i - p0] = 0.0f;
+    }
+}
+
+/* d[i] = src[i*s] for i < n; stride 2 (downsampling convs) gets a loop of its
+ * own so that the compiler can vectorize it. */
+static void gather(float *d, const float *src, int64_t n, int64_t s)
+{
+    if (s == 1) {
+        memcpy(d, src, (size_t)n * sizeof(float));
+    } else if (s == 2) {
+        for (int64_t i = 0; i < n; i++)
+            d[i] = src[2 * i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            d[i] = src[i * s];
+    }
+}
+
+/* big is one group of one image, (channels,big_h,big_w); col is (k1-k0, nt):
+ * column j of row k holds what tap k reaches from small position p0+j, zero
+ * where it falls outside the big map. */
+static void im2col(const conv_params *p, const float *big, int64_t big_h, int64_t big_w,
+                   int64_t small_w, int64_t k0, int64_t k1, int64_t p0, int64_t nt, float *col)
+{
+    bool shifted = p->sh == 1 && p->sw == 1 && big_w == small_w;
+    int64_t r0 = p0 / small_w, q0 = p0 % small_w;
+    tap t = tap_at(p, k0, big_w, small_w);
+    float *dst = col;
+    for (int64_t k = k0; k < k1; k++, dst += nt, tap_next(&t, p, big_w, small_w)) {
+        const float *bc = big + t.chan * big_h * big_w;
+        if (shifted) {
+            im2col_shifted(&t, bc, big_h, big_w, p0, nt, dst);
+            continue;
+        }
+        float *d0 = dst;
+        int64_t r = r0, qa = q0;
+        for (int64_t left = nt; left > 0; r++, qa = 0) {
+            int64_t qb = qa + left < small_w ? qa + left : small_w, len = qb - qa;
+            int64_t bh = r * p->sh + t.offh;
+            int64_t a = t.lo > qa ? t.lo : qa, b = t.hi < qb ? t.hi : qb;
+            if (bh < 0 || bh >= big_h || b <= a) {
+                zero_run(d0, len);
+            } else {
+                float *d = d0 + (a - qa);
+                zero_run(d0, a - qa);
+                gather(d, bc + bh * big_w + a * p->sw + t.offw, b - a, p->sw);
+                zero_run(d + (b - a), qb - b);
+            }
+            d0 += len;
+            left -= len;
+        }
+    }
+}
+
+/* The adjoint of im2col over all rows: each entry of col (kh*kw*channels,
+ * nt) is added to the big-map pixel its tap reaches, if inside. big is
+ * (channels,big_h,big_w). */
+static void col2im(const conv_params *p, int64_t channels, const float *col, int64_t small_w,
+                   int64_t p0, int64_t nt, float *big, int64_t big_h, int64_t big_w)
+{
+    int64_t r0 = p0 / small_w, q0 = p0 % small_w;
+    tap t = tap_at(p, 0, big_w, small_w);
+    const float *src = col;
+    for (int64_t k = 0; k < channels * p->kh * p->kw; k++, tap_next(&t, p, big_w, small_w)) {
+        float *bc = big + t.chan * big_h * big_w;
+        int64_t r = r0, qa = q0;
+        for (int64_t left = nt; left > 0; r++, qa = 0) {
+            int64_t qb = qa + left < small_w ? qa + left : small_w, len = qb - qa;
+            int64_t bh = r * p->sh + t.offh;
+            int64_t a = t.lo > qa ? t.lo : qa, b = t.hi < qb ? t.hi : qb;
+            if (bh >= 0 && bh < big_h && b > a) {
+                float *d = bc + bh * big_w + a * p->sw + t.offw;
+                const float *v = src + (a - qa);
+                if (p->sw == 1)
+                    for (int64_t i = 0; i < b - a; i++)
+                        d[i] += v[i];
+                else
+                    for (int64_t i = 0; i < b - a; i++)
+                        d[i * p->sw] += v[i];
+            }
+            src += len;
+            left -= len;
+        }
+    }
+}
+
+/* ---- the work split ----------------------------------------------------- */
+
+/* Each pass cuts its work into units and runs contiguous chunks of units in
+ * parallel (core/threads.h), each chunk with its own column buffer. Every
+ * unit writes its own part of the result, and what a unit computes never
+ * depends on the chunk it lands in, so the results are the same bits for
+ * any thread count:
+ *   y and dX: units of one image and group (and, for Conv's forward, one
+ *     column tile); ConvTranspose's forward and Conv's dX keep a unit's tiles
+ *     together because they scatter into overlapping pixels.
+ *   dW: units of one slab of column rows of one group, i.e. a slab of dW's
+ *     columns (set_slabs). A unit sums over the whole batch in image order,
+ *     building just its own rows of im2col, so no two threads ever add into
+ *     the same weight, and the sum runs in image order as a one-threaded loop
+ *     (and PyTorch) does. */
+
+typedef struct conv_run {
+    const conv_params *p;
+    int64_t cg, mg, kdim, ipix, opix; /* per group: channels in and out, column rows */
+    const float *x, *w, *b, *dy;      /* b: NULL for none; dy: backward only */
+    float *y, *dx, *dw;               /* dx, dw: NULL when not wanted */
+    float *col;                       /* kdim x tile floats per chunk; NULL when direct */
+    int64_t slabs;                    /* dW units per group (set_slabs) */
+} conv_run;
+
+/* Shapes and data of one call; kdim is the column rows (Conv: C/group*kh*kw,
+ * ConvTranspose: M/group*kh*kw). */
+static conv_run run_for(const op_call *c, int64_t kdim)
+{
+    const conv_params *p = c->params;
+    const lego_tensor *b = op_input(c, 2);
+    conv_run r = {.p = p, .cg = p->c / p->group, .mg = p->m / p->group, .kdim = kdim,
+                  .ipix = p->h * p->w, .opix = p->ho * p->wo, .x = c->in[0]->data,
+                  .w = c->in[1]->data, .b = b ? b->data : NULL};
+    return r;
+}
+
+/* A column buffer per chunk, unless direct. false without memory. */
+static bool run_alloc(conv_run *r, int chunks)
+{
+    r->col = NULL;
+    if (r->p->direct)
+        return true;
+    r->col = malloc((size_t)(r->kdim * r->p->tile * chunks) * sizeof(float));
+    return r->col != NULL;
+}
+
+/* The column buffer of one chunk. */
+static float *chunk_col(const conv_run *r, int chunk)
+{
+    return r->col ? r->col + chunk * r->kdim * r->p->tile : NULL;
 }
 
 /* Forward cannot fail: without scratch memory the output becomes NaN, which
@@ -245,81 +484,37 @@ static void fill_nan(const op_call *c)
         y[i] = NAN;
 }
 
-/* The start of both forwards: y gets the bias, and col (kdim rows by one
- * tile) is allocated unless the op is direct (then NULL). Without memory y
- * is NaN and the forward stops (false). */
-static bool begin_forward(const op_call *c, int64_t kdim, float **col)
+/* rows x cols of y (row stride ld) set to one bias value per row, or zero. */
+static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const float *b)
 {
-    const conv_params *p = c->params;
-    *col = NULL;
-    if (!p->direct) {
-        *col = malloc((size_t)(kdim * p->tile) * sizeof(float));
-        if (!*col) {
-            fill_nan(c);
-            return false;
-        }
-    }
-    const lego_tensor *bt = op_input(c, 2);
-    fill_bias(p, bt ? bt->data : NULL, c->out[0]->data);
-    return true;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            y[i * ld + j] = b ? b[i] : 0.0f;
 }
 
-/* The patch geometry both ops share: a kernel tap (ki,kj) at position (r,q)
- * of the "small" map reaches (r*sh - pad_t + ki*dh, q*sw - pad_l + kj*dw) of
- * the "big" map. For Conv the small map is the output and the big one the
- * input; for ConvTranspose it is the other way round. Columns index small
- * positions p0..p0+nt (row-major, small_w wide); rows are (channel,ki,kj). */
+/* ---- forward ------------------------------------------------------------ */
 
-/* big is one group of one image, (ch,big_h,big_w); col is (ch*kh*kw, nt):
- * column j holds the patch reached from small position p0+j, zero where it
- * falls outside the big map. */
-static void im2col(const conv_params *p, int64_t ch, const float *big, int64_t big_h,
-                   int64_t big_w, int64_t small_w, int64_t p0, int64_t nt, float *col)
+/* Conv units u = (n*group + g)*tiles + t: output tile t of image n, group g. */
+static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int chunk)
 {
-    for (int64_t cc = 0; cc < ch; cc++) {
-        const float *bc = big + cc * big_h * big_w;
-        for (int64_t ki = 0; ki < p->kh; ki++) {
-            for (int64_t kj = 0; kj < p->kw; kj++) {
-                float *row = col + ((cc * p->kh + ki) * p->kw + kj) * nt;
-                int64_t r = p0 / small_w, q = p0 % small_w;
-                for (int64_t j = 0; j < nt; j++) {
-                    int64_t bh = r * p->sh - p->pad_t + ki * p->dh;
-                    int64_t bw = q * p->sw - p->pad_l + kj * p->dw;
-                    row[j] = bh >= 0 && bh < big_h && bw >= 0 && bw < big_w ? bc[bh * big_w + bw]
-                                                                           : 0.0f;
-                    if (++q == small_w) {
-                        q = 0;
-                        r++;
-                    }
-                }
-            }
+    const conv_run *r = ctx;
+    const conv_params *p = r->p;
+    float *col = chunk_col(r, chunk);
+    int64_t tiles = (r->opix + p->tile - 1) / p->tile;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t ng = u / tiles, n = ng / p->group, g = ng % p->group;
+        int64_t p0 = u % tiles * p->tile, nt = r->opix - p0 < p->tile ? r->opix - p0 : p->tile;
+        const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
+        const float *wg = r->w + g * r->mg * r->kdim;
+        float *yt = r->y + (n * p->m + g * r->mg) * r->opix + p0;
+        fill_bias(yt, r->opix, r->mg, nt, r->b ? r->b + g * r->mg : NULL);
+        if (p->direct) { /* x is the (C/group, H*W) column matrix itself */
+            lego_sgemm(0, 0, r->mg, nt, r->kdim, 1.0f, wg, r->kdim, xg + p0, r->ipix, 1.0f, yt,
+                       r->opix);
+            continue;
         }
-    }
-}
-
-/* The adjoint of im2col: each column entry is added to the big-map pixel its
- * tap reaches, if inside. big is (ch,big_h,big_w), col (ch*kh*kw, nt). */
-static void col2im(const conv_params *p, int64_t ch, const float *col, int64_t small_w,
-                   int64_t p0, int64_t nt, float *big, int64_t big_h, int64_t big_w)
-{
-    for (int64_t cc = 0; cc < ch; cc++) {
-        float *bc = big + cc * big_h * big_w;
-        for (int64_t ki = 0; ki < p->kh; ki++) {
-            for (int64_t kj = 0; kj < p->kw; kj++) {
-                const float *row = col + ((cc * p->kh + ki) * p->kw + kj) * nt;
-                int64_t r = p0 / small_w, q = p0 % small_w;
-                for (int64_t j = 0; j < nt; j++) {
-                    int64_t bh = r * p->sh - p->pad_t + ki * p->dh;
-                    int64_t bw = q * p->sw - p->pad_l + kj * p->dw;
-                    if (bh >= 0 && bh < big_h && bw >= 0 && bw < big_w)
-                        bc[bh * big_w + bw] += row[j];
-                    if (++q == small_w) {
-                        q = 0;
-                        r++;
-                    }
-                }
-            }
-        }
+        im2col(p, xg, p->h, p->w, p->wo, 0, r->kdim, p0, nt, col);
+        lego_sgemm(0, 0, r->mg, nt, r->kdim, 1.0f, wg, r->kdim, col, nt, 1.0f, yt, r->opix);
     }
 }
 
@@ -327,60 +522,58 @@ static void col2im(const conv_params *p, int64_t ch, const float *col, int64_t s
 static void conv_forward(const op_call *c)
 {
     const conv_params *p = c->params;
-    const float *x = c->in[0]->data, *w = c->in[1]->data;
-    float *y = c->out[0]->data;
-    int64_t cg = p->c / p->group, mg = p->m / p->group;
-    int64_t kdim = cg * p->kh * p->kw, ipix = p->h * p->w, opix = p->ho * p->wo;
-    float *col;
-    if (!begin_forward(c, kdim, &col))
+    conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
+    r.y = c->out[0]->data;
+    int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile);
+    int chunks = par_chunks_work(units, 2.0 * (double)(r.mg * r.kdim * p->tile));
+    if (!run_alloc(&r, chunks)) {
+        fill_nan(c);
         return;
-    for (int64_t n = 0; n < p->n; n++) {
-        for (int64_t g = 0; g < p->group; g++) {
-            const float *xg = x + (n * p->c + g * cg) * ipix;
-            const float *wg = w + g * mg * kdim;
-            float *yg = y + (n * p->m + g * mg) * opix;
-            if (p->direct) {
-                lego_sgemm(0, 0, mg, opix, kdim, 1.0f, wg, kdim, xg, ipix, 1.0f, yg, opix);
-                continue;
-            }
-            for (int64_t p0 = 0; p0 < opix; p0 += p->tile) {
-                int64_t nt = opix - p0 < p->tile ? opix - p0 : p->tile;
-                im2col(p, cg, xg, p->h, p->w, p->wo, p0, nt, col);
-                lego_sgemm(0, 0, mg, nt, kdim, 1.0f, wg, kdim, col, nt, 1.0f, yg + p0, opix);
-            }
+    }
+    parallel_for_chunks(units, chunks, conv_forward_units, &r);
+    free(r.col);
+}
+
+/* ConvTranspose units u = n*group + g. */
+static void convt_forward_units(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    const conv_run *r = ctx;
+    const conv_params *p = r->p;
+    float *col = chunk_col(r, chunk);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n = u / p->group, g = u % p->group;
+        const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
+        const float *wg = r->w + g * r->cg * r->kdim; /* (C/group, M/group*kh*kw) */
+        float *yg = r->y + (n * p->m + g * r->mg) * r->opix;
+        fill_bias(yg, r->opix, r->mg, r->opix, r->b ? r->b + g * r->mg : NULL);
+        if (p->direct) {
+            lego_sgemm(1, 0, r->mg, r->ipix, r->cg, 1.0f, wg, r->kdim, xg, r->ipix, 1.0f, yg,
+                       r->opix);
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < r->ipix; p0 += p->tile) {
+            int64_t nt = r->ipix - p0 < p->tile ? r->ipix - p0 : p->tile;
+            lego_sgemm(1, 0, r->kdim, nt, r->cg, 1.0f, wg, r->kdim, xg + p0, r->ipix, 0.0f, col,
+                       nt);
+            col2im(p, r->mg, col, p->w, p0, nt, yg, p->ho, p->wo);
         }
     }
-    free(col);
 }
 
 // x is (N,C,H,W), w is (C,M/group,kh,kw), b is (M) or absent, y is (N,M,Ho,Wo)
 static void convt_forward(const op_call *c)
 {
     const conv_params *p = c->params;
-    const float *x = c->in[0]->data, *w = c->in[1]->data;
-    float *y = c->out[0]->data;
-    int64_t cg = p->c / p->group, mg = p->m / p->group;
-    int64_t kdim = mg * p->kh * p->kw, ipix = p->h * p->w, opix = p->ho * p->wo;
-    float *col;
-    if (!begin_forward(c, kdim, &col))
+    conv_run r = run_for(c, p->m / p->group * p->kh * p->kw);
+    r.y = c->out[0]->data;
+    int64_t units = p->n * p->group;
+    int chunks = par_chunks_work(units, 2.0 * (double)(r.cg * r.kdim * r.ipix));
+    if (!run_alloc(&r, chunks)) {
+        fill_nan(c);
         return;
-    for (int64_t n = 0; n < p->n; n++) {
-        for (int64_t g = 0; g < p->group; g++) {
-            const float *xg = x + (n * p->c + g * cg) * ipix;
-            const float *wg = w + g * cg * kdim; /* (C/group, M/group*kh*kw) */
-            float *yg = y + (n * p->m + g * mg) * opix;
-            if (p->direct) {
-                lego_sgemm(1, 0, mg, ipix, cg, 1.0f, wg, kdim, xg, ipix, 1.0f, yg, opix);
-                continue;
-            }
-            for (int64_t p0 = 0; p0 < ipix; p0 += p->tile) {
-                int64_t nt = ipix - p0 < p->tile ? ipix - p0 : p->tile;
-                lego_sgemm(1, 0, kdim, nt, cg, 1.0f, wg, kdim, xg + p0, ipix, 0.0f, col, nt);
-                col2im(p, mg, col, p->w, p0, nt, yg, p->ho, p->wo);
-            }
-        }
     }
-    free(col);
+    parallel_for_chunks(units, chunks, convt_forward_units, &r);
+    free(r.col);
 }
 
 /* ---- backward ----------------------------------------------------------- */
@@ -398,129 +591,238 @@ static void poison(lego_tensor *const *din, int n)
     }
 }
 
-/* db is (M): adds the sum of dy (N,M,Ho,Wo) over N, Ho and Wo. */
-static void bias_backward(const conv_params *p, const float *dy, float *db)
+typedef struct bias_grad {
+    const conv_run *r;
+    float *db;
+} bias_grad;
+
+/* db is (M): adds the sum of dy (N,M,Ho,Wo) over N, Ho and Wo, for the
+ * channels [b, e). */
+static void bias_backward_chunk(void *ctx, int64_t b, int64_t e, int chunk)
 {
-    int64_t plane = p->ho * p->wo;
-    for (int64_t m = 0; m < p->m; m++) {
+    (void)chunk;
+    const bias_grad *k = ctx;
+    const conv_run *r = k->r;
+    const conv_params *p = r->p;
+    for (int64_t m = b; m < e; m++) {
         double sum = 0;
         for (int64_t n = 0; n < p->n; n++) {
-            const float *d = dy + (n * p->m + m) * plane;
-            for (int64_t j = 0; j < plane; j++)
+            const float *d = r->dy + (n * p->m + m) * r->opix;
+            for (int64_t j = 0; j < r->opix; j++)
                 sum += d[j];
         }
-        db[m] += (float)sum;
+        k->db[m] += (float)sum;
     }
 }
 
-/* The start of both backwards: dB, and col (kdim rows by one tile) unless
- * the op is direct. false when there is nothing more to do (no dY, neither
- * dX nor dW asked for, or no memory: then they get NaN). */
+/* One backward pass over `units` units of about `work` operations each. */
+static void backward_pass(conv_run *r, lego_tensor *const *din, int64_t units, double work,
+                          par_fn *fn)
+{
+    int chunks = par_chunks_work(units, work);
+    if (!run_alloc(r, chunks)) {
+        poison(din, 2);
+        return;
+    }
+    parallel_for_chunks(units, chunks, fn, r);
+    free(r->col);
+}
+
+/* The start of both backwards: dB, and r's dY, dX and dW. false when there
+ * is nothing more to do (no dY, or neither dX nor dW asked for). */
 static bool begin_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din,
-                           int64_t kdim, float **col)
+                           conv_run *r)
 {
     const conv_params *p = c->params;
-    *col = NULL;
     if (!dout[0])
         return false;
-    if (c->n_in > 2 && din[2])
-        bias_backward(p, dout[0]->data, din[2]->data);
-    if (!din[0] && !din[1])
-        return false;
-    if (!p->direct) {
-        *col = malloc((size_t)(kdim * p->tile) * sizeof(float));
-        if (!*col) {
-            poison(din, 2);
-            return false;
-        }
+    r->dy = dout[0]->data;
+    if (c->n_in > 2 && din[2]) {
+        bias_grad k = {r, din[2]->data};
+        parallel_for_chunks(p->m, par_chunks_work(p->m, (double)(p->n * r->opix)),
+                            bias_backward_chunk, &k);
     }
-    return true;
+    r->dx = din[0] ? din[0]->data : NULL;
+    r->dw = din[1] ? din[1]->data : NULL;
+    return r->dx || r->dw;
+}
+
+/* Calls fn(r, g, k0, k1, col) for each dW unit in [begin, end): unit
+ * u = g*slabs + s is slab s of group g, the column rows
+ * [s*kdim/slabs, (s+1)*kdim/slabs). */
+typedef void dw_rows_fn(const conv_run *r, int64_t g, int64_t k0, int64_t k1, float *col);
+
+static void dw_units(const conv_run *r, int64_t begin, int64_t end, int chunk, dw_rows_fn *fn)
+{
+    float *col = chunk_col(r, chunk);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t g = u / r->slabs, s = u % r->slabs;
+        fn(r, g, s * r->kdim / r->slabs, (s + 1) * r->kdim / r->slabs, col);
+    }
+}
+
+/* The slabs each group's dW is cut into: a function of the shapes alone,
+ * so that each unit makes the same GEMM calls whatever the thread count.
+ * Slabs are at least DW_SLAB_ROWS wide and DW_SLAB_WORK operations big (a
+ * narrower GEMM wastes more than a thread gains); a small layer keeps one
+ * slab, the one GEMM per image and tile of a one-threaded loop. */
+#define DW_SLABS_MAX 8
+#define DW_SLAB_ROWS 16
+#define DW_SLAB_WORK 4e6
+
+static void set_slabs(conv_run *r, double work)
+{
+    int64_t by_rows = r->kdim / DW_SLAB_ROWS, by_work = (int64_t)(work / DW_SLAB_WORK);
+    int64_t s = DW_SLABS_MAX < by_rows ? DW_SLABS_MAX : by_rows;
+    s = s < by_work ? s : by_work;
+    r->slabs = s < 1 ? 1 : s;
 }
 
 /* Conv: y = W·im2col(x) per image and group, so
  *   dW += dY·im2col(x)ᵀ and dX += col2im(Wᵀ·dY).
- * x is (N,C,H,W), w (M,C/group,kh,kw); dy is (N,M,Ho,Wo) and dx, dw, db
+ * dW rows: columns [k0, k1) of group g's (M/group, kdim) block. */
+static void conv_dw_rows(const conv_run *r, int64_t g, int64_t k0, int64_t k1, float *col)
+{
+    const conv_params *p = r->p;
+    float *dwg = r->dw + g * r->mg * r->kdim + k0;
+    for (int64_t n = 0; n < p->n; n++) {
+        const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
+        const float *dyg = r->dy + (n * p->m + g * r->mg) * r->opix;
+        for (int64_t p0 = 0; p0 < r->opix; p0 += p->tile) {
+            int64_t nt = r->opix - p0 < p->tile ? r->opix - p0 : p->tile;
+            const float *cols = xg + k0 * r->ipix + p0; /* direct: rows of x are the columns */
+            int64_t ld = r->ipix;
+            if (!p->direct) {
+                im2col(p, xg, p->h, p->w, p->wo, k0, k1, p0, nt, col);
+                cols = col;
+                ld = nt;
+            }
+            lego_sgemm(0, 1, r->mg, k1 - k0, nt, 1.0f, dyg + p0, r->opix, cols, ld, 1.0f, dwg,
+                       r->kdim);
+        }
+    }
+}
+
+static void conv_dw_units(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    dw_units(ctx, begin, end, chunk, conv_dw_rows);
+}
+
+/* dX units u = n*group + g. */
+static void conv_dx_units(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    const conv_run *r = ctx;
+    const conv_params *p = r->p;
+    float *col = chunk_col(r, chunk);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n = u / p->group, g = u % p->group;
+        const float *wg = r->w + g * r->mg * r->kdim;
+        const float *dyg = r->dy + (n * p->m + g * r->mg) * r->opix;
+        float *dxg = r->dx + (n * p->c + g * r->cg) * r->ipix;
+        if (p->direct) { /* dX is the (C/group, H*W) column matrix itself */
+            lego_sgemm(1, 0, r->kdim, r->opix, r->mg, 1.0f, wg, r->kdim, dyg, r->opix, 1.0f, dxg,
+                       r->ipix);
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < r->opix; p0 += p->tile) {
+            int64_t nt = r->opix - p0 < p->tile ? r->opix - p0 : p->tile;
+            lego_sgemm(1, 0, r->kdim, nt, r->mg, 1.0f, wg, r->kdim, dyg + p0, r->opix, 0.0f, col,
+                       nt);
+            col2im(p, r->cg, col, p->wo, p0, nt, dxg, p->h, p->w);
+        }
+    }
+}
+
+/* x is (N,C,H,W), w (M,C/group,kh,kw); dy is (N,M,Ho,Wo) and dx, dw, db
  * have the shapes of x, w and b. */
 static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const conv_params *p = c->params;
-    int64_t cg = p->c / p->group, mg = p->m / p->group;
-    int64_t kdim = cg * p->kh * p->kw, ipix = p->h * p->w, opix = p->ho * p->wo;
-    float *col;
-    if (!begin_backward(c, dout, din, kdim, &col))
+    conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
+    if (!begin_backward(c, dout, din, &r))
         return;
-    const float *x = c->in[0]->data, *w = c->in[1]->data, *dy = dout[0]->data;
-    float *dx = din[0] ? din[0]->data : NULL, *dw = din[1] ? din[1]->data : NULL;
-    for (int64_t n = 0; n < p->n; n++) {
-        for (int64_t g = 0; g < p->group; g++) {
-            const float *xg = x + (n * p->c + g * cg) * ipix;
-            const float *wg = w + g * mg * kdim;
-            const float *dyg = dy + (n * p->m + g * mg) * opix;
-            float *dxg = dx ? dx + (n * p->c + g * cg) * ipix : NULL;
-            float *dwg = dw ? dw + g * mg * kdim : NULL;
-            if (p->direct) { /* x is the (C/group, H*W) column matrix itself */
-                if (dwg)
-                    lego_sgemm(0, 1, mg, kdim, opix, 1.0f, dyg, opix, xg, ipix, 1.0f, dwg, kdim);
-                if (dxg)
-                    lego_sgemm(1, 0, kdim, opix, mg, 1.0f, wg, kdim, dyg, opix, 1.0f, dxg, ipix);
-                continue;
-            }
-            for (int64_t p0 = 0; p0 < opix; p0 += p->tile) {
-                int64_t nt = opix - p0 < p->tile ? opix - p0 : p->tile;
-                if (dwg) {
-                    im2col(p, cg, xg, p->h, p->w, p->wo, p0, nt, col);
-                    lego_sgemm(0, 1, mg, kdim, nt, 1.0f, dyg + p0, opix, col, nt, 1.0f, dwg, kdim);
-                }
-                if (dxg) {
-                    lego_sgemm(1, 0, kdim, nt, mg, 1.0f, wg, kdim, dyg + p0, opix, 0.0f, col, nt);
-                    col2im(p, cg, col, p->wo, p0, nt, dxg, p->h, p->w);
-                }
-            }
-        }
+    double gemm = 2.0 * (double)(r.mg * r.kdim * r.opix); /* one image and group */
+    if (r.dw) {
+        set_slabs(&r, gemm * (double)p->n);
+        backward_pass(&r, din, p->group * r.slabs, gemm * (double)p->n / (double)r.slabs,
+                      conv_dw_units);
     }
-    free(col);
+    if (r.dx)
+        backward_pass(&r, din, p->n * p->group, gemm, conv_dx_units);
 }
 
 /* ConvTranspose: y = col2im(Wᵀ·x) per image and group, so with
  * col = im2col(dY) (the adjoint of col2im):
  *   dX += W·col and dW += x·colᵀ.
- * x is (N,C,H,W), w (C,M/group,kh,kw); dy is (N,M,Ho,Wo) and dx, dw, db
+ * dW rows: columns [k0, k1) of group g's (C/group, kdim) block. */
+static void convt_dw_rows(const conv_run *r, int64_t g, int64_t k0, int64_t k1, float *col)
+{
+    const conv_params *p = r->p;
+    float *dwg = r->dw + g * r->cg * r->kdim + k0;
+    for (int64_t n = 0; n < p->n; n++) {
+        const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
+        const float *dyg = r->dy + (n * p->m + g * r->mg) * r->opix;
+        for (int64_t p0 = 0; p0 < r->ipix; p0 += p->tile) {
+            int64_t nt = r->ipix - p0 < p->tile ? r->ipix - p0 : p->tile;
+            const float *cols = dyg + k0 * r->opix + p0; /* direct: rows of dY are the columns */
+            int64_t ld = r->opix;
+            if (!p->direct) {
+                im2col(p, dyg, p->ho, p->wo, p->w, k0, k1, p0, nt, col);
+                cols = col;
+                ld = nt;
+            }
+            lego_sgemm(0, 1, r->cg, k1 - k0, nt, 1.0f, xg + p0, r->ipix, cols, ld, 1.0f, dwg,
+                       r->kdim);
+        }
+    }
+}
+
+static void convt_dw_units(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    dw_units(ctx, begin, end, chunk, convt_dw_rows);
+}
+
+/* dX units u = n*group + g. */
+static void convt_dx_units(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    const conv_run *r = ctx;
+    const conv_params *p = r->p;
+    float *col = chunk_col(r, chunk);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n = u / p->group, g = u % p->group;
+        const float *wg = r->w + g * r->cg * r->kdim; /* (C/group, M/group*kh*kw) */
+        const float *dyg = r->dy + (n * p->m + g * r->mg) * r->opix;
+        float *dxg = r->dx + (n * p->c + g * r->cg) * r->ipix;
+        if (p->direct) { /* dY is the (M/group, H*W) column matrix itself */
+            lego_sgemm(0, 0, r->cg, r->ipix, r->kdim, 1.0f, wg, r->kdim, dyg, r->opix, 1.0f, dxg,
+                       r->ipix);
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < r->ipix; p0 += p->tile) {
+            int64_t nt = r->ipix - p0 < p->tile ? r->ipix - p0 : p->tile;
+            im2col(p, dyg, p->ho, p->wo, p->w, 0, r->kdim, p0, nt, col);
+            lego_sgemm(0, 0, r->cg, nt, r->kdim, 1.0f, wg, r->kdim, col, nt, 1.0f, dxg + p0,
+                       r->ipix);
+        }
+    }
+}
+
+/* x is (N,C,H,W), w (C,M/group,kh,kw); dy is (N,M,Ho,Wo) and dx, dw, db
  * have the shapes of x, w and b. */
 static void convt_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const conv_params *p = c->params;
-    int64_t cg = p->c / p->group, mg = p->m / p->group;
-    int64_t kdim = mg * p->kh * p->kw, ipix = p->h * p->w, opix = p->ho * p->wo;
-    float *col;
-    if (!begin_backward(c, dout, din, kdim, &col))
+    conv_run r = run_for(c, p->m / p->group * p->kh * p->kw);
+    if (!begin_backward(c, dout, din, &r))
         return;
-    const float *x = c->in[0]->data, *w = c->in[1]->data, *dy = dout[0]->data;
-    float *dx = din[0] ? din[0]->data : NULL, *dw = din[1] ? din[1]->data : NULL;
-    for (int64_t n = 0; n < p->n; n++) {
-        for (int64_t g = 0; g < p->group; g++) {
-            const float *xg = x + (n * p->c + g * cg) * ipix;
-            const float *wg = w + g * cg * kdim; /* (C/group, M/group*kh*kw) */
-            const float *dyg = dy + (n * p->m + g * mg) * opix;
-            float *dxg = dx ? dx + (n * p->c + g * cg) * ipix : NULL;
-            float *dwg = dw ? dw + g * cg * kdim : NULL;
-            if (p->direct) { /* dY is the (M/group, H*W) column matrix itself */
-                if (dxg)
-                    lego_sgemm(0, 0, cg, ipix, kdim, 1.0f, wg, kdim, dyg, opix, 1.0f, dxg, ipix);
-                if (dwg)
-                    lego_sgemm(0, 1, cg, kdim, ipix, 1.0f, xg, ipix, dyg, opix, 1.0f, dwg, kdim);
-                continue;
-            }
-            for (int64_t p0 = 0; p0 < ipix; p0 += p->tile) {
-                int64_t nt = ipix - p0 < p->tile ? ipix - p0 : p->tile;
-                im2col(p, mg, dyg, p->ho, p->wo, p->w, p0, nt, col);
-                if (dxg)
-                    lego_sgemm(0, 0, cg, nt, kdim, 1.0f, wg, kdim, col, nt, 1.0f, dxg + p0, ipix);
-                if (dwg)
-                    lego_sgemm(0, 1, cg, kdim, nt, 1.0f, xg + p0, ipix, col, nt, 1.0f, dwg, kdim);
-            }
-        }
+    double gemm = 2.0 * (double)(r.cg * r.kdim * r.ipix); /* one image and group */
+    if (r.dw) {
+        set_slabs(&r, gemm * (double)p->n);
+        backward_pass(&r, din, p->group * r.slabs, gemm * (double)p->n / (double)r.slabs,
+                      convt_dw_units);
     }
-    free(col);
+    if (r.dx)
+        backward_pass(&r, din, p->n * p->group, gemm, convt_dx_units);
 }
 
 /* Multiply-adds of the kernel, counted as two flops; the bias is not counted. */

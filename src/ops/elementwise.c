@@ -8,13 +8,19 @@
  * division by zero gives 0, because forward cannot fail.
  *
  * Backward is float32 only: an input that was broadcast receives its
- * gradient summed over the broadcast dimensions. Equal's backward adds
+ * gradient summed over the broadcast dimensions.
+ *
+ * Rows of the output run in parallel (core/threads.h) when they write
+ * disjoint data: always forward, and backward unless a broadcast input takes
+ * a gradient (its sums then run in one chunk, in row order). Either way the
+ * results do not depend on the thread count. Equal's backward adds
  * nothing (its gradient is zero); it exists so a float value compared by
  * Equal does not stop a training graph from being planned. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../core/threads.h"
 #include "op.h"
 
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_EQUAL };
@@ -32,8 +38,7 @@ typedef struct bcast {
 
 static void bcast_init(bcast *b, const lego_tensor *out, const lego_tensor *const *in, int n)
 {
-    b->rank = out->rank;
-    b->n = n;
+    *b = (bcast){.rank = out->rank, .n = n};
     for (int d = 0; d < out->rank; d++)
         b->dims[d] = out->dims[d];
     for (int k = 0; k < n; k++) {
@@ -48,11 +53,11 @@ static void bcast_init(bcast *b, const lego_tensor *out, const lego_tensor *cons
 }
 
 /* Calls fn(ctx, out_offset, in_offsets, in_increments, length) once per
- * output row (the output is contiguous); offsets and increments are in
- * elements. */
+ * output row in [r0, r1) (the output is contiguous); offsets and increments
+ * are in elements. */
 typedef void walk_fn(void *ctx, int64_t o, const int64_t *off, const int64_t *inc, int64_t len);
 
-static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx)
+static void bcast_walk_rows(const bcast *b, int64_t r0, int64_t r1, walk_fn *fn, void *ctx)
 {
     int64_t off[3] = {0, 0, 0}, inc[3] = {0, 0, 0};
     if (b->rank == 0) {
@@ -60,15 +65,18 @@ static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx)
         return;
     }
     int last = b->rank - 1;
-    int64_t len = b->dims[last], rows = 1;
-    for (int d = 0; d < last; d++)
-        rows *= b->dims[d];
-    if (len == 0 || rows == 0)
-        return;
+    int64_t len = b->dims[last];
     for (int k = 0; k < b->n; k++)
         inc[k] = b->step[k][last];
-    int64_t idx[LEGO_MAX_RANK] = {0};
-    for (int64_t r = 0; r < rows; r++) {
+    /* the odometer's start: row r0 as an index over the outer dimensions */
+    int64_t idx[LEGO_MAX_RANK] = {0}, rest = r0;
+    for (int d = last - 1; d >= 0; d--) {
+        idx[d] = rest % b->dims[d];
+        rest /= b->dims[d];
+        for (int k = 0; k < b->n; k++)
+            off[k] += idx[d] * b->step[k][d];
+    }
+    for (int64_t r = r0; r < r1; r++) {
         fn(ctx, r * len, off, inc, len);
         /* odometer over the outer dimensions, carrying the input offsets */
         for (int d = last - 1; d >= 0; d--) {
@@ -82,6 +90,54 @@ static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx)
             idx[d] = 0;
         }
     }
+}
+
+/* The output rows of b (rank 0: one row of one element). */
+static int64_t bcast_rows_count(const bcast *b)
+{
+    if (b->rank == 0)
+        return 1;
+    int64_t rows = 1;
+    for (int d = 0; d < b->rank - 1; d++)
+        rows *= b->dims[d];
+    return b->dims[b->rank - 1] == 0 ? 0 : rows;
+}
+
+typedef struct walk_job {
+    const bcast *b;
+    walk_fn *fn;
+    void *ctx;
+} walk_job;
+
+static void walk_chunk(void *ctx, int64_t r0, int64_t r1, int chunk)
+{
+    (void)chunk;
+    const walk_job *j = ctx;
+    bcast_walk_rows(j->b, r0, r1, j->fn, j->ctx);
+}
+
+/* Every output row, the rows spread over threads (core/threads.h) when
+ * `parallel` and the output is large; work is the operations per element.
+ * Rows must then write disjoint data, which holds for every output and for
+ * the gradient of an input that is not broadcast. */
+static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx, bool parallel, double work)
+{
+    int64_t rows = bcast_rows_count(b);
+    double row_work = work * (double)(b->rank ? b->dims[b->rank - 1] : 1);
+    walk_job j = {b, fn, ctx};
+    parallel_for_chunks(rows, parallel ? par_chunks_work(rows, row_work) : 1, walk_chunk, &j);
+}
+
+/* Whether input k is broadcast along some output dimension. */
+static bool is_broadcast(const bcast *b, int k)
+{
+    int64_t s = 1;
+    for (int d = b->rank - 1; d >= 0; d--) {
+        if (b->dims[d] != 1 && b->step[k][d] != s)
+            return true;
+        s *= b->dims[d];
+    }
+    return false;
 }
 
 /* The forward kernels' row form: the op_call is the context. */
@@ -99,10 +155,12 @@ static void call_row(void *ctx, int64_t o, const int64_t *off, const int64_t *in
     k->row(k->c, o, off, inc, len);
 }
 
-static void bcast_rows(const op_call *c, const bcast *b, row_fn *row)
+/* Every output row of a forward, in parallel when large; work is the
+ * operations per element. */
+static void bcast_rows(const op_call *c, const bcast *b, row_fn *row, double work)
 {
     row_ctx k = {c, row};
-    bcast_walk(b, call_row, &k);
+    bcast_walk(b, call_row, &k, true, work);
 }
 
 /* dst[i * inc] += v[i] for i < len. A broadcast input (inc 0) receives the
@@ -148,6 +206,11 @@ static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64
     const float *b = (const float *)c->in[1]->data + off[1];
     float *y = (float *)c->out[0]->data + o;
     int64_t sa = inc[0], sb = inc[1];
+    if (sa == 1 && sb == 1 && p->kind == BIN_ADD) { /* residual adds: vectorizes */
+        for (int64_t i = 0; i < len; i++)
+            y[i] = a[i] + b[i];
+        return;
+    }
     switch (p->kind) {
     case BIN_ADD: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] + b[i * sb]; break;
     case BIN_SUB: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] - b[i * sb]; break;
@@ -258,14 +321,15 @@ static void binary_forward(const op_call *c)
     const lego_tensor *in[2] = {c->in[0], c->in[1]};
     bcast b;
     bcast_init(&b, c->out[0], in, 2);
+    double work = p->kind == BIN_POW ? 20.0 : 1.0;
     if (p->kind == BIN_EQUAL)
-        bcast_rows(c, &b, row_equal);
+        bcast_rows(c, &b, row_equal, work);
     else if (p->kind == BIN_POW && in[1]->dtype == LEGO_I64)
-        bcast_rows(c, &b, row_pow_f32_i64);
+        bcast_rows(c, &b, row_pow_f32_i64, work);
     else if (in[0]->dtype == LEGO_I64)
-        bcast_rows(c, &b, row_i64);
+        bcast_rows(c, &b, row_i64, work);
     else
-        bcast_rows(c, &b, row_f32);
+        bcast_rows(c, &b, row_f32, work);
 }
 
 /* ---- binary backward --------------------------------------------------- */
@@ -344,7 +408,9 @@ static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_ten
         return;
     bcast b;
     bcast_init(&b, c->out[0], in, 2);
-    bcast_walk(&b, binary_grad_row, &k);
+    /* a broadcast input's gradient sums over rows: one chunk keeps its order */
+    bool parallel = !(k.da && is_broadcast(&b, 0)) && !(k.db && is_broadcast(&b, 1));
+    bcast_walk(&b, binary_grad_row, &k, parallel, p->kind == BIN_POW ? 40.0 : 2.0);
 }
 
 static int64_t numel_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }
@@ -377,25 +443,43 @@ static lego_status sqrt_prepare(op_call *c)
     return lego_ok();
 }
 
+typedef struct sqrt_job {
+    const float *x, *y, *g; /* g: dY (backward) */
+    float *out;             /* y (forward) or dX (backward) */
+} sqrt_job;
+
+static void sqrt_forward_range(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const sqrt_job *k = ctx;
+    for (int64_t i = b; i < e; i++)
+        k->out[i] = sqrtf(k->x[i]);
+}
+
 static void sqrt_forward(const op_call *c)
 {
-    const float *x = c->in[0]->data;
-    float *y = c->out[0]->data;
+    sqrt_job k = {.x = c->in[0]->data, .out = c->out[0]->data};
     int64_t n = lego_tensor_numel(c->out[0]);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sqrtf(x[i]);
+    parallel_for_chunks(n, par_chunks_work(n, 4.0), sqrt_forward_range, &k);
 }
 
 /* dx += dy / (2 y), from the forward output as PyTorch does */
+static void sqrt_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const sqrt_job *k = ctx;
+    for (int64_t i = b; i < e; i++)
+        k->out[i] += k->g[i] / (2.0f * k->y[i]);
+}
+
 static void sqrt_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     float *dx = grad_of(din, 0);
     if (!dout[0] || !dx)
         return;
-    const float *y = c->out[0]->data, *g = dout[0]->data;
+    sqrt_job k = {.y = c->out[0]->data, .g = dout[0]->data, .out = dx};
     int64_t n = lego_tensor_numel(c->out[0]);
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += g[i] / (2.0f * y[i]);
+    parallel_for_chunks(n, par_chunks_work(n, 4.0), sqrt_backward_range, &k);
 }
 
 const op_desc op_desc_Sqrt = {.name = "Sqrt", .min_in = 1, .max_in = 1, .min_out = 1,
@@ -442,7 +526,7 @@ static void where_forward(const op_call *c)
     const lego_tensor *in[3] = {c->in[0], c->in[1], c->in[2]};
     bcast b;
     bcast_init(&b, c->out[0], in, 3);
-    bcast_rows(c, &b, row_where);
+    bcast_rows(c, &b, row_where, 1.0);
 }
 
 typedef struct where_grad {
@@ -485,7 +569,8 @@ static void where_backward(const op_call *c, lego_tensor *const *dout, lego_tens
     const lego_tensor *in[3] = {c->in[0], c->in[1], c->in[2]};
     bcast b;
     bcast_init(&b, c->out[0], in, 3);
-    bcast_walk(&b, where_grad_row, &k);
+    bool parallel = !(k.dx && is_broadcast(&b, 1)) && !(k.dy && is_broadcast(&b, 2));
+    bcast_walk(&b, where_grad_row, &k, parallel, 2.0);
 }
 
 const op_desc op_desc_Where = {.name = "Where", .min_in = 3, .max_in = 3, .min_out = 1,

@@ -14,6 +14,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "../core/threads.h"
 #include "op.h"
 #include "window.h"
 
@@ -101,13 +102,39 @@ static void tap_range(int64_t start, int64_t k, int64_t d, int64_t lo, int64_t h
         *end = *first;
 }
 
-// x is (N,C,H,W), y is (N,C,Ho,Wo)
-static void avgpool_forward(const op_call *c)
+/* One call's data; planes (image, channel) are independent, so ranges of
+ * them run in parallel (core/threads.h), with the same results for any
+ * thread count. */
+typedef struct pool_job {
+    const op_call *c;
+    const float *dy; /* backward only */
+    float *dx;
+} pool_job;
+
+/* Runs fn over every plane of c, in parallel when the planes are big
+ * enough; work is the operations of one plane. */
+static void for_planes(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din,
+                       int64_t planes, double work, par_fn *fn)
 {
+    pool_job k = {.c = c, .dy = dout ? dout[0]->data : NULL, .dx = din ? din[0]->data : NULL};
+    parallel_for_chunks(planes, par_chunks_work(planes, work), fn, &k);
+}
+
+/* Operations of one windowed plane: every output walks its window. */
+static double window_work(const pool_params *p)
+{
+    return (double)(p->ho * p->wo * p->kh * p->kw);
+}
+
+// x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
+static void avgpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const op_call *c = ((const pool_job *)ctx)->c;
     const pool_params *p = c->params;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    for (int64_t nc = 0; nc < p->nc; nc++) {
+    for (int64_t nc = b; nc < e; nc++) {
         const float *xp = x + nc * p->h * p->w;
         float *yp = y + nc * p->ho * p->wo;
         for (int64_t oh = 0; oh < p->ho; oh++) {
@@ -132,16 +159,23 @@ static void avgpool_forward(const op_call *c)
     }
 }
 
-/* dx += the gradient of avgpool_forward: each dy over its window's input
- * taps, divided by the forward's count. x is (N,C,H,W), dy (N,C,Ho,Wo). */
-static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+static void avgpool_forward(const op_call *c)
 {
     const pool_params *p = c->params;
-    if (!dout[0] || !din[0])
-        return;
-    const float *dy = dout[0]->data;
-    float *dx = din[0]->data;
-    for (int64_t nc = 0; nc < p->nc; nc++) {
+    for_planes(c, NULL, NULL, p->nc, window_work(p), avgpool_forward_planes);
+}
+
+/* dx += the gradient of avgpool_forward: each dy over its window's input
+ * taps, divided by the forward's count. x is (N,C,H,W), dy (N,C,Ho,Wo);
+ * planes [b, e). */
+static void avgpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const pool_job *k = ctx;
+    const pool_params *p = k->c->params;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    for (int64_t nc = b; nc < e; nc++) {
         float *dxp = dx + nc * p->h * p->w;
         const float *dyp = dy + nc * p->ho * p->wo;
         for (int64_t oh = 0; oh < p->ho; oh++) {
@@ -165,13 +199,22 @@ static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_te
     }
 }
 
-// x is (N,C,H,W), y is (N,C,Ho,Wo)
-static void maxpool_forward(const op_call *c)
+static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
+    const pool_params *p = c->params;
+    if (dout[0] && din[0])
+        for_planes(c, dout, din, p->nc, window_work(p), avgpool_backward_planes);
+}
+
+// x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
+static void maxpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const op_call *c = ((const pool_job *)ctx)->c;
     const pool_params *p = c->params;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    for (int64_t nc = 0; nc < p->nc; nc++) {
+    for (int64_t nc = b; nc < e; nc++) {
         const float *xp = x + nc * p->h * p->w;
         float *yp = y + nc * p->ho * p->wo;
         for (int64_t oh = 0; oh < p->ho; oh++) {
@@ -197,16 +240,22 @@ static void maxpool_forward(const op_call *c)
     }
 }
 
-/* dx += the gradient of maxpool_forward: each dy to its window's winner,
- * found again from x. x is (N,C,H,W), dy (N,C,Ho,Wo). */
-static void maxpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+static void maxpool_forward(const op_call *c)
 {
     const pool_params *p = c->params;
-    if (!dout[0] || !din[0])
-        return;
-    const float *x = c->in[0]->data, *dy = dout[0]->data;
-    float *dx = din[0]->data;
-    for (int64_t nc = 0; nc < p->nc; nc++) {
+    for_planes(c, NULL, NULL, p->nc, window_work(p), maxpool_forward_planes);
+}
+
+/* dx += the gradient of maxpool_forward: each dy to its window's winner,
+ * found again from x. x is (N,C,H,W), dy (N,C,Ho,Wo); planes [b, e). */
+static void maxpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const pool_job *k = ctx;
+    const pool_params *p = k->c->params;
+    const float *x = k->c->in[0]->data, *dy = k->dy;
+    float *dx = k->dx;
+    for (int64_t nc = b; nc < e; nc++) {
         const float *xp = x + nc * p->h * p->w;
         float *dxp = dx + nc * p->h * p->w;
         const float *dyp = dy + nc * p->ho * p->wo;
@@ -229,6 +278,13 @@ static void maxpool_backward(const op_call *c, lego_tensor *const *dout, lego_te
             }
         }
     }
+}
+
+static void maxpool_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
+{
+    const pool_params *p = c->params;
+    if (dout[0] && din[0])
+        for_planes(c, dout, din, p->nc, window_work(p), maxpool_backward_planes);
 }
 
 static int64_t pool_flops(const op_call *c)
@@ -255,13 +311,15 @@ static lego_status global_prepare(op_call *c)
     return lego_ok();
 }
 
-// x is (N,C,spatial...), y is (N,C,1...)
-static void global_avg_forward(const op_call *c)
+// x is (N,C,spatial...), y is (N,C,1...); planes [b, e)
+static void global_avg_planes(void *ctx, int64_t b, int64_t e, int chunk)
 {
+    (void)chunk;
+    const op_call *c = ((const pool_job *)ctx)->c;
     const global_params *p = c->params;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    for (int64_t i = 0; i < p->nc; i++) {
+    for (int64_t i = b; i < e; i++) {
         double sum = 0; /* planes can be large; keep the mean accurate */
         for (int64_t j = 0; j < p->plane; j++)
             sum += x[i * p->plane + j];
@@ -269,13 +327,21 @@ static void global_avg_forward(const op_call *c)
     }
 }
 
-// x is (N,C,spatial...), y is (N,C,1...)
-static void global_max_forward(const op_call *c)
+static void global_avg_forward(const op_call *c)
 {
+    const global_params *p = c->params;
+    for_planes(c, NULL, NULL, p->nc, (double)p->plane, global_avg_planes);
+}
+
+// x is (N,C,spatial...), y is (N,C,1...); planes [b, e)
+static void global_max_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const op_call *c = ((const pool_job *)ctx)->c;
     const global_params *p = c->params;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    for (int64_t i = 0; i < p->nc; i++) {
+    for (int64_t i = b; i < e; i++) {
         float m = -INFINITY;
         int nan = 0;
         for (int64_t j = 0; j < p->plane; j++) {
@@ -287,32 +353,45 @@ static void global_max_forward(const op_call *c)
     }
 }
 
-/* dx += dy / plane at every element. x is (N,C,spatial...), dy (N,C,1...). */
-static void global_avg_backward(const op_call *c, lego_tensor *const *dout,
-                                lego_tensor *const *din)
+static void global_max_forward(const op_call *c)
 {
     const global_params *p = c->params;
-    if (!dout[0] || !din[0])
-        return;
-    const float *dy = dout[0]->data;
-    float *dx = din[0]->data;
-    for (int64_t i = 0; i < p->nc; i++) {
+    for_planes(c, NULL, NULL, p->nc, (double)p->plane, global_max_planes);
+}
+
+/* dx += dy / plane at every element. x is (N,C,spatial...), dy (N,C,1...);
+ * planes [b, e). */
+static void global_avg_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const pool_job *k = ctx;
+    const global_params *p = k->c->params;
+    const float *dy = k->dy;
+    float *dx = k->dx;
+    for (int64_t i = b; i < e; i++) {
         float g = (float)(dy[i] / (double)p->plane);
         for (int64_t j = 0; j < p->plane; j++)
             dx[i * p->plane + j] += g;
     }
 }
 
-/* dx += dy at each plane's first maximum (or first NaN). */
-static void global_max_backward(const op_call *c, lego_tensor *const *dout,
+static void global_avg_backward(const op_call *c, lego_tensor *const *dout,
                                 lego_tensor *const *din)
 {
     const global_params *p = c->params;
-    if (!dout[0] || !din[0])
-        return;
-    const float *x = c->in[0]->data, *dy = dout[0]->data;
-    float *dx = din[0]->data;
-    for (int64_t i = 0; i < p->nc; i++) {
+    if (dout[0] && din[0])
+        for_planes(c, dout, din, p->nc, (double)p->plane, global_avg_backward_planes);
+}
+
+/* dx += dy at each plane's first maximum (or first NaN); planes [b, e). */
+static void global_max_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const pool_job *k = ctx;
+    const global_params *p = k->c->params;
+    const float *x = k->c->in[0]->data, *dy = k->dy;
+    float *dx = k->dx;
+    for (int64_t i = b; i < e; i++) {
         const float *xp = x + i * p->plane;
         int64_t best = 0;
         for (int64_t j = 1; j < p->plane && !isnan(xp[best]); j++)
@@ -320,6 +399,14 @@ static void global_max_backward(const op_call *c, lego_tensor *const *dout,
                 best = j;
         dx[i * p->plane + best] += dy[i];
     }
+}
+
+static void global_max_backward(const op_call *c, lego_tensor *const *dout,
+                                lego_tensor *const *din)
+{
+    const global_params *p = c->params;
+    if (dout[0] && din[0])
+        for_planes(c, dout, din, p->nc, (double)p->plane, global_max_backward_planes);
 }
 
 static int64_t global_flops(const op_call *c) { return lego_tensor_numel(c->in[0]); }

@@ -1,0 +1,214 @@
+/* test_threads.c - the thread pool: the default from LEGO_NUM_THREADS,
+ * chunk boundaries, every item run exactly once, chunks really running on
+ * two threads at once, nested and concurrent calls (run inline), resizing
+ * and shutting down. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/threads.h"
+#include "harness.h"
+
+/* ---- coverage ----------------------------------------------------------- */
+
+#define MAX_N 1000
+
+typedef struct cover {
+    atomic_int hits[MAX_N];
+    int64_t begin[64], end[64];
+    atomic_int calls;
+} cover;
+
+static void cover_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    cover *c = ctx;
+    c->begin[chunk] = begin;
+    c->end[chunk] = end;
+    atomic_fetch_add(&c->calls, 1);
+    for (int64_t i = begin; i < end; i++)
+        atomic_fetch_add(&c->hits[i], 1);
+}
+
+/* Every item exactly once, in min(n, chunks) chunks k*n/chunks apart. */
+static void check_cover(int64_t n, int chunks)
+{
+    static cover c;
+    memset(&c, 0, sizeof c);
+    parallel_for_chunks(n, chunks, cover_chunk, &c);
+    int want = (int)(n < 1 ? 0 : chunks < 1 ? 1 : chunks > n ? n : chunks);
+    int ok = atomic_load(&c.calls) == want;
+    for (int64_t i = 0; i < n; i++)
+        ok &= atomic_load(&c.hits[i]) == 1;
+    for (int k = 0; k < want; k++)
+        ok &= c.begin[k] == n * k / want && c.end[k] == n * (k + 1) / want;
+    if (!ok)
+        fprintf(stderr, "  n %lld chunks %d with %d threads\n", (long long)n, chunks,
+                lego_get_num_threads());
+    CHECK(ok);
+}
+
+static void coverage(void)
+{
+    static const int64_t ns[] = {0, 1, 2, 3, 7, 64, 999, 1000};
+    static const int cs[] = {-1, 0, 1, 2, 3, 5, 16, 64};
+    for (int t = 1; t <= 3; t++) {
+        lego_set_num_threads(t);
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (size_t j = 0; j < sizeof cs / sizeof cs[0]; j++)
+                check_cover(ns[i], cs[j]);
+    }
+}
+
+/* ---- two chunks at once --------------------------------------------------- */
+
+typedef struct meet {
+    atomic_int arrived;
+    atomic_int met; /* chunks that saw the other one arrive */
+    pthread_t who[2];
+} meet;
+
+/* Each chunk waits (up to two seconds) until the other has started: only
+ * possible when they run on two threads at the same time. */
+static void meet_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)begin;
+    (void)end;
+    meet *m = ctx;
+    m->who[chunk] = pthread_self();
+    atomic_fetch_add(&m->arrived, 1);
+    for (int i = 0; i < 2000 && atomic_load(&m->arrived) < 2; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    if (atomic_load(&m->arrived) == 2)
+        atomic_fetch_add(&m->met, 1);
+}
+
+static void runs_in_parallel(void)
+{
+    lego_set_num_threads(2);
+    CHECK(lego_get_num_threads() == 2);
+    meet m = {0};
+    parallel_for_chunks(2, 2, meet_chunk, &m);
+    CHECK(atomic_load(&m.met) == 2);
+    CHECK(!pthread_equal(m.who[0], m.who[1]));
+
+    /* one thread: everything inline on the caller, in chunk order */
+    lego_set_num_threads(1);
+    meet one = {0};
+    parallel_for_chunks(2, 2, meet_chunk, &one);
+    CHECK(pthread_equal(one.who[0], pthread_self()) && pthread_equal(one.who[1], pthread_self()));
+    CHECK(par_chunks(1000, 1) == 1);
+}
+
+/* ---- nested and concurrent calls ------------------------------------------ */
+
+typedef struct sum_ctx {
+    const int64_t *v;
+    int64_t part[64];
+} sum_ctx;
+
+static void sum_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    sum_ctx *s = ctx;
+    int64_t acc = 0;
+    for (int64_t i = begin; i < end; i++)
+        acc += s->v[i];
+    s->part[chunk] = acc;
+}
+
+/* The sum of v[0..n) by parallel_for over `chunks` chunks. */
+static int64_t par_sum(const int64_t *v, int64_t n, int chunks)
+{
+    sum_ctx s = {.v = v};
+    parallel_for_chunks(n, chunks, sum_chunk, &s);
+    int64_t total = 0;
+    for (int k = 0; k < chunks && k < n; k++)
+        total += s.part[k];
+    return total;
+}
+
+static int64_t values[4096];
+
+typedef struct nest_ctx {
+    atomic_int ok;
+} nest_ctx;
+
+/* A chunk that itself calls parallel_for: the pool is busy, so it runs inline. */
+static void nest_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    nest_ctx *c = ctx;
+    for (int64_t i = begin; i < end; i++)
+        if (par_sum(values, 4096, 4) == 4096 * 4095 / 2)
+            atomic_fetch_add(&c->ok, 1);
+}
+
+static void *caller_main(void *arg)
+{
+    int *bad = arg;
+    for (int r = 0; r < 300; r++)
+        if (par_sum(values, 1 + r * 13, 1 + r % 5) != (int64_t)(r * 13) * (1 + r * 13) / 2)
+            (*bad)++;
+    return NULL;
+}
+
+static void nested_and_concurrent(void)
+{
+    for (int64_t i = 0; i < 4096; i++)
+        values[i] = i;
+    lego_set_num_threads(2);
+    nest_ctx n = {0};
+    parallel_for_chunks(8, 4, nest_chunk, &n);
+    CHECK(atomic_load(&n.ok) == 8);
+
+    /* four application threads sharing the pool: the losers run inline */
+    pthread_t t[4];
+    int bad[4] = {0};
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, caller_main, &bad[i]) == 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(bad[i] == 0);
+    }
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+static void configuration(void)
+{
+    lego_set_num_threads(0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK(lego_get_num_threads() == (cores < 1 ? 1 : cores));
+    lego_set_num_threads(-5);
+    CHECK(lego_get_num_threads() == (cores < 1 ? 1 : cores));
+    lego_set_num_threads(4);
+    CHECK(lego_get_num_threads() == 4 && par_threads() == 4);
+    CHECK(par_chunks(1000, 100) == 4 && par_chunks(1000, 400) == 2 && par_chunks(10, 100) == 1);
+    CHECK(par_chunks(0, 0) == 1);
+    check_cover(999, 4);
+    /* shrink while idle, then shut down; the pool comes back when needed */
+    lego_set_num_threads(2);
+    check_cover(999, 4);
+    lego_shutdown_threads();
+    lego_shutdown_threads();
+    check_cover(999, 3);
+    CHECK(par_sum(values, 4096, 2) == 4096 * 4095 / 2);
+}
+
+int main(void)
+{
+    /* read once, at the first use: set before anything asks */
+    setenv("LEGO_NUM_THREADS", "3", 1);
+    CHECK(lego_get_num_threads() == 3);
+    setenv("LEGO_NUM_THREADS", "1", 1);
+    CHECK(lego_get_num_threads() == 3);
+    coverage();
+    runs_in_parallel();
+    nested_and_concurrent();
+    configuration();
+    return harness_finish();
+}
