@@ -666,7 +666,7 @@ lego_status library_open(const char *dir, block_library *out)
                                    file, at);
     } else {
         st = parse_manifest(root, dir, file, out);
-        cJSON_Delete(root);
+        out->manifest = root; /* kept: later stages add their results to it */
         if (st.code == LEGO_OK)
             st = verify_files(out);
     }
@@ -678,7 +678,8 @@ lego_status library_open(const char *dir, block_library *out)
 }
 
 void library_free(block_library *lib)
-{
+{    cJSON_Delete(lib->manifest);
+
     for (int b = 0; b < lib->n_blocks; b++) {
         lib_block *bl = &lib->blocks[b];
         free(bl->entry), free(bl->exit);
@@ -1150,5 +1151,67 @@ lego_status library_extract(const lego_graph *model, const block_set *bs, const 
         lego_status_free(&rm);
     }
     free(d), free(tmp), free(old);
+    return st;
+}
+
+/* ---- updates by the later stages ---------------------------------------- */
+
+cJSON *library_descendant_json(block_library *lib, int b, int d)
+{
+    cJSON *blocks = cJSON_GetObjectItemCaseSensitive(lib->manifest, "blocks");
+    cJSON *blk = cJSON_GetArrayItem(blocks, b);
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(blk, "descendants"), d);
+}
+
+lego_status library_set_number(cJSON *obj, const char *key, double value)
+{
+    if (!obj)
+        return lego_error(LEGO_ERR_INTERNAL, "no manifest entry to set '%s' in", key);
+    cJSON *v = isfinite(value) ? cJSON_CreateNumber(value) : cJSON_CreateNull();
+    if (!v)
+        return nomem();
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, v);
+    else
+        cJSON_AddItemToObject(obj, key, v);
+    return lego_ok();
+}
+
+lego_status library_replace_descendant(block_library *lib, int b, int d, const lego_graph *g)
+{
+    lib_descendant *x = &lib->blocks[b].desc[d];
+    char *path = join(lib->dir, x->file);
+    if (!path)
+        return nomem();
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    lego_status st = onnx_export(g, NULL, NULL, &buf, &len);
+    if (st.code == LEGO_OK)
+        st = file_write_atomic(path, buf, len);
+    if (st.code == LEGO_OK) {
+        sha256_hex(buf, len, x->sha256);
+        x->bytes = (int64_t)len;
+        cJSON *j = library_descendant_json(lib, b, d);
+        cJSON *sha = cJSON_CreateString(x->sha256);
+        if (!j || !sha) {
+            cJSON_Delete(sha);
+            st = nomem();
+        } else {
+            cJSON_ReplaceItemInObjectCaseSensitive(j, "sha256", sha);
+            st = library_set_number(j, "bytes", (double)len);
+        }
+    }
+    free(buf);
+    free(path);
+    return st;
+}
+
+lego_status library_save(block_library *lib)
+{
+    char *text = cJSON_Print(lib->manifest);
+    char *path = join(lib->dir, "manifest.json");
+    lego_status st = text && path ? file_write_atomic(path, text, strlen(text)) : nomem();
+    free(text);
+    free(path);
     return st;
 }

@@ -109,6 +109,7 @@ typedef struct block_library {
     lego_graph *frame;   /* loaded on demand (library_frame), else NULL */
     lib_block *blocks;
     int n_blocks;
+    struct cJSON *manifest; /* the parsed manifest.json, for the stages' updates */
 } block_library;
 
 /* Called after each file is written (done of total); return false to stop
@@ -144,6 +145,18 @@ void library_free(block_library *lib);
  * lib. */
 lego_status library_frame(block_library *lib, lego_graph **out);
 lego_status library_descendant(block_library *lib, int b, int d, lego_graph **out);
+
+/* Updates by the later stages (retrain, profile, latency). They change the
+ * library in memory; library_save writes manifest.json (atomically), so a
+ * stage interrupted before saving leaves the manifest it started from. */
+/* Descendant d of block b's object in the manifest (to read or set fields). */
+struct cJSON *library_descendant_json(block_library *lib, int b, int d);
+/* obj[key] = value (null when value is not finite), replacing what was there. */
+lego_status library_set_number(struct cJSON *obj, const char *key, double value);
+/* Write g (a retrained descendant) over descendant d of block b: the file
+ * atomically, its size and SHA-256 in the manifest. */
+lego_status library_replace_descendant(block_library *lib, int b, int d, const lego_graph *g);
+lego_status library_save(block_library *lib);
 
 /* "blocks/block-<b>-<s>.onnx" for sparsity s with `decimals` decimals. */
 void library_descendant_file(int b, double s, int decimals, char *buf, size_t len);
