@@ -3,6 +3,7 @@
 #   expect CODE PATTERN -- COMMAND...   exit status CODE and PATTERN in the output
 #   check DESCRIPTION COMMAND...        COMMAND succeeds
 #   finish                              prints "N passed, M failed" and sets the status
+#   make_idx DIR PREFIX COUNT CLASSES   a tiny IDX split of 8x8 images whose brightness tells the class
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
@@ -32,4 +33,19 @@ check() {
 finish() {
   echo "$passed passed, $failed failed"
   [[ $failed -eq 0 ]]
+}
+
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+
+# make_idx DIR PREFIX COUNT CLASSES: 8x8 images whose brightness tells the class
+make_idx() {
+  local dir=$1 prefix=$2 n=$3 k=$4
+  mkdir -p "$dir"
+  { printf '\x00\x00\x08\x03'; be32 "$n"; be32 8; be32 8
+    for ((i = 0; i < n; i++)); do
+      local v=$(((i % k) * 255 / k))
+      for ((p = 0; p < 64; p++)); do printf "\\x$(printf %02x $(((v + (p * 7 + i) % 23) % 256)))"; done
+    done; } >"$dir/$prefix-images-idx3-ubyte"
+  { printf '\x00\x00\x08\x01'; be32 "$n"
+    for ((i = 0; i < n; i++)); do printf "\\x$(printf %02x $((i % k)))"; done; } >"$dir/$prefix-labels-idx1-ubyte"
 }

@@ -111,4 +111,30 @@ check "an interrupted extraction leaves a whole library or none" \
 check "and no temporary directory" test -z "$(ls "$tmp" | grep '^lib4\.')"
 # a modified library is caught by whoever opens it next (checked in test_library)
 
+# profile: accuracy loss of every descendant of the fixture's library (8
+# blocks at 0, 0.5) on a tiny 10-class set, into the manifest
+make_idx "$tmp/idx" train 40 10
+make_idx "$tmp/idx" t10k 20 10
+expect 0 "the first 4 samples \(--max-test 4\)" -- "$bin" profile "$lib" --data "$tmp/idx" --max-test 4 --validate 2 --quiet
+check "accuracy_loss for every descendant" \
+  test "$(grep -c '"accuracy_loss":[[:space:]]*[-0-9]' "$lib/manifest.json")" -eq 16
+check "the profile says which test samples it used" grep -q '"test_samples":[[:space:]]*4' "$lib/manifest.json"
+expect 0 "teacher +[0-9.]+%" -- "$bin" profile "$lib" --data "$tmp/idx" --max-test 2 --validate 0 --quiet
+expect 0 '"teacher_accuracy":' -- "$bin" profile "$lib" --data "$tmp/idx" --max-test 2 --validate 1 --json --quiet
+expect 0 '"validation_max_error":' -- "$bin" profile "$lib" --data "$tmp/idx" --max-test 2 --validate 1 --json --quiet
+sum_before=$(sha256sum "$lib/manifest.json")
+make_idx "$tmp/idx12" train 24 12
+make_idx "$tmp/idx12" t10k 24 12
+expect 1 "label 10 of sample 10 is out of range for a model with 10 outputs.*manifest is unchanged" -- \
+  "$bin" profile "$lib" --data "$tmp/idx12" --quiet
+expect 1 "nonexistent" -- "$bin" profile "$lib" --data "$tmp/nonexistent" --quiet
+check "a failed profile leaves the manifest alone" test "$(sha256sum "$lib/manifest.json")" = "$sum_before"
+cp -r "$lib" "$tmp/lib5"
+printf 'x' | dd of="$tmp/lib5/blocks/block-3-0.50.onnx" bs=1 seek=100 conv=notrunc 2>/dev/null
+expect 1 "block-3-0.50.onnx.*SHA-256" -- "$bin" profile "$tmp/lib5" --data "$tmp/idx" --quiet
+expect 1 "nowhere: cannot open" -- "$bin" profile "$tmp/nowhere" --data "$tmp/idx"
+expect 2 "no --data DATASET given" -- "$bin" profile "$lib"
+expect 2 "unknown task 'detection' \(built in: classification\)" -- "$bin" profile "$lib" --data "$tmp/idx" --task detection
+expect 2 "--max-test needs a positive count" -- "$bin" profile "$lib" --data "$tmp/idx" --max-test 0
+
 finish

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "blocks/compose.h"
 #include "blocks/library.h"
 #include "core/file.h"
@@ -467,6 +469,78 @@ static void test_failures(void)
     graph_free(&g);
 }
 
+/* ---- updates by the later stages ------------------------------------------------------------ */
+
+/* library_replace_descendant writes under a new name and library_save
+ * switches the manifest: a reader sees a valid library at every step, and a
+ * replacement never saved leaves no file behind. */
+static void test_updates(void)
+{
+    lego_graph g;
+    CHECK_OK(load_model("resnet18", &g));
+    block_set bs;
+    CHECK_OK(blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs));
+    extract_options opt = {.sparsities = sparsities, .n_sparsities = 4};
+    char dir[512], path[700];
+    snprintf(dir, sizeof dir, "%s/update.lib", scratch);
+    block_library lib, reader;
+    lego_status st = library_extract(&g, &bs, NULL, dir, &opt, &lib);
+    CHECK_OK(st);
+    if (st.code) {
+        block_set_free(&bs);
+        graph_free(&g);
+        return;
+    }
+    lego_graph *d;
+    CHECK_OK(library_descendant(&lib, 1, 2, &d));
+    /* change a weight so the file differs */
+    for (int v = 0; v < d->n_values; v++)
+        if (d->values[v].kind == VALUE_INITIALIZER && d->values[v].t.dtype == LEGO_F32) {
+            ((float *)d->values[v].t.data)[0] += 1;
+            break;
+        }
+    char old_sha[65];
+    strcpy(old_sha, lib.blocks[1].desc[2].sha256);
+    CHECK_OK(library_replace_descendant(&lib, 1, 2, d));
+    CHECK(strcmp(lib.blocks[1].desc[2].file, "blocks/block-1-0.60.r1.onnx") == 0);
+    CHECK(strcmp(lib.blocks[1].desc[2].sha256, old_sha) != 0);
+    snprintf(path, sizeof path, "%s/blocks/block-1-0.60.r1.onnx", dir);
+    CHECK(file_exists(path));
+    /* not saved yet: a reader sees the old library, whole */
+    CHECK_OK(library_open(dir, &reader));
+    CHECK(strcmp(reader.blocks[1].desc[2].sha256, old_sha) == 0);
+    library_free(&reader);
+    /* never saved: the new file goes away with the library */
+    library_free(&lib);
+    CHECK(!file_exists(path));
+    CHECK_OK(library_open(dir, &lib));
+
+    /* saved: the manifest names the new file, the old one is gone */
+    CHECK_OK(library_descendant(&lib, 1, 2, &d));
+    CHECK_OK(library_replace_descendant(&lib, 1, 2, d));
+    CHECK_OK(library_set_number(library_descendant_json(&lib, 1, 2), "retraining_loss", 0.25));
+    CHECK_OK(library_save(&lib));
+    library_free(&lib);
+    CHECK(file_exists(path));
+    snprintf(path, sizeof path, "%s/blocks/block-1-0.60.onnx", dir);
+    CHECK(!file_exists(path));
+    CHECK_OK(library_open(dir, &lib));
+    CHECK(strcmp(lib.blocks[1].desc[2].file, "blocks/block-1-0.60.r1.onnx") == 0);
+    CHECK_OK(library_descendant(&lib, 1, 2, &d));
+    /* a second rewrite: .r2, and .r1 goes */
+    CHECK_OK(library_replace_descendant(&lib, 1, 2, d));
+    CHECK(strcmp(lib.blocks[1].desc[2].file, "blocks/block-1-0.60.r2.onnx") == 0);
+    CHECK_OK(library_save(&lib));
+    library_free(&lib);
+    snprintf(path, sizeof path, "%s/blocks/block-1-0.60.r1.onnx", dir);
+    CHECK(!file_exists(path));
+    CHECK_OK(library_open(dir, &lib));
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(library_descendant_json(&lib, 1, 2), "retraining_loss")) == 0.25);
+    library_free(&lib);
+    block_set_free(&bs);
+    graph_free(&g);
+}
+
 int main(void)
 {
     snprintf(scratch, sizeof scratch, "/tmp/legodnn-test-library-XXXXXX");
@@ -479,6 +553,7 @@ int main(void)
     for (int f = 0; families[f]; f++)
         test_family(families[f]);
     test_failures();
+    test_updates();
     lego_status st = file_remove_tree(scratch);
     CHECK_OK(st);
     return harness_finish();

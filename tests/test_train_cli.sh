@@ -8,21 +8,6 @@ set -uo pipefail
 bin=$1
 source "$(dirname "$0")/cli_lib.sh"
 
-be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-
-# make_idx DIR PREFIX COUNT CLASSES: 8x8 images whose brightness tells the class
-make_idx() {
-  local dir=$1 prefix=$2 n=$3 k=$4
-  mkdir -p "$dir"
-  { printf '\x00\x00\x08\x03'; be32 "$n"; be32 8; be32 8
-    for ((i = 0; i < n; i++)); do
-      local v=$(((i % k) * 255 / k))
-      for ((p = 0; p < 64; p++)); do printf "\\x$(printf %02x $(((v + (p * 7 + i) % 23) % 256)))"; done
-    done; } >"$dir/$prefix-images-idx3-ubyte"
-  { printf '\x00\x00\x08\x01'; be32 "$n"
-    for ((i = 0; i < n; i++)); do printf "\\x$(printf %02x $((i % k)))"; done; } >"$dir/$prefix-labels-idx1-ubyte"
-}
-
 make_idx "$tmp/data" train 96 4
 make_idx "$tmp/data" t10k 32 4
 common=(--data "$tmp/data" --input 1x8x8 --classes 4 --batch 16 --quiet)

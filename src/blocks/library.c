@@ -597,6 +597,8 @@ static lego_status parse_manifest(const cJSON *root, const char *dir, const char
     return lego_ok();
 }
 
+static void remove_files(const char *dir, char **list, int n);
+
 /* ---- checking files ----------------------------------------------------------------------- */
 
 static lego_status verify_file(const char *dir, const char *rel, int64_t bytes, const char *sha)
@@ -678,7 +680,13 @@ lego_status library_open(const char *dir, block_library *out)
 }
 
 void library_free(block_library *lib)
-{    cJSON_Delete(lib->manifest);
+{
+    /* files written for an update that was never saved: nothing names them */
+    remove_files(lib->dir, lib->pending, lib->n_pending);
+    for (int i = 0; i < lib->n_stale; i++)
+        free(lib->stale[i]);
+    free(lib->stale);
+    cJSON_Delete(lib->manifest);
 
     for (int b = 0; b < lib->n_blocks; b++) {
         lib_block *bl = &lib->blocks[b];
@@ -998,6 +1006,9 @@ static lego_status extract_into(extraction *x, const char *model_path, const cha
         char *file = join(dir, "manifest.json");
         st = file ? parse_manifest(root, dir, file, out) : nomem();
         free(file);
+        /* kept, as library_open keeps it, for the later stages' updates */
+        if (st.code == LEGO_OK && !(out->manifest = cJSON_Duplicate(root, 1)))
+            st = nomem();
         if (st.code)
             library_free(out);
     }
@@ -1177,32 +1188,126 @@ lego_status library_set_number(cJSON *obj, const char *key, double value)
     return lego_ok();
 }
 
+/* Remember a file to remove later (see library.h). */
+static lego_status push_name(char ***list, int *n, const char *name)
+{
+    char *c = dup_str(name);
+    char **l = c ? realloc(*list, sizeof *l * (size_t)(*n + 1)) : NULL;
+    if (!l) {
+        free(c);
+        return nomem();
+    }
+    l[(*n)++] = c;
+    *list = l;
+    return lego_ok();
+}
+
+static void remove_files(const char *dir, char **list, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *path = join(dir, list[i]);
+        if (path)
+            unlink(path);
+        free(path);
+        free(list[i]);
+    }
+    free(list);
+}
+
+/* Length of file's name without ".onnx" and a ".r<n>" generation. */
+static size_t stem_length(const char *file, long *gen)
+{
+    size_t n = strlen(file);
+    size_t stem = n >= 5 && strcmp(file + n - 5, ".onnx") == 0 ? n - 5 : n;
+    size_t d = stem;
+    *gen = 0;
+    while (d > 0 && file[d - 1] >= '0' && file[d - 1] <= '9')
+        d--;
+    if (d < stem && stem - d < 9 && d >= 2 && file[d - 1] == 'r' && file[d - 2] == '.') {
+        *gen = strtol(file + d, NULL, 10);
+        stem = d - 2;
+    }
+    return stem;
+}
+
+/* The name a rewritten descendant file takes: "blocks/block-3-0.30.onnx"
+ * becomes "blocks/block-3-0.30.r1.onnx", that one ".r2", and so on, skipping
+ * names a file already has (left by an interrupted run). */
+static char *next_file_name(const char *dir, const char *file)
+{
+    long gen;
+    size_t stem = stem_length(file, &gen);
+    size_t len = stem + 32;
+    char *name = malloc(len);
+    if (!name)
+        return NULL;
+    for (;;) {
+        snprintf(name, len, "%.*s.r%ld.onnx", (int)stem, file, ++gen);
+        char *path = join(dir, name);
+        if (!path) {
+            free(name);
+            return NULL;
+        }
+        bool taken = file_exists(path);
+        free(path);
+        if (!taken)
+            return name;
+    }
+}
+
 lego_status library_replace_descendant(block_library *lib, int b, int d, const lego_graph *g)
 {
+    if (b < 0 || b >= lib->n_blocks || d < 0 || d >= lib->blocks[b].n_desc)
+        return lego_error(LEGO_ERR_ARG, "%s: no descendant %d of block %d", lib->dir, d, b);
     lib_descendant *x = &lib->blocks[b].desc[d];
-    char *path = join(lib->dir, x->file);
-    if (!path)
-        return nomem();
+    cJSON *j = library_descendant_json(lib, b, d);
+    if (!j)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: block %d descendant %d is not in the manifest", lib->dir, b, d);
+    char *name = next_file_name(lib->dir, x->file);
+    char *path = name ? join(lib->dir, name) : NULL;
+    /* the graph keeps the name extraction gave it ("block-3-0.30"), not
+     * the path it was read from, so equal weights make equal files */
+    long gen;
+    const char *base = strrchr(x->file, '/') ? strrchr(x->file, '/') + 1 : x->file;
+    char graph_name[256];
+    snprintf(graph_name, sizeof graph_name, "%.*s", (int)stem_length(base, &gen), base);
+    lego_graph named = *g;
+    named.name = graph_name;
     unsigned char *buf = NULL;
     size_t len = 0;
-    lego_status st = onnx_export(g, NULL, NULL, &buf, &len);
+    lego_status st = path ? onnx_export(&named, NULL, NULL, &buf, &len) : nomem();
     if (st.code == LEGO_OK)
         st = file_write_atomic(path, buf, len);
+    /* from here the new file exists: library_free removes it unless saved */
+    if (st.code == LEGO_OK)
+        st = push_name(&lib->pending, &lib->n_pending, name);
+    if (st.code == LEGO_OK)
+        st = push_name(&lib->stale, &lib->n_stale, x->file);
+    cJSON *sha = NULL, *file = NULL;
+    char hex[65];
     if (st.code == LEGO_OK) {
-        sha256_hex(buf, len, x->sha256);
-        x->bytes = (int64_t)len;
-        cJSON *j = library_descendant_json(lib, b, d);
-        cJSON *sha = cJSON_CreateString(x->sha256);
-        if (!j || !sha) {
-            cJSON_Delete(sha);
+        sha256_hex(buf, len, hex);
+        sha = cJSON_CreateString(hex);
+        file = cJSON_CreateString(name);
+        if (!sha || !file)
             st = nomem();
-        } else {
-            cJSON_ReplaceItemInObjectCaseSensitive(j, "sha256", sha);
-            st = library_set_number(j, "bytes", (double)len);
-        }
     }
+    if (st.code == LEGO_OK) {
+        memcpy(x->sha256, hex, sizeof hex);
+        x->bytes = (int64_t)len;
+        free(x->file);
+        x->file = name;
+        name = NULL;
+        cJSON_ReplaceItemInObjectCaseSensitive(j, "sha256", sha);
+        cJSON_ReplaceItemInObjectCaseSensitive(j, "file", file);
+        sha = file = NULL;
+        st = library_set_number(j, "bytes", (double)len);
+    }
+    cJSON_Delete(sha);
+    cJSON_Delete(file);
     free(buf);
     free(path);
+    free(name);
     return st;
 }
 
@@ -1213,5 +1318,14 @@ lego_status library_save(block_library *lib)
     lego_status st = text && path ? file_write_atomic(path, text, strlen(text)) : nomem();
     free(text);
     free(path);
+    if (st.code == LEGO_OK) {
+        /* the manifest now names the new files: the old ones can go */
+        remove_files(lib->dir, lib->stale, lib->n_stale);
+        for (int i = 0; i < lib->n_pending; i++)
+            free(lib->pending[i]);
+        free(lib->pending);
+        lib->stale = lib->pending = NULL;
+        lib->n_stale = lib->n_pending = 0;
+    }
     return st;
 }

@@ -7,7 +7,11 @@
  *   blocks/block-<i>-<s>.onnx  one standalone ONNX model per descendant,
  *                            s printed with the fewest decimals (at least 2)
  *                            that give every sparsity back exactly, the same
- *                            count for all: block-3-0.30.onnx, block-0-0.125.onnx
+ *                            count for all: block-3-0.30.onnx, block-0-0.125.onnx;
+ *                            a descendant rewritten by a later stage (retrain)
+ *                            is block-<i>-<s>.r<n>.onnx (see
+ *                            library_replace_descendant): read names from the
+ *                            manifest, never build them
  *
  * frame.onnx holds every node outside the blocks. Its inputs are the
  * model's inputs, then each block's exit value (in block order); its
@@ -44,8 +48,17 @@
  *                    params, flops, pruned: [{conv, channels, kept: [...]}]
  *                    (kept output channels of each thinned conv, teacher
  *                    indices), retraining_loss, accuracy_loss, latency
- *                    (null until the later stages fill them; latency will be
- *                    an object keyed by device profile)}
+ *                    (null until the later stages fill them; latency is an
+ *                    object keyed by device profile, runtime/latency.h, which
+ *                    also adds a top-level "devices" object)}
+ *   profile         written by `legodnn profile` (profile/profile.h): {task,
+ *                    metric, dataset, test_samples, test_subset, max_test,
+ *                    batch, teacher_accuracy, environments (the sparsity of
+ *                    every block in each), compositions_evaluated, seconds,
+ *                    compositions: [{choice, accuracy}], validation:
+ *                    [{kind, choice, estimated, measured}],
+ *                    validation_max_error, validation_mean_error}; choices
+ *                    are one sparsity per block
  *
  * Writing is atomic at two levels: every file through a temporary and a
  * rename, and the whole library built in a sibling directory LIB.tmp.<pid>
@@ -110,6 +123,11 @@ typedef struct block_library {
     lib_block *blocks;
     int n_blocks;
     struct cJSON *manifest; /* the parsed manifest.json, for the stages' updates */
+    /* library_replace_descendant's bookkeeping until library_save: the files
+     * it wrote (removed by library_free if never saved) and the ones they
+     * supersede (removed by library_save once the manifest names the new) */
+    char **pending, **stale;
+    int n_pending, n_stale;
 } block_library;
 
 /* Called after each file is written (done of total); return false to stop
@@ -153,8 +171,14 @@ lego_status library_descendant(block_library *lib, int b, int d, lego_graph **ou
 struct cJSON *library_descendant_json(block_library *lib, int b, int d);
 /* obj[key] = value (null when value is not finite), replacing what was there. */
 lego_status library_set_number(struct cJSON *obj, const char *key, double value);
-/* Write g (a retrained descendant) over descendant d of block b: the file
- * atomically, its size and SHA-256 in the manifest. */
+/* Write g (a retrained descendant) as descendant d of block b. The file
+ * goes under a new name (block-3-0.30.onnx -> block-3-0.30.r1.onnx -> .r2
+ * ...), never over the old one, and the manifest in memory takes its name,
+ * size and SHA-256; library_save then switches the manifest on disk in one
+ * atomic rename and removes the superseded files. So a reader sees the old
+ * manifest with the old files or the new with the new, never a manifest
+ * whose hashes fail, whenever the writer stops. library_free without a save
+ * removes the new files again. */
 lego_status library_replace_descendant(block_library *lib, int b, int d, const lego_graph *g);
 lego_status library_save(block_library *lib);
 

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
 #include "legodnn.h"
@@ -17,6 +18,11 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_retrain(int argc, char **argv);
+int cmd_latency(int argc, char **argv);
+int cmd_scale(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 /* Print "legodnn: <msg>" to stderr, free st, and return EXIT_USER. */
 int cli_fail(lego_status st);
@@ -32,5 +38,10 @@ const char *cli_shape(const lego_tensor *t, char *buf);
 
 /* Parse a positive integer option value. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
+/* Budgets: a latency in ms, or "none" (INFINITY); a memory size in bytes,
+ * optionally with a unit (KB, MB, GB = 1000^k; KiB, MiB, GiB = 1024^k), or
+ * "none" (INT64_MAX). False when unparsable; the range is checked later. */
+bool cli_parse_latency(const char *s, double *out);
+bool cli_parse_memory(const char *s, int64_t *out);
 
 #endif

@@ -18,6 +18,16 @@ static const char usage[] =
     "                                           the blocks automatic detection finds\n"
     "  extract MODEL.onnx --out LIB [--sparsity 0,0.3,0.6,0.8] [--max-ratio 0.125] [--force] [--json]\n"
     "                                           blocks and their pruned descendants into a block library\n"
+    "  retrain LIB --data DATASET [--epochs 2] [--batch 128] [--lr 3e-4] [--holdout 0.1] [--resume] [--json]\n"
+    "                                           retrain every descendant on the teacher's block features\n"
+    "  profile LIB --data DATASET [--max-test N] [--json]\n"
+    "                                           accuracy loss of every descendant, into the manifest\n"
+    "  latency LIB [--repeat 30] [--batch 1] [--threads N] [--json]\n"
+    "                                           time every descendant on this device, kept in LIB\n"
+    "  scale LIB --latency MS --memory BYTES [--export OUT.onnx] [--json]\n"
+    "                                           the most accurate composition that fits the budgets\n"
+    "  serve LIB --trace BUDGETS.csv [--data DATASET] [--json]\n"
+    "                                           run inference while the budgets change, switching blocks live\n"
     "  version                                  print the version\n"
     "\n"
     "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
@@ -41,6 +51,16 @@ int main(int argc, char **argv)
         return cmd_blocks(argc - 1, argv + 1);
     if (strcmp(cmd, "extract") == 0)
         return cmd_extract(argc - 1, argv + 1);
+    if (strcmp(cmd, "retrain") == 0)
+        return cmd_retrain(argc - 1, argv + 1);
+    if (strcmp(cmd, "profile") == 0)
+        return cmd_profile(argc - 1, argv + 1);
+    if (strcmp(cmd, "latency") == 0)
+        return cmd_latency(argc - 1, argv + 1);
+    if (strcmp(cmd, "scale") == 0)
+        return cmd_scale(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("legodnn %s\n", LEGO_VERSION);
         return EXIT_OK;

@@ -1,5 +1,6 @@
 /* util.c - helpers shared by the subcommands. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,4 +71,51 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
         return false;
     *out = v;
     return true;
+}
+
+/* "none", or a number. false when unparsable. */
+bool cli_parse_latency(const char *s, double *out)
+{
+    if (strcmp(s, "none") == 0) {
+        *out = INFINITY;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || isnan(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "none", bytes, or a number with a unit. false when unparsable. */
+bool cli_parse_memory(const char *s, int64_t *out)
+{
+    if (strcmp(s, "none") == 0) {
+        *out = INT64_MAX;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || isnan(v))
+        return false;
+    static const struct {
+        const char *unit;
+        double scale;
+    } units[] = {{"", 1},       {"B", 1},          {"KB", 1e3},         {"MB", 1e6},
+                 {"GB", 1e9},   {"KiB", 1024.0},   {"MiB", 1048576.0},  {"GiB", 1073741824.0},
+                 {"K", 1e3},    {"M", 1e6},        {"G", 1e9}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            double b = v * units[i].scale;
+            /* out of int64 range: left to the budget check ("absurd") */
+            *out = b >= 9.2e18 ? INT64_MAX - 1 : b <= -9.2e18 ? INT64_MIN : (int64_t)llround(b);
+            if (b > 0 && *out == 0)
+                *out = 1;
+            return true;
+        }
+    }
+    return false;
 }

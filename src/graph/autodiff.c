@@ -79,6 +79,13 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
 lego_status train_plan_build(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
                              int n_outputs, const int *params, int n_params, train_plan *p)
 {
+    return train_plan_build_ex(g, inputs, n_inputs, outputs, n_outputs, params, n_params, true, p);
+}
+
+lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
+                                int n_outputs, const int *params, int n_params, bool input_grads,
+                                train_plan *p)
+{
     memset(p, 0, sizeof *p);
     p->g = g;
     int nv = g->n_values, nn = g->n_nodes;
@@ -122,7 +129,7 @@ lego_status train_plan_build(lego_graph *g, const int *inputs, int n_inputs, con
      * forward through every float value computed from them. */
     for (int i = 0; i < n_params; i++)
         p->needs_grad[params[i]] = true;
-    for (int i = 0; i < n_inputs; i++)
+    for (int i = 0; input_grads && i < n_inputs; i++)
         p->needs_grad[inputs[i]] = g->values[inputs[i]].t.dtype == LEGO_F32;
     char label[256];
     for (int s = 0; s < p->n_steps; s++) {

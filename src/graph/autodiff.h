@@ -29,6 +29,14 @@ typedef struct train_plan {
  * `params` are initializers to train. Shapes are the graph's current ones. */
 lego_status train_plan_build(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
                              int n_outputs, const int *params, int n_params, train_plan *p);
+/* The same, choosing whether the inputs get gradients (train_plan_build:
+ * yes). Without them, backward stops at the parameters: no input gradient is
+ * computed (the first layers skip their dx), and a plan with no parameters
+ * holds no gradient memory at all, which is what an inference-only plan or a
+ * block trained on fixed features wants. */
+lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, const int *outputs,
+                                int n_outputs, const int *params, int n_params, bool input_grads,
+                                train_plan *p);
 void train_plan_free(train_plan *p);
 
 /* Forward pass. x[i] is copied into input i (its shape must match).
@@ -46,7 +54,7 @@ void train_backward(train_plan *p);
 /* The weights and gradient of parameter i. */
 lego_tensor *train_param(train_plan *p, int i);
 lego_tensor *train_param_grad(train_plan *p, int i);
-/* Input i's gradient, when inputs were marked to need one (see below). */
+/* Input i's gradient (a plan built with input gradients). */
 lego_tensor *train_input_grad(train_plan *p, int i);
 
 #endif

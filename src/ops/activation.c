@@ -6,6 +6,7 @@
 
 #include "../core/threads.h"
 #include "op.h"
+#include "simd.h"
 
 enum { ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_SIGMOID, ACT_TANH };
 
@@ -85,6 +86,7 @@ typedef struct act_job {
 } act_job;
 
 /* Elements [b, e) of the forward. */
+SIMD_CLONES
 static void act_forward_range(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -143,6 +145,7 @@ static float *bound_grad(const op_call *c, lego_tensor *const *din, int i)
 }
 
 /* Elements [b, e) of the backward (see act_backward). */
+SIMD_CLONES
 static void act_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -150,14 +153,21 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
     const float *x = k->x, *y = k->y, *g = k->g;
     float *dx = k->out;
     switch (k->p->kind) {
+    /* g[i] is read whatever the sign, so the select vectorizes */
     case ACT_RELU:
-        for (int64_t i = b; i < e; i++)
-            dx[i] += x[i] > 0 ? g[i] : 0.0f;
+        for (int64_t i = b; i < e; i++) {
+            float gi = g[i];
+            dx[i] += x[i] > 0 ? gi : 0.0f;
+        }
         break;
-    case ACT_LEAKY:
-        for (int64_t i = b; i < e; i++)
-            dx[i] += x[i] > 0 ? g[i] : k->p->alpha * g[i];
+    case ACT_LEAKY: {
+        float alpha = k->p->alpha;
+        for (int64_t i = b; i < e; i++) {
+            float gi = g[i];
+            dx[i] += x[i] > 0 ? gi : alpha * gi;
+        }
         break;
+    }
     case ACT_CLIP: {
         float lo = k->lo, hi = k->hi;
         double slo = 0, shi = 0;

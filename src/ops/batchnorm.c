@@ -19,6 +19,7 @@
 
 #include "../core/threads.h"
 #include "op.h"
+#include "simd.h"
 
 typedef struct bn_params {
     int64_t n, c, plane; /* plane: product of the axes after the channel axis */
@@ -72,35 +73,48 @@ static lego_status bn_prepare(op_call *c)
 }
 
 /* The sums below run in double over LANES interleaved partial sums, which
- * the compiler turns into vector code; in double the order of the additions
- * leaves the float results as they were with one running sum. */
+ * the compiler turns into vector code (a single running sum cannot be
+ * reordered, so it stays scalar). Their order is fixed, so results do not
+ * depend on threads or CPU; and in double it moves a float result only in
+ * the rarest rounding tie, against one running sum. */
 #define LANES 8
 
-/* Adds Σ x[i] and Σ (x[i] - mean)² over n floats to *sum and *sq (either
- * may be NULL). */
-static void sum_dev(const float *x, int64_t n, double mean, double *sum, double *sq)
+/* Σ x[i] over n floats. */
+SIMD_CLONES
+static double sum_of(const float *x, int64_t n)
 {
-    double s[LANES] = {0}, q[LANES] = {0};
+    double s[LANES] = {0};
     int64_t i = 0;
     for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++) {
-            double v = x[i + j];
-            s[j] += v;
-            q[j] += (v - mean) * (v - mean);
-        }
-    for (; i < n; i++) {
+        for (int j = 0; j < LANES; j++)
+            s[j] += x[i + j];
+    for (; i < n; i++)
         s[0] += x[i];
+    double sum = 0;
+    for (int j = 0; j < LANES; j++)
+        sum += s[j];
+    return sum;
+}
+
+/* Σ (x[i] - mean)² over n floats. */
+SIMD_CLONES
+static double sum_sq_dev(const float *x, int64_t n, double mean)
+{
+    double q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            q[j] += (x[i + j] - mean) * (x[i + j] - mean);
+    for (; i < n; i++)
         q[0] += (x[i] - mean) * (x[i] - mean);
-    }
-    for (int j = 0; j < LANES; j++) {
-        if (sum)
-            *sum += s[j];
-        if (sq)
-            *sq += q[j];
-    }
+    double sq = 0;
+    for (int j = 0; j < LANES; j++)
+        sq += q[j];
+    return sq;
 }
 
 /* Adds Σ dy[i] and Σ dy[i]·(x[i] - mean) over n floats. */
+SIMD_CLONES
 static void sum_grad(const float *dy, const float *x, int64_t n, double mean, double *sum_dy,
                      double *sum_dy_dev)
 {
@@ -127,10 +141,10 @@ static void batch_stats(const bn_params *p, const float *x, int64_t ch, double *
 {
     double sum = 0, sq = 0, cnt = (double)(p->n * p->plane);
     for (int64_t n = 0; n < p->n; n++)
-        sum_dev(x + (n * p->c + ch) * p->plane, p->plane, 0.0, &sum, NULL);
+        sum += sum_of(x + (n * p->c + ch) * p->plane, p->plane);
     *mean = cnt > 0 ? sum / cnt : 0.0;
     for (int64_t n = 0; n < p->n; n++)
-        sum_dev(x + (n * p->c + ch) * p->plane, p->plane, *mean, NULL, &sq);
+        sq += sum_sq_dev(x + (n * p->c + ch) * p->plane, p->plane, *mean);
     *var = cnt > 0 ? sq / cnt : 0.0;
 }
 
@@ -149,6 +163,7 @@ static void channel_stats(const op_call *c, int64_t ch, double *mean, double *va
 
 /* Channels [b, e) of bn_forward; every channel is independent, so the
  * channels are spread over threads (core/threads.h). */
+SIMD_CLONES
 static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -193,6 +208,7 @@ typedef struct bn_grad {
 } bn_grad;
 
 /* Channels [b, e) of bn_backward. */
+SIMD_CLONES
 static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;

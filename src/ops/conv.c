@@ -12,7 +12,12 @@
  * same pieces the other way round: Conv's input gradient scatters Wᵀ·dY
  * with col2im, ConvTranspose's gathers dY with im2col and multiplies by W;
  * each weight gradient is the product of one op's columns with the other
- * side's data, accumulated over the batch. */
+ * side's data, accumulated over the batch.
+ *
+ * Work is cut into units that run in parallel chunks (core/threads.h; see
+ * "the work split" below), each unit always making the same BLAS calls, so
+ * every result is the same bits whatever the thread count. BLAS itself runs
+ * single-threaded (blas.c): the threads are ours. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #include "../core/threads.h"
 #include "blas.h"
 #include "op.h"
+#include "simd.h"
 #include "window.h"
 
 #define COL_BUDGET ((int64_t)8 << 20) /* bytes of column scratch per call */
@@ -39,6 +45,7 @@ typedef struct conv_params {
     int64_t pad_t, pad_l; /* leading pads; may be negative for ConvTranspose */
     int64_t group;
     int64_t tile;         /* spatial positions per column tile */
+    int64_t mblock;       /* output channels per forward unit (split_small_batch) */
     int direct;           /* no im2col / col2im needed */
 } conv_params;
 
@@ -107,6 +114,33 @@ static int64_t tile_for(int64_t rows, int64_t positions)
     return t < positions ? t : positions;
 }
 
+/* A Conv with fewer image-groups than SPLIT_PIECES (inference at batch 1)
+ * also cuts its forward within each image, so that threads can share it:
+ * into column tiles of at least SPLIT_MIN_TILE positions, then, when the map
+ * is too small for that, into blocks of at least SPLIT_MIN_ROWS output
+ * channels (each block builds its tile's columns again: cheap, since the map
+ * is small). The cut depends on the shapes alone, never on the threads. */
+#define SPLIT_PIECES 4
+#define SPLIT_MIN_TILE 64
+#define SPLIT_MIN_ROWS 16
+
+static void split_small_batch(conv_params *p, int64_t mg, int64_t opix)
+{
+    p->mblock = mg;
+    int64_t units = p->n * p->group;
+    if (units >= SPLIT_PIECES)
+        return;
+    int64_t want = (SPLIT_PIECES + units - 1) / units;
+    int64_t tile = (opix + want - 1) / want;
+    tile = tile > SPLIT_MIN_TILE ? tile : SPLIT_MIN_TILE;
+    p->tile = tile < p->tile ? tile : p->tile;
+    int64_t tiles = (opix + p->tile - 1) / p->tile;
+    int64_t blocks = (want + tiles - 1) / tiles, most = mg / SPLIT_MIN_ROWS;
+    blocks = blocks < most ? blocks : most;
+    if (blocks > 1)
+        p->mblock = (mg + blocks - 1) / blocks;
+}
+
 /* Fills the params both ops share and sets y to (N,M,Ho,Wo); x is (N,C,H,W). */
 static void set_output(op_call *c, const conv_attrs *a, int64_t m, const int64_t out[2],
                        const int64_t pb[2])
@@ -145,6 +179,7 @@ static lego_status conv_prepare(op_call *c)
     p->direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && pb[0] == 0 &&
                 pb[1] == 0 && pe[0] == 0 && pe[1] == 0;
     p->tile = tile_for(cin / a.group * p->kh * p->kw, out[0] * out[1]);
+    split_small_batch(p, m / a.group, out[0] * out[1]);
     return lego_ok();
 }
 
@@ -223,6 +258,7 @@ static lego_status convt_prepare(op_call *c)
     p->direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && pb[0] == 0 &&
                 pb[1] == 0 && out[0] == in[0] && out[1] == in[1];
     p->tile = tile_for(w->dims[1] * p->kh * p->kw, in[0] * in[1]);
+    p->mblock = m / a.group;
     return lego_ok();
 }
 
@@ -392,6 +428,7 @@ static void im2col(const conv_params *p, const float *big, int64_t big_h, int64_
 /* The adjoint of im2col over all rows: each entry of col (kh*kw*channels,
  * nt) is added to the big-map pixel its tap reaches, if inside. big is
  * (channels,big_h,big_w). */
+SIMD_CLONES
 static void col2im(const conv_params *p, int64_t channels, const float *col, int64_t small_w,
                    int64_t p0, int64_t nt, float *big, int64_t big_h, int64_t big_w)
 {
@@ -494,27 +531,33 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* Conv units u = (n*group + g)*tiles + t: output tile t of image n, group g. */
+/* Conv units u = ((n*group + g)*tiles + t)*blocks + b: output channels
+ * [b*mblock, (b+1)*mblock) of group g over column tile t of image n. Units
+ * of one tile follow each other, so a chunk builds the tile's columns once. */
 static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int chunk)
 {
     const conv_run *r = ctx;
     const conv_params *p = r->p;
     float *col = chunk_col(r, chunk);
     int64_t tiles = (r->opix + p->tile - 1) / p->tile;
+    int64_t blocks = (r->mg + p->mblock - 1) / p->mblock, built = -1;
     for (int64_t u = begin; u < end; u++) {
-        int64_t ng = u / tiles, n = ng / p->group, g = ng % p->group;
-        int64_t p0 = u % tiles * p->tile, nt = r->opix - p0 < p->tile ? r->opix - p0 : p->tile;
+        int64_t nt_u = u / blocks, ng = nt_u / tiles, n = ng / p->group, g = ng % p->group;
+        int64_t p0 = nt_u % tiles * p->tile, nt = r->opix - p0 < p->tile ? r->opix - p0 : p->tile;
+        int64_t m0 = u % blocks * p->mblock, mb = r->mg - m0 < p->mblock ? r->mg - m0 : p->mblock;
         const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
-        const float *wg = r->w + g * r->mg * r->kdim;
-        float *yt = r->y + (n * p->m + g * r->mg) * r->opix + p0;
-        fill_bias(yt, r->opix, r->mg, nt, r->b ? r->b + g * r->mg : NULL);
+        const float *wb = r->w + (g * r->mg + m0) * r->kdim;
+        float *yt = r->y + (n * p->m + g * r->mg + m0) * r->opix + p0;
+        fill_bias(yt, r->opix, mb, nt, r->b ? r->b + g * r->mg + m0 : NULL);
         if (p->direct) { /* x is the (C/group, H*W) column matrix itself */
-            lego_sgemm(0, 0, r->mg, nt, r->kdim, 1.0f, wg, r->kdim, xg + p0, r->ipix, 1.0f, yt,
+            lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, xg + p0, r->ipix, 1.0f, yt,
                        r->opix);
             continue;
         }
-        im2col(p, xg, p->h, p->w, p->wo, 0, r->kdim, p0, nt, col);
-        lego_sgemm(0, 0, r->mg, nt, r->kdim, 1.0f, wg, r->kdim, col, nt, 1.0f, yt, r->opix);
+        if (built != nt_u)
+            im2col(p, xg, p->h, p->w, p->wo, 0, r->kdim, p0, nt, col);
+        built = nt_u;
+        lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, col, nt, 1.0f, yt, r->opix);
     }
 }
 
@@ -524,8 +567,9 @@ static void conv_forward(const op_call *c)
     const conv_params *p = c->params;
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     r.y = c->out[0]->data;
-    int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile);
-    int chunks = par_chunks_work(units, 2.0 * (double)(r.mg * r.kdim * p->tile));
+    int64_t blocks = (r.mg + p->mblock - 1) / p->mblock;
+    int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile) * blocks;
+    int chunks = par_chunks_work(units, 2.0 * (double)(p->mblock * r.kdim * p->tile));
     if (!run_alloc(&r, chunks)) {
         fill_nan(c);
         return;

@@ -22,6 +22,7 @@
 
 #include "../core/threads.h"
 #include "op.h"
+#include "simd.h"
 
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_POW, BIN_EQUAL };
 
@@ -198,6 +199,7 @@ static int64_t safe_div(int64_t a, int64_t b)
     return a / b;
 }
 
+SIMD_CLONES
 static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
                     int64_t len)
 {
@@ -357,6 +359,7 @@ typedef struct binary_grad {
  *   Pow: da += g e a^(e-1), db += g y ln(a)
  * Pow follows PyTorch at the edges: no base gradient where e == 0, and no
  * exponent gradient where a == 0 and e >= 0 (a < 0 gives NaN, as there). */
+SIMD_CLONES
 static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int64_t *inc,
                             int64_t len)
 {

@@ -16,6 +16,7 @@
 
 #include "../core/threads.h"
 #include "op.h"
+#include "simd.h"
 #include "window.h"
 
 typedef struct pool_params {
@@ -127,6 +128,7 @@ static double window_work(const pool_params *p)
 }
 
 // x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
+SIMD_CLONES
 static void avgpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -168,6 +170,7 @@ static void avgpool_forward(const op_call *c)
 /* dx += the gradient of avgpool_forward: each dy over its window's input
  * taps, divided by the forward's count. x is (N,C,H,W), dy (N,C,Ho,Wo);
  * planes [b, e). */
+SIMD_CLONES
 static void avgpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -207,6 +210,7 @@ static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_te
 }
 
 // x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
+SIMD_CLONES
 static void maxpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
@@ -248,6 +252,7 @@ static void maxpool_forward(const op_call *c)
 
 /* dx += the gradient of maxpool_forward: each dy to its window's winner,
  * found again from x. x is (N,C,H,W), dy (N,C,Ho,Wo); planes [b, e). */
+SIMD_CLONES
 static void maxpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;

@@ -12,44 +12,9 @@
 #include "../graph/autodiff.h"
 #include "../onnx/onnx_export.h"
 #include "loss.h"
+#include "task.h"
 
 /* ---- the model's shape and what to train ---------------------------- */
-
-typedef struct classifier {
-    int c, h, w, classes;
-    int input, output; /* value indices */
-} classifier;
-
-static lego_status classifier_of(const lego_graph *g, classifier *m)
-{
-    if (g->n_inputs != 1 || g->n_outputs != 1)
-        return lego_error(LEGO_ERR_UNSUPPORTED, "%s: a classifier needs one input and one output, the model has %d and %d",
-                          g->name, g->n_inputs, g->n_outputs);
-    const lego_tensor *x = &g->values[g->inputs[0]].t, *y = &g->values[g->outputs[0]].t;
-    char a[96], b[96];
-    if (x->rank != 4 || y->rank != 2 || y->dtype != LEGO_F32)
-        return lego_error(LEGO_ERR_SHAPE, "%s: a classifier maps (N,C,H,W) images to (N,classes) scores; this model maps %s to %s",
-                          g->name, tensor_shape_str(x, a, sizeof a), tensor_shape_str(y, b, sizeof b));
-    m->c = (int)x->dims[1], m->h = (int)x->dims[2], m->w = (int)x->dims[3];
-    m->classes = (int)y->dims[1];
-    m->input = g->inputs[0];
-    m->output = g->outputs[0];
-    return lego_ok();
-}
-
-/* Shapes follow the batch size: a dynamic batch axis takes it, a fixed one
- * must already equal it. */
-static lego_status set_batch(lego_graph *g, int batch)
-{
-    gvalue *x = &g->values[g->inputs[0]];
-    if (x->t.dims[0] == batch)
-        return lego_ok();
-    if (x->declared_rank > 0 && x->declared[0] > 0 && x->declared[0] != batch)
-        return lego_error(LEGO_ERR_SHAPE, "%s: the model's batch size is fixed at %lld, not %d; export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}})) or use --batch %lld",
-                          g->name, (long long)x->declared[0], batch, (long long)x->declared[0]);
-    x->t.dims[0] = batch;
-    return graph_infer(g);
-}
 
 /* An initializer is trained unless some node reads it as configuration:
  * BatchNorm's running statistics, or an input its op needs constant
@@ -98,95 +63,29 @@ lego_status train_trainable_params(const lego_graph *g, int **out, int *n)
 
 /* ---- normalisation -------------------------------------------------- */
 
-/* Per-channel mean and std of the pixels (in [0,1]) of a dataset. */
-static void dataset_stats(const dataset *d, float *mean, float *std)
-{
-    int64_t plane = (int64_t)d->h * d->w;
-    for (int ch = 0; ch < d->c && ch < 4; ch++) {
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < d->n; i++) {
-            const uint8_t *p = d->images + (i * d->c + ch) * plane;
-            for (int64_t j = 0; j < plane; j++) {
-                double v = p[j] / 255.0;
-                s += v;
-                s2 += v * v;
-            }
-        }
-        double cnt = (double)d->n * (double)plane;
-        double m = cnt ? s / cnt : 0;
-        double var = cnt ? s2 / cnt - m * m : 1;
-        mean[ch] = (float)m;
-        std[ch] = (float)sqrt(var > 1e-12 ? var : 1.0);
-    }
-}
-
-static bool parse_floats(const char *s, float *out, int n)
-{
-    for (int i = 0; i < n; i++) {
-        char *end;
-        out[i] = strtof(s, &end);
-        if (end == s)
-            return false;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return true;
-}
-
 /* The model remembers how its inputs were normalised (ONNX metadata), so
- * evaluation and later stages feed it the same way. */
+ * evaluation and later stages feed it the same way (task.c reads it). */
 static lego_status normalisation(lego_graph *g, const dataset *train, int out_c, float *mean,
                                  float *std)
 {
-    const char *ms = graph_meta(g, "legodnn.mean"), *ss = graph_meta(g, "legodnn.std");
-    if (ms && ss && parse_floats(ms, mean, out_c) && parse_floats(ss, std, out_c))
+    if (task_normalisation(graph_meta(g, "legodnn.mean"), graph_meta(g, "legodnn.std"), train,
+                           out_c, mean, std))
         return lego_ok();
-    float dm[4] = {0}, ds[4] = {1, 1, 1, 1};
-    dataset_stats(train, dm, ds);
-    for (int c = 0; c < out_c && c < 4; c++) {
-        /* gray replicated to RGB keeps its one statistic per copy */
-        mean[c] = train->c == 1 ? dm[0] : dm[c < train->c ? c : 0];
-        std[c] = train->c == 1 ? ds[0] : ds[c < train->c ? c : 0];
-    }
-    char mbuf[128] = "", sbuf[128] = "";
-    for (int c = 0; c < out_c && c < 4; c++) {
-        size_t ml = strlen(mbuf), sl = strlen(sbuf);
-        /* %.9g round-trips a float exactly: a resumed run normalises
-         * bit for bit as the first one did */
-        snprintf(mbuf + ml, sizeof mbuf - ml, "%s%.9g", c ? "," : "", mean[c]);
-        snprintf(sbuf + sl, sizeof sbuf - sl, "%s%.9g", c ? "," : "", std[c]);
-    }
+    char mbuf[128], sbuf[128];
+    task_format_floats(mean, out_c, mbuf, sizeof mbuf);
+    task_format_floats(std, out_c, sbuf, sizeof sbuf);
     LEGO_TRY(graph_set_meta(g, "legodnn.mean", mbuf));
     return graph_set_meta(g, "legodnn.std", sbuf);
 }
 
 static lego_status check_dataset_fits(const lego_graph *g, const dataset *d, const classifier *m)
 {
-    if (d->c != m->c && d->c != 1 && !(d->c == 3 && m->c == 1))
-        return lego_error(LEGO_ERR_SHAPE, "%s has %d-channel images; the model %s takes %d channels",
-                          d->name, d->c, g->name, m->c);
-    if (d->num_classes > m->classes) {
-        for (int64_t i = 0; i < d->n; i++)
-            if (d->labels[i] >= m->classes)
-                return lego_error(LEGO_ERR_SHAPE, "%s: label %d of sample %lld is out of range for a model with %d outputs",
-                                  d->name, d->labels[i], (long long)i, m->classes);
-    }
-    return lego_ok();
+    return task_check_fits(g->name, d, m->c, m->classes);
 }
 
 static transform make_transform(const classifier *m, const float *mean, const float *std, bool augment)
 {
-    transform t;
-    memset(&t, 0, sizeof t);
-    t.out_c = m->c, t.out_h = m->h, t.out_w = m->w;
-    if (augment) {
-        t.pad_crop = m->h / 8 > 0 ? m->h / 8 : 1;
-        t.hflip = 1;
-    }
-    for (int c = 0; c < 4; c++) {
-        t.mean[c] = c < m->c ? mean[c] : 0;
-        t.std[c] = c < m->c ? std[c] : 1;
-    }
-    return t;
+    return task_transform(m->c, m->h, m->w, mean, std, augment);
 }
 
 /* ---- checkpoints ---------------------------------------------------- */
@@ -428,7 +327,7 @@ static lego_status setup(lego_graph *g, const train_options *o, classifier *m, s
     LEGO_TRY(loader_create(&s->train, &ttrain, o->batch, true, drop, o->seed, &s->train_loader));
     LEGO_TRY(loader_create(&s->test, &ttest, o->batch, false, false, o->seed, &s->test_loader));
 
-    LEGO_TRY(set_batch(g, o->batch));
+    LEGO_TRY(task_set_batch(g, o->batch));
     LEGO_TRY(train_trainable_params(g, &s->params, &s->n_params));
     if (s->n_params == 0)
         return lego_error(LEGO_ERR_ARG, "%s has no trainable parameters", g->name);
@@ -592,7 +491,7 @@ lego_status eval_classifier(lego_graph *g, const char *data, int batch, int64_t 
     if (st.code == LEGO_OK)
         st = loader_create(&s.test, &t, batch, false, false, 0, &s.test_loader);
     if (st.code == LEGO_OK)
-        st = set_batch(g, batch);
+        st = task_set_batch(g, batch);
     int in = m.input, out = m.output;
     if (st.code == LEGO_OK) {
         st = train_plan_build(g, &in, 1, &out, 1, NULL, 0, &s.plan);

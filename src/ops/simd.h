@@ -1,0 +1,21 @@
+/* simd.h - the thin per-architecture layer of the op kernels.
+ *
+ * The build targets baseline x86-64 (SSE2), which leaves most of a modern
+ * core's vector width unused. SIMD_CLONES on a hot loop's function compiles
+ * it three times, for AVX-512, AVX2 and the baseline, and the dynamic loader
+ * picks the best the CPU has (GCC's target_clones, through an ifunc). The
+ * clones compute the same IEEE operations in the same order (no fast-math,
+ * no contraction of a*b+c: see CMakeLists.txt), so they give the same bits.
+ * Elsewhere (other compilers or CPUs, sanitizer builds) it expands to
+ * nothing, and the plain C loops stay the portable path. */
+#ifndef LEGO_OPS_SIMD_H
+#define LEGO_OPS_SIMD_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
+#endif

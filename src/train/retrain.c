@@ -1,0 +1,1168 @@
+/* retrain.c - block retraining on the teacher's boundary features
+ * (retrain.h has the method, the data order and the checkpoint rules).
+ *
+ * The pieces, in the order a run uses them: the teacher's trunk (the nodes
+ * of the all-s=0 composition that lead to block boundaries, so the
+ * classifier head never has to run, nor fit the batch size), one train plan
+ * per student, the feature cache, the per-batch steps (all students at
+ * once on the thread pool), the checkpoint file, and the final commit into
+ * the library. */
+#include "retrain.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../blocks/compose.h"
+#include "../core/file.h"
+#include "../core/progress.h"
+#include "../core/sha256.h"
+#include "../core/tensor.h"
+#include "../core/threads.h"
+#include "../graph/autodiff.h"
+#include "loss.h"
+#include "optim.h"
+#include "task.h"
+#include "trainer.h"
+
+static lego_status nomem(void) { return lego_error(LEGO_ERR_NOMEM, "out of memory retraining blocks"); }
+
+/* ---- state of a run ------------------------------------------------------ */
+
+/* One distinct block boundary value: where its features sit in a batch
+ * record of the cache. */
+typedef struct slot {
+    int tv;             /* value index in the trunk */
+    int64_t floats;     /* per batch */
+    int64_t off;        /* in a batch record, floats */
+} slot;
+
+typedef struct student {
+    int block, desc;
+    lego_graph *g;      /* the library's graph, trained in place */
+    int in_slot, out_slot;
+    train_plan plan;
+    bool planned;
+    int *params, n_params;
+    optimizer opt;
+    int *vals, n_vals;  /* every float initializer: weights and BatchNorm statistics */
+    int64_t n_floats;
+    float *best;        /* the kept weights, n_floats (vals in order) */
+    double initial, best_loss, best_train;
+    int best_epoch;
+    double train_sum, eval_sum; /* this epoch's sums of batch means */
+    int64_t train_n, eval_n;
+    lego_tensor x;      /* the input: a header over a feature slot */
+    lego_status err;    /* set by a worker */
+} student;
+
+typedef struct run {
+    const retrain_options *o;
+    block_library lib;
+    bool lib_open;
+    lego_graph trunk;
+    bool trunk_init;
+    train_plan teacher;
+    bool teacher_planned;
+    task_data *data;
+    lego_tensor x;      /* a batch of inputs (B,C,H,W) */
+    slot *slots;
+    int n_slots;
+    int64_t record;     /* floats per cached batch */
+    student *st;
+    int n_st;
+    int *order;         /* students by FLOPs, largest first */
+    int64_t nb, nt, nh; /* batches: all, training, held out */
+    float **cache;      /* per batch: its record, or NULL */
+    bool *want;         /* per batch: cache it when computed */
+    int64_t cached;
+    int64_t teacher_count;
+    double teacher_seconds, student_seconds; /* this run's */
+    double seconds_before;   /* earlier runs' (from the checkpoint) */
+    int64_t teacher_before;
+    char *state_path;
+} run;
+
+static void run_free(run *r)
+{
+    for (int i = 0; r->st && i < r->n_st; i++) {
+        student *s = &r->st[i];
+        if (s->planned)
+            train_plan_free(&s->plan);
+        optim_free(&s->opt);
+        free(s->params);
+        free(s->vals);
+        free(s->best);
+        lego_status_free(&s->err);
+    }
+    free(r->st);
+    free(r->order);
+    for (int64_t k = 0; r->cache && k < r->nb; k++)
+        lego_aligned_free(r->cache[k]);
+    free(r->cache);
+    free(r->want);
+    free(r->slots);
+    if (r->teacher_planned)
+        train_plan_free(&r->teacher);
+    if (r->trunk_init)
+        graph_free(&r->trunk);
+    if (r->data)
+        task_close(r->data);
+    tensor_release(&r->x);
+    if (r->lib_open)
+        library_free(&r->lib);
+    free(r->state_path);
+}
+
+static lego_status check_options(const retrain_options *o)
+{
+    if (!o->data || !o->data[0])
+        return lego_error(LEGO_ERR_ARG, "retraining needs a dataset (--data)");
+    if (o->epochs < 1 || o->epochs > 100000)
+        return lego_error(LEGO_ERR_ARG, "epochs must be between 1 and 100000, not %d", o->epochs);
+    if (o->batch < 1 || o->batch > 65536)
+        return lego_error(LEGO_ERR_ARG, "batch must be between 1 and 65536, not %d", o->batch);
+    if (!(o->lr > 0) || !isfinite(o->lr))
+        return lego_error(LEGO_ERR_ARG, "the learning rate must be positive, not %g", (double)o->lr);
+    if (!(o->holdout > 0 && o->holdout <= 0.5))
+        return lego_error(LEGO_ERR_ARG, "the held-out fraction must be in (0, 0.5], not %g", o->holdout);
+    if (o->max_train < 0)
+        return lego_error(LEGO_ERR_ARG, "max_train must not be negative");
+    return lego_ok();
+}
+
+/* ---- the teacher's trunk ------------------------------------------------- */
+
+static lego_status push_int(int **list, int *n, int v)
+{
+    int *l = realloc(*list, sizeof *l * (size_t)(*n + 1));
+    if (!l)
+        return nomem();
+    l[(*n)++] = v;
+    *list = l;
+    return lego_ok();
+}
+
+/* Copy into t the nodes of `full` that the values keep[] depend on, with
+ * keep[] as the outputs and the model input at batch `batch`. */
+static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n_keep, int batch,
+                                  lego_graph *t, bool *need_node, bool *used, int *map, int *stack)
+{
+    int top = 0;
+    for (int i = 0; i < n_keep; i++)
+        if (!used[keep[i]])
+            used[keep[i]] = true, stack[top++] = keep[i];
+    while (top > 0) {
+        int p = full->values[stack[--top]].producer;
+        if (p < 0 || need_node[p])
+            continue;
+        need_node[p] = true;
+        const gnode *n = &full->nodes[p];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0 && !used[n->in[i]])
+                used[n->in[i]] = true, stack[top++] = n->in[i];
+        for (int o = 0; o < n->n_out; o++)
+            used[n->out[o]] = true;
+    }
+    t->opset = full->opset;
+    for (int i = 0; i < full->n_meta; i++)
+        LEGO_TRY(graph_set_meta(t, full->meta_keys[i], full->meta_values[i]));
+    for (int v = 0; v < full->n_values; v++) {
+        map[v] = -1;
+        if (!used[v])
+            continue;
+        const gvalue *src = &full->values[v];
+        value_kind kind = src->kind == VALUE_INPUT || src->kind == VALUE_INITIALIZER ? src->kind : VALUE_ACTIVATION;
+        if (src->kind == VALUE_FOLDED && src->producer < 0)
+            kind = VALUE_INITIALIZER; /* a constant with no node to fold it again */
+        LEGO_TRY(graph_add_value(t, src->name, kind, &map[v]));
+        gvalue *dst = &t->values[map[v]];
+        if (kind == VALUE_INITIALIZER) {
+            LEGO_TRY(tensor_clone(&src->t, &dst->t));
+        } else if (kind == VALUE_INPUT) {
+            tensor_set_shape(&dst->t, src->t.dtype, src->t.rank, src->t.dims);
+            if (dst->t.rank > 0)
+                dst->t.dims[0] = batch;
+            dst->declared_rank = src->declared_rank;
+            memcpy(dst->declared, src->declared, sizeof dst->declared);
+            if (dst->declared_rank > 0)
+                dst->declared[0] = -1;
+            LEGO_TRY(push_int(&t->inputs, &t->n_inputs, map[v]));
+        }
+    }
+    for (int j = 0; j < full->n_nodes; j++) {
+        int k = full->order ? full->order[j] : j;
+        if (!need_node[k])
+            continue;
+        const gnode *n = &full->nodes[k];
+        int in[OP_MAX_IO], out[OP_MAX_IO];
+        for (int i = 0; i < n->n_in; i++)
+            in[i] = n->in[i] < 0 ? -1 : map[n->in[i]];
+        for (int o = 0; o < n->n_out; o++)
+            out[o] = map[n->out[o]];
+        attr_list attrs;
+        LEGO_TRY(attr_list_copy(&n->attrs, &attrs));
+        int idx;
+        LEGO_TRY(graph_add_node(t, n->name, n->op_type, in, n->n_in, out, n->n_out, &attrs, &idx));
+    }
+    for (int i = 0; i < n_keep; i++)
+        LEGO_TRY(push_int(&t->outputs, &t->n_outputs, map[keep[i]]));
+    return graph_infer(t);
+}
+
+static lego_status build_trunk(const lego_graph *full, const int *keep, int n_keep, int batch, lego_graph *t)
+{
+    size_t nv = (size_t)full->n_values + 1;
+    bool *need_node = calloc((size_t)full->n_nodes + 1, sizeof *need_node);
+    bool *used = calloc(nv, sizeof *used);
+    int *map = malloc(sizeof *map * nv), *stack = malloc(sizeof *stack * nv);
+    lego_status st = need_node && used && map && stack ? graph_init(t, full->name) : nomem();
+    if (st.code == LEGO_OK) {
+        st = build_trunk_in(full, keep, n_keep, batch, t, need_node, used, map, stack);
+        if (st.code)
+            graph_free(t);
+    }
+    free(need_node), free(used), free(map), free(stack);
+    return st;
+}
+
+/* ---- setting a run up ------------------------------------------------------ */
+
+static int slot_of(run *r, const char *name)
+{
+    int v = graph_find_value(&r->trunk, name);
+    for (int i = 0; i < r->n_slots; i++)
+        if (r->slots[i].tv == v)
+            return i;
+    return -1;
+}
+
+/* The teacher: the all-s=0 composition cut down to its block boundaries,
+ * at the run's batch size, planned for inference with no gradients. */
+static lego_status setup_teacher(run *r, lego_graph *full)
+{
+    block_library *lib = &r->lib;
+    int *keep = NULL, n_keep = 0;
+    lego_status st = lego_ok();
+    for (int b = 0; b < lib->n_blocks && st.code == LEGO_OK; b++) {
+        const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
+        for (int e = 0; e < 2 && st.code == LEGO_OK; e++) {
+            int v = graph_find_value(full, names[e]);
+            if (v < 0) {
+                st = lego_error(LEGO_ERR_FORMAT, "%s: block %d's boundary '%s' is not a value of the composed teacher",
+                                lib->dir, b, names[e]);
+                break;
+            }
+            bool dup = false;
+            for (int i = 0; i < n_keep; i++)
+                dup |= keep[i] == v;
+            if (!dup)
+                st = push_int(&keep, &n_keep, v);
+        }
+    }
+    if (st.code == LEGO_OK) {
+        st = build_trunk(full, keep, n_keep, r->o->batch, &r->trunk);
+        if (st.code == LEGO_OK)
+            r->trunk_init = true;
+        else
+            st = lego_error_context(st, "%s: the teacher cannot run at batch %d up to its last block", lib->dir,
+                                    r->o->batch);
+    }
+    free(keep);
+    LEGO_TRY(st);
+    lego_graph *t = &r->trunk;
+    if (t->n_inputs != 1)
+        return lego_error(LEGO_ERR_UNSUPPORTED, "%s: retraining feeds one model input; the blocks depend on %d",
+                          lib->dir, t->n_inputs);
+    r->n_slots = t->n_outputs;
+    r->slots = calloc((size_t)r->n_slots + 1, sizeof *r->slots);
+    if (!r->slots)
+        return nomem();
+    for (int i = 0; i < r->n_slots; i++) {
+        slot *s = &r->slots[i];
+        s->tv = t->outputs[i];
+        s->floats = lego_tensor_numel(&t->values[s->tv].t);
+        s->off = r->record;
+        r->record += (s->floats + 15) & ~(int64_t)15; /* 64-byte aligned in a record */
+    }
+    int in = t->inputs[0];
+    LEGO_TRY(train_plan_build_ex(t, &in, 1, t->outputs, t->n_outputs, NULL, 0, false, &r->teacher));
+    r->teacher_planned = true;
+    tensor_set_shape(&r->x, LEGO_F32, t->values[in].t.rank, t->values[in].t.dims);
+    return tensor_alloc(&r->x);
+}
+
+static lego_status set_batch(lego_graph *g, int batch)
+{
+    gvalue *x = &g->values[g->inputs[0]];
+    x->t.dims[0] = batch;
+    return graph_infer(g);
+}
+
+static lego_status setup_student(run *r, student *s)
+{
+    block_library *lib = &r->lib;
+    const lib_block *bl = &lib->blocks[s->block];
+    LEGO_TRY(library_descendant(lib, s->block, s->desc, &s->g));
+    lego_graph *g = s->g;
+    LEGO_TRY(lego_error_context(set_batch(g, r->o->batch), "%s at batch %d", lib->blocks[s->block].desc[s->desc].file,
+                                r->o->batch));
+    s->in_slot = slot_of(r, bl->entry);
+    s->out_slot = slot_of(r, bl->exit);
+    const lego_tensor *xin = &g->values[g->inputs[0]].t, *yout = &g->values[g->outputs[0]].t;
+    char a[96], b[96];
+    if (s->in_slot < 0 || s->out_slot < 0)
+        return lego_error(LEGO_ERR_INTERNAL, "block %d's boundaries are not among the teacher's features", s->block);
+    const lego_tensor *tin = &r->trunk.values[r->slots[s->in_slot].tv].t;
+    const lego_tensor *tout = &r->trunk.values[r->slots[s->out_slot].tv].t;
+    if (!tensor_same_shape(xin, tin) || !tensor_same_shape(yout, tout))
+        return lego_error(LEGO_ERR_FORMAT, "%s maps %s to %s, but the teacher's block %d maps %s to %s",
+                          lib->blocks[s->block].desc[s->desc].file, tensor_shape_str(xin, a, sizeof a),
+                          tensor_shape_str(yout, b, sizeof b), s->block, tensor_shape_str(tin, a, sizeof a),
+                          tensor_shape_str(tout, b, sizeof b));
+    s->x = *xin;
+    s->x.owns = 0;
+    s->x.data = NULL;
+    LEGO_TRY(train_trainable_params(g, &s->params, &s->n_params));
+    int in = g->inputs[0], out = g->outputs[0];
+    LEGO_TRY(train_plan_build_ex(g, &in, 1, &out, 1, s->params, s->n_params, false, &s->plan));
+    s->planned = true;
+
+    float **w = malloc(sizeof *w * ((size_t)s->n_params + 1));
+    const float **gr = malloc(sizeof *gr * ((size_t)s->n_params + 1));
+    int64_t *n = malloc(sizeof *n * ((size_t)s->n_params + 1));
+    lego_status st = w && gr && n ? lego_ok() : nomem();
+    for (int i = 0; st.code == LEGO_OK && i < s->n_params; i++) {
+        w[i] = train_param(&s->plan, i)->data;
+        gr[i] = train_param_grad(&s->plan, i)->data;
+        n[i] = lego_tensor_numel(train_param(&s->plan, i));
+    }
+    optim_config cfg = optim_defaults(OPTIM_ADAM);
+    if (st.code == LEGO_OK)
+        st = optim_init(&s->opt, &cfg, w, gr, n, s->n_params);
+    free(w), free(gr), free(n);
+    LEGO_TRY(st);
+
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
+            LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
+            s->n_floats += lego_tensor_numel(&g->values[v].t);
+        }
+    s->best = malloc(sizeof *s->best * ((size_t)s->n_floats + 1));
+    return s->best ? lego_ok() : nomem();
+}
+
+/* The weights of s (vals in order) to or from buf. */
+static void get_weights(const student *s, float *buf)
+{
+    for (int i = 0; i < s->n_vals; i++) {
+        const lego_tensor *t = &s->g->values[s->vals[i]].t;
+        int64_t n = lego_tensor_numel(t);
+        memcpy(buf, t->data, sizeof *buf * (size_t)n);
+        buf += n;
+    }
+}
+
+static void set_weights(student *s, const float *buf)
+{
+    for (int i = 0; i < s->n_vals; i++) {
+        lego_tensor *t = &s->g->values[s->vals[i]].t;
+        int64_t n = lego_tensor_numel(t);
+        memcpy(t->data, buf, sizeof *buf * (size_t)n);
+        buf += n;
+    }
+}
+
+static int64_t default_cache_bytes(void)
+{
+    int64_t cap = (int64_t)2 << 30;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && (int64_t)pages * page / 4 < cap)
+        cap = (int64_t)pages * page / 4;
+    return cap;
+}
+
+/* Which batches to keep once computed: the held-out ones first (they are
+ * read every epoch and before the first), then training batches from the
+ * start, as many as the cap allows. */
+static lego_status plan_cache(run *r)
+{
+    r->cache = calloc((size_t)r->nb + 1, sizeof *r->cache);
+    r->want = calloc((size_t)r->nb + 1, sizeof *r->want);
+    if (!r->cache || !r->want)
+        return nomem();
+    int64_t cap = r->o->cache_bytes < 0 ? default_cache_bytes() : r->o->cache_bytes;
+    int64_t per = r->record * (int64_t)sizeof(float);
+    int64_t fit = per > 0 ? cap / per : 0;
+    for (int64_t k = r->nt; k < r->nb && fit > 0; k++, fit--)
+        r->want[k] = true;
+    for (int64_t k = 0; k < r->nt && fit > 0; k++, fit--)
+        r->want[k] = true;
+    return lego_ok();
+}
+
+static int cmp_flops_desc(const void *a, const void *b, const run *r)
+{
+    const student *x = &r->st[*(const int *)a], *y = &r->st[*(const int *)b];
+    int64_t fx = r->lib.blocks[x->block].desc[x->desc].flops, fy = r->lib.blocks[y->block].desc[y->desc].flops;
+    if (fx != fy)
+        return fx > fy ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Insertion sort (qsort has no context argument in C11); a few dozen items. */
+static void order_students(run *r)
+{
+    for (int i = 0; i < r->n_st; i++)
+        r->order[i] = i;
+    for (int i = 1; i < r->n_st; i++)
+        for (int j = i; j > 0 && cmp_flops_desc(&r->order[j], &r->order[j - 1], r) < 0; j--) {
+            int t = r->order[j];
+            r->order[j] = r->order[j - 1];
+            r->order[j - 1] = t;
+        }
+}
+
+static lego_status setup(run *r, const char *dir)
+{
+    const retrain_options *o = r->o;
+    LEGO_TRY(library_open(dir, &r->lib));
+    r->lib_open = true;
+    block_library *lib = &r->lib;
+    if (lib->n_blocks == 0)
+        return lego_error(LEGO_ERR_ARG, "%s has no blocks to retrain", dir);
+    size_t n = strlen(dir) + sizeof RETRAIN_STATE_FILE + 2;
+    r->state_path = malloc(n);
+    if (!r->state_path)
+        return nomem();
+    snprintf(r->state_path, n, "%s/%s", dir, RETRAIN_STATE_FILE);
+
+    /* the teacher, and the data shaped for it */
+    int *choice = calloc((size_t)lib->n_blocks, sizeof *choice);
+    if (!choice)
+        return nomem();
+    for (int b = 0; b < lib->n_blocks; b++)
+        if (lib->blocks[b].n_desc < 1 || lib->blocks[b].desc[0].sparsity != 0) {
+            free(choice);
+            return lego_error(LEGO_ERR_FORMAT, "%s: block %d has no sparsity-0 descendant (the teacher's block)", dir, b);
+        }
+    lego_graph full;
+    lego_status st = compose_model(lib, choice, &full);
+    free(choice);
+    LEGO_TRY(st);
+    const char *tname = o->task ? o->task : "classification";
+    const lego_task *task = task_find(tname);
+    if (!task)
+        st = lego_error(LEGO_ERR_ARG, "no task '%s' (known: %s)", tname, task_names());
+    if (st.code == LEGO_OK)
+        st = task_open(task, o->data, &full, o->batch, o->max_train, -1, o->seed, &r->data);
+    if (st.code == LEGO_OK)
+        st = setup_teacher(r, &full);
+    graph_free(&full);
+    LEGO_TRY(st);
+
+    r->nb = task_batches(r->data, SPLIT_TRAIN);
+    if (r->nb < 2)
+        return lego_error(LEGO_ERR_ARG, "%s: retraining needs at least two batches of %d from the train split (one to train on, one held out), and it gives %lld; lower the batch size%s",
+                          o->data, o->batch, (long long)r->nb, o->max_train > 0 ? " or raise max-train" : "");
+    r->nh = (int64_t)ceil(o->holdout * (double)r->nb - 1e-9);
+    if (r->nh < 1)
+        r->nh = 1;
+    if (r->nh >= r->nb)
+        r->nh = r->nb - 1;
+    r->nt = r->nb - r->nh;
+    LEGO_TRY(plan_cache(r));
+
+    /* the students: every descendant with s > 0 */
+    for (int b = 0; b < lib->n_blocks; b++)
+        r->n_st += lib->blocks[b].n_desc - 1;
+    r->st = calloc((size_t)r->n_st + 1, sizeof *r->st);
+    r->order = calloc((size_t)r->n_st + 1, sizeof *r->order);
+    if (!r->st || !r->order)
+        return nomem();
+    int i = 0;
+    for (int b = 0; b < lib->n_blocks; b++)
+        for (int d = 1; d < lib->blocks[b].n_desc; d++) {
+            r->st[i].block = b, r->st[i].desc = d;
+            LEGO_TRY(setup_student(r, &r->st[i]));
+            i++;
+        }
+    order_students(r);
+    return lego_ok();
+}
+
+/* ---- one batch ----------------------------------------------------------- */
+
+/* Read batch k of the stream into r->x. */
+static lego_status next_batch(run *r, int64_t k)
+{
+    int64_t got = task_next(r->data, SPLIT_TRAIN, r->x.data);
+    if (got != r->o->batch)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: the train split gave %lld samples for batch %lld of %lld, not %d",
+                          r->o->data, (long long)got, (long long)k + 1, (long long)r->nb, r->o->batch);
+    return lego_ok();
+}
+
+/* Batch k's features: from the cache, or from a teacher pass on r->x (then
+ * cached when planned). feat[i] receives slot i's data. */
+static lego_status features(run *r, int64_t k, const float **feat)
+{
+    if (!r->cache[k]) {
+        const lego_tensor *xs[1] = {&r->x};
+        double t0 = now_seconds();
+        LEGO_TRY(train_forward(&r->teacher, xs, false));
+        r->teacher_seconds += now_seconds() - t0;
+        r->teacher_count++;
+        float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
+        for (int i = 0; i < r->n_slots; i++) {
+            const float *out = train_output(&r->teacher, i)->data;
+            feat[i] = out;
+            if (rec) {
+                memcpy(rec + r->slots[i].off, out, sizeof(float) * (size_t)r->slots[i].floats);
+                feat[i] = rec + r->slots[i].off;
+            }
+        }
+        if (rec) {
+            r->cache[k] = rec;
+            r->cached++;
+        }
+        return lego_ok();
+    }
+    for (int i = 0; i < r->n_slots; i++)
+        feat[i] = r->cache[k] + r->slots[i].off;
+    return lego_ok();
+}
+
+typedef struct step_ctx {
+    run *r;
+    const float **feat;
+    bool training;
+    int epoch;
+} step_ctx;
+
+static void step_student(step_ctx *c, student *s)
+{
+    s->x.data = (void *)c->feat[s->in_slot];
+    const lego_tensor *xs[1] = {&s->x};
+    lego_status st = train_forward(&s->plan, xs, c->training);
+    if (st.code) {
+        s->err = st;
+        return;
+    }
+    const lego_tensor *y = train_output(&s->plan, 0);
+    const float *target = c->feat[s->out_slot];
+    int64_t n = lego_tensor_numel(y);
+    if (!c->training) {
+        s->eval_sum += loss_mse(y->data, target, n, NULL);
+        s->eval_n++;
+        return;
+    }
+    double loss = loss_mse(y->data, target, n, train_output_grad(&s->plan, 0)->data);
+    if (!isfinite(loss)) {
+        const lib_block *bl = &c->r->lib.blocks[s->block];
+        s->err = lego_error(LEGO_ERR_ARG, "block %d at sparsity %g: the loss became %s in epoch %d (learning rate %g may be too high)",
+                            s->block, bl->desc[s->desc].sparsity, isnan(loss) ? "NaN" : "infinite", c->epoch + 1,
+                            (double)c->r->o->lr);
+        return;
+    }
+    train_backward(&s->plan);
+    optim_step(&s->opt, c->r->o->lr);
+    s->train_sum += loss;
+    s->train_n++;
+}
+
+/* One chunk per student: the pool hands them out largest first, and every
+ * kernel a student runs finds the pool busy and runs inline (threads.h), so
+ * a student computes the same bits on whichever thread it lands. */
+static void step_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    step_ctx *c = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        student *s = &c->r->st[c->r->order[i]];
+        if (s->err.code == LEGO_OK)
+            step_student(c, s);
+    }
+}
+
+static lego_status step_all(run *r, const float **feat, bool training, int epoch)
+{
+    step_ctx c = {r, feat, training, epoch};
+    double t0 = now_seconds();
+    parallel_for_chunks(r->n_st, r->n_st, step_chunk, &c);
+    r->student_seconds += now_seconds() - t0;
+    for (int i = 0; i < r->n_st; i++)
+        if (r->st[i].err.code) {
+            lego_status st = r->st[i].err;
+            memset(&r->st[i].err, 0, sizeof st);
+            return st;
+        }
+    return lego_ok();
+}
+
+static double mean_of(const run *r, bool train)
+{
+    double sum = 0;
+    for (int i = 0; i < r->n_st; i++) {
+        const student *s = &r->st[i];
+        int64_t n = train ? s->train_n : s->eval_n;
+        sum += n ? (train ? s->train_sum : s->eval_sum) / (double)n : 0;
+    }
+    return r->n_st ? sum / r->n_st : 0;
+}
+
+/* ---- passes ---------------------------------------------------------------- */
+
+/* The held-out features and the initial held-out losses; the training
+ * batches planned for the cache are computed on the way. */
+static lego_status first_pass(run *r)
+{
+    progress bar;
+    progress_start(&bar, "features", r->nb, r->o->quiet);
+    task_start(r->data, SPLIT_TRAIN, 0);
+    const float **feat = calloc((size_t)r->n_slots + 1, sizeof *feat);
+    if (!feat)
+        return nomem();
+    lego_status st = lego_ok();
+    for (int64_t k = 0; k < r->nb && st.code == LEGO_OK; k++) {
+        st = next_batch(r, k);
+        if (st.code == LEGO_OK && (k >= r->nt || r->want[k]))
+            st = features(r, k, feat);
+        if (st.code == LEGO_OK && k >= r->nt)
+            st = step_all(r, feat, false, -1);
+        progress_update(&bar, k + 1, NULL);
+    }
+    free(feat);
+    char msg[96];
+    snprintf(msg, sizeof msg, "held-out mse %.5g", mean_of(r, false));
+    progress_finish(&bar, st.code ? NULL : msg);
+    LEGO_TRY(st);
+    for (int i = 0; i < r->n_st; i++) {
+        student *s = &r->st[i];
+        s->initial = s->best_loss = s->eval_n ? s->eval_sum / (double)s->eval_n : 0;
+        s->best_train = NAN;
+        s->best_epoch = 0;
+        get_weights(s, s->best);
+        s->eval_sum = 0, s->eval_n = 0;
+    }
+    return lego_ok();
+}
+
+static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
+{
+    const retrain_options *o = r->o;
+    bool stream = r->cached < r->nb;
+    if (stream)
+        task_start(r->data, SPLIT_TRAIN, 0);
+    for (int i = 0; i < r->n_st; i++) {
+        student *s = &r->st[i];
+        s->train_sum = s->eval_sum = 0;
+        s->train_n = s->eval_n = 0;
+    }
+    const float **feat = calloc((size_t)r->n_slots + 1, sizeof *feat);
+    if (!feat)
+        return nomem();
+    progress bar;
+    char label[48], msg[128];
+    snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o->epochs);
+    progress_start(&bar, label, r->nt, o->quiet);
+    int64_t teacher0 = r->teacher_count;
+    double t0 = now_seconds();
+    lego_status st = lego_ok();
+    for (int64_t k = 0; k < r->nt && st.code == LEGO_OK; k++) {
+        if (stream)
+            st = next_batch(r, k);
+        if (st.code == LEGO_OK)
+            st = features(r, k, feat);
+        if (st.code == LEGO_OK)
+            st = step_all(r, feat, true, epoch);
+        double el = now_seconds() - t0;
+        snprintf(msg, sizeof msg, "mse %.5g  %.0f samples/s", mean_of(r, true),
+                 el > 0 ? (double)(k + 1) * o->batch / el : 0);
+        progress_update(&bar, k + 1, msg);
+    }
+    double train_seconds = now_seconds() - t0;
+    snprintf(msg, sizeof msg, "mse %.5g", mean_of(r, true));
+    progress_finish(&bar, st.code ? NULL : msg);
+    progress hb;
+    progress_start(&hb, "  held-out", r->nh, o->quiet);
+    for (int64_t k = r->nt; k < r->nb && st.code == LEGO_OK; k++) {
+        if (stream)
+            st = next_batch(r, k);
+        if (st.code == LEGO_OK)
+            st = features(r, k, feat);
+        if (st.code == LEGO_OK)
+            st = step_all(r, feat, false, epoch);
+        progress_update(&hb, k - r->nt + 1, NULL);
+    }
+    free(feat);
+    int improved = 0;
+    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+        student *s = &r->st[i];
+        double loss = s->eval_n ? s->eval_sum / (double)s->eval_n : INFINITY;
+        if (loss < s->best_loss) {
+            s->best_loss = loss;
+            s->best_train = s->train_n ? s->train_sum / (double)s->train_n : NAN;
+            s->best_epoch = epoch + 1;
+            get_weights(s, s->best);
+            improved++;
+        }
+    }
+    snprintf(msg, sizeof msg, "mse %.5g  (%d of %d improved)", mean_of(r, false), improved, r->n_st);
+    progress_finish(&hb, st.code ? NULL : msg);
+    LEGO_TRY(st);
+    memset(es, 0, sizeof *es);
+    es->epoch = epoch + 1;
+    es->epochs = o->epochs;
+    es->train_loss = mean_of(r, true);
+    es->holdout_loss = mean_of(r, false);
+    es->improved = improved;
+    es->teacher_batches = r->teacher_count - teacher0;
+    es->seconds = now_seconds() - t0;
+    es->samples_per_sec = train_seconds > 0 ? (double)(r->nt * o->batch) / train_seconds : 0;
+    return lego_ok();
+}
+
+/* ---- the checkpoint file --------------------------------------------------- */
+
+#define STATE_MAGIC "LEGORTRN"
+#define STATE_VERSION 1u
+
+typedef struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+    bool oom;
+} wbuf;
+
+static void put(wbuf *w, const void *d, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(w->p, cap);
+        if (!p) {
+            w->oom = true;
+            return;
+        }
+        w->p = p, w->cap = cap;
+    }
+    memcpy(w->p + w->len, d, n);
+    w->len += n;
+}
+
+static void put_u32(wbuf *w, uint32_t v) { put(w, &v, sizeof v); }
+static void put_i64(wbuf *w, int64_t v) { put(w, &v, sizeof v); }
+static void put_f64(wbuf *w, double v) { put(w, &v, sizeof v); }
+static void put_str(wbuf *w, const char *s)
+{
+    put_u32(w, (uint32_t)strlen(s));
+    put(w, s, strlen(s));
+}
+
+typedef struct rbuf {
+    const unsigned char *p, *end;
+    bool bad;
+} rbuf;
+
+static void get(rbuf *r, void *d, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        memset(d, 0, n);
+        return;
+    }
+    memcpy(d, r->p, n);
+    r->p += n;
+}
+
+static uint32_t get_u32(rbuf *r)
+{
+    uint32_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+static int64_t get_i64(rbuf *r)
+{
+    int64_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+static double get_f64(rbuf *r)
+{
+    double v;
+    get(r, &v, sizeof v);
+    return v;
+}
+/* A string of the state, compared with `want`. */
+static bool get_str_is(rbuf *r, const char *want)
+{
+    uint32_t n = get_u32(r);
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return false;
+    }
+    bool same = n == strlen(want) && memcmp(r->p, want, n) == 0;
+    r->p += n;
+    return same;
+}
+
+static const char *task_name(const retrain_options *o) { return o->task ? o->task : "classification"; }
+
+static lego_status write_state(run *r, int epochs_done, double seconds)
+{
+    const retrain_options *o = r->o;
+    wbuf w = {0};
+    put(&w, STATE_MAGIC, 8);
+    put_u32(&w, STATE_VERSION);
+    put_u32(&w, (uint32_t)epochs_done);
+    put_u32(&w, (uint32_t)o->batch);
+    put_i64(&w, (int64_t)o->seed);
+    put(&w, &o->lr, sizeof o->lr);
+    put_f64(&w, o->holdout);
+    put_i64(&w, o->max_train);
+    put_i64(&w, r->nb);
+    put_i64(&w, r->nt);
+    put_str(&w, task_name(o));
+    put_str(&w, o->data);
+    put_f64(&w, seconds);
+    put_i64(&w, r->teacher_before + r->teacher_count);
+    put_u32(&w, (uint32_t)r->n_st);
+    float *cur = NULL;
+    for (int i = 0; i < r->n_st && !w.oom; i++) {
+        student *s = &r->st[i];
+        put_u32(&w, (uint32_t)s->block);
+        put_u32(&w, (uint32_t)s->desc);
+        put(&w, r->lib.blocks[s->block].desc[s->desc].sha256, 64);
+        put_f64(&w, s->initial);
+        put_f64(&w, s->best_loss);
+        put_f64(&w, s->best_train);
+        put_u32(&w, (uint32_t)s->best_epoch);
+        put_i64(&w, s->opt.steps);
+        put_i64(&w, s->n_floats);
+        float *c = realloc(cur, sizeof *c * ((size_t)s->n_floats + 1));
+        if (!c) {
+            w.oom = true;
+            break;
+        }
+        cur = c;
+        get_weights(s, cur);
+        put(&w, cur, sizeof *cur * (size_t)s->n_floats);
+        put(&w, s->best, sizeof *s->best * (size_t)s->n_floats);
+        put_u32(&w, (uint32_t)s->n_params);
+        for (int j = 0; j < s->n_params; j++) {
+            const optim_param *p = &s->opt.p[j];
+            put_i64(&w, p->n);
+            put(&w, p->m, sizeof(float) * (size_t)p->n);
+            put(&w, p->v, sizeof(float) * (size_t)p->n);
+        }
+    }
+    free(cur);
+    unsigned char digest[32];
+    if (!w.oom) {
+        sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, w.p, w.len);
+        sha256_final(&c, digest);
+        put(&w, digest, sizeof digest);
+    }
+    lego_status st = w.oom ? nomem() : file_write_atomic(r->state_path, w.p, w.len);
+    free(w.p);
+    return st;
+}
+
+static lego_status state_mismatch(const run *r, const char *what)
+{
+    return lego_error(LEGO_ERR_ARG, "%s was written %s; rerun with the same options to resume it, or without --resume to start over",
+                      r->state_path, what);
+}
+
+/* Load the checkpoint into the students; *epochs_done receives its epoch. */
+static lego_status read_state(run *r, int *epochs_done)
+{
+    const retrain_options *o = r->o;
+    unsigned char *buf;
+    size_t len;
+    LEGO_TRY(file_read_all(r->state_path, &buf, &len));
+    lego_status st = lego_ok();
+    unsigned char digest[32];
+    if (len < 8 + 32 || memcmp(buf, STATE_MAGIC, 8) != 0) {
+        st = lego_error(LEGO_ERR_FORMAT, "%s is not a retraining checkpoint; delete it (or run without --resume) to start over",
+                        r->state_path);
+    } else {
+        sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, buf, len - 32);
+        sha256_final(&c, digest);
+        if (memcmp(digest, buf + len - 32, 32) != 0)
+            st = lego_error(LEGO_ERR_FORMAT, "%s is damaged (its checksum fails); delete it (or run without --resume) to start over",
+                            r->state_path);
+    }
+    rbuf rb = {buf + 8, buf + (len >= 32 ? len - 32 : 0), false};
+    char what[256];
+    if (st.code == LEGO_OK) {
+        uint32_t version = get_u32(&rb);
+        uint32_t done = get_u32(&rb);
+        uint32_t batch = get_u32(&rb);
+        int64_t seed = get_i64(&rb);
+        float lr;
+        get(&rb, &lr, sizeof lr);
+        double holdout = get_f64(&rb);
+        int64_t max_train = get_i64(&rb);
+        int64_t nb = get_i64(&rb), nt = get_i64(&rb);
+        bool same_task = get_str_is(&rb, task_name(o));
+        bool same_data = get_str_is(&rb, o->data);
+        double seconds = get_f64(&rb);
+        int64_t teacher = get_i64(&rb);
+        uint32_t n_st = get_u32(&rb);
+        what[0] = 0;
+        if (rb.bad || version != STATE_VERSION)
+            st = lego_error(LEGO_ERR_FORMAT, "%s is not a checkpoint this version reads; delete it (or run without --resume) to start over",
+                            r->state_path);
+        else if (!same_task || !same_data)
+            snprintf(what, sizeof what, "for another %s", same_task ? "dataset" : "task");
+        else if (batch != (uint32_t)o->batch)
+            snprintf(what, sizeof what, "with batch %u (this run: %d)", batch, o->batch);
+        else if (seed != (int64_t)o->seed)
+            snprintf(what, sizeof what, "with seed %lld (this run: %llu)", (long long)seed, (unsigned long long)o->seed);
+        else if (lr != o->lr)
+            snprintf(what, sizeof what, "with learning rate %g (this run: %g)", (double)lr, (double)o->lr);
+        else if (holdout != o->holdout)
+            snprintf(what, sizeof what, "with held-out fraction %g (this run: %g)", holdout, o->holdout);
+        else if (max_train != o->max_train)
+            snprintf(what, sizeof what, "with max-train %lld (this run: %lld)", (long long)max_train,
+                     (long long)o->max_train);
+        else if (nb != r->nb || nt != r->nt)
+            snprintf(what, sizeof what, "for %lld batches (%lld held out); the data now gives %lld (%lld)",
+                     (long long)nb, (long long)(nb - nt), (long long)r->nb, (long long)r->nh);
+        else if (n_st != (uint32_t)r->n_st)
+            snprintf(what, sizeof what, "for %u descendants; the library has %d", n_st, r->n_st);
+        if (st.code == LEGO_OK && what[0])
+            st = state_mismatch(r, what);
+        *epochs_done = (int)done;
+        r->seconds_before = seconds;
+        r->teacher_before = teacher;
+    }
+    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+        student *s = &r->st[i];
+        const lib_descendant *x = &r->lib.blocks[s->block].desc[s->desc];
+        uint32_t b = get_u32(&rb), d = get_u32(&rb);
+        char sha[64];
+        get(&rb, sha, 64);
+        if (!rb.bad && (b != (uint32_t)s->block || d != (uint32_t)s->desc || memcmp(sha, x->sha256, 64) != 0)) {
+            st = lego_error(LEGO_ERR_ARG, "%s belongs to other descendant files than %s has now (the library changed, or that run finished); run without --resume to start over",
+                            r->state_path, x->file);
+            break;
+        }
+        s->initial = get_f64(&rb);
+        s->best_loss = get_f64(&rb);
+        s->best_train = get_f64(&rb);
+        s->best_epoch = (int)get_u32(&rb);
+        int64_t steps = get_i64(&rb);
+        int64_t nf = get_i64(&rb);
+        if (rb.bad || nf != s->n_floats || (size_t)(rb.end - rb.p) < 2 * sizeof(float) * (size_t)nf) {
+            st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's weights; run without --resume to start over",
+                            r->state_path, x->file);
+            break;
+        }
+        set_weights(s, (const float *)(const void *)rb.p); /* memcpy: alignment does not matter */
+        rb.p += sizeof(float) * (size_t)nf;
+        get(&rb, s->best, sizeof(float) * (size_t)nf);
+        uint32_t np = get_u32(&rb);
+        if (np != (uint32_t)s->n_params)
+            rb.bad = true;
+        for (int j = 0; !rb.bad && j < s->n_params; j++) {
+            optim_param *p = &s->opt.p[j];
+            if (get_i64(&rb) != p->n) {
+                rb.bad = true;
+                break;
+            }
+            get(&rb, p->m, sizeof(float) * (size_t)p->n);
+            get(&rb, p->v, sizeof(float) * (size_t)p->n);
+        }
+        s->opt.steps = steps;
+        if (rb.bad)
+            st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's parameters; run without --resume to start over",
+                            r->state_path, x->file);
+    }
+    if (st.code == LEGO_OK && rb.p != rb.end)
+        st = lego_error(LEGO_ERR_FORMAT, "%s has trailing data; run without --resume to start over", r->state_path);
+    free(buf);
+    return st;
+}
+
+/* ---- the commit ------------------------------------------------------------ */
+
+static lego_status set_field(cJSON *obj, const char *key, cJSON *v)
+{
+    if (!v)
+        return nomem();
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, v);
+    else
+        cJSON_AddItemToObject(obj, key, v);
+    return lego_ok();
+}
+
+/* The kept weights into the library: new descendant files, then the
+ * manifest in one rename (library_replace_descendant, library_save), then
+ * the checkpoint is no longer needed. */
+static lego_status commit(run *r, int epochs, double seconds)
+{
+    const retrain_options *o = r->o;
+    block_library *lib = &r->lib;
+    for (int i = 0; i < r->n_st; i++) {
+        student *s = &r->st[i];
+        const lib_block *bl = &lib->blocks[s->block];
+        /* back at the library's shapes, so the file says what extraction wrote */
+        gvalue *in = &s->g->values[s->g->inputs[0]];
+        memcpy(in->t.dims, bl->in_shape, sizeof *bl->in_shape * (size_t)bl->in_rank);
+        LEGO_TRY(graph_infer(s->g));
+        if (s->best_epoch > 0) {
+            set_weights(s, s->best);
+            LEGO_TRY(library_replace_descendant(lib, s->block, s->desc, s->g));
+        }
+        cJSON *j = library_descendant_json(lib, s->block, s->desc);
+        LEGO_TRY(library_set_number(j, "retraining_loss", s->best_loss));
+        LEGO_TRY(library_set_number(j, "retraining_train_loss", s->best_train));
+        LEGO_TRY(library_set_number(j, "retraining_initial_loss", s->initial));
+        LEGO_TRY(library_set_number(j, "retraining_epoch", s->best_epoch));
+    }
+    for (int b = 0; b < lib->n_blocks; b++) {
+        cJSON *j = library_descendant_json(lib, b, 0);
+        LEGO_TRY(library_set_number(j, "retraining_loss", 0));
+        LEGO_TRY(library_set_number(j, "retraining_train_loss", 0));
+    }
+    cJSON *rt = cJSON_CreateObject();
+    if (!rt)
+        return nomem();
+    cJSON_AddStringToObject(rt, "task", task_name(o));
+    cJSON_AddStringToObject(rt, "dataset", o->data);
+    cJSON_AddNumberToObject(rt, "epochs", epochs);
+    cJSON_AddNumberToObject(rt, "batch", o->batch);
+    cJSON_AddNumberToObject(rt, "lr", (double)o->lr);
+    cJSON_AddStringToObject(rt, "optimizer", "adam");
+    cJSON_AddStringToObject(rt, "loss", "mse");
+    cJSON_AddNumberToObject(rt, "holdout", o->holdout);
+    cJSON_AddNumberToObject(rt, "train_samples", (double)(r->nt * o->batch));
+    cJSON_AddNumberToObject(rt, "holdout_samples", (double)(r->nh * o->batch));
+    cJSON_AddNumberToObject(rt, "seed", (double)o->seed);
+    if (o->max_train > 0)
+        cJSON_AddNumberToObject(rt, "max_train", (double)o->max_train);
+    cJSON_AddNumberToObject(rt, "seconds", seconds);
+    cJSON_AddNumberToObject(rt, "teacher_passes", (double)(r->teacher_before + r->teacher_count));
+    cJSON_AddNumberToObject(rt, "cached_batches", (double)r->cached);
+    cJSON_AddNumberToObject(rt, "cache_bytes", (double)r->cached * (double)r->record * sizeof(float));
+    cJSON_AddNumberToObject(rt, "threads", par_threads());
+    LEGO_TRY(set_field(lib->manifest, "retrain", rt));
+    LEGO_TRY(library_save(lib));
+    unlink(r->state_path);
+    return lego_ok();
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+static lego_status fill_result(const run *r, retrain_result *res)
+{
+    res->batches = r->nb;
+    res->train_samples = r->nt * r->o->batch;
+    res->holdout_samples = r->nh * r->o->batch;
+    res->cached_batches = r->cached;
+    res->cache_bytes = r->cached * r->record * (int64_t)sizeof(float);
+    res->teacher_total = r->teacher_count;
+    res->teacher_seconds = r->teacher_seconds;
+    res->student_seconds = r->student_seconds;
+    if (!res->students) {
+        res->students = calloc((size_t)r->n_st + 1, sizeof *res->students);
+        if (!res->students)
+            return nomem();
+        res->n_students = r->n_st;
+    }
+    for (int i = 0; i < r->n_st; i++) {
+        const student *s = &r->st[i];
+        retrain_student *o = &res->students[i];
+        o->block = s->block, o->desc = s->desc;
+        o->sparsity = r->lib.blocks[s->block].desc[s->desc].sparsity;
+        o->initial_loss = s->initial;
+        o->best_loss = s->best_loss;
+        o->train_loss = s->best_train;
+        o->best_epoch = s->best_epoch;
+        free(o->file);
+        o->file = strdup(r->lib.blocks[s->block].desc[s->desc].file);
+        if (!o->file)
+            return nomem();
+    }
+    return lego_ok();
+}
+
+static lego_status retrain_in(run *r, const char *dir, retrain_epoch_fn on_epoch, void *ctx, retrain_result *res,
+                              double t_start)
+{
+    const retrain_options *o = r->o;
+    LEGO_TRY(setup(r, dir));
+    int start = 0;
+    bool resumed = o->resume && file_exists(r->state_path);
+    if (resumed)
+        LEGO_TRY(lego_error_context(read_state(r, &start), "cannot resume"));
+    else
+        LEGO_TRY(first_pass(r));
+    res->first_epoch = res->epochs_done = start;
+    res->n_passes = o->epochs + 1;
+    res->teacher_batches = calloc((size_t)res->n_passes, sizeof *res->teacher_batches);
+    if (!res->teacher_batches)
+        return nomem();
+    res->teacher_batches[0] = r->teacher_count;
+    for (int e = start; e < o->epochs; e++) {
+        retrain_epoch es;
+        LEGO_TRY(train_epoch(r, e, &es));
+        res->teacher_batches[e + 1] = es.teacher_batches;
+        LEGO_TRY(write_state(r, e + 1, r->seconds_before + now_seconds() - t_start));
+        res->epochs_done = e + 1;
+        LEGO_TRY(fill_result(r, res));
+        if (on_epoch && !on_epoch(ctx, &es) && e + 1 < o->epochs)
+            return lego_error(LEGO_ERR_ARG, "interrupted after epoch %d of %d; %s holds it (resume to continue)",
+                              e + 1, o->epochs, r->state_path);
+    }
+    /* the plans are done with; the graphs go back to the library's shapes */
+    for (int i = 0; i < r->n_st; i++)
+        if (r->st[i].planned) {
+            train_plan_free(&r->st[i].plan);
+            r->st[i].planned = false;
+        }
+    int epochs = res->epochs_done > o->epochs ? res->epochs_done : o->epochs;
+    LEGO_TRY(commit(r, epochs, r->seconds_before + now_seconds() - t_start));
+    return fill_result(r, res);
+}
+
+lego_status retrain_library(const char *dir, const retrain_options *o, retrain_epoch_fn on_epoch, void *ctx,
+                            retrain_result *res)
+{
+    memset(res, 0, sizeof *res);
+    LEGO_TRY(check_options(o));
+    double t0 = now_seconds();
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    lego_status st = retrain_in(&r, dir, on_epoch, ctx, res, t0);
+    if (r.lib_open && r.st) {
+        lego_status f = fill_result(&r, res);
+        lego_status_free(&f);
+    }
+    res->seconds = now_seconds() - t0;
+    run_free(&r);
+    return st;
+}
+
+void retrain_result_free(retrain_result *r)
+{
+    for (int i = 0; r->students && i < r->n_students; i++)
+        free(r->students[i].file);
+    free(r->students);
+    free(r->teacher_batches);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,118 @@
+/* retrain.h - block retraining: every descendant learns to reproduce its
+ * original block's output from the original block's input (LegoDNN §5).
+ *
+ * The teacher is the library's model with every block at sparsity 0. One
+ * inference-mode pass of it (BatchNorm on running statistics) gives every
+ * block's entry and exit features for a batch, and every descendant with
+ * s > 0 of every block trains on that same batch: MSE between
+ * descendant(entry) and the teacher's exit, Adam, BatchNorm in training mode
+ * as in the original. So one teacher pass serves B*(|S|-1) students, where
+ * the original ran the teacher again for every epoch and trained one
+ * descendant after another. Students run concurrently on the thread pool
+ * (one descendant per chunk; the kernels inside run single-threaded, so
+ * there is one owner of threads), largest first. The s = 0 blocks are the
+ * teacher's own and stay frozen.
+ *
+ * Data. The train split is read in one fixed order (the task's epoch-0
+ * order, seeded): its last `holdout` fraction of batches is held out, the
+ * rest trains, every epoch in the same order. Fixed, because the teacher's
+ * features are then the same every epoch and can be cached: when they fit
+ * under cache_bytes (held-out batches first, then train batches from the
+ * start), they are computed once and later epochs run no teacher at all.
+ * Cached or not, a run computes exactly the same thing.
+ *
+ * Selection. Before training and after every epoch each descendant's MSE on
+ * the held-out features is measured (inference mode); the weights with the
+ * lowest held-out MSE are kept, the original ones included, so a descendant
+ * that retraining does not improve stays as it was (the original kept the
+ * lowest *training* loss).
+ *
+ * Checkpoints and the library. After every epoch LIB/retrain.state receives
+ * every student's current and best weights (BatchNorm statistics included),
+ * Adam's state and the losses, atomically; with resume a run continues from
+ * it, after checking it belongs to this library and these options. The
+ * library itself changes only once, at the end: the best weights go to new
+ * descendant files, then manifest.json switches to them in one rename, then
+ * the old files and retrain.state are removed (library_replace_descendant).
+ * So an interrupted or failed run leaves the library exactly as it was and
+ * every hash valid. Each retrained descendant's manifest entry gets
+ * retraining_loss (held-out MSE of the kept weights), retraining_train_loss
+ * (mean training MSE of the epoch that gave them; null when the original
+ * weights were kept), retraining_initial_loss and retraining_epoch; s = 0
+ * entries get 0. A top-level "retrain" object records the run. */
+#ifndef LEGO_TRAIN_RETRAIN_H
+#define LEGO_TRAIN_RETRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+
+#define RETRAIN_STATE_FILE "retrain.state"
+
+typedef struct retrain_options {
+    const char *data;      /* dataset spec, as the task reads it */
+    const char *task;      /* task name; NULL: "classification" */
+    int epochs;            /* in all, a resumed run's earlier epochs included */
+    int batch;
+    float lr;              /* Adam's learning rate */
+    int64_t max_train;     /* > 0: only the first samples of the train split */
+    double holdout;        /* fraction of the train split's batches held out, (0, 0.5] */
+    int64_t cache_bytes;   /* cap on cached features; 0: no cache; < 0: the default
+                              (2 GiB, or a quarter of the memory when less) */
+    uint64_t seed;         /* the data order */
+    bool resume;           /* continue from LIB/retrain.state when there is one */
+    bool quiet;            /* no progress bars */
+} retrain_options;
+
+/* What the per-epoch callback sees. */
+typedef struct retrain_epoch {
+    int epoch, epochs;          /* 1-based */
+    double train_loss;          /* mean over students of their mean training MSE */
+    double holdout_loss;        /* mean over students of their held-out MSE */
+    int improved;               /* students whose held-out MSE reached a new best */
+    int64_t teacher_batches;    /* teacher passes this epoch (0 when cached) */
+    double seconds, samples_per_sec;
+} retrain_epoch;
+
+/* Return false to stop after this epoch (its checkpoint is written): the run
+ * then fails with "interrupted" and a later resume continues it. */
+typedef bool (*retrain_epoch_fn)(void *ctx, const retrain_epoch *e);
+
+typedef struct retrain_student {
+    int block, desc;            /* indices into the library */
+    double sparsity;
+    char *file;                 /* its file after the run (library-relative) */
+    double initial_loss;        /* held-out MSE of the extracted weights */
+    double best_loss;           /* held-out MSE of the kept weights */
+    double train_loss;          /* training MSE of the epoch that gave them (NaN: originals kept) */
+    int best_epoch;             /* 0: the original weights were kept */
+} retrain_student;
+
+typedef struct retrain_result {
+    int first_epoch;            /* 0, or the epochs a resumed state held */
+    int epochs_done;
+    int64_t train_samples, holdout_samples;
+    int64_t cache_bytes;        /* what the feature cache holds at the end */
+    int64_t cached_batches, batches; /* of the train split's batches */
+    /* teacher passes (batches) of this run: [0] before the first epoch (the
+     * held-out features for the initial losses, and the cache), [e] during
+     * epoch e (1-based); n_passes = epochs + 1 entries */
+    int64_t *teacher_batches;
+    int n_passes;
+    int64_t teacher_total;      /* all of this run's */
+    double seconds;             /* this run's wall time */
+    double teacher_seconds;     /* of which running the teacher */
+    double student_seconds;     /* and training and evaluating the students */
+    retrain_student *students;  /* the descendants with s > 0, block by block */
+    int n_students;
+} retrain_result;
+
+/* Retrain every descendant of library `dir` (see above). on_epoch may be
+ * NULL. res is filled as far as the run got (free it with
+ * retrain_result_free either way). */
+lego_status retrain_library(const char *dir, const retrain_options *o, retrain_epoch_fn on_epoch, void *ctx,
+                            retrain_result *res);
+void retrain_result_free(retrain_result *r);
+
+#endif

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test_online_cli.sh - the online stage from the command line: `legodnn
+# latency` (timings into the library per device), `legodnn scale` (feasible
+# and infeasible budgets, --export whose `legodnn run` equals the runtime's
+# output bit for bit) and `legodnn serve` (a short budget trace, with and
+# without data), and the bad inputs a user meets.
+# usage: test_online_cli.sh LEGODNN_BINARY DATA_DIR
+set -uo pipefail
+bin=$1
+data=$2
+model=$data/models/resnet18.onnx
+in=$data/models/resnet18.in.bin
+source "$(dirname "$0")/cli_lib.sh"
+
+lib=$tmp/lib
+"$bin" extract "$model" --out "$lib" >/dev/null 2>&1
+check "library extracted" test -f "$lib/manifest.json"
+
+# ---- latency
+expect 2 "no library given" -- "$bin" latency
+expect 2 "--repeat needs" -- "$bin" latency "$lib" --repeat 1
+expect 2 "unknown option '--bogus'" -- "$bin" latency "$lib" --bogus
+expect 1 "nowhere: cannot open" -- "$bin" latency "$tmp/nowhere"
+expect 0 "frame .* ms .* teacher .* ms" -- "$bin" latency "$lib" --repeat 5 --quiet
+expect 0 "all-s0 .*[0-9]%" -- "$bin" latency "$lib" --repeat 5 --quiet
+expect 0 '"checks"' -- "$bin" latency "$lib" --repeat 5 --json
+check "the manifest has a device profile" grep -q '"devices"' "$lib/manifest.json"
+check "the profile names threads and batch" grep -qE '\| [0-9]+ threads? \| batch 1"' "$lib/manifest.json"
+check "every descendant has a latency" test "$(grep -c '"median_ms"' "$lib/manifest.json")" -eq 32
+expect 1 "cannot run at batch 2 .*dynamic batch axis" -- "$bin" latency "$lib" --repeat 3 --batch 2 --quiet
+
+# ---- scale: needs accuracy loss first
+expect 1 "no accuracy_loss: run \`legodnn profile .*--data DATASET\` first" -- \
+  "$bin" scale "$lib" --latency 1 --memory none
+# synthetic accuracy losses (0 at s = 0, growing with the sparsity) and a teacher accuracy
+perl -0pi -e 's/"accuracy_loss":\s*null/sprintf("\"accuracy_loss\": %.4f", (($n++ % 4) ** 2) * 0.002 * (1 + int($n \/ 4) % 3))/ge;
+              s/("format_version":\s*1,)/$1\n\t"profile": {"teacher_accuracy": 0.9, "metric": "top-1 accuracy"},/' \
+  "$lib/manifest.json"
+expect 2 "both budgets are needed" -- "$bin" scale "$lib" --latency 1
+expect 2 "--latency needs milliseconds" -- "$bin" scale "$lib" --latency fast --memory none
+expect 2 "--memory needs bytes" -- "$bin" scale "$lib" --latency 1 --memory lots
+expect 1 "latency budget -1 ms" -- "$bin" scale "$lib" --latency -1 --memory none
+expect 1 "memory budget 0 bytes" -- "$bin" scale "$lib" --latency 1 --memory 0
+expect 1 "absurd" -- "$bin" scale "$lib" --latency 1e12 --memory none
+expect 0 "accuracy 0.9000 estimated" -- "$bin" scale "$lib" --latency none --memory none
+expect 0 "solved +in [0-9.]+ us" -- "$bin" scale "$lib" --latency none --memory 2MB
+expect 0 '"feasible":[[:space:]]*true' -- "$bin" scale "$lib" --latency none --memory 450KB --json
+# infeasible: the closest composition, how far over, exit 1, nothing exported
+expect 1 "infeasible: no composition fits 0.001 ms .*over by" -- "$bin" scale "$lib" --latency 0.001 --memory none \
+  --export "$tmp/never.onnx"
+expect 1 '"feasible":[[:space:]]*false' -- "$bin" scale "$lib" --latency 0.001 --memory 1000 --json
+check "nothing exported for an infeasible budget" test ! -e "$tmp/never.onnx"
+# --export: an ordinary model whose output is the runtime's, bit for bit
+mem=$("$bin" scale "$lib" --latency none --memory none --json | grep '"memory_bytes"' | grep -oE '[0-9]+')
+half=$((mem * 3 / 4))
+expect 0 "exported .*mid.onnx" -- "$bin" scale "$lib" --latency none --memory "$half" --export "$tmp/mid.onnx" \
+  --input "$in" --output "$tmp/rt.bin"
+expect 0 "params" -- "$bin" info "$tmp/mid.onnx"
+"$bin" run "$tmp/mid.onnx" --input "$in" --output "$tmp/run.bin" >/dev/null 2>&1
+check "legodnn run of the export equals the runtime's output bit for bit" cmp -s "$tmp/rt.bin" "$tmp/run.bin"
+check "the mid budget thinned some blocks" bash -c "\"$bin\" scale \"$lib\" --latency none --memory $half --json |
+  grep '\"choice\"' | grep -qE '[1-9]'"
+"$bin" scale "$lib" --latency none --memory none --export "$tmp/full.onnx" >/dev/null 2>&1
+"$bin" run "$tmp/full.onnx" --input "$in" --output "$tmp/full.bin" >/dev/null 2>&1
+"$bin" run "$model" --input "$in" --output "$tmp/teacher.bin" >/dev/null 2>&1
+check "the all-original export computes the teacher's output bit for bit" cmp -s "$tmp/full.bin" "$tmp/teacher.bin"
+expect 2 "--input and --output go together" -- "$bin" scale "$lib" --latency 1 --memory none --input "$in"
+
+# another device's measurements: a clear error naming the command to run
+cp -r "$lib" "$tmp/other"
+perl -0pi -e 's/\| batch 1"/| batch 1 (elsewhere)"/g' "$tmp/other/manifest.json"
+expect 1 "no latency for this device .*run \`legodnn latency .*other --threads [0-9]+\` on this machine first" -- \
+  "$bin" scale "$tmp/other" --latency 1 --memory none
+
+# ---- serve
+printf 'time_s,latency_ms,memory_bytes\n0,none,none\n0.15,0.001,none\n0.3,none,%s\n' "$half" >"$tmp/trace.csv"
+expect 0 "3 steps in .* runs" -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --quiet
+expect 0 "infeasible: closest" -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --quiet
+expect 0 '"measured_latency_ms"' -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --json
+make_idx "$tmp/data" train 20 10
+make_idx "$tmp/data" t10k 24 10
+expect 0 "accuracy 0\.[0-9]+" -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --data "$tmp/data" --max-test 16 --quiet
+expect 0 '"accuracy":[[:space:]]*[0-9.]+' -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --data "$tmp/data" --json
+# bad traces name the line
+expect 2 "--trace BUDGETS.csv is required" -- "$bin" serve "$lib"
+expect 1 "nope.csv: cannot open" -- "$bin" serve "$lib" --trace "$tmp/nope.csv"
+printf 'time_s,latency_ms,memory_bytes\n0,1,none\n0.1,1\n' >"$tmp/bad1.csv"
+expect 1 "bad1.csv:3: want 3 fields" -- "$bin" serve "$lib" --trace "$tmp/bad1.csv"
+printf '0,1,none\n# a comment\n\n0.5,fast,none\n' >"$tmp/bad2.csv"
+expect 1 "bad2.csv:4: latency_ms 'fast'" -- "$bin" serve "$lib" --trace "$tmp/bad2.csv"
+printf '0,1,none\n0.5,-3,none\n' >"$tmp/bad3.csv"
+expect 1 "bad3.csv:2: latency budget -3 ms" -- "$bin" serve "$lib" --trace "$tmp/bad3.csv"
+printf '0.5,1,none\n0.2,1,none\n' >"$tmp/bad4.csv"
+expect 1 "bad4.csv:2: time_s 0.2 does not come after 0.5" -- "$bin" serve "$lib" --trace "$tmp/bad4.csv"
+printf 'time_s,latency_ms,memory_bytes\n' >"$tmp/empty.csv"
+expect 1 "empty.csv: no steps" -- "$bin" serve "$lib" --trace "$tmp/empty.csv"
+expect 1 "no latency for this device" -- "$bin" serve "$tmp/other" --trace "$tmp/trace.csv"
+expect 1 "nowhere" -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --data "$tmp/nowhere"
+
+finish
