@@ -16,22 +16,6 @@
 
 static const char blocks_usage[] = "legodnn blocks MODEL.onnx [--max-ratio 0.125] [--json]";
 
-static lego_status load(const char *path, lego_graph *g)
-{
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    const char *base = strrchr(path, '/');
-    lego_status st = onnx_import(buf, len, base ? base + 1 : path, g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 static cJSON *shape_json(const lego_tensor *t)
 {
     cJSON *a = cJSON_CreateArray();
@@ -156,7 +140,7 @@ int cmd_blocks(int argc, char **argv)
     if (!path)
         return cli_usage_error(blocks_usage, "no model given");
     lego_graph g;
-    lego_status st = load(path, &g);
+    lego_status st = onnx_load_file(path, &g);
     if (st.code)
         return cli_fail(st);
     block_set s;

@@ -48,22 +48,6 @@ static bool on_progress(void *ctx, int done, int total, const char *what)
     return !interrupted;
 }
 
-static lego_status load(const char *path, lego_graph *g)
-{
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    const char *base = strrchr(path, '/');
-    lego_status st = onnx_import(buf, len, base ? base + 1 : path, g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -267,7 +251,7 @@ int cmd_extract(int argc, char **argv)
     }
 
     lego_graph g;
-    lego_status st = load(path, &g);
+    lego_status st = onnx_load_file(path, &g);
     if (st.code)
         return cli_fail(st);
     block_set bs;

@@ -40,18 +40,7 @@ static lego_status load_graph(const char *spec, int classes, int c, int h, int w
     int width = zoo_parse_resnet18(spec);
     if (width)
         return zoo_resnet18(width, classes, c, h, w, seed, g);
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(spec, &buf, &len));
-    const char *base = strrchr(spec, '/');
-    lego_status st = onnx_import(buf, len, base ? base + 1 : spec, g);
-    free(buf);
-    if (st.code == LEGO_OK) {
-        st = graph_infer(g);
-        if (st.code)
-            graph_free(g);
-    }
-    return st;
+    return onnx_load_file(spec, g);
 }
 
 static bool parse_float(const char *s, float *out)

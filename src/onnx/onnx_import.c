@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/file.h"
 #include "onnx/onnx.pb-c.h"
 
 static char *dup_str(const char *s)
@@ -379,4 +380,21 @@ lego_status onnx_import(const void *buf, size_t len, const char *name, lego_grap
         return lego_error_context(st, "%s", name);
     }
     return lego_ok();
+}
+
+lego_status onnx_load_file(const char *path, lego_graph *g)
+{
+    memset(g, 0, sizeof *g);
+    unsigned char *buf;
+    size_t len;
+    LEGO_TRY(file_read_all(path, &buf, &len));
+    const char *base = strrchr(path, '/');
+    lego_status st = onnx_import(buf, len, base ? base + 1 : path, g);
+    free(buf);
+    if (st.code)
+        return st;
+    st = graph_infer(g);
+    if (st.code)
+        graph_free(g);
+    return st;
 }

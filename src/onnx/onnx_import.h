@@ -9,6 +9,10 @@
  * graph_infer. On failure g is left empty. */
 lego_status onnx_import(const void *buf, size_t len, const char *name, lego_graph *g);
 
+/* Read the ONNX file at path, import it (messages name the file's base
+ * name) and prepare it with graph_infer. On failure g is left empty. */
+lego_status onnx_load_file(const char *path, lego_graph *g);
+
 #define ONNX_MIN_OPSET 7
 #define ONNX_MAX_OPSET 18
 
