@@ -31,15 +31,45 @@ static size_t place(live_block *live, int *n_live, size_t bytes, int value, size
     return at;
 }
 
-static void drop(live_block *live, int *n_live, int value)
+lego_status arena_layout(int n_values, const size_t *bytes, const int *def, const int *last,
+                         int n_steps, size_t *offset, size_t *total)
 {
-    for (int i = 0; i < *n_live; i++) {
-        if (live[i].value == value) {
-            memmove(&live[i], &live[i + 1], sizeof *live * (size_t)(*n_live - i - 1));
-            (*n_live)--;
-            return;
-        }
+    live_block *live = malloc(sizeof *live * ((size_t)n_values + 1));
+    int *order = malloc(sizeof *order * ((size_t)n_values + 1));
+    int *start = calloc((size_t)n_steps + 2, sizeof *start);
+    if (!live || !order || !start) {
+        free(live), free(order), free(start);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning activations");
     }
+    /* bucket the values by the step that defines them, keeping value order */
+    for (int v = 0; v < n_values; v++) {
+        offset[v] = SIZE_MAX;
+        if (def[v] >= 0 && def[v] < n_steps)
+            start[def[v] + 1]++;
+    }
+    for (int s = 0; s < n_steps; s++)
+        start[s + 1] += start[s];
+    for (int v = 0; v < n_values; v++)
+        if (def[v] >= 0 && def[v] < n_steps)
+            order[start[def[v]]++] = v;
+    int n_live = 0, k = 0;
+    size_t high = 0;
+    for (int s = 0; s < n_steps; s++) {
+        /* Free before placing: a value read for the last time at s-1 is dead;
+         * one read at s must not share memory with s's outputs. */
+        int kept = 0;
+        for (int i = 0; i < n_live; i++)
+            if (last[live[i].value] >= s)
+                live[kept++] = live[i];
+        n_live = kept;
+        for (; k < start[s]; k++)
+            offset[order[k]] = place(live, &n_live, align64(bytes[order[k]]), order[k], &high);
+    }
+    free(live);
+    free(order);
+    free(start);
+    *total = high;
+    return lego_ok();
 }
 
 void exec_plan_free(exec_plan *p)
@@ -59,9 +89,10 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
     p->offset = malloc(sizeof *p->offset * ((size_t)nv + 1));
     p->steps = malloc(sizeof *p->steps * ((size_t)nn + 1));
     int *last_use = malloc(sizeof *last_use * ((size_t)nv + 1));
-    live_block *live = malloc(sizeof *live * ((size_t)nv + 1));
-    if (!p->vt || !p->offset || !p->steps || !last_use || !live) {
-        free(last_use), free(live);
+    int *def = malloc(sizeof *def * ((size_t)nv + 1));
+    size_t *bytes = malloc(sizeof *bytes * ((size_t)nv + 1));
+    if (!p->vt || !p->offset || !p->steps || !last_use || !def || !bytes) {
+        free(last_use), free(def), free(bytes);
         exec_plan_free(p);
         return lego_error(LEGO_ERR_NOMEM, "out of memory planning execution");
     }
@@ -71,40 +102,29 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
     for (int v = 0; v < nv; v++) {
         p->vt[v] = g->values[v].t;
         p->vt[v].owns = 0; /* the plan never frees graph data */
-        p->offset[v] = SIZE_MAX;
-        last_use[v] = -1;
+        bytes[v] = lego_tensor_bytes(&p->vt[v]);
+        last_use[v] = def[v] = -1;
     }
     for (int s = 0; s < p->n_steps; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
-        for (int i = 0; i < n->n_out; i++)
+        for (int i = 0; i < n->n_out; i++) {
+            def[n->out[i]] = s;
             if (last_use[n->out[i]] < s)
                 last_use[n->out[i]] = s; /* unread outputs still need room */
+        }
     }
     for (int i = 0; i < g->n_outputs; i++)
         last_use[g->outputs[i]] = p->n_steps;
-
-    int n_live = 0;
     size_t high = 0;
-    for (int s = 0; s < p->n_steps; s++) {
-        /* Free before placing: a value read for the last time at s-1 is dead;
-         * one read at s must not share memory with s's outputs. */
-        for (int i = 0; i < n_live;) {
-            if (last_use[live[i].value] < s)
-                drop(live, &n_live, live[i].value);
-            else
-                i++;
-        }
-        const gnode *n = &g->nodes[p->steps[s]];
-        for (int i = 0; i < n->n_out; i++) {
-            int v = n->out[i];
-            p->offset[v] = place(live, &n_live, align64(lego_tensor_bytes(&p->vt[v])), v, &high);
-        }
+    lego_status st = arena_layout(nv, bytes, def, last_use, p->n_steps, p->offset, &high);
+    free(last_use), free(def), free(bytes);
+    if (st.code) {
+        exec_plan_free(p);
+        return st;
     }
-    free(last_use);
-    free(live);
     p->arena_bytes = high;
     p->arena = lego_aligned_alloc(high ? high : 64);
     if (!p->arena) {

@@ -16,6 +16,14 @@ typedef struct exec_plan {
     unsigned char *arena;
 } exec_plan;
 
+/* Lay values out in one arena by lifetime: value v (bytes[v], defined at
+ * step def[v] >= 0, last read at step last[v]) never shares memory with a
+ * value alive at the same time, nor with the inputs of the step defining it.
+ * Values with def[v] < 0 get SIZE_MAX. Offsets are 64-byte aligned; *total
+ * is the arena's size. */
+lego_status arena_layout(int n_values, const size_t *bytes, const int *def, const int *last,
+                         int n_steps, size_t *offset, size_t *total);
+
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
 void exec_plan_free(exec_plan *p);

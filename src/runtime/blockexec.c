@@ -18,8 +18,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
-
 lego_status bx_set_batch(lego_graph *g, int64_t batch)
 {
     bool change = false;
@@ -44,30 +42,6 @@ lego_status bx_set_batch(lego_graph *g, int64_t batch)
 }
 
 /* ---- the frame ---------------------------------------------------------------- */
-
-typedef struct live_block {
-    size_t start, end;
-    int value;
-} live_block;
-
-/* First fit among the blocks alive now (kept sorted by start), as exec.c. */
-static size_t place(live_block *live, int *n_live, size_t bytes, int value, size_t *high)
-{
-    size_t at = 0;
-    int i = 0;
-    for (; i < *n_live; i++) {
-        if (live[i].start >= at + bytes)
-            break;
-        if (live[i].end > at)
-            at = live[i].end;
-    }
-    memmove(&live[i + 1], &live[i], sizeof *live * (size_t)(*n_live - i));
-    live[i] = (live_block){at, at + bytes, value};
-    (*n_live)++;
-    if (at + bytes > *high)
-        *high = at + bytes;
-    return at;
-}
 
 /* Order the frame's nodes and the block slots: a slot runs as soon as its
  * entry is ready, nodes in topological order. */
@@ -138,9 +112,10 @@ static lego_status plan_frame(bx_frame *f)
     f->vt = calloc((size_t)nv + 1, sizeof *f->vt);
     f->offset = malloc(sizeof *f->offset * ((size_t)nv + 1));
     int *last_use = malloc(sizeof *last_use * ((size_t)nv + 1));
-    live_block *live = malloc(sizeof *live * ((size_t)nv + 1));
-    if (!f->vt || !f->offset || !last_use || !live) {
-        free(last_use), free(live);
+    int *def = malloc(sizeof *def * ((size_t)nv + 1));
+    size_t *bytes = malloc(sizeof *bytes * ((size_t)nv + 1));
+    if (!f->vt || !f->offset || !last_use || !def || !bytes) {
+        free(last_use), free(def), free(bytes);
         return nomem();
     }
     for (int v = 0; v < nv; v++) {
@@ -148,54 +123,35 @@ static lego_status plan_frame(bx_frame *f)
         f->vt[v].owns = 0;
         if (g->values[v].kind == VALUE_ACTIVATION || g->values[v].kind == VALUE_INPUT)
             f->vt[v].data = NULL;
-        f->offset[v] = SIZE_MAX;
-        last_use[v] = -1;
+        bytes[v] = lego_tensor_bytes(&f->vt[v]);
+        last_use[v] = def[v] = -1;
     }
     for (int s = 0; s < f->n_items; s++) {
         const bx_item *it = &f->items[s];
         if (it->kind == BX_BLOCK) {
+            int x = f->exit_v[it->index];
             last_use[f->entry_v[it->index]] = s;
-            if (last_use[f->exit_v[it->index]] < s)
-                last_use[f->exit_v[it->index]] = s;
+            def[x] = s;
+            if (last_use[x] < s)
+                last_use[x] = s;
             continue;
         }
         const gnode *n = &g->nodes[it->index];
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
-        for (int o = 0; o < n->n_out; o++)
+        for (int o = 0; o < n->n_out; o++) {
+            def[n->out[o]] = s;
             if (last_use[n->out[o]] < s)
                 last_use[n->out[o]] = s;
+        }
     }
     for (int i = 0; i < f->n_model_outputs; i++)
         last_use[g->outputs[i]] = f->n_items;
-    int n_live = 0;
     size_t high = 0;
-    for (int s = 0; s < f->n_items; s++) {
-        for (int i = 0; i < n_live;) {
-            if (last_use[live[i].value] < s) {
-                memmove(&live[i], &live[i + 1], sizeof *live * (size_t)(n_live - i - 1));
-                n_live--;
-            } else {
-                i++;
-            }
-        }
-        const bx_item *it = &f->items[s];
-        int outs[OP_MAX_IO], n_out = 0;
-        if (it->kind == BX_BLOCK) {
-            outs[n_out++] = f->exit_v[it->index];
-        } else {
-            const gnode *n = &g->nodes[it->index];
-            for (int o = 0; o < n->n_out; o++)
-                outs[n_out++] = n->out[o];
-        }
-        for (int o = 0; o < n_out; o++) {
-            int v = outs[o];
-            f->offset[v] = place(live, &n_live, align64(lego_tensor_bytes(&f->vt[v])), v, &high);
-        }
-    }
-    free(last_use);
-    free(live);
+    lego_status st = arena_layout(nv, bytes, def, last_use, f->n_items, f->offset, &high);
+    free(last_use), free(def), free(bytes);
+    LEGO_TRY(st);
     f->arena_bytes = high;
     return lego_ok();
 }
