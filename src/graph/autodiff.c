@@ -2,6 +2,7 @@
  * bookkeeping, forward in training mode and reverse-mode backward. */
 #include "autodiff.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +31,10 @@ void train_plan_free(train_plan *p)
     free(p->inputs);
     free(p->outputs);
     free(p->params);
-    lego_aligned_free(p->act);
-    lego_aligned_free(p->grad);
+    if (!p->shared) {
+        lego_aligned_free(p->act);
+        lego_aligned_free(p->grad);
+    }
     memset(p, 0, sizeof *p);
 }
 
@@ -205,7 +208,33 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
         off += (lego_tensor_bytes(&p->gt[v]) + 63) & ~(size_t)63;
     }
     memset(p->grad, 0, grad_bytes);
+    p->act_bytes = act_bytes;
+    p->grad_bytes = grad_bytes;
     return lego_ok();
+}
+
+size_t train_plan_storage_bytes(const train_plan *p) { return p->act_bytes + p->grad_bytes; }
+
+void train_plan_use_storage(train_plan *p, void *mem)
+{
+    unsigned char *act = mem, *grad = act + p->act_bytes;
+    uintptr_t a0 = (uintptr_t)p->act, g0 = (uintptr_t)p->grad;
+    for (int v = 0; v < p->g->n_values; v++) {
+        /* only the pointers into the plan's own storage move (initializers stay) */
+        uintptr_t d = (uintptr_t)p->vt[v].data;
+        if (d && d - a0 < p->act_bytes)
+            p->vt[v].data = act + (d - a0);
+        d = (uintptr_t)p->gt[v].data;
+        if (d && d - g0 < p->grad_bytes)
+            p->gt[v].data = grad + (d - g0);
+    }
+    if (!p->shared) {
+        lego_aligned_free(p->act);
+        lego_aligned_free(p->grad);
+    }
+    p->act = act;
+    p->grad = grad;
+    p->shared = true;
 }
 
 lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training)

@@ -21,6 +21,8 @@ typedef struct train_plan {
     int *outputs, n_outputs; /* values whose gradients the caller seeds */
     int *params, n_params;   /* values that receive gradients */
     unsigned char *act, *grad; /* storage behind vt and gt */
+    size_t act_bytes, grad_bytes;
+    bool shared;          /* act and grad are the caller's (train_plan_use_storage) */
     bool training;        /* the mode of the last forward pass; backward matches it */
 } train_plan;
 
@@ -38,6 +40,16 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
                                 int n_outputs, const int *params, int n_params, bool input_grads,
                                 train_plan *p);
 void train_plan_free(train_plan *p);
+/* Bytes of activation and gradient storage the plan uses (64-byte multiples). */
+size_t train_plan_storage_bytes(const train_plan *p);
+/* Move the plan's activations and gradients into `mem` (64-byte aligned,
+ * train_plan_storage_bytes long), freeing its own. Plans that never run at
+ * the same time may share one buffer: a pass reads nothing an earlier pass
+ * left there (forward writes every activation and zeroes the output
+ * gradients, backward zeroes every other gradient before accumulating).
+ * Call it before taking pointers to the gradients (an optimizer's); mem must
+ * outlive the plan. */
+void train_plan_use_storage(train_plan *p, void *mem);
 
 /* Forward pass. x[i] is copied into input i (its shape must match).
  * training=true runs BatchNormalization on batch statistics and updates its

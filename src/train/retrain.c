@@ -23,7 +23,6 @@
 #include "../core/tensor.h"
 #include "../core/threads.h"
 #include "../graph/autodiff.h"
-#include "loss.h"
 #include "optim.h"
 #include "task.h"
 #include "trainer.h"
@@ -75,6 +74,12 @@ typedef struct run {
     student *st;
     int n_st;
     int *order;         /* students by FLOPs, largest first */
+    /* The students split among the threads, balanced by FLOPs (largest
+     * first onto the least loaded): a group's students run one after
+     * another on one thread and share one buffer for their activations and
+     * gradients, so memory holds one plan per thread, not per student. */
+    int *group_of, n_groups;
+    void **arena;       /* per group */
     int64_t nb, nt, nh; /* batches: all, training, held out */
     float **cache;      /* per batch: its record, or NULL */
     bool *want;         /* per batch: cache it when computed */
@@ -100,6 +105,10 @@ static void run_free(run *r)
     }
     free(r->st);
     free(r->order);
+    free(r->group_of);
+    for (int g = 0; r->arena && g < r->n_groups; g++)
+        lego_aligned_free(r->arena[g]);
+    free(r->arena);
     for (int64_t k = 0; r->cache && k < r->nb; k++)
         lego_aligned_free(r->cache[k]);
     free(r->cache);
@@ -330,7 +339,18 @@ static lego_status setup_student(run *r, student *s)
     int in = g->inputs[0], out = g->outputs[0];
     LEGO_TRY(train_plan_build_ex(g, &in, 1, &out, 1, s->params, s->n_params, false, &s->plan));
     s->planned = true;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
+            LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
+            s->n_floats += lego_tensor_numel(&g->values[v].t);
+        }
+    s->best = malloc(sizeof *s->best * ((size_t)s->n_floats + 1));
+    return s->best ? lego_ok() : nomem();
+}
 
+/* Adam over the student's parameters; after the plan has its final storage. */
+static lego_status setup_optimizer(student *s)
+{
     float **w = malloc(sizeof *w * ((size_t)s->n_params + 1));
     const float **gr = malloc(sizeof *gr * ((size_t)s->n_params + 1));
     int64_t *n = malloc(sizeof *n * ((size_t)s->n_params + 1));
@@ -344,15 +364,7 @@ static lego_status setup_student(run *r, student *s)
     if (st.code == LEGO_OK)
         st = optim_init(&s->opt, &cfg, w, gr, n, s->n_params);
     free(w), free(gr), free(n);
-    LEGO_TRY(st);
-
-    for (int v = 0; v < g->n_values; v++)
-        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
-            LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
-            s->n_floats += lego_tensor_numel(&g->values[v].t);
-        }
-    s->best = malloc(sizeof *s->best * ((size_t)s->n_floats + 1));
-    return s->best ? lego_ok() : nomem();
+    return st;
 }
 
 /* The weights of s (vals in order) to or from buf. */
@@ -426,6 +438,40 @@ static void order_students(run *r)
         }
 }
 
+static lego_status group_students(run *r)
+{
+    r->n_groups = par_threads() < r->n_st ? par_threads() : r->n_st;
+    if (r->n_groups < 1)
+        r->n_groups = 1;
+    r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
+    r->arena = calloc((size_t)r->n_groups, sizeof *r->arena);
+    double *load = calloc((size_t)r->n_groups, sizeof *load);
+    size_t *bytes = calloc((size_t)r->n_groups, sizeof *bytes);
+    lego_status st = r->group_of && r->arena && load && bytes ? lego_ok() : nomem();
+    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+        student *s = &r->st[r->order[i]];
+        int g = 0;
+        for (int k = 1; k < r->n_groups; k++)
+            if (load[k] < load[g])
+                g = k;
+        r->group_of[r->order[i]] = g;
+        load[g] += (double)r->lib.blocks[s->block].desc[s->desc].flops;
+        size_t b = train_plan_storage_bytes(&s->plan);
+        if (b > bytes[g])
+            bytes[g] = b;
+    }
+    for (int g = 0; st.code == LEGO_OK && g < r->n_groups; g++)
+        if (!(r->arena[g] = lego_aligned_alloc(bytes[g] ? bytes[g] : 64)))
+            st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants", bytes[g]);
+    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+        train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
+        st = setup_optimizer(&r->st[i]);
+    }
+    free(load);
+    free(bytes);
+    return st;
+}
+
 static lego_status setup(run *r, const char *dir)
 {
     const retrain_options *o = r->o;
@@ -491,7 +537,7 @@ static lego_status setup(run *r, const char *dir)
             i++;
         }
     order_students(r);
-    return lego_ok();
+    return group_students(r);
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -536,6 +582,40 @@ static lego_status features(run *r, int64_t k, const float **feat)
     return lego_ok();
 }
 
+/* Mean squared error of pred against target (n floats) and, when grad is
+ * not NULL, its gradient 2(pred - target)/n, as loss_mse gives them but
+ * written for the vectorizer: 16 float lanes summed per 1024 elements into
+ * a double, and a division hoisted out of the loop. It runs for every
+ * student on every batch, over whole feature maps. */
+static double mse(const float *pred, const float *target, int64_t n, float *grad)
+{
+    double total = 0;
+    for (int64_t b = 0; b < n; b += 1024) {
+        int64_t e = n - b < 1024 ? n : b + 1024;
+        float lane[16] = {0};
+        int64_t i = b;
+        for (; i + 16 <= e; i += 16)
+            for (int k = 0; k < 16; k++) {
+                float d = pred[i + k] - target[i + k];
+                lane[k] += d * d;
+            }
+        for (; i < e; i++) {
+            float d = pred[i] - target[i];
+            lane[0] += d * d;
+        }
+        double part = 0;
+        for (int k = 0; k < 16; k++)
+            part += lane[k];
+        total += part;
+    }
+    if (grad) {
+        const float scale = n ? 2.0f / (float)n : 0;
+        for (int64_t i = 0; i < n; i++)
+            grad[i] = scale * (pred[i] - target[i]);
+    }
+    return n ? total / (double)n : 0;
+}
+
 typedef struct step_ctx {
     run *r;
     const float **feat;
@@ -556,11 +636,11 @@ static void step_student(step_ctx *c, student *s)
     const float *target = c->feat[s->out_slot];
     int64_t n = lego_tensor_numel(y);
     if (!c->training) {
-        s->eval_sum += loss_mse(y->data, target, n, NULL);
+        s->eval_sum += mse(y->data, target, n, NULL);
         s->eval_n++;
         return;
     }
-    double loss = loss_mse(y->data, target, n, train_output_grad(&s->plan, 0)->data);
+    double loss = mse(y->data, target, n, train_output_grad(&s->plan, 0)->data);
     if (!isfinite(loss)) {
         const lib_block *bl = &c->r->lib.blocks[s->block];
         s->err = lego_error(LEGO_ERR_ARG, "block %d at sparsity %g: the loss became %s in epoch %d (learning rate %g may be too high)",
@@ -574,25 +654,27 @@ static void step_student(step_ctx *c, student *s)
     s->train_n++;
 }
 
-/* One chunk per student: the pool hands them out largest first, and every
- * kernel a student runs finds the pool busy and runs inline (threads.h), so
- * a student computes the same bits on whichever thread it lands. */
+/* One chunk per group: its students one after another, largest first.
+ * Every kernel a student runs finds the pool busy and runs inline
+ * (threads.h), with the chunking it would have had, so a student computes
+ * the same bits whichever group or thread it lands on. */
 static void step_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
 {
-    (void)chunk;
     step_ctx *c = ctx;
-    for (int64_t i = begin; i < end; i++) {
-        student *s = &c->r->st[c->r->order[i]];
-        if (s->err.code == LEGO_OK)
-            step_student(c, s);
-    }
+    (void)chunk;
+    for (int64_t g = begin; g < end; g++)
+        for (int i = 0; i < c->r->n_st; i++) {
+            student *s = &c->r->st[c->r->order[i]];
+            if (c->r->group_of[c->r->order[i]] == g && s->err.code == LEGO_OK)
+                step_student(c, s);
+        }
 }
 
 static lego_status step_all(run *r, const float **feat, bool training, int epoch)
 {
     step_ctx c = {r, feat, training, epoch};
     double t0 = now_seconds();
-    parallel_for_chunks(r->n_st, r->n_st, step_chunk, &c);
+    parallel_for_chunks(r->n_groups, r->n_groups, step_chunk, &c);
     r->student_seconds += now_seconds() - t0;
     for (int i = 0; i < r->n_st; i++)
         if (r->st[i].err.code) {
@@ -1119,7 +1201,15 @@ static lego_status retrain_in(run *r, const char *dir, retrain_epoch_fn on_epoch
     res->teacher_batches[0] = r->teacher_count;
     for (int e = start; e < o->epochs; e++) {
         retrain_epoch es;
-        LEGO_TRY(train_epoch(r, e, &es));
+        lego_status st = train_epoch(r, e, &es);
+        if (st.code && e > 0) {
+            /* the checkpoint of epoch e stays: say so */
+            lego_status told = lego_error(st.code, "%s; %s keeps epoch %d (resume continues from it)",
+                                          lego_status_msg(st), r->state_path, e);
+            lego_status_free(&st);
+            return told;
+        }
+        LEGO_TRY(st);
         res->teacher_batches[e + 1] = es.teacher_batches;
         LEGO_TRY(write_state(r, e + 1, r->seconds_before + now_seconds() - t_start));
         res->epochs_done = e + 1;

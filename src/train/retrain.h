@@ -8,10 +8,13 @@
  * descendant(entry) and the teacher's exit, Adam, BatchNorm in training mode
  * as in the original. So one teacher pass serves B*(|S|-1) students, where
  * the original ran the teacher again for every epoch and trained one
- * descendant after another. Students run concurrently on the thread pool
- * (one descendant per chunk; the kernels inside run single-threaded, so
- * there is one owner of threads), largest first. The s = 0 blocks are the
- * teacher's own and stay frozen.
+ * descendant after another. Students run concurrently on the thread pool:
+ * split into one group per thread, balanced by FLOPs, each group's students
+ * one after another on its thread (the kernels inside run single-threaded,
+ * so there is one owner of threads) and sharing one buffer for activations
+ * and gradients, so memory holds one training plan per thread rather than
+ * one per student. Results do not depend on the thread count. The s = 0
+ * blocks are the teacher's own and stay frozen.
  *
  * Data. The train split is read in one fixed order (the task's epoch-0
  * order, seeded): its last `holdout` fraction of batches is held out, the
