@@ -1,7 +1,7 @@
 /* test_threads.c - the thread pool: the default from LEGO_NUM_THREADS,
- * chunk boundaries, every item run exactly once, chunks really running on
- * two threads at once, nested and concurrent calls (run inline), resizing
- * and shutting down. */
+ * chunk boundaries and thread indices, every item run exactly once, chunks
+ * really running on two threads at once, nested and concurrent calls (run
+ * inline), splits, resizing and shutting down. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -15,38 +15,53 @@
 /* ---- coverage ----------------------------------------------------------- */
 
 #define MAX_N 1000
+#define MAX_CHUNKS 1024
 
 typedef struct cover {
     atomic_int hits[MAX_N];
-    int64_t begin[64], end[64];
     atomic_int calls;
+    int64_t begin[MAX_CHUNKS], end[MAX_CHUNKS]; /* in call order */
+    atomic_int bad_thread;
+    int threads;
 } cover;
 
-static void cover_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+static void cover_chunk(void *ctx, int64_t begin, int64_t end, int thread)
 {
     cover *c = ctx;
-    c->begin[chunk] = begin;
-    c->end[chunk] = end;
-    atomic_fetch_add(&c->calls, 1);
+    int k = atomic_fetch_add(&c->calls, 1);
+    if (k < MAX_CHUNKS) {
+        c->begin[k] = begin;
+        c->end[k] = end;
+    }
+    if (thread < 0 || thread >= c->threads)
+        atomic_fetch_add(&c->bad_thread, 1);
     for (int64_t i = begin; i < end; i++)
         atomic_fetch_add(&c->hits[i], 1);
 }
 
-/* Every item exactly once, in min(n, chunks) chunks k*n/chunks apart. */
-static void check_cover(int64_t n, int chunks)
+/* Every item exactly once, in min(n, chunks) chunks k*n/chunks apart, and
+ * thread indices below the split's thread count. */
+static void check_cover(int64_t n, int chunks, int threads)
 {
     static cover c;
     memset(&c, 0, sizeof c);
-    parallel_for_chunks(n, chunks, cover_chunk, &c);
+    c.threads = threads < 1 ? 1 : threads;
+    par_split s = {chunks, threads};
+    parallel_run(n, s, cover_chunk, &c);
     int want = (int)(n < 1 ? 0 : chunks < 1 ? 1 : chunks > n ? n : chunks);
-    int ok = atomic_load(&c.calls) == want;
+    int ok = atomic_load(&c.calls) == want && atomic_load(&c.bad_thread) == 0;
     for (int64_t i = 0; i < n; i++)
         ok &= atomic_load(&c.hits[i]) == 1;
-    for (int k = 0; k < want; k++)
-        ok &= c.begin[k] == n * k / want && c.end[k] == n * (k + 1) / want;
+    /* the chunk starting at k*n/want ends at (k+1)*n/want */
+    for (int j = 0; ok && j < want; j++) {
+        int k = 0;
+        while (k < want && n * k / want != c.begin[j])
+            k++;
+        ok &= k < want && c.end[j] == n * (k + 1) / want;
+    }
     if (!ok)
-        fprintf(stderr, "  n %lld chunks %d with %d threads\n", (long long)n, chunks,
-                lego_get_num_threads());
+        fprintf(stderr, "  n %lld chunks %d threads %d (pool of %d)\n", (long long)n, chunks,
+                threads, lego_get_num_threads());
     CHECK(ok);
 }
 
@@ -58,7 +73,8 @@ static void coverage(void)
         lego_set_num_threads(t);
         for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
             for (size_t j = 0; j < sizeof cs / sizeof cs[0]; j++)
-                check_cover(ns[i], cs[j]);
+                for (int threads = 1; threads <= 3; threads++)
+                    check_cover(ns[i], cs[j], threads);
     }
 }
 
@@ -68,16 +84,17 @@ typedef struct meet {
     atomic_int arrived;
     atomic_int met; /* chunks that saw the other one arrive */
     pthread_t who[2];
+    int thread[2];
 } meet;
 
 /* Each chunk waits (up to two seconds) until the other has started: only
  * possible when they run on two threads at the same time. */
-static void meet_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+static void meet_chunk(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    (void)begin;
     (void)end;
     meet *m = ctx;
-    m->who[chunk] = pthread_self();
+    m->who[begin] = pthread_self();
+    m->thread[begin] = thread;
     atomic_fetch_add(&m->arrived, 1);
     for (int i = 0; i < 2000 && atomic_load(&m->arrived) < 2; i++) {
         struct timespec ms = {0, 1000000};
@@ -92,41 +109,44 @@ static void runs_in_parallel(void)
     lego_set_num_threads(2);
     CHECK(lego_get_num_threads() == 2);
     meet m = {0};
-    parallel_for_chunks(2, 2, meet_chunk, &m);
+    par_split two = {2, 2};
+    parallel_run(2, two, meet_chunk, &m);
     CHECK(atomic_load(&m.met) == 2);
     CHECK(!pthread_equal(m.who[0], m.who[1]));
+    CHECK(m.thread[0] + m.thread[1] == 1); /* the caller is 0, the worker 1 */
 
     /* one thread: everything inline on the caller, in chunk order */
     lego_set_num_threads(1);
     meet one = {0};
-    parallel_for_chunks(2, 2, meet_chunk, &one);
+    parallel_run(2, two, meet_chunk, &one);
     CHECK(pthread_equal(one.who[0], pthread_self()) && pthread_equal(one.who[1], pthread_self()));
-    CHECK(par_chunks(1000, 1) == 1);
+    CHECK(one.thread[0] == 0 && one.thread[1] == 0);
+    par_split s = par_split_work(1000, 1e9);
+    CHECK(s.chunks == 1 && s.threads == 1);
 }
 
 /* ---- nested and concurrent calls ------------------------------------------ */
 
 typedef struct sum_ctx {
     const int64_t *v;
-    int64_t part[64];
+    int64_t part[8]; /* per thread */
 } sum_ctx;
 
-static void sum_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+static void sum_chunk(void *ctx, int64_t begin, int64_t end, int thread)
 {
     sum_ctx *s = ctx;
-    int64_t acc = 0;
     for (int64_t i = begin; i < end; i++)
-        acc += s->v[i];
-    s->part[chunk] = acc;
+        s->part[thread] += s->v[i];
 }
 
-/* The sum of v[0..n) by parallel_for over `chunks` chunks. */
+/* The sum of v[0..n) by parallel_run over `chunks` chunks and 2 threads. */
 static int64_t par_sum(const int64_t *v, int64_t n, int chunks)
 {
     sum_ctx s = {.v = v};
-    parallel_for_chunks(n, chunks, sum_chunk, &s);
+    par_split split = {chunks, 2};
+    parallel_run(n, split, sum_chunk, &s);
     int64_t total = 0;
-    for (int k = 0; k < chunks && k < n; k++)
+    for (int k = 0; k < 8; k++)
         total += s.part[k];
     return total;
 }
@@ -137,10 +157,10 @@ typedef struct nest_ctx {
     atomic_int ok;
 } nest_ctx;
 
-/* A chunk that itself calls parallel_for: the pool is busy, so it runs inline. */
-static void nest_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+/* A chunk that itself calls parallel_run: the pool is busy, so it runs inline. */
+static void nest_chunk(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    (void)chunk;
+    (void)thread;
     nest_ctx *c = ctx;
     for (int64_t i = begin; i < end; i++)
         if (par_sum(values, 4096, 4) == 4096 * 4095 / 2)
@@ -162,7 +182,8 @@ static void nested_and_concurrent(void)
         values[i] = i;
     lego_set_num_threads(2);
     nest_ctx n = {0};
-    parallel_for_chunks(8, 4, nest_chunk, &n);
+    par_split split = {4, 2};
+    parallel_run(8, split, nest_chunk, &n);
     CHECK(atomic_load(&n.ok) == 8);
 
     /* four application threads sharing the pool: the losers run inline */
@@ -187,15 +208,30 @@ static void configuration(void)
     CHECK(lego_get_num_threads() == (cores < 1 ? 1 : cores));
     lego_set_num_threads(4);
     CHECK(lego_get_num_threads() == 4 && par_threads() == 4);
-    CHECK(par_chunks(1000, 100) == 4 && par_chunks(1000, 400) == 2 && par_chunks(10, 100) == 1);
-    CHECK(par_chunks(0, 0) == 1);
-    check_cover(999, 4);
+    /* splits: chunks of at least the threshold, up to 4 per thread */
+    par_split s = par_split_work(1000, PAR_MIN_WORK / 100);
+    CHECK(s.chunks == 10 && s.threads == 4);
+    s = par_split_work(1000, PAR_MIN_WORK);
+    CHECK(s.chunks == 16 && s.threads == 4);
+    s = par_split_work(3, PAR_MIN_WORK);
+    CHECK(s.chunks == 3 && s.threads == 3);
+    s = par_split_work(1000, PAR_MIN_WORK / 1000);
+    CHECK(s.chunks == 1 && s.threads == 1);
+    s = par_split_work(0, 1);
+    CHECK(s.chunks == 1 && s.threads == 1);
+    par_set_min_work(1);
+    s = par_split_work(1000, 1);
+    CHECK(s.chunks == 16 && s.threads == 4);
+    par_set_min_work(0);
+    s = par_split_work(1000, 1);
+    CHECK(s.chunks == 1);
+    check_cover(999, 4, 4);
     /* shrink while idle, then shut down; the pool comes back when needed */
     lego_set_num_threads(2);
-    check_cover(999, 4);
+    check_cover(999, 4, 2);
     lego_shutdown_threads();
     lego_shutdown_threads();
-    check_cover(999, 3);
+    check_cover(999, 3, 2);
     CHECK(par_sum(values, 4096, 2) == 4096 * 4095 / 2);
 }
 

@@ -91,26 +91,22 @@ int par_threads(void)
 
 int lego_get_num_threads(void) { return par_threads(); }
 
-int par_chunks(int64_t n, int64_t min_items)
-{
-    int64_t c = n / (min_items > 1 ? min_items : 1);
-    int t = par_threads();
-    return c < 1 ? 1 : c < t ? (int)c : t;
-}
-
 void par_set_min_work(double work)
 {
     atomic_store(&min_work, work > 0 ? work : PAR_MIN_WORK);
 }
 
-int par_chunks_work(int64_t n, double work)
+par_split par_split_work(int64_t n, double work)
 {
     double least = atomic_load(&min_work);
-    double min_items = work > 0 ? least / work : least;
-    if (min_items >= (double)n)
-        return 1;
-    int64_t m = (int64_t)min_items;
-    return par_chunks(n, m < min_items ? m + 1 : m);
+    double fit = work > 0 ? (double)n * work / least : (double)n; /* chunks of `least` */
+    int threads = par_threads();
+    int64_t most = threads > 1 ? (int64_t)threads * PAR_CHUNKS_PER_THREAD : 1;
+    int64_t chunks = fit < (double)most ? (int64_t)fit : most;
+    chunks = chunks < n ? chunks : n;
+    chunks = chunks > 1 ? chunks : 1;
+    par_split s = {(int)chunks, chunks < threads ? (int)chunks : threads};
+    return s;
 }
 
 /* The first item of chunk k of n items cut into `chunks`: k*n/chunks
@@ -120,15 +116,15 @@ static int64_t chunk_begin(int64_t n, int chunks, int k)
     return n / chunks * k + n % chunks * k / chunks;
 }
 
-/* Claims and runs chunks of the current job until none is left. Called and
- * returns with the mutex held. */
-static void run_chunks(void)
+/* Claims and runs chunks of the current job, as participant `thread`, until
+ * none is left. Called and returns with the mutex held. */
+static void run_chunks(int thread)
 {
     while (pool.job.next < pool.job.chunks) {
         job j = pool.job;
         int k = pool.job.next++;
         pthread_mutex_unlock(&pool.mu);
-        j.fn(j.ctx, chunk_begin(j.n, j.chunks, k), chunk_begin(j.n, j.chunks, k + 1), k);
+        j.fn(j.ctx, chunk_begin(j.n, j.chunks, k), chunk_begin(j.n, j.chunks, k + 1), thread);
         pthread_mutex_lock(&pool.mu);
         if (--pool.job.unfinished == 0)
             pthread_cond_signal(&pool.done);
@@ -141,7 +137,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&pool.mu);
     while (id < pool.keep) {
         if (id < pool.helpers && pool.job.next < pool.job.chunks)
-            run_chunks();
+            run_chunks(id + 1);
         else
             pthread_cond_wait(&pool.wake, &pool.mu);
     }
@@ -213,25 +209,24 @@ void lego_set_num_threads(int n)
     pthread_mutex_unlock(&pool.mu);
 }
 
-void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx)
+void parallel_run(int64_t n, par_split s, par_fn *fn, void *ctx)
 {
     if (n <= 0)
         return;
-    if (chunks > n)
-        chunks = (int)n;
-    if (chunks < 1)
-        chunks = 1;
+    int chunks = s.chunks < n ? s.chunks : (int)n;
+    chunks = chunks > 1 ? chunks : 1;
     int threads = par_threads();
-    if (chunks > 1 && threads > 1) {
-        int want = (threads < chunks ? threads : chunks) - 1;
+    threads = s.threads < threads ? s.threads : threads;
+    int helpers = (threads < chunks ? threads : chunks) - 1;
+    if (helpers > 0) {
         pthread_mutex_lock(&pool.mu);
-        if (!pool.busy && start_workers(want) > 0) {
+        if (!pool.busy && start_workers(helpers) > 0) {
             pool.busy = true;
             pool.job = (job){.fn = fn, .ctx = ctx, .n = n, .chunks = chunks, .next = 0,
                              .unfinished = chunks};
-            pool.helpers = want < pool.nworkers ? want : pool.nworkers;
+            pool.helpers = helpers < pool.nworkers ? helpers : pool.nworkers;
             pthread_cond_broadcast(&pool.wake);
-            run_chunks();
+            run_chunks(0);
             while (pool.job.unfinished > 0)
                 pthread_cond_wait(&pool.done, &pool.mu);
             pool.helpers = 0;
@@ -244,10 +239,16 @@ void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx)
     }
     /* inline: the same chunks, in order, on this thread */
     for (int k = 0; k < chunks; k++)
-        fn(ctx, chunk_begin(n, chunks, k), chunk_begin(n, chunks, k + 1), k);
+        fn(ctx, chunk_begin(n, chunks, k), chunk_begin(n, chunks, k + 1), 0);
 }
 
 void parallel_for(int64_t n, par_fn *fn, void *ctx)
 {
-    parallel_for_chunks(n, par_threads(), fn, ctx);
+    parallel_run(n, par_split_work(n, 1.0), fn, ctx);
+}
+
+void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx)
+{
+    par_split s = {chunks, par_threads()};
+    parallel_run(n, s, fn, ctx);
 }

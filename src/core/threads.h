@@ -13,9 +13,9 @@
  * One job at a time: a call made while the pool is running another job (from
  * another application thread, or from inside a chunk: nested parallelism)
  * runs its chunks inline on the calling thread instead, one after another in
- * chunk order. Because chunk boundaries depend only on (n, chunks), never on
- * who runs them, a kernel whose chunks write disjoint outputs gives the same
- * bits whichever way it ran.
+ * chunk order. Kernels cut their work into units whose results never depend
+ * on the chunk or thread that runs them, so they give the same bits however
+ * the work was spread, and whatever the thread count.
  *
  * BLAS stays single-threaded (blas.c): parallelism is ours, around it. */
 #ifndef LEGO_CORE_THREADS_H
@@ -25,37 +25,53 @@
 
 #include "legodnn.h"
 
-/* One chunk: items [begin, end) of the range. `chunk` is the chunk's index,
- * 0 <= chunk < the number of chunks, and no two chunks of one call share it:
- * index per-chunk scratch or partial sums with it. */
-typedef void par_fn(void *ctx, int64_t begin, int64_t end, int chunk);
+/* One chunk: items [begin, end) of the range, run by participant `thread`
+ * (0 is the calling thread, 1.. the pool's workers), below the split's
+ * thread count. A participant runs one chunk at a time, so per-thread
+ * scratch indexed by `thread` needs no locking. Which thread runs which
+ * chunk varies from run to run: results must not depend on it. */
+typedef void par_fn(void *ctx, int64_t begin, int64_t end, int thread);
 
 /* The configured number of threads (at least 1). */
 int par_threads(void);
 
-/* Work, in rough float operations, that repays waking a thread: kernels cut
- * their ranges so that no chunk holds less, and run smaller jobs inline. */
-#define PAR_MIN_WORK 65536.0
+/* Work, in rough operations, that repays waking a thread: one element of a
+ * plain loop over memory counts 1 (a GEMM's flops count 1/16: see
+ * conv.c). Kernels cut their ranges so that no chunk holds less, and run
+ * smaller jobs inline; on a VM a woken thread takes some 5-15 us to start,
+ * and a neighbour's process can delay it a whole time slice. */
+#define PAR_MIN_WORK 131072.0
 
 /* Sets that threshold (PAR_MIN_WORK when work <= 0). Tests lower it so that
  * small shapes take the parallel paths too. */
 void par_set_min_work(double work);
 
-/* How many chunks a range of n items should be cut into when each chunk
- * should hold at least min_items of them (to repay waking a thread): between
- * 1 and par_threads(), and at most n. */
-int par_chunks(int64_t n, int64_t min_items);
-/* par_chunks for items of about `work` float operations each, no chunk
- * holding less than the threshold above. */
-int par_chunks_work(int64_t n, double work);
+/* How a range is cut: `chunks` contiguous chunks, run by at most `threads`
+ * threads (allocate per-thread scratch for that many). Up to
+ * PAR_CHUNKS_PER_THREAD chunks per thread: when one thread is late (a busy
+ * machine), the others take over more of the chunks. */
+#define PAR_CHUNKS_PER_THREAD 4
 
-/* Cuts [0, n) into min(n, chunks) contiguous chunks of near-equal size,
+typedef struct par_split {
+    int chunks, threads;
+} par_split;
+
+/* The split of n items of about `work` operations each: no chunk under the
+ * threshold above, no more chunks than n. */
+par_split par_split_work(int64_t n, double work);
+
+/* Cuts [0, n) into min(n, s.chunks) contiguous chunks of near-equal size,
  * chunk k being [k*n/chunks, (k+1)*n/chunks), and runs fn on each, on the
- * pool and the calling thread. With chunks <= 1, or one thread configured,
- * fn runs inline. Returns when every chunk is done. */
-void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx);
+ * calling thread and up to s.threads - 1 workers (never more than the
+ * configured count). With one chunk or one thread, fn runs inline. Returns
+ * when every chunk is done. */
+void parallel_run(int64_t n, par_split s, par_fn *fn, void *ctx);
 
-/* parallel_for_chunks with one chunk per configured thread. */
+/* parallel_run for n items of one operation each. */
 void parallel_for(int64_t n, par_fn *fn, void *ctx);
+
+/* parallel_run with `chunks` chunks over the configured threads (thread
+ * indices below min(chunks, par_threads()) at the time of the call). */
+void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx);
 
 #endif

@@ -87,9 +87,9 @@ typedef struct act_job {
 
 /* Elements [b, e) of the forward. */
 SIMD_CLONES
-static void act_forward_range(void *ctx, int64_t b, int64_t e, int chunk)
+static void act_forward_range(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const act_job *k = ctx;
     const float *x = k->x;
     float *y = k->out;
@@ -133,7 +133,7 @@ static void act_forward(const op_call *c)
     if (p->kind == ACT_CLIP)
         clip_bounds(c, &k.lo, &k.hi);
     int64_t n = lego_tensor_numel(c->out[0]);
-    parallel_for_chunks(n, par_chunks_work(n, act_work(p->kind)), act_forward_range, &k);
+    parallel_run(n, par_split_work(n, act_work(p->kind)), act_forward_range, &k);
 }
 
 /* The gradient of one Clip bound input, or NULL when not wanted. */
@@ -146,9 +146,9 @@ static float *bound_grad(const op_call *c, lego_tensor *const *din, int i)
 
 /* Elements [b, e) of the backward (see act_backward). */
 SIMD_CLONES
-static void act_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
+static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const act_job *k = ctx;
     const float *x = k->x, *y = k->y, *g = k->g;
     float *dx = k->out;
@@ -222,8 +222,8 @@ static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor
     if (!k.out && !k.dlo && !k.dhi)
         return;
     int64_t n = lego_tensor_numel(c->out[0]);
-    int chunks = k.dlo || k.dhi ? 1 : par_chunks_work(n, act_work(p->kind));
-    parallel_for_chunks(n, chunks, act_backward_range, &k);
+    par_split one = {1, 1}, s = k.dlo || k.dhi ? one : par_split_work(n, act_work(p->kind));
+    parallel_run(n, s, act_backward_range, &k);
 }
 
 static int64_t act_flops(const op_call *c) { return lego_tensor_numel(c->out[0]); }

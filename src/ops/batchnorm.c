@@ -164,9 +164,9 @@ static void channel_stats(const op_call *c, int64_t ch, double *mean, double *va
 /* Channels [b, e) of bn_forward; every channel is independent, so the
  * channels are spread over threads (core/threads.h). */
 SIMD_CLONES
-static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int chunk)
+static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const op_call *c = ctx;
     const bn_params *p = c->params;
     const float *x = c->in[0]->data, *scale = c->in[1]->data, *bias = c->in[2]->data;
@@ -198,7 +198,7 @@ static void bn_forward(const op_call *c)
 {
     const bn_params *p = c->params;
     double work = (double)(p->n * p->plane) * (c->training ? 4.0 : 2.0);
-    parallel_for_chunks(p->c, par_chunks_work(p->c, work), bn_forward_channels, (void *)c);
+    parallel_run(p->c, par_split_work(p->c, work), bn_forward_channels, (void *)c);
 }
 
 typedef struct bn_grad {
@@ -209,9 +209,9 @@ typedef struct bn_grad {
 
 /* Channels [b, e) of bn_backward. */
 SIMD_CLONES
-static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int chunk)
+static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const bn_grad *k = ctx;
     const op_call *c = k->c;
     const bn_params *p = c->params;
@@ -262,7 +262,7 @@ static void bn_backward(const op_call *c, lego_tensor *const *dout, lego_tensor 
     bn_grad k = {.c = c, .dy = dout[0]->data, .dx = din[0] ? din[0]->data : NULL,
                  .dscale = din[1] ? din[1]->data : NULL, .db = din[2] ? din[2]->data : NULL};
     double work = (double)(p->n * p->plane) * (c->training ? 8.0 : 4.0);
-    parallel_for_chunks(p->c, par_chunks_work(p->c, work), bn_backward_channels, &k);
+    parallel_run(p->c, par_split_work(p->c, work), bn_backward_channels, &k);
 }
 
 static int64_t bn_flops(const op_call *c) { return 2 * lego_tensor_numel(c->in[0]); }

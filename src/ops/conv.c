@@ -461,13 +461,14 @@ static void col2im(const conv_params *p, int64_t channels, const float *col, int
 /* ---- the work split ----------------------------------------------------- */
 
 /* Each pass cuts its work into units and runs contiguous chunks of units in
- * parallel (core/threads.h), each chunk with its own column buffer. Every
- * unit writes its own part of the result, and what a unit computes never
- * depends on the chunk it lands in, so the results are the same bits for
- * any thread count:
- *   y and dX: units of one image and group (and, for Conv's forward, one
- *     column tile); ConvTranspose's forward and Conv's dX keep a unit's tiles
- *     together because they scatter into overlapping pixels.
+ * parallel (core/threads.h), each thread with its own column buffer. Every
+ * unit writes its own part of the result, and the units and the BLAS calls
+ * each makes depend on the shapes alone, never on the chunk or thread that
+ * runs them, so the results are the same bits for any thread count:
+ *   y and dX: units of one image and group (Conv's forward also cuts column
+ *     tiles and, at small batches, blocks of output channels:
+ *     split_small_batch); ConvTranspose's forward and Conv's dX keep an
+ *     image's tiles together because they scatter into overlapping pixels.
  *   dW: units of one slab of column rows of one group, i.e. a slab of dW's
  *     columns (set_slabs). A unit sums over the whole batch in image order,
  *     building just its own rows of im2col, so no two threads ever add into
@@ -479,7 +480,7 @@ typedef struct conv_run {
     int64_t cg, mg, kdim, ipix, opix; /* per group: channels in and out, column rows */
     const float *x, *w, *b, *dy;      /* b: NULL for none; dy: backward only */
     float *y, *dx, *dw;               /* dx, dw: NULL when not wanted */
-    float *col;                       /* kdim x tile floats per chunk; NULL when direct */
+    float *col;                       /* kdim x tile floats per thread; NULL when direct */
     int64_t slabs;                    /* dW units per group (set_slabs) */
 } conv_run;
 
@@ -495,20 +496,27 @@ static conv_run run_for(const op_call *c, int64_t kdim)
     return r;
 }
 
-/* A column buffer per chunk, unless direct. false without memory. */
-static bool run_alloc(conv_run *r, int chunks)
+/* A column buffer per thread, unless direct. false without memory. */
+static bool run_alloc(conv_run *r, int threads)
 {
     r->col = NULL;
     if (r->p->direct)
         return true;
-    r->col = malloc((size_t)(r->kdim * r->p->tile * chunks) * sizeof(float));
+    r->col = malloc((size_t)(r->kdim * r->p->tile * threads) * sizeof(float));
     return r->col != NULL;
 }
 
-/* The column buffer of one chunk. */
-static float *chunk_col(const conv_run *r, int chunk)
+/* The column buffer of one thread. */
+static float *thread_col(const conv_run *r, int thread)
 {
-    return r->col ? r->col + chunk * r->kdim * r->p->tile : NULL;
+    return r->col ? r->col + thread * r->kdim * r->p->tile : NULL;
+}
+
+/* The parallel threshold's operations for a GEMM of `flops`: BLIS does some
+ * 16 flops in the time a plain loop spends on one element. */
+static double gemm_work(double flops)
+{
+    return flops / 16.0;
 }
 
 /* Forward cannot fail: without scratch memory the output becomes NaN, which
@@ -534,11 +542,11 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
 /* Conv units u = ((n*group + g)*tiles + t)*blocks + b: output channels
  * [b*mblock, (b+1)*mblock) of group g over column tile t of image n. Units
  * of one tile follow each other, so a chunk builds the tile's columns once. */
-static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const conv_run *r = ctx;
     const conv_params *p = r->p;
-    float *col = chunk_col(r, chunk);
+    float *col = thread_col(r, thread);
     int64_t tiles = (r->opix + p->tile - 1) / p->tile;
     int64_t blocks = (r->mg + p->mblock - 1) / p->mblock, built = -1;
     for (int64_t u = begin; u < end; u++) {
@@ -569,21 +577,21 @@ static void conv_forward(const op_call *c)
     r.y = c->out[0]->data;
     int64_t blocks = (r.mg + p->mblock - 1) / p->mblock;
     int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile) * blocks;
-    int chunks = par_chunks_work(units, 2.0 * (double)(p->mblock * r.kdim * p->tile));
-    if (!run_alloc(&r, chunks)) {
+    par_split s = par_split_work(units, gemm_work(2.0 * (double)(p->mblock * r.kdim * p->tile)));
+    if (!run_alloc(&r, s.threads)) {
         fill_nan(c);
         return;
     }
-    parallel_for_chunks(units, chunks, conv_forward_units, &r);
+    parallel_run(units, s, conv_forward_units, &r);
     free(r.col);
 }
 
 /* ConvTranspose units u = n*group + g. */
-static void convt_forward_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void convt_forward_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const conv_run *r = ctx;
     const conv_params *p = r->p;
-    float *col = chunk_col(r, chunk);
+    float *col = thread_col(r, thread);
     for (int64_t u = begin; u < end; u++) {
         int64_t n = u / p->group, g = u % p->group;
         const float *xg = r->x + (n * p->c + g * r->cg) * r->ipix;
@@ -611,12 +619,12 @@ static void convt_forward(const op_call *c)
     conv_run r = run_for(c, p->m / p->group * p->kh * p->kw);
     r.y = c->out[0]->data;
     int64_t units = p->n * p->group;
-    int chunks = par_chunks_work(units, 2.0 * (double)(r.cg * r.kdim * r.ipix));
-    if (!run_alloc(&r, chunks)) {
+    par_split s = par_split_work(units, gemm_work(2.0 * (double)(r.cg * r.kdim * r.ipix)));
+    if (!run_alloc(&r, s.threads)) {
         fill_nan(c);
         return;
     }
-    parallel_for_chunks(units, chunks, convt_forward_units, &r);
+    parallel_run(units, s, convt_forward_units, &r);
     free(r.col);
 }
 
@@ -642,9 +650,9 @@ typedef struct bias_grad {
 
 /* db is (M): adds the sum of dy (N,M,Ho,Wo) over N, Ho and Wo, for the
  * channels [b, e). */
-static void bias_backward_chunk(void *ctx, int64_t b, int64_t e, int chunk)
+static void bias_backward_chunk(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const bias_grad *k = ctx;
     const conv_run *r = k->r;
     const conv_params *p = r->p;
@@ -659,16 +667,16 @@ static void bias_backward_chunk(void *ctx, int64_t b, int64_t e, int chunk)
     }
 }
 
-/* One backward pass over `units` units of about `work` operations each. */
+/* One backward pass over `units` units of about `work` GEMM flops each. */
 static void backward_pass(conv_run *r, lego_tensor *const *din, int64_t units, double work,
                           par_fn *fn)
 {
-    int chunks = par_chunks_work(units, work);
-    if (!run_alloc(r, chunks)) {
+    par_split s = par_split_work(units, gemm_work(work));
+    if (!run_alloc(r, s.threads)) {
         poison(din, 2);
         return;
     }
-    parallel_for_chunks(units, chunks, fn, r);
+    parallel_run(units, s, fn, r);
     free(r->col);
 }
 
@@ -683,8 +691,8 @@ static bool begin_backward(const op_call *c, lego_tensor *const *dout, lego_tens
     r->dy = dout[0]->data;
     if (c->n_in > 2 && din[2]) {
         bias_grad k = {r, din[2]->data};
-        parallel_for_chunks(p->m, par_chunks_work(p->m, (double)(p->n * r->opix)),
-                            bias_backward_chunk, &k);
+        parallel_run(p->m, par_split_work(p->m, (double)(p->n * r->opix)), bias_backward_chunk,
+                     &k);
     }
     r->dx = din[0] ? din[0]->data : NULL;
     r->dw = din[1] ? din[1]->data : NULL;
@@ -696,9 +704,9 @@ static bool begin_backward(const op_call *c, lego_tensor *const *dout, lego_tens
  * [s*kdim/slabs, (s+1)*kdim/slabs). */
 typedef void dw_rows_fn(const conv_run *r, int64_t g, int64_t k0, int64_t k1, float *col);
 
-static void dw_units(const conv_run *r, int64_t begin, int64_t end, int chunk, dw_rows_fn *fn)
+static void dw_units(const conv_run *r, int64_t begin, int64_t end, int thread, dw_rows_fn *fn)
 {
-    float *col = chunk_col(r, chunk);
+    float *col = thread_col(r, thread);
     for (int64_t u = begin; u < end; u++) {
         int64_t g = u / r->slabs, s = u % r->slabs;
         fn(r, g, s * r->kdim / r->slabs, (s + 1) * r->kdim / r->slabs, col);
@@ -747,17 +755,17 @@ static void conv_dw_rows(const conv_run *r, int64_t g, int64_t k0, int64_t k1, f
     }
 }
 
-static void conv_dw_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void conv_dw_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    dw_units(ctx, begin, end, chunk, conv_dw_rows);
+    dw_units(ctx, begin, end, thread, conv_dw_rows);
 }
 
 /* dX units u = n*group + g. */
-static void conv_dx_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void conv_dx_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const conv_run *r = ctx;
     const conv_params *p = r->p;
-    float *col = chunk_col(r, chunk);
+    float *col = thread_col(r, thread);
     for (int64_t u = begin; u < end; u++) {
         int64_t n = u / p->group, g = u % p->group;
         const float *wg = r->w + g * r->mg * r->kdim;
@@ -821,17 +829,17 @@ static void convt_dw_rows(const conv_run *r, int64_t g, int64_t k0, int64_t k1, 
     }
 }
 
-static void convt_dw_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void convt_dw_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    dw_units(ctx, begin, end, chunk, convt_dw_rows);
+    dw_units(ctx, begin, end, thread, convt_dw_rows);
 }
 
 /* dX units u = n*group + g. */
-static void convt_dx_units(void *ctx, int64_t begin, int64_t end, int chunk)
+static void convt_dx_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const conv_run *r = ctx;
     const conv_params *p = r->p;
-    float *col = chunk_col(r, chunk);
+    float *col = thread_col(r, thread);
     for (int64_t u = begin; u < end; u++) {
         int64_t n = u / p->group, g = u % p->group;
         const float *wg = r->w + g * r->cg * r->kdim; /* (C/group, M/group*kh*kw) */

@@ -110,9 +110,9 @@ typedef struct walk_job {
     void *ctx;
 } walk_job;
 
-static void walk_chunk(void *ctx, int64_t r0, int64_t r1, int chunk)
+static void walk_chunk(void *ctx, int64_t r0, int64_t r1, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const walk_job *j = ctx;
     bcast_walk_rows(j->b, r0, r1, j->fn, j->ctx);
 }
@@ -126,7 +126,8 @@ static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx, bool parallel, do
     int64_t rows = bcast_rows_count(b);
     double row_work = work * (double)(b->rank ? b->dims[b->rank - 1] : 1);
     walk_job j = {b, fn, ctx};
-    parallel_for_chunks(rows, parallel ? par_chunks_work(rows, row_work) : 1, walk_chunk, &j);
+    par_split one = {1, 1};
+    parallel_run(rows, parallel ? par_split_work(rows, row_work) : one, walk_chunk, &j);
 }
 
 /* Whether input k is broadcast along some output dimension. */
@@ -451,9 +452,9 @@ typedef struct sqrt_job {
     float *out;             /* y (forward) or dX (backward) */
 } sqrt_job;
 
-static void sqrt_forward_range(void *ctx, int64_t b, int64_t e, int chunk)
+static void sqrt_forward_range(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const sqrt_job *k = ctx;
     for (int64_t i = b; i < e; i++)
         k->out[i] = sqrtf(k->x[i]);
@@ -463,13 +464,13 @@ static void sqrt_forward(const op_call *c)
 {
     sqrt_job k = {.x = c->in[0]->data, .out = c->out[0]->data};
     int64_t n = lego_tensor_numel(c->out[0]);
-    parallel_for_chunks(n, par_chunks_work(n, 4.0), sqrt_forward_range, &k);
+    parallel_run(n, par_split_work(n, 4.0), sqrt_forward_range, &k);
 }
 
 /* dx += dy / (2 y), from the forward output as PyTorch does */
-static void sqrt_backward_range(void *ctx, int64_t b, int64_t e, int chunk)
+static void sqrt_backward_range(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const sqrt_job *k = ctx;
     for (int64_t i = b; i < e; i++)
         k->out[i] += k->g[i] / (2.0f * k->y[i]);
@@ -482,7 +483,7 @@ static void sqrt_backward(const op_call *c, lego_tensor *const *dout, lego_tenso
         return;
     sqrt_job k = {.y = c->out[0]->data, .g = dout[0]->data, .out = dx};
     int64_t n = lego_tensor_numel(c->out[0]);
-    parallel_for_chunks(n, par_chunks_work(n, 4.0), sqrt_backward_range, &k);
+    parallel_run(n, par_split_work(n, 4.0), sqrt_backward_range, &k);
 }
 
 const op_desc op_desc_Sqrt = {.name = "Sqrt", .min_in = 1, .max_in = 1, .min_out = 1,

@@ -118,7 +118,7 @@ static void for_planes(const op_call *c, lego_tensor *const *dout, lego_tensor *
                        int64_t planes, double work, par_fn *fn)
 {
     pool_job k = {.c = c, .dy = dout ? dout[0]->data : NULL, .dx = din ? din[0]->data : NULL};
-    parallel_for_chunks(planes, par_chunks_work(planes, work), fn, &k);
+    parallel_run(planes, par_split_work(planes, work), fn, &k);
 }
 
 /* Operations of one windowed plane: every output walks its window. */
@@ -129,9 +129,9 @@ static double window_work(const pool_params *p)
 
 // x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
 SIMD_CLONES
-static void avgpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void avgpool_forward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const op_call *c = ((const pool_job *)ctx)->c;
     const pool_params *p = c->params;
     const float *x = c->in[0]->data;
@@ -171,9 +171,9 @@ static void avgpool_forward(const op_call *c)
  * taps, divided by the forward's count. x is (N,C,H,W), dy (N,C,Ho,Wo);
  * planes [b, e). */
 SIMD_CLONES
-static void avgpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void avgpool_backward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const pool_job *k = ctx;
     const pool_params *p = k->c->params;
     const float *dy = k->dy;
@@ -211,9 +211,9 @@ static void avgpool_backward(const op_call *c, lego_tensor *const *dout, lego_te
 
 // x is (N,C,H,W), y is (N,C,Ho,Wo); planes [b, e)
 SIMD_CLONES
-static void maxpool_forward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void maxpool_forward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const op_call *c = ((const pool_job *)ctx)->c;
     const pool_params *p = c->params;
     const float *x = c->in[0]->data;
@@ -253,9 +253,9 @@ static void maxpool_forward(const op_call *c)
 /* dx += the gradient of maxpool_forward: each dy to its window's winner,
  * found again from x. x is (N,C,H,W), dy (N,C,Ho,Wo); planes [b, e). */
 SIMD_CLONES
-static void maxpool_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void maxpool_backward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const pool_job *k = ctx;
     const pool_params *p = k->c->params;
     const float *x = k->c->in[0]->data, *dy = k->dy;
@@ -317,9 +317,9 @@ static lego_status global_prepare(op_call *c)
 }
 
 // x is (N,C,spatial...), y is (N,C,1...); planes [b, e)
-static void global_avg_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void global_avg_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const op_call *c = ((const pool_job *)ctx)->c;
     const global_params *p = c->params;
     const float *x = c->in[0]->data;
@@ -339,9 +339,9 @@ static void global_avg_forward(const op_call *c)
 }
 
 // x is (N,C,spatial...), y is (N,C,1...); planes [b, e)
-static void global_max_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void global_max_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const op_call *c = ((const pool_job *)ctx)->c;
     const global_params *p = c->params;
     const float *x = c->in[0]->data;
@@ -366,9 +366,9 @@ static void global_max_forward(const op_call *c)
 
 /* dx += dy / plane at every element. x is (N,C,spatial...), dy (N,C,1...);
  * planes [b, e). */
-static void global_avg_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void global_avg_backward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const pool_job *k = ctx;
     const global_params *p = k->c->params;
     const float *dy = k->dy;
@@ -389,9 +389,9 @@ static void global_avg_backward(const op_call *c, lego_tensor *const *dout,
 }
 
 /* dx += dy at each plane's first maximum (or first NaN); planes [b, e). */
-static void global_max_backward_planes(void *ctx, int64_t b, int64_t e, int chunk)
+static void global_max_backward_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
-    (void)chunk;
+    (void)thread;
     const pool_job *k = ctx;
     const global_params *p = k->c->params;
     const float *x = k->c->in[0]->data, *dy = k->dy;
