@@ -38,6 +38,8 @@ const char *cli_shape(const lego_tensor *t, char *buf);
 
 /* Parse a positive integer option value. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
+/* Parse a whole argument as a finite number. */
+bool cli_parse_double(const char *s, double *out);
 /* Budgets: a latency in ms, or "none" (INFINITY); a memory size in bytes,
  * optionally with a unit (KB, MB, GB = 1000^k; KiB, MiB, GiB = 1024^k), or
  * "none" (INT64_MAX). False when unparsable; the range is checked later. */

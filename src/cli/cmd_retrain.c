@@ -98,13 +98,6 @@ static void print_table(const char *lib, const retrain_result *r)
            (long long)r->cached_batches, (long long)r->batches);
 }
 
-static bool parse_double(const char *s, double *out)
-{
-    char *end;
-    *out = strtod(s, &end);
-    return end != s && *end == 0 && isfinite(*out);
-}
-
 int cmd_retrain(int argc, char **argv)
 {
     retrain_options o;
@@ -174,12 +167,12 @@ int cmd_retrain(int argc, char **argv)
             o.task = v;
         } else if (strcmp(a, "--lr") == 0) {
             NEED_VALUE();
-            if (!parse_double(v, &f) || !(f > 0))
+            if (!cli_parse_double(v, &f) || !(f > 0))
                 return cli_usage_error(usage, "--lr needs a positive number");
             o.lr = (float)f;
         } else if (strcmp(a, "--holdout") == 0) {
             NEED_VALUE();
-            if (!parse_double(v, &f) || !(f > 0 && f <= 0.5))
+            if (!cli_parse_double(v, &f) || !(f > 0 && f <= 0.5))
                 return cli_usage_error(usage, "--holdout needs a fraction of the train split in (0, 0.5], not '%s'", v);
             o.holdout = f;
         } else if (a[0] == '-' && a[1]) {

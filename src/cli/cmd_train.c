@@ -43,13 +43,6 @@ static lego_status load_graph(const char *spec, int classes, int c, int h, int w
     return onnx_load_file(spec, g);
 }
 
-static bool parse_float(const char *s, float *out)
-{
-    char *end;
-    *out = strtof(s, &end);
-    return end != s && *end == 0;
-}
-
 static bool parse_shape(const char *s, int *c, int *h, int *w)
 {
     long a, b, d;
@@ -95,7 +88,7 @@ int cmd_train(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
-        float f;
+        double d;
 #define NEED_VALUE()                                                                  \
     do {                                                                              \
         if (!v)                                                                       \
@@ -191,8 +184,9 @@ int cmd_train(int argc, char **argv)
                    strcmp(a, "--weight-decay") == 0 || strcmp(a, "--gamma") == 0 ||
                    strcmp(a, "--label-smoothing") == 0) {
             NEED_VALUE();
-            if (!parse_float(v, &f) || f < 0)
+            if (!cli_parse_double(v, &d) || d < 0)
                 return cli_usage_error(train_usage, "%s needs a non-negative number", a);
+            float f = (float)d;
             if (strcmp(a, "--lr") == 0)
                 o.sched.base_lr = f, lr_set = true;
             else if (strcmp(a, "--momentum") == 0)

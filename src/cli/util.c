@@ -119,3 +119,10 @@ bool cli_parse_memory(const char *s, int64_t *out)
     }
     return false;
 }
+
+bool cli_parse_double(const char *s, double *out)
+{
+    char *end;
+    *out = strtod(s, &end);
+    return end != s && *end == 0 && isfinite(*out);
+}
