@@ -302,6 +302,8 @@ typedef struct lego_runtime_stats {
     double calibration;        /* the latency ratio in use (1 = as profiled) */
     int calibration_samples;   /* ratios it is the median of */
     double frame_ms;           /* the profiled frame latency */
+    double teacher_latency_ms; /* estimated latency of every block original (uncalibrated) */
+    int64_t teacher_memory_bytes; /* estimated memory of every block original */
     char profile[256];         /* the device profile key in use */
     lego_choice current;       /* the current composition (its estimates) */
 } lego_runtime_stats;

@@ -15,6 +15,7 @@ pkgs=(
   libblis-pthread-dev                               # CBLAS (picks AVX-512 by itself)
   libcjson-dev zlib1g-dev libpng-dev libjpeg-dev    # JSON manifests, gzip datasets, image folders
   dataset-fashion-mnist                             # the bundled default dataset
+  gnuplot-nox                                       # `legodnn report --plot`
   libglpk-dev                                       # tests only: MILP cross-check of the optimizer
 )
 if [[ "${1:-}" == "--dev" ]]; then

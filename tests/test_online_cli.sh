@@ -96,5 +96,45 @@ printf 'time_s,latency_ms,memory_bytes\n' >"$tmp/empty.csv"
 expect 1 "empty.csv: no steps" -- "$bin" serve "$lib" --trace "$tmp/empty.csv"
 expect 1 "no latency for this device" -- "$bin" serve "$tmp/other" --trace "$tmp/trace.csv"
 expect 1 "nowhere" -- "$bin" serve "$lib" --trace "$tmp/trace.csv" --data "$tmp/nowhere"
+# budgets as shares of the teacher's estimate; --log keeps the JSON beside the table
+printf 'time_s,latency_ms,memory_bytes\n0,none,none\n0.1,none,70%%\n0.2,10%%,10%%\n' >"$tmp/pct.csv"
+expect 0 "3 steps in .* runs" -- "$bin" serve "$lib" --trace "$tmp/pct.csv" --quiet --log "$tmp/serve.json"
+check "--log wrote the JSON log" grep -q '"measured_latency_ms"' "$tmp/serve.json"
+check "70% of the teacher's memory thinned some blocks" bash -c "grep '\"choice\"' \"$tmp/serve.json\" | sed -n 2p |
+  grep -qE '[1-9]'"
+check "10% of the teacher is infeasible, and said so" grep -q '"feasible":[[:space:]]*false' "$tmp/serve.json"
+printf '0,0%%,none\n' >"$tmp/bad5.csv"
+expect 1 "bad5.csv:1: '0%' or 'none' is not a budget" -- "$bin" serve "$lib" --trace "$tmp/bad5.csv"
+printf '0,50%%,lots\n' >"$tmp/bad6.csv"
+expect 1 "bad6.csv:1: '50%' or 'lots' is not a budget" -- "$bin" serve "$lib" --trace "$tmp/bad6.csv"
+printf '0,50%%x,none\n' >"$tmp/bad7.csv"
+expect 1 "bad7.csv:1: latency_ms '50%x'" -- "$bin" serve "$lib" --trace "$tmp/bad7.csv"
+
+# ---- report: the table, the JSON, the plot
+expect 2 "no library given" -- "$bin" report
+expect 2 "--plot 'x.jpg': name a .png or .svg file" -- "$bin" report "$lib" --plot x.jpg
+expect 1 "no latency for this device" -- "$bin" report "$tmp/other"
+expect 0 "compositions +65.54K composable models" -- "$bin" report "$lib"
+expect 0 "all 0.80 .* 0.8 0.8 0.8" -- "$bin" report "$lib"
+expect 0 "optimizer +[0-9.]+ us median" -- "$bin" report "$lib"
+expect 0 "switch +[0-9.]+ ms per block once cached" -- "$bin" report "$lib"
+expect 0 "trace +3 steps .* 1 infeasible" -- "$bin" report "$lib" --serve "$tmp/serve.json"
+expect 0 '"compositions":[[:space:]]*65536' -- "$bin" report "$lib" --json
+expect 0 "plot +.*report.svg" -- "$bin" report "$lib" --serve "$tmp/serve.json" --plot "$tmp/report.svg" \
+  --save "$tmp/report.json"
+check "the SVG plot was written" grep -q "Pareto frontier" "$tmp/report.svg"
+check "the plot shows the trace's choices" grep -q "chosen along the budget trace" "$tmp/report.svg"
+check "--save wrote the JSON report" grep -q '"optimizer"' "$tmp/report.json"
+expect 0 "plot +.*report.png" -- "$bin" report "$lib" --plot "$tmp/report.png"
+check "the PNG plot is a PNG" bash -c "head -c 8 \"$tmp/report.png\" | od -An -c | grep -q 'P   N   G'"
+check "no temporary directory left behind" bash -c "! ls -d /tmp/legodnn-report-* 2>/dev/null | grep -q ."
+echo '{"steps": 3}' >"$tmp/notserve.json"
+expect 1 "notserve.json: not the JSON that .legodnn serve --json. writes" -- \
+  "$bin" report "$lib" --serve "$tmp/notserve.json"
+expect 1 "nothing.json: cannot open" -- "$bin" report "$lib" --serve "$tmp/nothing.json" --plot "$tmp/never.png"
+check "no plot after a failure" test ! -e "$tmp/never.png"
+expect 1 "--plot needs gnuplot, which is not installed" -- env PATH=/nonexistent \
+  "$bin" report "$lib" --plot "$tmp/never.png"
+check "no plot without gnuplot" test ! -e "$tmp/never.png"
 
 finish

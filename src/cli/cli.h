@@ -23,6 +23,7 @@ int cmd_latency(int argc, char **argv);
 int cmd_scale(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Print "legodnn: <msg>" to stderr, free st, and return EXIT_USER. */
 int cli_fail(lego_status st);

@@ -1,12 +1,14 @@
 /* cmd_serve.c - `legodnn serve LIB --trace BUDGETS.csv [--data DATASET]
- * [--max-test N] [--threads N] [--batch B] [--quiet] [--json]`: replay a
+ * [--max-test N] [--threads N] [--batch B] [--quiet] [--json] [--log FILE]`: replay a
  * trace of budgets against the runtime while it serves inference, switching
  * blocks live, and report what it chose and what it delivered.
  *
  * The trace: one step per line, "time_s,latency_ms,memory_bytes" (a header
  * line is allowed, blank lines and lines starting with '#' are skipped);
  * time_s starts at 0 or later and increases; a budget is a number, a memory
- * size may carry a unit (3MB, 2.5MiB), and "none" means no limit. Step i
+ * size may carry a unit (3MB, 2.5MiB), "none" means no limit, and a
+ * percentage ("60%") is that share of the teacher's estimate on this device
+ * (every block original), so one trace fits any library and device. Step i
  * starts at time_s[i] (wall clock, from the start of serving) and lasts
  * until the next step; the last step lasts as long as the mean step before
  * it (1 s for a one-line trace). A malformed line or a bad budget stops
@@ -21,7 +23,8 @@
  * block), estimated accuracy and latency, measured latency (median of the
  * step's runs), runs, accuracy, memory in use (weights + activation
  * scratch), blocks switched and loaded, switch time, solve time. Then a
- * summary. */
+ * summary. --log FILE also writes the --json log to FILE (atomically), for
+ * `legodnn report --serve FILE`. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -33,6 +36,7 @@
 #include "blocks/compose.h"
 #include "blocks/library.h"
 #include "cli.h"
+#include "core/file.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "runtime/runtime.h"
@@ -40,11 +44,12 @@
 
 static const char serve_usage[] =
     "legodnn serve LIB --trace BUDGETS.csv [--data DATASET] [--max-test N] [--threads N] [--batch B]\n"
-    "         [--quiet] [--json]";
+    "         [--quiet] [--json] [--log FILE]";
 
 typedef struct trace_step {
     double time_s, latency_ms;
     int64_t memory;
+    double latency_pct, memory_pct; /* "60%": of the teacher's estimate; NaN: absolute */
     int line;
 } trace_step;
 
@@ -95,6 +100,48 @@ static char *next_field(char **p)
     return s;
 }
 
+/* "60%" -> 60 (true); any other text leaves *out alone (false). A malformed
+ * or out-of-range percentage sets -1, for the caller's message. */
+static bool parse_percent(const char *s, double *out)
+{
+    size_t n = strlen(s);
+    if (n < 2 || s[n - 1] != '%')
+        return false;
+    char num[64];
+    if (n - 1 >= sizeof num) {
+        *out = -1;
+        return true;
+    }
+    memcpy(num, s, n - 1);
+    num[n - 1] = 0;
+    double v;
+    *out = cli_parse_double(num, &v) && v > 0 && v <= 1000 ? v : -1;
+    return true;
+}
+
+/* Percentages of the teacher's estimated latency and memory on this device
+ * into absolute budgets, so one trace fits any device and library. */
+static lego_status resolve_percent(lego_runtime *rt, const char *path, trace_step *steps, int n)
+{
+    lego_runtime_stats rs;
+    LEGO_TRY(lego_runtime_stats_get(rt, &rs));
+    for (int i = 0; i < n; i++) {
+        trace_step *t = &steps[i];
+        if (!isnan(t->latency_pct))
+            t->latency_ms = rs.teacher_latency_ms * t->latency_pct / 100;
+        if (!isnan(t->memory_pct))
+            t->memory = (int64_t)((double)rs.teacher_memory_bytes * t->memory_pct / 100);
+        double dummy;
+        lego_status bad = rt_check_budget(t->latency_ms, t->memory, &dummy);
+        if (bad.code) {
+            lego_status st = lego_error(LEGO_ERR_FORMAT, "%s:%d: %s", path, t->line, lego_status_msg(bad));
+            lego_status_free(&bad);
+            return st;
+        }
+    }
+    return lego_ok();
+}
+
 static lego_status read_trace(const char *path, trace_step **out, int *n_out)
 {
     *out = NULL;
@@ -143,18 +190,30 @@ static lego_status read_trace(const char *path, trace_step **out, int *n_out)
             break;
         }
         s.time_s = t;
-        if (!cli_parse_latency(b, &s.latency_ms)) {
+        s.latency_pct = s.memory_pct = NAN;
+        bool lat_pct = parse_percent(b, &s.latency_pct), mem_pct = parse_percent(c, &s.memory_pct);
+        if (lat_pct || mem_pct) {
+            if (isnan(s.latency_pct) && !cli_parse_latency(b, &s.latency_ms))
+                s.latency_pct = -1; /* reported below */
+            if (isnan(s.memory_pct) && !cli_parse_memory(c, &s.memory))
+                s.memory_pct = -1;
+            if (s.latency_pct < 0 || s.memory_pct < 0) {
+                st = lego_error(LEGO_ERR_FORMAT, "%s:%d: '%s' or '%s' is not a budget (a number, a percentage of "
+                                "the teacher's estimate in (0, 1000]%%, or 'none')", path, line_no, b, c);
+                break;
+            }
+        } else if (!cli_parse_latency(b, &s.latency_ms)) {
             st = lego_error(LEGO_ERR_FORMAT, "%s:%d: latency_ms '%s' is not a number of milliseconds (or 'none')",
                             path, line_no, b);
             break;
-        }
-        if (!cli_parse_memory(c, &s.memory)) {
+        } else if (!cli_parse_memory(c, &s.memory)) {
             st = lego_error(LEGO_ERR_FORMAT, "%s:%d: memory_bytes '%s' is not a size (bytes, 3MB, 2.5MiB, 'none')",
                             path, line_no, c);
             break;
         }
         double dummy;
-        lego_status bad = rt_check_budget(s.latency_ms, s.memory, &dummy);
+        lego_status bad = isnan(s.latency_pct) && isnan(s.memory_pct) ? rt_check_budget(s.latency_ms, s.memory, &dummy)
+                                                                        : lego_ok();
         if (bad.code) {
             st = lego_error(LEGO_ERR_FORMAT, "%s:%d: %s", path, line_no, lego_status_msg(bad));
             lego_status_free(&bad);
@@ -204,7 +263,7 @@ static void choice_str(const lego_choice *c, char *buf, size_t len)
 }
 
 typedef struct serve_args {
-    const char *lib, *trace, *data;
+    const char *lib, *trace, *data, *log;
     long max_test, threads, batch;
     bool json, quiet;
 } serve_args;
@@ -352,8 +411,9 @@ static void print_steps(const serve_args *a, const trace_step *t, const step_log
     printf("calibration ratio %.3f (median of %d runs)\n", fin->calibration, fin->calibration_samples);
 }
 
-static void print_json(const serve_args *a, const trace_step *t, const step_log *l, int n,
-                       const lego_runtime_stats *fin, double seconds)
+/* The log as JSON: to stdout, or atomically into `path` when not NULL. */
+static lego_status print_json(const serve_args *a, const trace_step *t, const step_log *l, int n,
+                              const lego_runtime_stats *fin, double seconds, const char *path)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "library", a->lib);
@@ -422,10 +482,19 @@ static void print_json(const serve_args *a, const trace_step *t, const step_log 
     cJSON_AddNumberToObject(sum, "load_ms", fin->load_ms);
     cJSON_AddNumberToObject(sum, "calibration", fin->calibration);
     char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
     cJSON_Delete(root);
+    if (!text)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory writing the log");
+    lego_status st = lego_ok();
+    if (path) {
+        size_t len = strlen(text);
+        text[len] = '\n'; /* cJSON's terminator becomes the file's last newline */
+        st = file_write_atomic(path, text, len + 1);
+    } else {
+        puts(text);
+    }
+    free(text);
+    return st;
 }
 
 static int parse_args(int argc, char **argv, serve_args *a)
@@ -440,10 +509,10 @@ static int parse_args(int argc, char **argv, serve_args *a)
             a->json = true;
         } else if (strcmp(arg, "--quiet") == 0) {
             a->quiet = true;
-        } else if (strcmp(arg, "--trace") == 0 || strcmp(arg, "--data") == 0) {
+        } else if (strcmp(arg, "--trace") == 0 || strcmp(arg, "--data") == 0 || strcmp(arg, "--log") == 0) {
             if (!has)
                 return cli_usage_error(serve_usage, "%s needs a value", arg);
-            *(arg[2] == 't' ? &a->trace : &a->data) = argv[++i];
+            *(arg[2] == 't' ? &a->trace : arg[2] == 'd' ? &a->data : &a->log) = argv[++i];
         } else if (strcmp(arg, "--max-test") == 0) {
             if (!has || !cli_parse_int(argv[++i], 1, 1000000000L, &a->max_test))
                 return cli_usage_error(serve_usage, "--max-test needs a positive count");
@@ -487,6 +556,8 @@ int cmd_serve(int argc, char **argv)
     rng_seed(&s.g, 1);
     lego_runtime_options o = {.batch = a.batch};
     st = lego_runtime_open(a.lib, &o, &s.rt);
+    if (st.code == LEGO_OK)
+        st = resolve_percent(s.rt, a.trace, steps, n);
     if (st.code == LEGO_OK && (lego_runtime_num_inputs(s.rt) != 1 || lego_runtime_num_outputs(s.rt) > 16))
         st = lego_error(LEGO_ERR_UNSUPPORTED, "%s: serve feeds models of one input", a.lib);
     if (st.code == LEGO_OK) {
@@ -525,9 +596,11 @@ int cmd_serve(int argc, char **argv)
         st = lego_runtime_stats_get(s.rt, &fin);
         if (st.code == LEGO_OK) {
             if (a.json)
-                print_json(&a, steps, logs, done, &fin, seconds);
+                st = print_json(&a, steps, logs, done, &fin, seconds, NULL);
             else
                 print_steps(&a, steps, logs, done, &fin, seconds);
+            if (st.code == LEGO_OK && a.log)
+                st = print_json(&a, steps, logs, done, &fin, seconds, a.log);
         }
     }
     free(logs);

@@ -28,6 +28,8 @@ static const char usage[] =
     "                                           the most accurate composition that fits the budgets\n"
     "  serve LIB --trace BUDGETS.csv [--data DATASET] [--json]\n"
     "                                           run inference while the budgets change, switching blocks live\n"
+    "  report LIB [--serve SERVE.json] [--plot OUT.png|OUT.svg] [--json]\n"
+    "                                           what the library offers here: table, optimizer and switch time, plot\n"
     "  version                                  print the version\n"
     "\n"
     "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
@@ -61,6 +63,8 @@ int main(int argc, char **argv)
         return cmd_scale(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0)
+        return cmd_report(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("legodnn %s\n", LEGO_VERSION);
         return EXIT_OK;

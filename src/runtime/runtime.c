@@ -711,6 +711,10 @@ lego_status lego_runtime_stats_get(lego_runtime *rt, lego_runtime_stats *out)
     out->calibration = calibrated_locked(rt);
     out->calibration_samples = rt->opt.fixed_latency ? 0 : rt->n_ratios;
     out->frame_ms = rt->est.frame_ms;
+    int teacher[LEGO_MAX_BLOCKS] = {0};
+    double loss;
+    lego_status st = scale_cost(&rt->est.problem, teacher, &loss, &out->teacher_latency_ms,
+                                &out->teacher_memory_bytes);
     snprintf(out->profile, sizeof out->profile, "%s", rt->est.profile);
     out->current = rt->current_choice;
     double ratio = out->calibration;
@@ -718,5 +722,5 @@ lego_status lego_runtime_stats_get(lego_runtime *rt, lego_runtime_stats *out)
     double nominal = rt->current->nominal_ms;
     pthread_mutex_unlock(&rt->lock);
     out->current.latency_ms = nominal * ratio;
-    return lego_ok();
+    return st;
 }
