@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks/library.h"
 #include "core/status.h"
+#include "runtime/runtime.h"
 #include "legodnn.h"
 
 enum { EXIT_OK = 0, EXIT_USER = 1, EXIT_USAGE = 2 };
@@ -46,5 +48,15 @@ bool cli_parse_double(const char *s, double *out);
  * "none" (INT64_MAX). False when unparsable; the range is checked later. */
 bool cli_parse_latency(const char *s, double *out);
 bool cli_parse_memory(const char *s, int64_t *out);
+
+/* Open the block library in `dir` and load its estimates for this device at
+ * the current thread count and `batch` (what `scale` and the runtime use).
+ * On failure nothing is left open. */
+lego_status cli_open_estimates(const char *dir, int64_t batch, block_library *lib, rt_estimates *e);
+
+/* Print root (then free it) to stdout, or write it atomically to `path`
+ * when not NULL. */
+struct cJSON;
+lego_status cli_emit_json(struct cJSON *root, const char *path);
 
 #endif

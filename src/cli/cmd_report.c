@@ -660,20 +660,7 @@ static lego_status print_json(const block_library *lib, const rt_estimates *e, c
     }
     if (a->plot)
         cJSON_AddStringToObject(root, "plot", a->plot);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return lego_error(LEGO_ERR_NOMEM, "out of memory writing the report");
-    lego_status st = lego_ok();
-    if (path) {
-        size_t len = strlen(text);
-        text[len] = '\n'; /* cJSON's terminator becomes the file's last newline */
-        st = file_write_atomic(path, text, len + 1);
-    } else {
-        puts(text);
-    }
-    free(text);
-    return st;
+    return cli_emit_json(root, path);
 }
 
 /* ---- the command -------------------------------------------------------------------- */
@@ -745,18 +732,10 @@ int cmd_report(int argc, char **argv)
     if (a.threads > 0)
         lego_set_num_threads((int)a.threads);
     block_library lib;
-    lego_status st = library_open(a.lib, &lib);
+    rt_estimates e;
+    lego_status st = cli_open_estimates(a.lib, a.batch, &lib, &e);
     if (st.code)
         return cli_fail(st);
-    char profile[LATENCY_PROFILE_MAX];
-    int threads = lego_get_num_threads();
-    device_profile_key(threads, a.batch, profile, sizeof profile);
-    rt_estimates e;
-    st = rt_estimates_load(&lib, profile, threads, a.batch, &e);
-    if (st.code) {
-        library_free(&lib);
-        return cli_fail(st);
-    }
     if (isnan(e.teacher_accuracy))
         st = lego_error(LEGO_ERR_ARG, "%s: no accuracy in the library: run `legodnn profile %s --data DATASET` first",
                         a.lib, a.lib);

@@ -247,18 +247,10 @@ int cmd_scale(int argc, char **argv)
     if (st.code)
         return cli_fail(st);
     block_library lib;
-    st = library_open(a.lib, &lib);
+    rt_estimates e;
+    st = cli_open_estimates(a.lib, a.batch, &lib, &e);
     if (st.code)
         return cli_fail(st);
-    char profile[LATENCY_PROFILE_MAX];
-    int threads = lego_get_num_threads();
-    device_profile_key(threads, a.batch, profile, sizeof profile);
-    rt_estimates e;
-    st = rt_estimates_load(&lib, profile, threads, a.batch, &e);
-    if (st.code) {
-        library_free(&lib);
-        return cli_fail(st);
-    }
     int options[LEGO_MAX_BLOCKS];
     scale_choice sc = {.option = options};
     scale_prepared *sp = NULL;

@@ -481,20 +481,7 @@ static lego_status print_json(const serve_args *a, const trace_step *t, const st
     cJSON_AddNumberToObject(sum, "switch_ms", fin->switch_ms);
     cJSON_AddNumberToObject(sum, "load_ms", fin->load_ms);
     cJSON_AddNumberToObject(sum, "calibration", fin->calibration);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return lego_error(LEGO_ERR_NOMEM, "out of memory writing the log");
-    lego_status st = lego_ok();
-    if (path) {
-        size_t len = strlen(text);
-        text[len] = '\n'; /* cJSON's terminator becomes the file's last newline */
-        st = file_write_atomic(path, text, len + 1);
-    } else {
-        puts(text);
-    }
-    free(text);
-    return st;
+    return cli_emit_json(root, path);
 }
 
 static int parse_args(int argc, char **argv, serve_args *a)

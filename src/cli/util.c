@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
+#include "core/file.h"
+#include "runtime/latency.h"
 
 int cli_fail(lego_status st)
 {
@@ -125,4 +129,34 @@ bool cli_parse_double(const char *s, double *out)
     char *end;
     *out = strtod(s, &end);
     return end != s && *end == 0 && isfinite(*out);
+}
+
+lego_status cli_emit_json(struct cJSON *root, const char *path)
+{
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON");
+    lego_status st = lego_ok();
+    if (path) {
+        size_t len = strlen(text);
+        text[len] = '\n'; /* cJSON's terminator becomes the file's last newline */
+        st = file_write_atomic(path, text, len + 1);
+    } else {
+        puts(text);
+    }
+    free(text);
+    return st;
+}
+
+lego_status cli_open_estimates(const char *dir, int64_t batch, block_library *lib, rt_estimates *e)
+{
+    LEGO_TRY(library_open(dir, lib));
+    char profile[LATENCY_PROFILE_MAX];
+    int threads = lego_get_num_threads();
+    device_profile_key(threads, batch, profile, sizeof profile);
+    lego_status st = rt_estimates_load(lib, profile, threads, batch, e);
+    if (st.code)
+        library_free(lib);
+    return st;
 }
