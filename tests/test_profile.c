@@ -10,7 +10,9 @@
  * composition is evaluated once; the additive estimates are what the deltas
  * say; the manifest gains accuracy_loss and "profile" and reopens; a test
  * subset is honoured and recorded; a task supplied by the application is
- * dispatched to; and the failures (labels out of range, wrong channels, a
+ * dispatched to; the default pass that shares compositions' common prefix
+ * gives exactly the accuracies of one composed model per pass (here and on
+ * the PyTorch ResNet18 fixture); and the failures (labels out of range, wrong channels, a
  * missing dataset) leave the manifest byte for byte as it was. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -509,6 +511,91 @@ static void test_profile(void)
     library_free(&lib);
 }
 
+/* Profile lib both ways: one composed model per pass (plain) and the
+ * default pass per group sharing prefixes; every composition's accuracy,
+ * every ΔAcc and every check must be the same numbers. */
+static void same_as_plain(block_library *lib, const char *data, int batch, int64_t max_test)
+{
+    profile_options o;
+    memset(&o, 0, sizeof o);
+    o.data = data;
+    o.batch = batch;
+    o.max_test = max_test;
+    o.n_random = 5;
+    o.seed = 11;
+    profile_result shared_r, plain_r;
+    lego_status st = profile_library(lib, &o, &shared_r);
+    CHECK_OK(st);
+    if (st.code)
+        return;
+    o.plain = true;
+    st = profile_library(lib, &o, &plain_r);
+    CHECK_OK(st);
+    if (st.code) {
+        profile_result_free(&shared_r);
+        return;
+    }
+    int B = lib->n_blocks, S = lib->n_sparsities;
+    CHECK(shared_r.n_compositions == plain_r.n_compositions && shared_r.n_compositions > 3 * B);
+    CHECK(shared_r.test_samples == plain_r.test_samples && shared_r.test_samples == (max_test ? max_test : 64));
+    int differ = 0, distinct_acc = 0;
+    for (int i = 0; i < shared_r.n_compositions && i < plain_r.n_compositions; i++) {
+        CHECK(memcmp(shared_r.compositions[i].choice, plain_r.compositions[i].choice, sizeof(int) * (size_t)B) == 0);
+        differ += shared_r.compositions[i].accuracy != plain_r.compositions[i].accuracy;
+        distinct_acc += shared_r.compositions[i].accuracy != shared_r.compositions[0].accuracy;
+    }
+    CHECK(differ == 0);
+    CHECK(distinct_acc > 0); /* the compositions do not all score alike */
+    for (int i = 0; i < B * S; i++)
+        CHECK(shared_r.delta[i] == plain_r.delta[i]);
+    CHECK(shared_r.n_checks == plain_r.n_checks && shared_r.max_error == plain_r.max_error);
+    for (int k = 0; k < shared_r.n_checks && k < plain_r.n_checks; k++)
+        CHECK(shared_r.checks[k].measured == plain_r.checks[k].measured &&
+              shared_r.checks[k].composition == plain_r.checks[k].composition);
+    profile_result_free(&shared_r);
+    profile_result_free(&plain_r);
+}
+
+static void test_shared_prefix(void)
+{
+    /* the trained resnet18:4 library: a short last batch (64 = 3 x 20 + 4) */
+    block_library lib;
+    lego_status st = library_open(lib_dir, &lib);
+    CHECK_OK(st);
+    if (st.code == LEGO_OK) {
+        same_as_plain(&lib, data_dir, 20, 0);
+        library_free(&lib);
+    }
+    /* the PyTorch ResNet18 fixture at sparsities 0, 0.5, 0.8 on 10 classes */
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/lib-fixture", scratch);
+    lego_graph g;
+    st = load_model("data/models/resnet18_dynbatch.onnx", &g);
+    CHECK_OK(st);
+    if (st.code)
+        return;
+    block_set bs;
+    st = blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs);
+    CHECK_OK(st);
+    static const double sp[3] = {0, 0.5, 0.8};
+    extract_options eo = {sp, 3, true, NULL, NULL};
+    if (st.code == LEGO_OK) {
+        st = library_extract(&g, &bs, "data/models/resnet18_dynbatch.onnx", dir, &eo, NULL);
+        CHECK_OK(st);
+        block_set_free(&bs);
+    }
+    graph_free(&g);
+    if (st.code)
+        return;
+    st = library_open(dir, &lib);
+    CHECK_OK(st);
+    if (st.code)
+        return;
+    CHECK(lib.n_blocks == 8 && lib.n_sparsities == 3);
+    same_as_plain(&lib, data10_dir, 16, 40);
+    library_free(&lib);
+}
+
 /* A 3-channel dataset for a 2-channel model. */
 static void test_wrong_channels(void)
 {
@@ -543,12 +630,13 @@ int main(void)
     write_idx(data_dir, "train", 96, 4);
     write_idx(data_dir, "t10k", 64, 4);
     write_idx(data10_dir, "train", 40, 10);
-    write_idx(data10_dir, "t10k", 20, 10);
+    write_idx(data10_dir, "t10k", 40, 10);
     write_cifar100(cifar_dir);
     if (make_library(4, 1, lib_dir, model_path)) {
         test_task();
         test_environments();
         test_profile();
+        test_shared_prefix();
         test_wrong_channels();
     }
     CHECK_OK(file_remove_tree(scratch));

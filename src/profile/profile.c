@@ -14,6 +14,7 @@
 #include "../core/rng.h"
 #include "../core/tensor.h"
 #include "../graph/autodiff.h"
+#include "../runtime/blockexec.h"
 #include "../train/task.h"
 
 #define DEFAULT_BATCH 64
@@ -132,6 +133,247 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
     return st;
 }
 
+
+/* ---- many compositions in one pass, sharing their common prefix ------- */
+
+/* The compositions of a group (an environment's, say) differ from one
+ * another only from some block on. Per test batch the frame runs up to its
+ * first block slot once; then a depth-first walk over the group, sorted by
+ * the choices in slot order, runs each slot's descendant once per distinct
+ * prefix: before a slot where the group branches, the frame values live
+ * across that slot are saved, and restored before every further branch.
+ * Each composition keeps its own tally of the task's metric
+ * (task_tally_get/set). The kernels, their order and the arena offsets are
+ * the block executor's (runtime/blockexec.h), which computes the composed
+ * model's bits, so every accuracy is the one eval_choice measures. */
+typedef struct shared {
+    int B, S;
+    bx_frame f;
+    bool have_frame;
+    bx_desc **desc;          /* [B*S] */
+    const bx_desc **cur;     /* [B]: the descendants being run */
+    bx_ctx ctx;
+    int *slot_block;         /* [B]: the block run at the k-th slot of the schedule */
+    int *slot_item;          /* [B+1]: that slot's item; [B] = the schedule's end */
+    int **live;              /* [B]: arena values defined before slot k and used from it on */
+    int *n_live;
+    unsigned char **snap;    /* [B]: their bytes, saved before a branch */
+    size_t tally_bytes;
+    unsigned char *tallies;  /* per composition of the group */
+    int *order;              /* the group's cache indices, sorted by choice in slot order */
+    const lego_tensor **outs; /* the model's outputs, for scoring */
+} shared;
+
+static void shared_free(shared *sh)
+{
+    for (int i = 0; sh->desc && i < sh->B * sh->S; i++)
+        bx_desc_free(sh->desc[i]);
+    for (int k = 0; k < sh->B; k++) {
+        if (sh->live)
+            free(sh->live[k]);
+        if (sh->snap)
+            lego_aligned_free(sh->snap[k]);
+    }
+    free(sh->desc), free(sh->cur), free(sh->slot_block), free(sh->slot_item);
+    free(sh->live), free(sh->n_live), free(sh->snap), free(sh->tallies), free(sh->order);
+    free((void *)sh->outs);
+    bx_ctx_free(&sh->ctx);
+    if (sh->have_frame)
+        bx_frame_free(&sh->f);
+    memset(sh, 0, sizeof *sh);
+}
+
+/* Which frame values each slot must keep: live[k] = arena values defined
+ * by an item before slot k and used by it or a later item (the model's
+ * outputs count as used at the end). */
+static lego_status shared_liveness(shared *sh)
+{
+    const bx_frame *f = &sh->f;
+    const lego_graph *g = f->g;
+    int nv = f->n_values;
+    int *def = malloc(sizeof *def * ((size_t)nv + 1)), *last = malloc(sizeof *last * ((size_t)nv + 1));
+    if (!def || !last) {
+        free(def), free(last);
+        return nomem();
+    }
+    for (int v = 0; v < nv; v++)
+        def[v] = last[v] = -1;
+    int k = 0;
+    for (int s = 0; s < f->n_items; s++) {
+        const bx_item *it = &f->items[s];
+        if (it->kind == BX_BLOCK) {
+            if (k < sh->B)
+                sh->slot_block[k] = it->index, sh->slot_item[k] = s;
+            k++;
+            last[f->entry_v[it->index]] = s;
+            def[f->exit_v[it->index]] = s;
+            continue;
+        }
+        const gnode *n = &g->nodes[it->index];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0)
+                last[n->in[i]] = s;
+        for (int o = 0; o < n->n_out; o++)
+            def[n->out[o]] = s;
+    }
+    for (int i = 0; i < f->n_model_outputs; i++)
+        last[g->outputs[i]] = f->n_items;
+    sh->slot_item[sh->B] = f->n_items;
+    lego_status st = k == sh->B ? lego_ok()
+                                : lego_error(LEGO_ERR_INTERNAL, "the frame schedules %d block slots for %d blocks", k,
+                                             sh->B);
+    for (k = 0; st.code == LEGO_OK && k < sh->B; k++) {
+        int at = sh->slot_item[k], n = 0;
+        size_t bytes = 0;
+        sh->live[k] = malloc(sizeof **sh->live * ((size_t)nv + 1));
+        if (!sh->live[k]) {
+            st = nomem();
+            break;
+        }
+        for (int v = 0; v < nv; v++) {
+            if (f->offset[v] == SIZE_MAX || def[v] < 0 || def[v] >= at || last[v] < at)
+                continue;
+            sh->live[k][n++] = v;
+            bytes += lego_tensor_bytes(&f->vt[v]);
+        }
+        sh->n_live[k] = n;
+        sh->snap[k] = lego_aligned_alloc(bytes ? bytes : 64);
+        if (!sh->snap[k])
+            st = nomem();
+    }
+    free(def), free(last);
+    return st;
+}
+
+/* Take the frame and every descendant over from lib at the evaluator's
+ * batch, and size the run context for them. */
+static lego_status shared_open(shared *sh, block_library *lib, const evaluator *e)
+{
+    int B = lib->n_blocks, S = lib->n_sparsities;
+    sh->B = B, sh->S = S;
+    sh->desc = calloc((size_t)(B * S) + 1, sizeof *sh->desc);
+    sh->cur = calloc((size_t)B + 1, sizeof *sh->cur);
+    sh->slot_block = calloc((size_t)B + 1, sizeof *sh->slot_block);
+    sh->slot_item = calloc((size_t)B + 1, sizeof *sh->slot_item);
+    sh->live = calloc((size_t)B + 1, sizeof *sh->live);
+    sh->n_live = calloc((size_t)B + 1, sizeof *sh->n_live);
+    sh->snap = calloc((size_t)B + 1, sizeof *sh->snap);
+    if (!sh->desc || !sh->cur || !sh->slot_block || !sh->slot_item || !sh->live || !sh->n_live || !sh->snap)
+        return nomem();
+    LEGO_TRY(bx_frame_open(lib, e->batch, &sh->f));
+    sh->have_frame = true;
+    sh->outs = calloc((size_t)sh->f.n_model_outputs + 1, sizeof *sh->outs);
+    if (!sh->outs)
+        return nomem();
+    size_t block_bytes = 0;
+    int n_values = 0;
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < S; s++) {
+            LEGO_TRY(bx_desc_open(lib, &sh->f, b, s, &sh->desc[b * S + s]));
+            const bx_desc *d = sh->desc[b * S + s];
+            if (d->arena_bytes > block_bytes)
+                block_bytes = d->arena_bytes;
+            if (d->n_values > n_values)
+                n_values = d->n_values;
+        }
+    LEGO_TRY(bx_ctx_reserve(&sh->ctx, &sh->f, block_bytes, n_values));
+    for (int i = 0; i < sh->f.n_model_inputs; i++)
+        sh->ctx.fvt[sh->f.g->inputs[i]].data = e->x.data;
+    return shared_liveness(sh);
+}
+
+static void snap_copy(shared *sh, int k, bool save)
+{
+    size_t off = 0;
+    for (int i = 0; i < sh->n_live[k]; i++) {
+        lego_tensor *t = &sh->ctx.fvt[sh->live[k][i]];
+        size_t n = lego_tensor_bytes(t);
+        if (save)
+            memcpy(sh->snap[k] + off, t->data, n);
+        else
+            memcpy(t->data, sh->snap[k] + off, n);
+        off += n;
+    }
+}
+
+/* Compositions order[lo..hi) share their choices at slots before k, and
+ * the frame arena holds what items before slot k left. */
+static lego_status walk(shared *sh, evaluator *e, const cache *c, int k, int lo, int hi, int64_t got)
+{
+    if (k == sh->B) {
+        const lego_graph *g = sh->f.g;
+        for (int i = 0; i < sh->f.n_model_outputs; i++)
+            sh->outs[i] = &sh->ctx.fvt[g->outputs[i]];
+        for (int i = lo; i < hi; i++) {
+            unsigned char *t = sh->tallies + (size_t)i * sh->tally_bytes;
+            task_tally_set(e->task, t);
+            task_score(e->task, sh->outs, got);
+            task_tally_get(e->task, t);
+        }
+        return lego_ok();
+    }
+    int b = sh->slot_block[k];
+    const int *first = c->items[sh->order[lo]].choice, *last = c->items[sh->order[hi - 1]].choice;
+    bool branch = first[b] != last[b];
+    if (branch)
+        snap_copy(sh, k, true);
+    for (int i = lo; i < hi;) {
+        int s = c->items[sh->order[i]].choice[b], j = i;
+        while (j < hi && c->items[sh->order[j]].choice[b] == s)
+            j++;
+        if (i > lo)
+            snap_copy(sh, k, false);
+        sh->cur[b] = sh->desc[b * sh->S + s];
+        LEGO_TRY(bx_run_items(&sh->f, sh->cur, &sh->ctx, sh->slot_item[k], sh->slot_item[k + 1]));
+        LEGO_TRY(walk(sh, e, c, k + 1, i, j, got));
+        i = j;
+    }
+    return lego_ok();
+}
+
+/* Evaluate cache items [lo, hi) in one pass over the test split. */
+static lego_status shared_eval(shared *sh, evaluator *e, cache *c, int lo, int hi)
+{
+    int n = hi - lo;
+    if (n <= 0)
+        return lego_ok();
+    free(sh->order), free(sh->tallies);
+    sh->order = malloc(sizeof *sh->order * (size_t)n);
+    sh->tallies = calloc((size_t)n, sh->tally_bytes);
+    if (!sh->order || !sh->tallies)
+        return nomem();
+    /* insertion sort by the choices in slot order (a group is small) */
+    for (int i = 0; i < n; i++) {
+        int x = lo + i, j = i;
+        for (; j > 0; j--) {
+            const int *a = c->items[sh->order[j - 1]].choice, *bch = c->items[x].choice;
+            int cmp = 0;
+            for (int k = 0; k < sh->B && !cmp; k++)
+                cmp = (a[sh->slot_block[k]] > bch[sh->slot_block[k]]) - (a[sh->slot_block[k]] < bch[sh->slot_block[k]]);
+            if (cmp <= 0)
+                break;
+            sh->order[j] = sh->order[j - 1];
+        }
+        sh->order[j] = x;
+    }
+    int64_t got, seen = 0;
+    task_metric(e->task, true);
+    task_start(e->task, SPLIT_TEST, 0);
+    lego_status st = lego_ok();
+    while (st.code == LEGO_OK && (got = task_next(e->task, SPLIT_TEST, e->x.data)) > 0) {
+        st = bx_run_items(&sh->f, sh->cur, &sh->ctx, 0, sh->slot_item[0]);
+        if (st.code == LEGO_OK)
+            st = walk(sh, e, c, 0, 0, n, got);
+        seen += got;
+    }
+    for (int i = 0; st.code == LEGO_OK && i < n; i++) {
+        task_tally_set(e->task, sh->tallies + (size_t)i * sh->tally_bytes);
+        c->items[sh->order[i]].accuracy = task_metric(e->task, true);
+    }
+    e->samples = seen;
+    return st;
+}
+
 /* ---- profiling -------------------------------------------------------- */
 
 static void result_init(profile_result *r)
@@ -161,7 +403,7 @@ static double acc_of(const cache *c, const int *choice)
  * validation set. */
 static lego_status plan_compositions(const block_library *lib, const profile_result *r, int n_random,
                                      uint64_t seed, cache *c, int *checks, const char **labels,
-                                     int *n_checks)
+                                     int *n_checks, int *group_end)
 {
     int B = lib->n_blocks, S = lib->n_sparsities;
     int *ch = malloc(sizeof *ch * (size_t)(B ? B : 1));
@@ -182,6 +424,7 @@ static lego_status plan_compositions(const block_library *lib, const profile_res
                     st = cache_add(c, ch, &idx);
             }
         }
+        group_end[e] = c->n;
     }
     *n_checks = 0;
     if (st.code == LEGO_OK && S > 1 && B > 0) {
@@ -215,6 +458,7 @@ static lego_status plan_compositions(const block_library *lib, const profile_res
             checks[(*n_checks)++] = idx;
         }
     }
+    group_end[r->n_envs] = c->n;
     free(ch);
     return st;
 }
@@ -237,7 +481,11 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
         free(checks), free((void *)labels);
         return nomem();
     }
-    lego_status st = plan_compositions(lib, r, n_random, opt->seed, c, checks, labels, &r->n_checks);
+    /* the compositions are evaluated in groups: per environment, then the
+     * validation's; group_end[g] is where group g ends in the cache */
+    int group_end[PROFILE_MAX_ENVS + 1];
+    lego_status st =
+        plan_compositions(lib, r, n_random, opt->seed, c, checks, labels, &r->n_checks, group_end);
 
     /* the teacher first: it opens the task (every composition has its input
      * and output shapes) and is the first measurement */
@@ -261,18 +509,41 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
         tensor_set_shape(&e->x, LEGO_F32, 4, dims);
         st = tensor_alloc(&e->x);
     }
-    if (st.code == LEGO_OK)
+    bool share = st.code == LEGO_OK && !opt->plain && B > 0 && task_tally_bytes(e->task) > 0;
+    if (share) {
+        /* every group in one pass over the test split, prefixes shared */
+        graph_free(&teacher);
+        have_teacher = false;
+        shared sh;
+        memset(&sh, 0, sizeof sh);
+        sh.tally_bytes = task_tally_bytes(e->task);
+        st = shared_open(&sh, lib, e);
+        for (int g = 0, lo = 0; st.code == LEGO_OK && g <= r->n_envs; lo = group_end[g++]) {
+            st = shared_eval(&sh, e, c, lo, group_end[g]);
+            if (g == 0 && st.code == LEGO_OK) {
+                r->test_samples = e->samples;
+                r->batch = e->batch;
+            }
+            for (int i = lo; st.code == LEGO_OK && i < group_end[g]; i++) {
+                c->done[i] = true;
+                if (opt->progress && !opt->progress(opt->ctx, i + 1, c->n, c->items[i].accuracy))
+                    st = lego_error(LEGO_ERR_ARG, "interrupted");
+            }
+        }
+        shared_free(&sh);
+    }
+    if (!share && st.code == LEGO_OK)
         st = eval_graph(e, &teacher, &c->items[0].accuracy);
     if (have_teacher)
         graph_free(&teacher);
-    if (st.code == LEGO_OK) {
+    if (!share && st.code == LEGO_OK) {
         c->done[0] = true;
         r->test_samples = e->samples;
         r->batch = e->batch;
         if (opt->progress && !opt->progress(opt->ctx, 1, c->n, c->items[0].accuracy))
             st = lego_error(LEGO_ERR_ARG, "interrupted");
     }
-    for (int i = 1; st.code == LEGO_OK && i < c->n; i++) {
+    for (int i = 1; !share && st.code == LEGO_OK && i < c->n; i++) {
         st = eval_choice(e, c->items[i].choice, &c->items[i].accuracy);
         if (st.code)
             break;

@@ -49,6 +49,8 @@ typedef struct profile_options {
     int64_t max_test;        /* > 0: only the first max_test test samples */
     int n_random;            /* random compositions to validate; < 0: 5 */
     uint64_t seed;           /* picks the random compositions */
+    bool plain;              /* one composed model per pass over the test split (the
+                                reference path; the default shares prefixes, below) */
     profile_progress_fn progress;
     void *ctx;
 } profile_options;

@@ -389,6 +389,33 @@ static lego_status run_block(const bx_desc *d, bx_ctx *c, const void *x, void *y
 
 lego_status bx_run_desc(const bx_desc *d, bx_ctx *c, const void *x, void *y) { return run_block(d, c, x, y); }
 
+static lego_status run_items(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c, int from, int to,
+                             double *block_ms)
+{
+    for (int s = from; s < to; s++) {
+        const bx_item *it = &f->items[s];
+        if (it->kind == BX_NODE) {
+            run_nodes(f->g, &it->index, 1, c->fvt);
+            continue;
+        }
+        int b = it->index;
+        double t0 = block_ms ? now_ms() : 0;
+        LEGO_TRY(run_block(desc[b], c, c->fvt[f->entry_v[b]].data, c->fvt[f->exit_v[b]].data));
+        if (block_ms)
+            block_ms[b] = now_ms() - t0;
+    }
+    return lego_ok();
+}
+
+lego_status bx_run_items(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c, int from, int to)
+{
+    if (!c->fvt)
+        return lego_error(LEGO_ERR_INTERNAL, "the run context was not reserved for the frame");
+    if (from < 0 || to > f->n_items || from > to)
+        return lego_error(LEGO_ERR_INTERNAL, "items %d to %d are not in the frame's schedule", from, to);
+    return run_items(f, desc, c, from, to, NULL);
+}
+
 lego_status bx_run(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c, const lego_tensor *const *inputs,
                    lego_tensor **outputs, double *block_ms)
 {
@@ -407,18 +434,7 @@ lego_status bx_run(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c, con
                               dtype_name(f->vt[v].dtype), tensor_shape_str(&f->vt[v], want, sizeof want));
         c->fvt[v].data = x->data;
     }
-    for (int s = 0; s < f->n_items; s++) {
-        const bx_item *it = &f->items[s];
-        if (it->kind == BX_NODE) {
-            run_nodes(g, &it->index, 1, c->fvt);
-            continue;
-        }
-        int b = it->index;
-        double t0 = block_ms ? now_ms() : 0;
-        LEGO_TRY(run_block(desc[b], c, c->fvt[f->entry_v[b]].data, c->fvt[f->exit_v[b]].data));
-        if (block_ms)
-            block_ms[b] = now_ms() - t0;
-    }
+    LEGO_TRY(run_items(f, desc, c, 0, f->n_items, block_ms));
     for (int i = 0; i < f->n_model_outputs; i++)
         outputs[i] = NULL;
     for (int i = 0; i < f->n_model_outputs; i++) {

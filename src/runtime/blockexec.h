@@ -101,6 +101,13 @@ size_t bx_ctx_bytes(const bx_ctx *c, const bx_frame *f);
 lego_status bx_run(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c,
                    const lego_tensor *const *inputs, lego_tensor **outputs, double *block_ms);
 
+/* Items [from, to) of f's schedule only, with the model inputs bound
+ * (fvt) by the caller: the frame arena holds whatever earlier items left
+ * there, so a caller that restores the values live at item `from` can run
+ * the rest of a composition again with other descendants from there on
+ * (profiling shares the common prefix of compositions this way). */
+lego_status bx_run_items(const bx_frame *f, const bx_desc *const *desc, bx_ctx *c, int from, int to);
+
 /* One descendant alone: x is its input (shape as the block entry's), y
  * receives its output (caller's buffer of the exit's size). c reserved. */
 lego_status bx_run_desc(const bx_desc *d, bx_ctx *c, const void *x, void *y);

@@ -355,6 +355,27 @@ void task_score(task_data *d, const lego_tensor *const *outputs, int64_t n)
 
 double task_metric(task_data *d, bool reset) { return d->t->metric_value(d->state, reset); }
 
+/* Only the built-in classification's tally is known here: two counts. */
+size_t task_tally_bytes(const task_data *d)
+{
+    return d->t == &lego_task_classification ? 2 * sizeof(int64_t) : 0;
+}
+
+void task_tally_get(const task_data *d, void *buf)
+{
+    const cls_state *s = d->state;
+    int64_t v[2] = {s->correct, s->seen};
+    memcpy(buf, v, sizeof v);
+}
+
+void task_tally_set(task_data *d, const void *buf)
+{
+    cls_state *s = d->state;
+    int64_t v[2];
+    memcpy(v, buf, sizeof v);
+    s->correct = v[0], s->seen = v[1];
+}
+
 int64_t task_batches(const task_data *d, data_split split)
 {
     return d->t->batches(d->state, (lego_split)split);

@@ -56,6 +56,14 @@ void task_score(task_data *d, const lego_tensor *const *outputs, int64_t n);
 /* The metric so far (top-1 accuracy in [0,1]); reset starts a new tally. */
 double task_metric(task_data *d, bool reset);
 int64_t task_batches(const task_data *d, data_split split);
+/* The running tally behind task_metric as bytes, so one pass over a split
+ * can score several models (profiling): tally_bytes is 0 when the task
+ * cannot do this (a task from outside; score one model per pass then);
+ * tally_get copies the tally out, tally_set puts one back (tally_bytes of
+ * them; all zero bytes is a fresh tally). */
+size_t task_tally_bytes(const task_data *d);
+void task_tally_get(const task_data *d, void *buf);
+void task_tally_set(task_data *d, const void *buf);
 /* The task it was opened with. */
 const lego_task *task_of(const task_data *d);
 void task_close(task_data *d);
