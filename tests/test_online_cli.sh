@@ -117,7 +117,7 @@ expect 1 "no latency for this device" -- "$bin" report "$tmp/other"
 expect 0 "compositions +65.54K composable models" -- "$bin" report "$lib"
 expect 0 "all 0.80 .* 0.8 0.8 0.8" -- "$bin" report "$lib"
 expect 0 "optimizer +[0-9.]+ us median" -- "$bin" report "$lib"
-expect 0 "switch +[0-9.]+ ms per block once cached" -- "$bin" report "$lib"
+expect 0 "switch +[0-9.]+ us per block once cached" -- "$bin" report "$lib"
 expect 0 "trace +3 steps .* 1 infeasible" -- "$bin" report "$lib" --serve "$tmp/serve.json"
 expect 0 '"compositions":[[:space:]]*65536' -- "$bin" report "$lib" --json
 expect 0 "plot +.*report.svg" -- "$bin" report "$lib" --serve "$tmp/serve.json" --plot "$tmp/report.svg" \

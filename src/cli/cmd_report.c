@@ -14,7 +14,7 @@
  * --save also writes the --json report to a file (atomically).
  *
  * --plot draws estimated accuracy against memory and against latency: every
- * composition (or a seeded sample of 50,000 when there are more), the exact
+ * composition (or a seeded sample of 100,000 when there are more), the exact
  * Pareto frontier of each, the measured compositions and the trace's
  * choices. The data and a script go to a temporary directory, gnuplot
  * (Debian's gnuplot-nox) renders them, and the picture is written
@@ -46,7 +46,7 @@ static const char report_usage[] =
     "legodnn report LIB [--serve SERVE.json] [--plot OUT.png|OUT.svg] [--save REPORT.json]\n"
     "         [--threads N] [--batch B] [--json]";
 
-#define CLOUD_MAX 50000     /* compositions drawn in the plot, at most */
+#define CLOUD_MAX 100000    /* compositions drawn in the plot, at most */
 #define OPT_DECISIONS 1000  /* random budgets timed */
 #define SWITCH_ROUNDS 20    /* cached switches timed */
 #define FRONTIER_MAX 4096
@@ -284,7 +284,7 @@ static double json_num(const cJSON *o, const char *key)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static lego_status read_serve(const char *path, const block_library *lib, report *r)
+static lego_status read_serve(const char *path, const block_library *lib, const rt_estimates *e, report *r)
 {
     unsigned char *buf;
     size_t len;
@@ -311,17 +311,30 @@ static lego_status read_serve(const char *path, const block_library *lib, report
             break;
         const cJSON *choice = cJSON_GetObjectItemCaseSensitive(s, "choice");
         trace_pt *p = &r->trace[i];
-        p->est_acc = json_num(s, "estimated_accuracy");
-        p->latency_ms = json_num(s, "estimated_latency_ms");
-        p->memory = json_num(s, "estimated_memory_bytes");
         p->acc = json_num(s, "accuracy");
         p->feasible = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "feasible"));
-        if (!cJSON_IsArray(choice) || cJSON_GetArraySize(choice) != lib->n_blocks || isnan(p->latency_ms) ||
-            isnan(p->memory)) {
+        int option[LEGO_MAX_BLOCKS];
+        bool ok = cJSON_IsArray(choice) && cJSON_GetArraySize(choice) == lib->n_blocks;
+        for (int b = 0; ok && b < lib->n_blocks; b++) {
+            const cJSON *o = cJSON_GetArrayItem(choice, b);
+            double v = cJSON_IsNumber(o) ? o->valuedouble : -1;
+            ok = v >= 0 && v < e->n_options[b] && v == floor(v);
+            option[b] = ok ? (int)v : 0;
+        }
+        if (!ok) {
             st = lego_error(LEGO_ERR_FORMAT, "%s: step %d does not describe a composition of this library's %d blocks",
                             path, i, lib->n_blocks);
             break;
         }
+        /* the library's estimates, as the plot's other points: serve logged
+         * latencies scaled by its online calibration of the moment */
+        double loss;
+        int64_t mem;
+        st = scale_cost(&e->problem, option, &loss, &p->latency_ms, &mem);
+        if (st.code)
+            break;
+        p->est_acc = e->teacher_accuracy - loss;
+        p->memory = (double)mem;
         r->trace_infeasible += !p->feasible;
         double sw = json_num(s, "switched"), ms = json_num(s, "switch_ms"), loaded = json_num(s, "loaded");
         if (sw > 0 && loaded == 0 && !isnan(ms)) {
@@ -401,10 +414,11 @@ static lego_status write_points(const report *r, const char *named_path, const c
     /* measured where profile measured it, else the estimate */
     for (int k = 0; k < r->n_uniform; k++) {
         const named *n = &r->uniform[k];
-        double acc = isnan(n->meas_acc) ? n->est_acc : n->meas_acc;
-        fprintf(f, "%.6f %.6f %.6f \"%s\"\n", 100 * acc, n->latency_ms, (double)n->memory / 1e6,
-                k ? n->label : "teacher");
+        if (!isnan(n->meas_acc))
+            fprintf(f, "%.6f %.6f %.6f \"%s\"\n", 100 * n->meas_acc, n->latency_ms, (double)n->memory / 1e6,
+                    k ? n->label : "teacher");
     }
+    fprintf(f, "\n"); /* gnuplot refuses a file with no data at all */
     if (fclose(f) != 0)
         return lego_error(LEGO_ERR_IO, "%s: write failed", named_path);
     f = fopen(trace_path, "w");
@@ -581,8 +595,8 @@ static void print_table(const block_library *lib, const rt_estimates *e, const r
     printf("optimizer    %.1f us median, %.1f us p90 per decision (%d random budgets, exact)\n", r->opt_median_us,
            r->opt_p90_us, OPT_DECISIONS);
     if (!isnan(r->switch_cached_ms))
-        printf("switch       %.4f ms per block once cached (median of %d), %.3f ms per block on first load\n",
-               r->switch_cached_ms, r->switch_samples, r->switch_first_ms);
+        printf("switch       %.2f us per block once cached (median of %d), %.3f ms per block on first load\n",
+               1e3 * r->switch_cached_ms, r->switch_samples, r->switch_first_ms);
     else
         printf("switch       not measured (every budget gave the same composition)\n");
     if (a->serve) {
@@ -590,7 +604,7 @@ static void print_table(const block_library *lib, const rt_estimates *e, const r
         if (!isnan(r->trace_accuracy))
             printf(", %.2f%% accuracy on the samples served", 100 * r->trace_accuracy);
         if (!isnan(r->trace_switch_ms))
-            printf(", %.4f ms per cached block switch", r->trace_switch_ms);
+            printf(", %.2f us per cached block switch", 1e3 * r->trace_switch_ms);
         printf("\n");
     }
     if (a->plot)
@@ -719,7 +733,7 @@ static lego_status build_report(const report_args *a, block_library *lib, rt_est
     LEGO_TRY(time_optimizer(sp, &r->smallest, &r->teacher, r));
     LEGO_TRY(time_switch(a, r));
     if (a->serve)
-        LEGO_TRY(read_serve(a->serve, lib, r));
+        LEGO_TRY(read_serve(a->serve, lib, e, r));
     return lego_ok();
 }
 
