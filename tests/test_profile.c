@@ -411,8 +411,9 @@ static void test_profile(void)
     CHECK(some_nonzero); /* pruning a trained model costs something somewhere */
 
     /* the additive estimates, and their measurements */
-    CHECK(r.n_checks == 7);
+    CHECK(r.n_checks == 8); /* 3 uniform (S = 4) + 5 random */
     CHECK(strcmp(r.checks[0].label, "all-second") == 0 && strcmp(r.checks[1].label, "all-last") == 0);
+    CHECK(strcmp(r.checks[2].label, "uniform") == 0 && strcmp(r.checks[3].label, "random") == 0);
     double max_err = 0, sum_err = 0;
     for (int k = 0; k < r.n_checks; k++) {
         const int *c = r.compositions[r.checks[k].composition].choice;
@@ -420,9 +421,9 @@ static void test_profile(void)
         for (int b = 0; b < B; b++)
             est -= r.delta[b * S + c[b]];
         CHECK(fabs(est - r.checks[k].estimated) < 1e-12);
-        if (k < 2) {
+        if (k < 3) {
             for (int b = 0; b < B; b++)
-                CHECK(c[b] == (k == 0 ? 1 : S - 1));
+                CHECK(c[b] == (k == 0 ? 1 : k == 1 ? S - 1 : 2));
         }
         if (k == 1)
             CHECK(fabs(composed_accuracy(&lib, c) - r.checks[k].measured) < 1e-12);
@@ -430,7 +431,7 @@ static void test_profile(void)
         max_err = err > max_err ? err : max_err;
         sum_err += err;
     }
-    CHECK(fabs(max_err - r.max_error) < 1e-12 && fabs(sum_err / 7 - r.mean_error) < 1e-12);
+    CHECK(fabs(max_err - r.max_error) < 1e-12 && fabs(sum_err / 8 - r.mean_error) < 1e-12);
     free(ch);
 
     /* into the manifest, and back */
@@ -455,7 +456,7 @@ static void test_profile(void)
     CHECK(cJSON_GetObjectItemCaseSensitive(p, "teacher_accuracy")->valuedouble == r.teacher_accuracy);
     CHECK(cJSON_GetObjectItemCaseSensitive(p, "compositions_evaluated")->valuedouble == r.n_compositions);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "environments")) == 3);
-    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "validation")) == 7);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "validation")) == 8);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "compositions")) == r.n_compositions);
     profile_result_free(&r);
 
@@ -466,7 +467,7 @@ static void test_profile(void)
     st = profile_library(&lib, &o, &r);
     CHECK_OK(st);
     if (st.code == LEGO_OK) {
-        CHECK(r.test_samples == 10 && r.batch == 4 && r.n_checks == 2);
+        CHECK(r.test_samples == 10 && r.batch == 4 && r.n_checks == 3);
         CHECK_OK(profile_store(&lib, &o, &r));
         profile_result_free(&r);
         library_free(&lib);

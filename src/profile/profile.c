@@ -428,21 +428,23 @@ static lego_status plan_compositions(const block_library *lib, const profile_res
     }
     *n_checks = 0;
     if (st.code == LEGO_OK && S > 1 && B > 0) {
-        int fixed[2] = {1, S - 1};
-        for (int f = 0; f < 2 && st.code == LEGO_OK; f++) {
-            if (f == 1 && S - 1 == 1)
-                break; /* all-second is all-last */
+        /* every uniform composition: all-second and all-last (the
+         * environments), then the sparsities between them, so a report can
+         * give the measured accuracy of "every block at s" for each s */
+        for (int f = 0; f < S - 1 && st.code == LEGO_OK; f++) {
+            int k = f == 0 ? 1 : f == 1 ? S - 1 : f;
             for (int b = 0; b < B; b++)
-                ch[b] = fixed[f];
+                ch[b] = k;
             st = cache_add(c, ch, &idx);
-            labels[*n_checks] = f == 0 ? "all-second" : "all-last";
+            labels[*n_checks] = f == 0 ? "all-second" : f == 1 ? "all-last" : "uniform";
             checks[(*n_checks)++] = idx;
         }
+        int n_fixed = *n_checks;
         rng g;
         rng_seed(&g, rng_mix(seed, 0x70726f66ull));
         /* distinct random mixes, not the teacher nor one already checked */
         for (int tries = 0; st.code == LEGO_OK && tries < 50 * (n_random + 1) &&
-                            *n_checks < 2 + n_random; tries++) {
+                            *n_checks < n_fixed + n_random; tries++) {
             bool all0 = true;
             for (int b = 0; b < B; b++) {
                 ch[b] = (int)rng_below(&g, (uint64_t)S);
@@ -475,8 +477,8 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
     r->n_blocks = B, r->n_sparsities = S;
     r->n_envs = profile_environments(S, r->envs);
     r->delta = calloc((size_t)B * (size_t)S + 1, sizeof *r->delta);
-    int *checks = malloc(sizeof *checks * (size_t)(n_random + 2));
-    const char **labels = malloc(sizeof *labels * (size_t)(n_random + 2));
+    int *checks = malloc(sizeof *checks * (size_t)(n_random + S));
+    const char **labels = malloc(sizeof *labels * (size_t)(n_random + S));
     if (!r->delta || !checks || !labels) {
         free(checks), free((void *)labels);
         return nomem();

@@ -25,8 +25,9 @@
  *
  * The additive model that scaling relies on (teacher accuracy minus the sum
  * of the chosen descendants' ΔAcc) is then checked: a few random
- * compositions plus all-second and all-last are evaluated and the estimate
- * compared with the measurement (legodnn-method.md §13 item 13). */
+ * compositions plus every uniform one (every block at one sparsity: all-second,
+ * all-last, then the others) are evaluated and the estimate compared with the
+ * measurement (legodnn-method.md §13 item 13). */
 #ifndef LEGO_PROFILE_PROFILE_H
 #define LEGO_PROFILE_PROFILE_H
 
@@ -62,7 +63,8 @@ typedef struct profile_composition {
 
 typedef struct profile_check {
     int composition;         /* index into compositions */
-    const char *label;       /* "all-second", "all-last", "random" */
+    const char *label;       /* "all-second", "all-last", "uniform" (every block
+                                at another sparsity), "random" */
     double estimated, measured;
 } profile_check;
 
