@@ -19,6 +19,8 @@
  *    chosen descendants' weights + frame weights + frame activation arena +
  *    the largest activation arena of any descendant;
  *  - weights + arena in use (lego_runtime_stats: weights_bytes, arena_bytes);
+ *  - anon@open: the anonymous growth once the budget is applied, before
+ *    any inference (the loaded descendants, frame and structures);
  *  - growth of the anonymous resident memory (RssAnon: heap and mmap'd
  *    allocations, no program text) and of the whole RSS over the baseline,
  *    after malloc_trim(0) has handed back the freed heap pages (the teacher
@@ -64,6 +66,8 @@ static int child(const char *lib, int threads, int64_t budget, int runs)
     bench_check(lego_runtime_open(lib, &opt, &rt), lib);
     lego_choice ch;
     bench_check(lego_runtime_set_budget(rt, INFINITY, budget, &ch), "set_budget");
+    malloc_trim(0);
+    int64_t anon_decided = status_kb("RssAnon");
     lego_tensor x[16];
     int ni = lego_runtime_num_inputs(rt);
     if (ni > 16)
@@ -78,9 +82,10 @@ static int child(const char *lib, int threads, int64_t budget, int runs)
     bench_check(lego_runtime_stats_get(rt, &s), "stats");
     malloc_trim(0);
     int64_t rss = bench_rss_bytes(), anon = status_kb("RssAnon"), peak = bench_peak_rss_bytes();
-    printf("%lld %d %lld %lld %lld %lld %lld %lld %d\n", (long long)ch.memory_bytes, ch.feasible,
+    printf("%lld %d %lld %lld %lld %lld %lld %lld %d %lld\n", (long long)ch.memory_bytes, ch.feasible,
            (long long)s.weights_bytes, (long long)s.arena_bytes, (long long)(anon - anon0), (long long)(rss - rss0),
-           (long long)(peak - (peak0 > rss0 ? peak0 : rss0)), (long long)s.cache_bytes, s.cache_entries);
+           (long long)(peak - (peak0 > rss0 ? peak0 : rss0)), (long long)s.cache_bytes, s.cache_entries,
+           (long long)(anon_decided - anon0));
     lego_runtime_close(rt);
     return 0;
 }
@@ -139,8 +144,8 @@ int main(int argc, char **argv)
     printf("memory estimates from %.0f KiB (smallest composition) to %.0f KiB (teacher); %d kernel thread(s), %d "
            "run(s) per budget, one fresh process per budget\n",
            kib(small.memory_bytes), kib(big.memory_bytes), threads, runs);
-    printf("%12s %12s %4s %11s %10s %11s %11s %11s %11s %12s\n", "budget KiB", "estimate KiB", "fits",
-           "weights KiB", "arena KiB", "anon +KiB", "RSS +KiB", "overhead", "peak +KiB", "anon/budget");
+    printf("%12s %12s %4s %11s %10s %11s %11s %11s %11s %11s %12s\n", "budget KiB", "estimate KiB", "fits",
+           "weights KiB", "arena KiB", "anon@open", "anon +KiB", "RSS +KiB", "overhead", "peak +KiB", "anon/budget");
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
@@ -155,18 +160,18 @@ int main(int argc, char **argv)
         char cmd[8400];
         snprintf(cmd, sizeof cmd, "'%s' --child '%s' %d %lld %d", self, lib, threads, (long long)budget, runs);
         FILE *f = popen(cmd, "r");
-        long long est, w, a, anon, rss, peak, cache;
+        long long est, w, a, anon, rss, peak, cache, decided;
         int feasible, entries;
-        int got = f ? fscanf(f, "%lld %d %lld %lld %lld %lld %lld %lld %d", &est, &feasible, &w, &a, &anon, &rss,
-                             &peak, &cache, &entries)
+        int got = f ? fscanf(f, "%lld %d %lld %lld %lld %lld %lld %lld %d %lld", &est, &feasible, &w, &a, &anon, &rss,
+                             &peak, &cache, &entries, &decided)
                     : 0;
-        if (!f || pclose(f) != 0 || got != 9) {
+        if (!f || pclose(f) != 0 || got != 10) {
             fprintf(stderr, "the measuring process failed for budget %lld\n", (long long)budget);
             return 1;
         }
         double over = (double)(anon - est);
-        printf("%12.0f %12.0f %4s %11.0f %10.0f %11.0f %11.0f %11.0f %11.0f %12.3f\n", kib(budget), kib(est),
-               feasible ? "yes" : "no", kib(w), kib(a), kib(anon), kib(rss), over / 1024, kib(peak),
+        printf("%12.0f %12.0f %4s %11.0f %10.0f %11.0f %11.0f %11.0f %11.0f %11.0f %12.3f\n", kib(budget), kib(est),
+               feasible ? "yes" : "no", kib(w), kib(a), kib(decided), kib(anon), kib(rss), over / 1024, kib(peak),
                (double)anon / (double)budget);
         if (feasible) {
             if (over > over_max)
