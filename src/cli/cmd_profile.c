@@ -127,39 +127,26 @@ int cmd_profile(int argc, char **argv)
     profile_options o;
     memset(&o, 0, sizeof o);
     o.n_random = -1;
-    bool json = false, quiet = false;
     long n;
+    cli_common co = {.threads = -1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH | CLI_OPT_SEED |
+                            CLI_OPT_MAX_TEST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = true;
-        } else if (strcmp(a, "--data") == 0 && has) {
+        int rc = cli_common_option(argc, argv, &i, common, profile_usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(a, "--data") == 0 && has) {
             o.data = argv[++i];
         } else if (strcmp(a, "--task") == 0 && has) {
             task = argv[++i];
-        } else if (strcmp(a, "--max-test") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 1, 1000000000L, &n))
-                return cli_usage_error(profile_usage, "--max-test needs a positive count");
-            o.max_test = n;
-        } else if (strcmp(a, "--batch") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 1, 65536, &n))
-                return cli_usage_error(profile_usage, "--batch needs a size from 1 to 65536");
-            o.batch = (int)n;
         } else if (strcmp(a, "--validate") == 0 && has) {
             if (!cli_parse_int(argv[++i], 0, 1000, &n))
                 return cli_usage_error(profile_usage, "--validate needs a count from 0 to 1000 (random compositions to check)");
             o.n_random = (int)n;
-        } else if (strcmp(a, "--seed") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 2147483647L, &n))
-                return cli_usage_error(profile_usage, "--seed needs a non-negative integer");
-            o.seed = (uint64_t)n;
-        } else if (strcmp(a, "--threads") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 256, &n))
-                return cli_usage_error(profile_usage, "--threads needs a count from 1 to 256 (0: every core)");
-            lego_set_num_threads((int)n);
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(profile_usage, "unknown option '%s' (or it lacks its value)", a);
         } else if (!dir) {
@@ -168,6 +155,11 @@ int cmd_profile(int argc, char **argv)
             return cli_usage_error(profile_usage, "one library at a time ('%s' is extra)", a);
         }
     }
+    cli_apply_threads(&co);
+    bool json = co.json, quiet = co.quiet;
+    o.max_test = co.max_test;
+    o.batch = (int)co.batch;
+    o.seed = (uint64_t)co.seed;
     if (!dir)
         return cli_usage_error(profile_usage, "no library given");
     if (!o.data)

@@ -1,6 +1,7 @@
 /* util.c - helpers shared by the subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,60 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
         return false;
     *out = v;
     return true;
+}
+
+static const struct common_spec {
+    unsigned flag;
+    const char *name;
+    long min, max;
+    const char *needs;
+    size_t offset;
+} common_specs[] = {
+    {CLI_OPT_THREADS, "--threads", 0, 256, "a count from 1 to 256 (0: every core)", offsetof(cli_common, threads)},
+    {CLI_OPT_BATCH, "--batch", 1, 65536, "a size from 1 to 65536", offsetof(cli_common, batch)},
+    {CLI_OPT_SEED, "--seed", 0, 2147483647L, "a non-negative integer", offsetof(cli_common, seed)},
+    {CLI_OPT_EPOCHS, "--epochs", 1, 100000, "a count from 1 to 100000", offsetof(cli_common, epochs)},
+    {CLI_OPT_MAX_TRAIN, "--max-train", 1, 1000000000L, "a positive count", offsetof(cli_common, max_train)},
+    {CLI_OPT_MAX_TEST, "--max-test", 1, 1000000000L, "a positive count", offsetof(cli_common, max_test)},
+};
+
+int cli_common_option(int argc, char **argv, int *i, unsigned which, const char *usage, cli_common *o)
+{
+    const char *a = argv[*i];
+    if ((which & CLI_OPT_JSON) && strcmp(a, "--json") == 0) {
+        o->json = true;
+        return EXIT_OK;
+    }
+    if ((which & CLI_OPT_QUIET) && strcmp(a, "--quiet") == 0) {
+        o->quiet = true;
+        return EXIT_OK;
+    }
+    for (size_t k = 0; k < sizeof common_specs / sizeof *common_specs; k++) {
+        const struct common_spec *c = &common_specs[k];
+        if (!(which & c->flag) || strcmp(a, c->name) != 0)
+            continue;
+        long *slot = (long *)((char *)o + c->offset);
+        if (*i + 1 >= argc || !cli_parse_int(argv[*i + 1], c->min, c->max, slot))
+            return cli_usage_error(usage, "%s needs %s", c->name, c->needs);
+        (*i)++;
+        return EXIT_OK;
+    }
+    return CLI_NOT_COMMON;
+}
+
+void cli_apply_threads(const cli_common *o)
+{
+    if (o->threads >= 0)
+        lego_set_num_threads((int)o->threads);
+}
+
+const char *cli_option_value(int argc, char **argv, int *i, const char *usage)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_error(usage, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
 }
 
 /* "none", or a number. false when unparsable. */
