@@ -29,6 +29,15 @@ int cli_fail(lego_status st);
 /* Print a usage error for a subcommand and return EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...);
 
+/* Ctrl-C and SIGTERM while a stage that can stop cleanly runs: between
+ * cli_catch_interrupts and cli_release_interrupts (which puts the previous
+ * handlers back) they only set the flag cli_interrupted reads, which the
+ * stage's progress callback turns into "stop", so the stage cleans up
+ * instead of dying half-way through its files. */
+void cli_catch_interrupts(void);
+void cli_release_interrupts(void);
+bool cli_interrupted(void);
+
 /* "11.2M", "1.11G": human-friendly counts; buf needs 32 bytes. */
 const char *cli_count(double v, char *buf);
 /* "44.9 MB" style; buf needs 32 bytes. */
@@ -70,6 +79,12 @@ void cli_apply_threads(const cli_common *o);
 /* The value after option argv[*i] (advancing *i), or NULL after printing
  * "<option> needs a value" (the caller returns EXIT_USAGE). */
 const char *cli_option_value(int argc, char **argv, int *i, const char *usage);
+
+/* A word that is not one of the command's options: an unknown option
+ * ("-x": usage error), or the command's one operand (`what`: "model",
+ * "library"), stored in *slot; a second operand is a usage error. Returns
+ * EXIT_OK or EXIT_USAGE. */
+int cli_operand(const char *usage, const char *arg, const char **slot, const char *what);
 
 /* Budgets: a latency in ms, or "none" (INFINITY); a memory size in bytes,
  * optionally with a unit (KB, MB, GB = 1000^k; KiB, MiB, GiB = 1024^k), or

@@ -129,12 +129,8 @@ int cmd_blocks(int argc, char **argv)
                 return cli_usage_error(blocks_usage,
                                        "--max-ratio needs a number in (0, 1]: the largest share of the model's "
                                        "convolutions one block may hold");
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error(blocks_usage, "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            return cli_usage_error(blocks_usage, "one model at a time ('%s' is extra)", argv[i]);
+        } else if (cli_operand(blocks_usage, argv[i], &path, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!path)

@@ -11,7 +11,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +27,6 @@ static const char extract_usage[] =
 
 #define MAX_SPARSITIES 64
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct run_ctx {
     progress bar;
 } run_ctx;
@@ -45,7 +36,7 @@ static bool on_progress(void *ctx, int done, int total, const char *what)
     run_ctx *r = ctx;
     (void)total;
     progress_update(&r->bar, done, what);
-    return !interrupted;
+    return !cli_interrupted();
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -221,12 +212,8 @@ int cmd_extract(int argc, char **argv)
                                        "('%s' is not a number)",
                                        bad);
             }
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error(extract_usage, "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            return cli_usage_error(extract_usage, "one model at a time ('%s' is extra)", argv[i]);
+        } else if (cli_operand(extract_usage, argv[i], &path, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!path)
@@ -262,17 +249,11 @@ int cmd_extract(int argc, char **argv)
     }
     run_ctx rc;
     progress_start(&rc.bar, "extract", 1 + (int64_t)bs.n_blocks * n_sp, false);
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    cli_catch_interrupts();
     extract_options opt = {.sparsities = sp, .n_sparsities = n_sp, .force = force, .progress = on_progress, .ctx = &rc};
     block_library lib;
     st = library_extract(&g, &bs, path, out, &opt, &lib);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    cli_release_interrupts();
     block_set_free(&bs);
     graph_free(&g);
     if (st.code) {

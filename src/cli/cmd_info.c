@@ -97,12 +97,8 @@ int cmd_info(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage_error(info_usage, "unknown option '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            return cli_usage_error(info_usage, "one model at a time ('%s' is extra)", argv[i]);
+        else if (cli_operand(info_usage, argv[i], &path, "model") != EXIT_OK)
+            return EXIT_USAGE;
     }
     if (!path)
         return cli_usage_error(info_usage, "no model given");

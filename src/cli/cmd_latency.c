@@ -115,12 +115,8 @@ int cmd_latency(int argc, char **argv)
         } else if (strcmp(a, "--random") == 0) {
             if (!has || !cli_parse_int(argv[++i], 0, 100, &n_random))
                 return cli_usage_error(latency_usage, "--random needs a count from 0 to 100");
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(latency_usage, "unknown option '%s'", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return cli_usage_error(latency_usage, "one library at a time ('%s' is extra)", a);
+        } else if (cli_operand(latency_usage, a, &dir, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!dir)

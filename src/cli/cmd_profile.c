@@ -10,7 +10,6 @@
  * not fit the model, Ctrl-C) leaves the manifest as it was (exit 1). */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +24,6 @@ static const char profile_usage[] =
     "legodnn profile LIB --data DATASET [--max-test N] [--batch N] [--validate N] [--seed N] "
     "[--task classification] [--threads N] [--quiet] [--json]";
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct run_ctx {
     progress bar;
 } run_ctx;
@@ -44,7 +35,7 @@ static bool on_progress(void *ctx, int done, int total, double acc)
     r->bar.total = total;
     snprintf(msg, sizeof msg, "last %.2f%%", 100 * acc);
     progress_update(&r->bar, done, msg);
-    return !interrupted;
+    return !cli_interrupted();
 }
 
 static void print_choice(const block_library *lib, const int *choice, int dec)
@@ -139,20 +130,17 @@ int cmd_profile(int argc, char **argv)
             return rc;
         if (rc == EXIT_OK)
             continue;
-        if (strcmp(a, "--data") == 0 && has) {
-            o.data = argv[++i];
-        } else if (strcmp(a, "--task") == 0 && has) {
-            task = argv[++i];
-        } else if (strcmp(a, "--validate") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 1000, &n))
+        if (strcmp(a, "--data") == 0 || strcmp(a, "--task") == 0) {
+            const char *v = cli_option_value(argc, argv, &i, profile_usage);
+            if (!v)
+                return EXIT_USAGE;
+            *(a[2] == 'd' ? &o.data : &task) = v;
+        } else if (strcmp(a, "--validate") == 0) {
+            if (!has || !cli_parse_int(argv[++i], 0, 1000, &n))
                 return cli_usage_error(profile_usage, "--validate needs a count from 0 to 1000 (random compositions to check)");
             o.n_random = (int)n;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(profile_usage, "unknown option '%s' (or it lacks its value)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return cli_usage_error(profile_usage, "one library at a time ('%s' is extra)", a);
+        } else if (cli_operand(profile_usage, a, &dir, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     cli_apply_threads(&co);
@@ -176,16 +164,10 @@ int cmd_profile(int argc, char **argv)
     progress_start(&rc.bar, "profile", 1, quiet);
     o.progress = on_progress;
     o.ctx = &rc;
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    cli_catch_interrupts();
     profile_result r;
     st = profile_library(&lib, &o, &r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    cli_release_interrupts();
     if (st.code) {
         if (rc.bar.tty && rc.bar.done > 0)
             fputc('\n', stderr);

@@ -121,14 +121,11 @@ int cmd_retrain(int argc, char **argv)
         if (strcmp(a, "--resume") == 0) {
             o.resume = true;
             continue;
-        } else if (a[0] != '-' || !a[1]) {
-            if (lib)
-                return cli_usage_error(usage, "one library at a time ('%s' is extra)", a);
-            lib = a;
-            continue;
         } else if (strcmp(a, "--data") && strcmp(a, "--cache-mb") && strcmp(a, "--task") && strcmp(a, "--lr") &&
                    strcmp(a, "--holdout")) {
-            return cli_usage_error(usage, "unknown option '%s'", a);
+            if (cli_operand(usage, a, &lib, "library") != EXIT_OK)
+                return EXIT_USAGE;
+            continue;
         }
         const char *v = cli_option_value(argc, argv, &i, usage);
         if (!v)

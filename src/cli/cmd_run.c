@@ -48,12 +48,8 @@ static int parse_args(int argc, char **argv, run_args *a)
         } else if (strcmp(arg, "--repeat") == 0) {
             if (!has_value || !cli_parse_int(argv[++i], 1, 1000000, &a->repeat))
                 return cli_usage_error(run_usage, "--repeat needs a count from 1 to 1000000");
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(run_usage, "unknown option '%s'", arg);
-        } else if (!a->model) {
-            a->model = arg;
-        } else {
-            return cli_usage_error(run_usage, "one model at a time ('%s' is extra)", arg);
+        } else if (cli_operand(run_usage, arg, &a->model, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->model)

@@ -213,12 +213,8 @@ static int parse_args(int argc, char **argv, scale_args *a)
                 return cli_usage_error(scale_usage, "%s needs a file name", arg);
             const char **slot = arg[2] == 'e' ? &a->export_path : arg[2] == 'i' ? &a->input : &a->output;
             *slot = argv[++i];
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(scale_usage, "unknown option '%s'", arg);
-        } else if (!a->lib) {
-            a->lib = arg;
-        } else {
-            return cli_usage_error(scale_usage, "one library at a time ('%s' is extra)", arg);
+        } else if (cli_operand(scale_usage, arg, &a->lib, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->lib)

@@ -445,12 +445,8 @@ static int parse_args(int argc, char **argv, serve_args *a)
             if (!has)
                 return cli_usage_error(serve_usage, "%s needs a value", arg);
             *(arg[2] == 't' ? &a->trace : &a->data) = argv[++i];
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(serve_usage, "unknown option '%s'", arg);
-        } else if (!a->lib) {
-            a->lib = arg;
-        } else {
-            return cli_usage_error(serve_usage, "one library at a time ('%s' is extra)", arg);
+        } else if (cli_operand(serve_usage, arg, &a->lib, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->lib)

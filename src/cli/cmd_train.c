@@ -83,7 +83,7 @@ int cmd_train(int argc, char **argv)
             return rc;
         if (rc == EXIT_OK)
             continue;
-        /* the rest take a value, except these flags */
+        /* the rest take a value, except these flags and the model */
         if (strcmp(a, "--resume") == 0) {
             o.resume = true;
             continue;
@@ -93,11 +93,6 @@ int cmd_train(int argc, char **argv)
         } else if (strcmp(a, "--nesterov") == 0) {
             o.optim.nesterov = true;
             continue;
-        } else if (a[0] != '-' || !a[1]) {
-            if (model)
-                return cli_usage_error(train_usage, "one model at a time ('%s' is extra)", a);
-            model = a;
-            continue;
         }
         static const char *const valued[] = {"--data", "--out", "--classes", "--input", "--optimizer",
                                              "--schedule", "--step-size", "--warmup", "--lr", "--momentum",
@@ -105,8 +100,11 @@ int cmd_train(int argc, char **argv)
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof *valued && !known; k++)
             known = strcmp(a, valued[k]) == 0;
-        if (!known)
-            return cli_usage_error(train_usage, "unknown option '%s'", a);
+        if (!known) {
+            if (cli_operand(train_usage, a, &model, "model") != EXIT_OK)
+                return EXIT_USAGE;
+            continue;
+        }
         const char *v = cli_option_value(argc, argv, &i, train_usage);
         if (!v)
             return EXIT_USAGE;
@@ -247,12 +245,8 @@ int cmd_eval(int argc, char **argv)
         if (strcmp(a, "--data") == 0) {
             if (!(data = cli_option_value(argc, argv, &i, eval_usage)))
                 return EXIT_USAGE;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(eval_usage, "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error(eval_usage, "one model at a time ('%s' is extra)", a);
+        } else if (cli_operand(eval_usage, a, &model, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     cli_apply_threads(&co);

@@ -1,6 +1,7 @@
 /* util.c - helpers shared by the subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,33 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     va_end(ap);
     return EXIT_USAGE;
 }
+
+static volatile sig_atomic_t interrupted;
+static struct sigaction old_int, old_term;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_catch_interrupts(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+}
+
+void cli_release_interrupts(void)
+{
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+}
+
+bool cli_interrupted(void) { return interrupted != 0; }
 
 /* v divided by 1000 until under 1000 (or at suffix[4]), then "<v><sep><suffix>";
  * buf holds 32 bytes. */
@@ -126,6 +154,16 @@ const char *cli_option_value(int argc, char **argv, int *i, const char *usage)
         return NULL;
     }
     return argv[++*i];
+}
+
+int cli_operand(const char *usage, const char *arg, const char **slot, const char *what)
+{
+    if (arg[0] == '-' && arg[1])
+        return cli_usage_error(usage, "unknown option '%s'", arg);
+    if (*slot)
+        return cli_usage_error(usage, "one %s at a time ('%s' is extra)", what, arg);
+    *slot = arg;
+    return EXIT_OK;
 }
 
 /* "none", or a number. false when unparsable. */
