@@ -38,6 +38,14 @@ void cli_catch_interrupts(void);
 void cli_release_interrupts(void);
 bool cli_interrupted(void);
 
+/* Print root (cJSON_Print) on stdout and free it; EXIT_OK, or EXIT_USER
+ * after a message when there was no memory to build it. */
+struct cJSON;
+int cli_print_json(struct cJSON *root);
+
+/* Parse a fraction in (0, 1] (--max-ratio). */
+bool cli_parse_fraction(const char *s, double *out);
+
 /* "11.2M", "1.11G": human-friendly counts; buf needs 32 bytes. */
 const char *cli_count(double v, char *buf);
 /* "44.9 MB" style; buf needs 32 bytes. */

@@ -72,17 +72,6 @@ static bool parse_list(const char *s, double *out, int *n, char *bad, size_t bad
     }
 }
 
-static bool parse_ratio(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0 && v <= 1))
-        return false;
-    *out = v;
-    return true;
-}
-
 static double pct(int64_t part, int64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0; }
 
 static void print_table(const block_library *lib, const char *model, bool added_zero)
@@ -170,13 +159,7 @@ static int print_json(const block_library *lib, const char *model, bool added_ze
         }
         cJSON_AddItemToArray(blocks, o);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_extract(int argc, char **argv)
@@ -196,7 +179,7 @@ int cmd_extract(int argc, char **argv)
                 return cli_usage_error(extract_usage, "--out needs the library directory to write");
             out = argv[++i];
         } else if (strcmp(argv[i], "--max-ratio") == 0) {
-            if (i + 1 >= argc || !parse_ratio(argv[++i], &ratio))
+            if (i + 1 >= argc || !cli_parse_fraction(argv[++i], &ratio))
                 return cli_usage_error(extract_usage,
                                        "--max-ratio needs a number in (0, 1]: the largest share of the model's "
                                        "convolutions one block may hold");

@@ -44,13 +44,7 @@ static int print_json(const char *path, lego_model *m, const lego_model_stats *s
         cJSON_AddNumberToObject(o, "flops", (double)s->op_types[i].flops);
         cJSON_AddItemToArray(ops, o);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 static int by_flops_desc(const void *a, const void *b)

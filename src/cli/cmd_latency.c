@@ -88,11 +88,7 @@ static void print_json(const block_library *lib, const latency_result *r)
         cJSON_AddNumberToObject(cj, "measured_iqr_ms", k->iqr_ms);
         cJSON_AddItemToArray(checks, cj);
     }
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 int cmd_latency(int argc, char **argv)

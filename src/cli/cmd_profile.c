@@ -103,13 +103,7 @@ static int print_json(const block_library *lib, const profile_options *o, const 
         cJSON_AddItemToArray(al, row);
     }
     cJSON_AddItemToObject(root, "profile", profile_json(lib, o, r));
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_profile(int argc, char **argv)

@@ -68,11 +68,7 @@ static void print_json(const char *lib, const retrain_options *o, const retrain_
         cJSON_AddNumberToObject(d, "best_epoch", s->best_epoch);
         cJSON_AddItemToArray(ds, d);
     }
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 static void print_table(const char *lib, const retrain_result *r)

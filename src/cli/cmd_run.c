@@ -187,12 +187,7 @@ static int report(const run_args *a, lego_model *m, lego_tensor **outs, double m
         cJSON_AddNumberToObject(t, "runs", (double)a->repeat);
         cJSON_AddNumberToObject(t, "threads", lego_get_num_threads());
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (text)
-        puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_run(int argc, char **argv)

@@ -128,11 +128,7 @@ static void print_json(const block_library *lib, const rt_estimates *e, const sc
     cJSON_AddNumberToObject(root, "prepare_us", prepare_us);
     if (a->export_path)
         cJSON_AddStringToObject(root, "export", a->export_path);
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 static lego_status export_choice(block_library *lib, const lego_choice *ch, const char *path)

@@ -420,11 +420,7 @@ static void print_json(const serve_args *a, const trace_step *t, const step_log 
     cJSON_AddNumberToObject(sum, "switch_ms", fin->switch_ms);
     cJSON_AddNumberToObject(sum, "load_ms", fin->load_ms);
     cJSON_AddNumberToObject(sum, "calibration", fin->calibration);
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 static int parse_args(int argc, char **argv, serve_args *a)

@@ -213,11 +213,7 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNumberToObject(root, "images_per_second", r.last.images_per_sec);
         cJSON_AddNumberToObject(root, "threads", lego_get_num_threads());
         cJSON_AddNumberToObject(root, "seconds", r.seconds);
-        char *text = cJSON_Print(root);
-        if (text)
-            puts(text);
-        free(text);
-        cJSON_Delete(root);
+        cli_print_json(root);
     } else {
         char a[32];
         if (r.first_epoch >= o.epochs)
@@ -271,11 +267,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(root, "accuracy", r.accuracy);
         cJSON_AddNumberToObject(root, "loss", r.loss);
         cJSON_AddNumberToObject(root, "seconds", r.seconds);
-        char *text = cJSON_Print(root);
-        if (text)
-            puts(text);
-        free(text);
-        cJSON_Delete(root);
+        cli_print_json(root);
     } else {
         printf("%s on %s: top-1 accuracy %.2f%% over %lld test images (loss %.4f, %.1f s)\n", model,
                data, 100 * r.accuracy, (long long)r.samples, r.loss, r.seconds);

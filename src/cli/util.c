@@ -10,6 +10,8 @@
 
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 int cli_fail(lego_status st)
 {
     fprintf(stderr, "legodnn: %s\n", lego_status_msg(st));
@@ -54,6 +56,26 @@ void cli_release_interrupts(void)
 }
 
 bool cli_interrupted(void) { return interrupted != 0; }
+
+int cli_print_json(cJSON *root)
+{
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
+    puts(text);
+    free(text);
+    return EXIT_OK;
+}
+
+bool cli_parse_fraction(const char *s, double *out)
+{
+    double v;
+    if (!cli_parse_double(s, &v) || !(v > 0 && v <= 1))
+        return false;
+    *out = v;
+    return true;
+}
 
 /* v divided by 1000 until under 1000 (or at suffix[4]), then "<v><sep><suffix>";
  * buf holds 32 bytes. */
