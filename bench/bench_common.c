@@ -47,6 +47,23 @@ int64_t bench_peak_rss_bytes(void)
     return kb < 0 ? -1 : (int64_t)kb * 1024;
 }
 
+bool bench_library_arg(int argc, char **argv, int *i, const char **lib, const char **model, int *threads)
+{
+    if (*i + 1 >= argc)
+        return false;
+    const char *a = argv[*i], *v = argv[*i + 1];
+    if (!strcmp(a, "--lib"))
+        *lib = v;
+    else if (!strcmp(a, "--model"))
+        *model = v;
+    else if (!strcmp(a, "--threads"))
+        *threads = atoi(v);
+    else
+        return false;
+    (*i)++;
+    return true;
+}
+
 void bench_check(lego_status st, const char *what)
 {
     if (st.code == LEGO_OK)

@@ -4,6 +4,7 @@
 #ifndef LEGO_BENCH_COMMON_H
 #define LEGO_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "legodnn.h"
@@ -35,6 +36,11 @@ lego_tensor bench_input(const lego_runtime *rt, int i);
 /* One inference of the current composition on inputs x (one per model
  * input), outputs dropped; info as lego_runtime_run's. */
 lego_status bench_run(lego_runtime *rt, const lego_tensor *x, lego_run_info *info);
+
+/* The options both runtime benchmarks take: --lib LIB, --model MODEL,
+ * --threads N. If argv[*i] is one of them (with a value), store it, advance
+ * *i past the value and return true. */
+bool bench_library_arg(int argc, char **argv, int *i, const char **lib, const char **model, int *threads);
 
 /* The usual lego_status check of a benchmark's main: print and exit 1. */
 void bench_check(lego_status st, const char *what);

@@ -106,16 +106,12 @@ int main(int argc, char **argv)
     const char *lib = NULL, *model = "resnet18:32";
     int points = 6, threads = 1, runs = 3;
     for (int i = 1; i < argc; i++) {
+        if (bench_library_arg(argc, argv, &i, &lib, &model, &threads))
+            continue;
         if (i + 1 >= argc)
             usage();
-        if (!strcmp(argv[i], "--lib"))
-            lib = argv[++i];
-        else if (!strcmp(argv[i], "--model"))
-            model = argv[++i];
-        else if (!strcmp(argv[i], "--points"))
+        if (!strcmp(argv[i], "--points"))
             points = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs"))
             runs = atoi(argv[++i]);
         else

@@ -216,16 +216,12 @@ int main(int argc, char **argv)
     int sweeps = 5, threads = 1;
     double seconds = 1.5;
     for (int i = 1; i < argc; i++) {
+        if (bench_library_arg(argc, argv, &i, &lib, &model, &threads))
+            continue;
         if (i + 1 >= argc)
             usage();
-        if (!strcmp(argv[i], "--lib"))
-            lib = argv[++i];
-        else if (!strcmp(argv[i], "--model"))
-            model = argv[++i];
-        else if (!strcmp(argv[i], "--sweeps"))
+        if (!strcmp(argv[i], "--sweeps"))
             sweeps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds"))
             seconds = atof(argv[++i]);
         else
