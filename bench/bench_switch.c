@@ -11,23 +11,26 @@
  *
  * One fixed sequence of budget decisions (random latency and memory budgets
  * between the sparsest and the largest composition) is applied to:
- *  - a runtime with no cache cap: its first sweep reads every descendant it
- *    needs from disk on first use (lazy load: read, SHA-256 check, ONNX
- *    import, shape inference, activation plan); later sweeps find all of
- *    them cached, so a switch is a pointer swap;
+ *  - runtimes with no cache cap (one per sweep): the first sweep of each
+ *    reads every descendant it needs from the library on first use (lazy
+ *    load: read, SHA-256 check, ONNX import, shape inference, activation
+ *    plan); the last one sweeps again and finds everything cached, so a
+ *    switch is a pointer swap;
  *  - a runtime with a cache cap of 1 byte (only the descendants in use stay):
- *    every switched block is read from disk again (the files are in the page
- *    cache by then, so this is the load work without the disk).
+ *    every switched block is read again (the files are in the page cache by
+ *    then, as they are for the first loads: the library was just written).
  * Per decision: switch time (lego_choice.switch_ms: applying the choice,
- * loads included, the optimizer not) divided by the blocks it switched.
+ * loads included, the optimizer not) divided by the blocks it read, or by
+ * the blocks it switched when all were cached.
  *
  * Then, for both runtimes, one thread runs inference back to back while the
  * main thread first stays quiet and then changes budgets every millisecond.
  * For every run, the time lego_runtime_run spends outside the model's own
  * computation (its wall time minus lego_run_info.latency_ms: taking the
  * current composition, the run context, and giving them back) is the time
- * inference could be held up by a swap; its median and maximum are compared
- * between the quiet and the swapping phase. */
+ * inference could be held up by a swap; its median, 99th percentile and
+ * maximum are compared between the quiet and the swapping phase (on a busy
+ * machine the maximum is mostly the scheduler's doing, in both phases). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
