@@ -36,7 +36,7 @@ stage 3/9 "blocks found in the teacher's graph"
 "$bin" blocks "$teacher"
 
 stage 4/9 "descendants by L1 filter pruning at sparsities 0, 0.3, 0.6, 0.8"
-"$bin" extract "$teacher" --out "$lib" --force --threads "$threads" | tail -n 8
+"$bin" extract "$teacher" --out "$lib" --force | tail -n 8
 
 stage 5/9 "retraining every descendant on the teacher's block features ($epochs epochs)"
 "$bin" retrain "$lib" --data fashion-mnist --epochs "$epochs" --threads "$threads"

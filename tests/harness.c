@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "onnx/onnx_import.h"
+
 int harness_passed, harness_failed;
 
 void check_fails_with(lego_status st, lego_code code, const char *needle, const char *file,
@@ -49,6 +51,13 @@ int check_close(const float *got, const float *want, long n, float atol, float r
     }
     harness_passed++;
     return 1;
+}
+
+lego_status harness_load_model(const char *name, struct lego_graph *g)
+{
+    char path[256];
+    snprintf(path, sizeof path, "data/models/%s.onnx", name);
+    return onnx_load_file(path, g);
 }
 
 int harness_finish(void)

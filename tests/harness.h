@@ -44,6 +44,11 @@ void check_fails_with(lego_status st, lego_code code, const char *needle, const 
 int check_close(const float *got, const float *want, long n, float atol, float rtol,
                 const char *what);
 
+/* tests/data/models/<name>.onnx imported and inferred (onnx_load_file);
+ * run from tests/, as CTest does. */
+struct lego_graph;
+lego_status harness_load_model(const char *name, struct lego_graph *g);
+
 int harness_finish(void);
 
 #endif

@@ -18,23 +18,6 @@
 #include "onnx/onnx_import.h"
 #include "train/zoo.h"
 
-static lego_status load_model(const char *name, lego_graph *g)
-{
-    char path[256];
-    snprintf(path, sizeof path, "data/models/%s.onnx", name);
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = onnx_import(buf, len, name, g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 static bool runtime_value(const lego_graph *g, int v)
 {
     return v >= 0 && (g->values[v].kind == VALUE_ACTIVATION || g->values[v].kind == VALUE_INPUT);
@@ -553,7 +536,7 @@ static void test_families(void)
 {
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
         lego_graph g;
-        lego_status st = load_model(families[f].name, &g);
+        lego_status st = harness_load_model(families[f].name, &g);
         CHECK_OK(st);
         if (st.code)
             continue;
@@ -594,7 +577,7 @@ static const char *name_of(const lego_graph *g, int node) { return blocks_node_n
 static void test_resnet18_detail(void)
 {
     lego_graph g;
-    lego_status st = load_model("resnet18", &g);
+    lego_status st = harness_load_model("resnet18", &g);
     CHECK_OK(st);
     if (st.code)
         return;

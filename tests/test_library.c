@@ -31,23 +31,6 @@
 
 static char scratch[256];
 
-static lego_status load_model(const char *name, lego_graph *g)
-{
-    char path[256];
-    snprintf(path, sizeof path, "data/models/%s.onnx", name);
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = onnx_import(buf, len, name, g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 /* ---- SHA-256 ----------------------------------------------------------------------------- */
 
 static void test_sha256(void)
@@ -194,7 +177,7 @@ static void test_family(const char *name)
 {
     int bad = harness_failed;
     lego_graph g;
-    lego_status st = load_model(name, &g);
+    lego_status st = harness_load_model(name, &g);
     CHECK_OK(st);
     if (st.code)
         return;
@@ -330,7 +313,7 @@ static void flip_byte(const char *path, long at)
 static void test_failures(void)
 {
     lego_graph g;
-    CHECK_OK(load_model("resnet18", &g));
+    CHECK_OK(harness_load_model("resnet18", &g));
     block_set bs;
     CHECK_OK(blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs));
     extract_options opt = {.sparsities = sparsities, .n_sparsities = 4};
@@ -477,7 +460,7 @@ static void test_failures(void)
 static void test_updates(void)
 {
     lego_graph g;
-    CHECK_OK(load_model("resnet18", &g));
+    CHECK_OK(harness_load_model("resnet18", &g));
     block_set bs;
     CHECK_OK(blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs));
     extract_options opt = {.sparsities = sparsities, .n_sparsities = 4};

@@ -86,21 +86,6 @@ static void write_cifar100(const char *dir)
     }
 }
 
-static lego_status load_model(const char *path, lego_graph *g)
-{
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = onnx_import(buf, len, "m.onnx", g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 static const double sparsities[4] = {0, 0.3, 0.6, 0.8};
 
 /* Train resnet18:W on the dataset and extract a library of it into dir. */
@@ -129,7 +114,7 @@ static int make_library(int width, int in_c, const char *dir, const char *onnx)
     graph_free(&g);
     if (st.code)
         return 0;
-    st = load_model(onnx, &g);
+    st = onnx_load_file(onnx, &g);
     CHECK_OK(st);
     if (st.code)
         return 0;
@@ -194,7 +179,7 @@ static void test_task(void)
     CHECK(task_find(NULL) == NULL);
 
     lego_graph g;
-    CHECK_OK(load_model(model_path, &g));
+    CHECK_OK(onnx_load_file(model_path, &g));
     eval_result er;
     CHECK_OK(eval_classifier(&g, data_dir, 16, 0, true, &er));
     int64_t seen;
@@ -381,7 +366,7 @@ static void test_profile(void)
 
     /* the teacher's accuracy is the model's own */
     lego_graph g;
-    CHECK_OK(load_model(model_path, &g));
+    CHECK_OK(onnx_load_file(model_path, &g));
     eval_result er;
     CHECK_OK(eval_classifier(&g, data_dir, 64, 0, true, &er));
     graph_free(&g);
@@ -571,7 +556,7 @@ static void test_shared_prefix(void)
     char dir[400];
     snprintf(dir, sizeof dir, "%s/lib-fixture", scratch);
     lego_graph g;
-    st = load_model("data/models/resnet18_dynbatch.onnx", &g);
+    st = onnx_load_file("data/models/resnet18_dynbatch.onnx", &g);
     CHECK_OK(st);
     if (st.code)
         return;

@@ -26,23 +26,6 @@
 #include "onnx/onnx_import.h"
 #include "train/zoo.h"
 
-static lego_status load_model(const char *name, lego_graph *g)
-{
-    char path[256];
-    snprintf(path, sizeof path, "data/models/%s.onnx", name);
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = onnx_import(buf, len, name, g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 static const char *const families[] = {"resnet18",      "resnet18_dynbatch", "mobilenetv2", "resnext29", "inceptionv3",
                                        "wideresnet",    "ran",               "cbam_resnet18", "senet18", "vgg11_bn",
                                        "fcn",           "deeplabv3",         "unet",        "yolov3",    "ganomaly",
@@ -205,7 +188,7 @@ static void test_families(void)
 {
     for (int f = 0; families[f]; f++) {
         lego_graph g;
-        lego_status st = load_model(families[f], &g);
+        lego_status st = harness_load_model(families[f], &g);
         CHECK_OK(st);
         if (st.code)
             continue;
@@ -295,7 +278,7 @@ static void test_families(void)
 static void test_l1_by_hand(void)
 {
     lego_graph g;
-    CHECK_OK(load_model("resnet18", &g));
+    CHECK_OK(harness_load_model("resnet18", &g));
     block_set bs;
     CHECK_OK(blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs));
     const block *b = &bs.blocks[0];

@@ -49,21 +49,6 @@
 static char scratch[256];
 static const double sparsities[] = {0, 0.3, 0.6, 0.8};
 
-static lego_status load_model(const char *path, lego_graph *g)
-{
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = onnx_import(buf, len, "resnet18.onnx", g);
-    free(buf);
-    if (st.code)
-        return st;
-    st = graph_infer(g);
-    if (st.code)
-        graph_free(g);
-    return st;
-}
-
 /* Synthetic accuracy loss of descendant d of block b: 0 at s = 0, growing
  * with the sparsity, different per block. */
 static double synthetic_loss(int b, int d) { return d == 0 ? 0 : 0.002 * d * d * (1 + (b * 7 + d) % 5); }
@@ -74,7 +59,7 @@ static double synthetic_loss(int b, int d) { return d == 0 ? 0 : 0.002 * d * d *
 static lego_status make_library_of(const char *model, const char *dir, bool accuracy, bool latency, int64_t batch)
 {
     lego_graph g;
-    LEGO_TRY(load_model(model, &g));
+    LEGO_TRY(onnx_load_file(model, &g));
     block_set bs;
     lego_status st = blocks_detect(&g, BLOCKS_DEFAULT_RATIO, &bs);
     if (st.code) {

@@ -68,13 +68,7 @@ static int print_json(const char *path, const lego_graph *g, const block_set *s)
     cJSON_AddNumberToObject(out, "params", (double)s->outside_params);
     cJSON_AddNumberToObject(out, "param_bytes", (double)s->outside_param_bytes);
     cJSON_AddNumberToObject(out, "flops", (double)s->outside_flops);
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 static double share(int64_t part, int64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0; }
@@ -105,17 +99,6 @@ static void print_table(const char *path, const lego_graph *g, const block_set *
         printf("%-9s %s\n", i ? "" : "  convs", blocks_node_name(g, s->outside_convs[i]));
 }
 
-static bool parse_ratio(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0 && v <= 1))
-        return false;
-    *out = v;
-    return true;
-}
-
 int cmd_blocks(int argc, char **argv)
 {
     const char *path = NULL;
@@ -125,16 +108,12 @@ int cmd_blocks(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (strcmp(argv[i], "--max-ratio") == 0) {
-            if (i + 1 >= argc || !parse_ratio(argv[++i], &ratio))
+            if (i + 1 >= argc || !cli_parse_fraction(argv[++i], &ratio))
                 return cli_usage_error(blocks_usage,
                                        "--max-ratio needs a number in (0, 1]: the largest share of the model's "
                                        "convolutions one block may hold");
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error(blocks_usage, "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            return cli_usage_error(blocks_usage, "one model at a time ('%s' is extra)", argv[i]);
+        } else if (cli_operand(blocks_usage, argv[i], &path, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!path)

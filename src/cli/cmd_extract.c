@@ -11,7 +11,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +27,6 @@ static const char extract_usage[] =
 
 #define MAX_SPARSITIES 64
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct run_ctx {
     progress bar;
 } run_ctx;
@@ -45,7 +36,7 @@ static bool on_progress(void *ctx, int done, int total, const char *what)
     run_ctx *r = ctx;
     (void)total;
     progress_update(&r->bar, done, what);
-    return !interrupted;
+    return !cli_interrupted();
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -79,17 +70,6 @@ static bool parse_list(const char *s, double *out, int *n, char *bad, size_t bad
             return true;
         p = comma + 1;
     }
-}
-
-static bool parse_ratio(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0 && v <= 1))
-        return false;
-    *out = v;
-    return true;
 }
 
 static double pct(int64_t part, int64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0; }
@@ -179,13 +159,7 @@ static int print_json(const block_library *lib, const char *model, bool added_ze
         }
         cJSON_AddItemToArray(blocks, o);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_extract(int argc, char **argv)
@@ -205,7 +179,7 @@ int cmd_extract(int argc, char **argv)
                 return cli_usage_error(extract_usage, "--out needs the library directory to write");
             out = argv[++i];
         } else if (strcmp(argv[i], "--max-ratio") == 0) {
-            if (i + 1 >= argc || !parse_ratio(argv[++i], &ratio))
+            if (i + 1 >= argc || !cli_parse_fraction(argv[++i], &ratio))
                 return cli_usage_error(extract_usage,
                                        "--max-ratio needs a number in (0, 1]: the largest share of the model's "
                                        "convolutions one block may hold");
@@ -221,12 +195,8 @@ int cmd_extract(int argc, char **argv)
                                        "('%s' is not a number)",
                                        bad);
             }
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error(extract_usage, "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            return cli_usage_error(extract_usage, "one model at a time ('%s' is extra)", argv[i]);
+        } else if (cli_operand(extract_usage, argv[i], &path, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!path)
@@ -262,17 +232,11 @@ int cmd_extract(int argc, char **argv)
     }
     run_ctx rc;
     progress_start(&rc.bar, "extract", 1 + (int64_t)bs.n_blocks * n_sp, false);
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    cli_catch_interrupts();
     extract_options opt = {.sparsities = sp, .n_sparsities = n_sp, .force = force, .progress = on_progress, .ctx = &rc};
     block_library lib;
     st = library_extract(&g, &bs, path, out, &opt, &lib);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    cli_release_interrupts();
     block_set_free(&bs);
     graph_free(&g);
     if (st.code) {

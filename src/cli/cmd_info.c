@@ -44,13 +44,7 @@ static int print_json(const char *path, lego_model *m, const lego_model_stats *s
         cJSON_AddNumberToObject(o, "flops", (double)s->op_types[i].flops);
         cJSON_AddItemToArray(ops, o);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 static int by_flops_desc(const void *a, const void *b)
@@ -97,12 +91,8 @@ int cmd_info(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage_error(info_usage, "unknown option '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            return cli_usage_error(info_usage, "one model at a time ('%s' is extra)", argv[i]);
+        else if (cli_operand(info_usage, argv[i], &path, "model") != EXIT_OK)
+            return EXIT_USAGE;
     }
     if (!path)
         return cli_usage_error(info_usage, "no model given");

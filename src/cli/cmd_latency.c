@@ -88,49 +88,38 @@ static void print_json(const block_library *lib, const latency_result *r)
         cJSON_AddNumberToObject(cj, "measured_iqr_ms", k->iqr_ms);
         cJSON_AddItemToArray(checks, cj);
     }
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 int cmd_latency(int argc, char **argv)
 {
     const char *dir = NULL;
-    long repeat = 30, batch = 1, threads = -1, n_random = 2;
-    bool json = false, quiet = false;
+    long repeat = 30, n_random = 2;
+    cli_common co = {.threads = -1, .batch = 1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = true;
-        } else if (strcmp(a, "--repeat") == 0) {
+        int rc = cli_common_option(argc, argv, &i, common, latency_usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(a, "--repeat") == 0) {
             if (!has || !cli_parse_int(argv[++i], 3, 100000, &repeat))
                 return cli_usage_error(latency_usage, "--repeat needs a count from 3 to 100000");
-        } else if (strcmp(a, "--batch") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 1, 65536, &batch))
-                return cli_usage_error(latency_usage, "--batch needs a size from 1 to 65536");
-        } else if (strcmp(a, "--threads") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 0, 256, &threads))
-                return cli_usage_error(latency_usage, "--threads needs a count from 1 to 256 (0: every core)");
         } else if (strcmp(a, "--random") == 0) {
             if (!has || !cli_parse_int(argv[++i], 0, 100, &n_random))
                 return cli_usage_error(latency_usage, "--random needs a count from 0 to 100");
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(latency_usage, "unknown option '%s'", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return cli_usage_error(latency_usage, "one library at a time ('%s' is extra)", a);
+        } else if (cli_operand(latency_usage, a, &dir, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!dir)
         return cli_usage_error(latency_usage, "no library given");
-    if (threads >= 0)
-        lego_set_num_threads((int)threads);
+    cli_apply_threads(&co);
+    bool json = co.json, quiet = co.quiet;
+    long batch = co.batch;
     block_library lib;
     lego_status st = library_open(dir, &lib);
     if (st.code)

@@ -10,7 +10,6 @@
  * not fit the model, Ctrl-C) leaves the manifest as it was (exit 1). */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +24,6 @@ static const char profile_usage[] =
     "legodnn profile LIB --data DATASET [--max-test N] [--batch N] [--validate N] [--seed N] "
     "[--task classification] [--threads N] [--quiet] [--json]";
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct run_ctx {
     progress bar;
 } run_ctx;
@@ -44,7 +35,7 @@ static bool on_progress(void *ctx, int done, int total, double acc)
     r->bar.total = total;
     snprintf(msg, sizeof msg, "last %.2f%%", 100 * acc);
     progress_update(&r->bar, done, msg);
-    return !interrupted;
+    return !cli_interrupted();
 }
 
 static void print_choice(const block_library *lib, const int *choice, int dec)
@@ -112,13 +103,7 @@ static int print_json(const block_library *lib, const profile_options *o, const 
         cJSON_AddItemToArray(al, row);
     }
     cJSON_AddItemToObject(root, "profile", profile_json(lib, o, r));
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON"));
-    puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_profile(int argc, char **argv)
@@ -127,47 +112,36 @@ int cmd_profile(int argc, char **argv)
     profile_options o;
     memset(&o, 0, sizeof o);
     o.n_random = -1;
-    bool json = false, quiet = false;
     long n;
+    cli_common co = {.threads = -1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH | CLI_OPT_SEED |
+                            CLI_OPT_MAX_TEST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = true;
-        } else if (strcmp(a, "--data") == 0 && has) {
-            o.data = argv[++i];
-        } else if (strcmp(a, "--task") == 0 && has) {
-            task = argv[++i];
-        } else if (strcmp(a, "--max-test") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 1, 1000000000L, &n))
-                return cli_usage_error(profile_usage, "--max-test needs a positive count");
-            o.max_test = n;
-        } else if (strcmp(a, "--batch") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 1, 65536, &n))
-                return cli_usage_error(profile_usage, "--batch needs a size from 1 to 65536");
-            o.batch = (int)n;
-        } else if (strcmp(a, "--validate") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 1000, &n))
+        int rc = cli_common_option(argc, argv, &i, common, profile_usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(a, "--data") == 0 || strcmp(a, "--task") == 0) {
+            const char *v = cli_option_value(argc, argv, &i, profile_usage);
+            if (!v)
+                return EXIT_USAGE;
+            *(a[2] == 'd' ? &o.data : &task) = v;
+        } else if (strcmp(a, "--validate") == 0) {
+            if (!has || !cli_parse_int(argv[++i], 0, 1000, &n))
                 return cli_usage_error(profile_usage, "--validate needs a count from 0 to 1000 (random compositions to check)");
             o.n_random = (int)n;
-        } else if (strcmp(a, "--seed") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 2147483647L, &n))
-                return cli_usage_error(profile_usage, "--seed needs a non-negative integer");
-            o.seed = (uint64_t)n;
-        } else if (strcmp(a, "--threads") == 0 && has) {
-            if (!cli_parse_int(argv[++i], 0, 256, &n))
-                return cli_usage_error(profile_usage, "--threads needs a count from 1 to 256 (0: every core)");
-            lego_set_num_threads((int)n);
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(profile_usage, "unknown option '%s' (or it lacks its value)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return cli_usage_error(profile_usage, "one library at a time ('%s' is extra)", a);
+        } else if (cli_operand(profile_usage, a, &dir, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
+    cli_apply_threads(&co);
+    bool json = co.json, quiet = co.quiet;
+    o.max_test = co.max_test;
+    o.batch = (int)co.batch;
+    o.seed = (uint64_t)co.seed;
     if (!dir)
         return cli_usage_error(profile_usage, "no library given");
     if (!o.data)
@@ -184,16 +158,10 @@ int cmd_profile(int argc, char **argv)
     progress_start(&rc.bar, "profile", 1, quiet);
     o.progress = on_progress;
     o.ctx = &rc;
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    cli_catch_interrupts();
     profile_result r;
     st = profile_library(&lib, &o, &r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    cli_release_interrupts();
     if (st.code) {
         if (rc.bar.tty && rc.bar.done > 0)
             fputc('\n', stderr);

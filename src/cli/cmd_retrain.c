@@ -68,11 +68,7 @@ static void print_json(const char *lib, const retrain_options *o, const retrain_
         cJSON_AddNumberToObject(d, "best_epoch", s->best_epoch);
         cJSON_AddItemToArray(ds, d);
     }
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 static void print_table(const char *lib, const retrain_result *r)
@@ -102,88 +98,61 @@ int cmd_retrain(int argc, char **argv)
 {
     retrain_options o;
     memset(&o, 0, sizeof o);
-    o.epochs = 2;
-    o.batch = 128;
     o.lr = 3e-4f;
     o.holdout = 0.1;
     o.cache_bytes = -1;
-    o.seed = 1;
     const char *lib = NULL;
-    bool json = false;
+    cli_common co = {.threads = -1, .epochs = 2, .batch = 128, .seed = 1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH | CLI_OPT_SEED |
+                            CLI_OPT_EPOCHS | CLI_OPT_MAX_TRAIN;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
         double f;
-#define NEED_VALUE()                                                        \
-    do {                                                                    \
-        if (!v)                                                             \
-            return cli_usage_error(usage, "%s needs a value", a);           \
-        i++;                                                                \
-    } while (0)
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            o.quiet = true;
-        } else if (strcmp(a, "--resume") == 0) {
+        int rc = cli_common_option(argc, argv, &i, common, usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(a, "--resume") == 0) {
             o.resume = true;
-        } else if (strcmp(a, "--data") == 0) {
-            NEED_VALUE();
+            continue;
+        } else if (strcmp(a, "--data") && strcmp(a, "--cache-mb") && strcmp(a, "--task") && strcmp(a, "--lr") &&
+                   strcmp(a, "--holdout")) {
+            if (cli_operand(usage, a, &lib, "library") != EXIT_OK)
+                return EXIT_USAGE;
+            continue;
+        }
+        const char *v = cli_option_value(argc, argv, &i, usage);
+        if (!v)
+            return EXIT_USAGE;
+        if (strcmp(a, "--data") == 0) {
             o.data = v;
-        } else if (strcmp(a, "--epochs") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 100000, &n))
-                return cli_usage_error(usage, "--epochs needs a count from 1 to 100000");
-            o.epochs = (int)n;
-        } else if (strcmp(a, "--batch") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 65536, &n))
-                return cli_usage_error(usage, "--batch needs a size from 1 to 65536");
-            o.batch = (int)n;
-        } else if (strcmp(a, "--max-train") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 1000000000L, &n))
-                return cli_usage_error(usage, "--max-train needs a positive count");
-            o.max_train = n;
         } else if (strcmp(a, "--cache-mb") == 0) {
-            NEED_VALUE();
             if (!cli_parse_int(v, 0, 1L << 30, &n))
                 return cli_usage_error(usage, "--cache-mb needs a size in MiB (0: no cache)");
             o.cache_bytes = (int64_t)n << 20;
-        } else if (strcmp(a, "--seed") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 0, 2147483647L, &n))
-                return cli_usage_error(usage, "--seed needs a non-negative integer");
-            o.seed = (uint64_t)n;
-        } else if (strcmp(a, "--threads") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 0, 256, &n))
-                return cli_usage_error(usage, "--threads needs a count from 1 to 256 (0: every core)");
-            lego_set_num_threads((int)n);
         } else if (strcmp(a, "--task") == 0) {
-            NEED_VALUE();
             if (!task_find(v))
                 return cli_usage_error(usage, "unknown task '%s' (built in: %s)", v, task_names());
             o.task = v;
         } else if (strcmp(a, "--lr") == 0) {
-            NEED_VALUE();
             if (!cli_parse_double(v, &f) || !(f > 0))
                 return cli_usage_error(usage, "--lr needs a positive number");
             o.lr = (float)f;
-        } else if (strcmp(a, "--holdout") == 0) {
-            NEED_VALUE();
+        } else {
             if (!cli_parse_double(v, &f) || !(f > 0 && f <= 0.5))
                 return cli_usage_error(usage, "--holdout needs a fraction of the train split in (0, 0.5], not '%s'", v);
             o.holdout = f;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(usage, "unknown option '%s'", a);
-        } else if (!lib) {
-            lib = a;
-        } else {
-            return cli_usage_error(usage, "one library at a time ('%s' is extra)", a);
         }
-#undef NEED_VALUE
     }
+    bool json = co.json;
+    o.quiet = co.quiet;
+    o.epochs = (int)co.epochs;
+    o.batch = (int)co.batch;
+    o.seed = (uint64_t)co.seed;
+    o.max_train = co.max_train;
+    cli_apply_threads(&co);
     if (!lib)
         return cli_usage_error(usage, "no block library given (a directory `legodnn extract` wrote)");
     if (!o.data)

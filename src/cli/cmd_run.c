@@ -22,20 +22,22 @@ typedef struct run_args {
     const char *outputs[MAX_FILES];
     int n_inputs, n_outputs;
     long repeat;
-    long threads; /* -1: not given (the library's default, every core) */
-    bool json;
+    cli_common co; /* --json, --threads */
 } run_args;
 
 static int parse_args(int argc, char **argv, run_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->threads = -1;
+    a->co.threads = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         bool has_value = i + 1 < argc;
-        if (strcmp(arg, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(arg, "--input") == 0 || strcmp(arg, "--output") == 0) {
+        int rc = cli_common_option(argc, argv, &i, CLI_OPT_JSON | CLI_OPT_THREADS, run_usage, &a->co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(arg, "--input") == 0 || strcmp(arg, "--output") == 0) {
             if (!has_value)
                 return cli_usage_error(run_usage, "%s needs a file name", arg);
             bool in = arg[2] == 'i';
@@ -46,15 +48,8 @@ static int parse_args(int argc, char **argv, run_args *a)
         } else if (strcmp(arg, "--repeat") == 0) {
             if (!has_value || !cli_parse_int(argv[++i], 1, 1000000, &a->repeat))
                 return cli_usage_error(run_usage, "--repeat needs a count from 1 to 1000000");
-        } else if (strcmp(arg, "--threads") == 0) {
-            if (!has_value || !cli_parse_int(argv[++i], 0, 256, &a->threads))
-                return cli_usage_error(run_usage, "--threads needs a count from 1 to 256 (0: every core)");
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(run_usage, "unknown option '%s'", arg);
-        } else if (!a->model) {
-            a->model = arg;
-        } else {
-            return cli_usage_error(run_usage, "one model at a time ('%s' is extra)", arg);
+        } else if (cli_operand(run_usage, arg, &a->model, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->model)
@@ -153,7 +148,7 @@ static int report(const run_args *a, lego_model *m, lego_tensor **outs, double m
 {
     int n_out = lego_model_num_outputs(m);
     char sh[128];
-    if (!a->json) {
+    if (!a->co.json) {
         printf("%-24s %-16s %12s %12s %12s\n", "output", "shape", "min", "max", "mean");
         for (int o = 0; o < n_out; o++) {
             double mn, mx, mean;
@@ -192,12 +187,7 @@ static int report(const run_args *a, lego_model *m, lego_tensor **outs, double m
         cJSON_AddNumberToObject(t, "runs", (double)a->repeat);
         cJSON_AddNumberToObject(t, "threads", lego_get_num_threads());
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (text)
-        puts(text);
-    free(text);
-    return EXIT_OK;
+    return cli_print_json(root);
 }
 
 int cmd_run(int argc, char **argv)
@@ -206,8 +196,7 @@ int cmd_run(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != EXIT_OK)
         return rc;
-    if (a.threads >= 0)
-        lego_set_num_threads((int)a.threads);
+    cli_apply_threads(&a.co);
     lego_model *m;
     lego_status st = lego_model_load(a.model, &m);
     if (st.code)

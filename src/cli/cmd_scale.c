@@ -55,8 +55,8 @@ typedef struct scale_args {
     const char *lib, *export_path, *input, *output;
     double latency;
     int64_t memory;
-    bool have_latency, have_memory, json;
-    long threads, batch;
+    bool have_latency, have_memory;
+    cli_common co; /* --json, --threads, --batch */
 } scale_args;
 
 static void print_table(const block_library *lib, const rt_estimates *e, const scale_args *a, const lego_choice *ch,
@@ -128,11 +128,7 @@ static void print_json(const block_library *lib, const rt_estimates *e, const sc
     cJSON_AddNumberToObject(root, "prepare_us", prepare_us);
     if (a->export_path)
         cJSON_AddStringToObject(root, "export", a->export_path);
-    char *text = cJSON_Print(root);
-    if (text)
-        puts(text);
-    free(text);
-    cJSON_Delete(root);
+    cli_print_json(root);
 }
 
 static lego_status export_choice(block_library *lib, const lego_choice *ch, const char *path)
@@ -153,7 +149,7 @@ static lego_status export_choice(block_library *lib, const lego_choice *ch, cons
 /* Run the choice through the runtime on a raw float32 file. */
 static lego_status run_choice(const scale_args *a, const lego_choice *want)
 {
-    lego_runtime_options o = {.threads = 0, .batch = a->batch, .fixed_latency = 1};
+    lego_runtime_options o = {.threads = 0, .batch = a->co.batch, .fixed_latency = 1};
     lego_runtime *rt;
     LEGO_TRY(lego_runtime_open(a->lib, &o, &rt));
     lego_choice ch;
@@ -190,14 +186,17 @@ static lego_status run_choice(const scale_args *a, const lego_choice *want)
 static int parse_args(int argc, char **argv, scale_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->threads = -1;
-    a->batch = 1;
+    a->co.threads = -1;
+    a->co.batch = 1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(arg, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(arg, "--latency") == 0) {
+        int rc = cli_common_option(argc, argv, &i, CLI_OPT_JSON | CLI_OPT_THREADS | CLI_OPT_BATCH, scale_usage, &a->co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(arg, "--latency") == 0) {
             if (!has || !cli_parse_latency(argv[++i], &a->latency))
                 return cli_usage_error(scale_usage, "--latency needs milliseconds (or 'none')");
             a->have_latency = true;
@@ -205,23 +204,13 @@ static int parse_args(int argc, char **argv, scale_args *a)
             if (!has || !cli_parse_memory(argv[++i], &a->memory))
                 return cli_usage_error(scale_usage, "--memory needs bytes, e.g. 3000000, 3MB, 2.5MiB (or 'none')");
             a->have_memory = true;
-        } else if (strcmp(arg, "--threads") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 0, 256, &a->threads))
-                return cli_usage_error(scale_usage, "--threads needs a count from 1 to 256 (0: every core)");
-        } else if (strcmp(arg, "--batch") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 1, 65536, &a->batch))
-                return cli_usage_error(scale_usage, "--batch needs a size from 1 to 65536");
         } else if (strcmp(arg, "--export") == 0 || strcmp(arg, "--input") == 0 || strcmp(arg, "--output") == 0) {
             if (!has)
                 return cli_usage_error(scale_usage, "%s needs a file name", arg);
             const char **slot = arg[2] == 'e' ? &a->export_path : arg[2] == 'i' ? &a->input : &a->output;
             *slot = argv[++i];
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(scale_usage, "unknown option '%s'", arg);
-        } else if (!a->lib) {
-            a->lib = arg;
-        } else {
-            return cli_usage_error(scale_usage, "one library at a time ('%s' is extra)", arg);
+        } else if (cli_operand(scale_usage, arg, &a->lib, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->lib)
@@ -240,15 +229,14 @@ int cmd_scale(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != EXIT_OK)
         return rc;
-    if (a.threads >= 0)
-        lego_set_num_threads((int)a.threads);
+    cli_apply_threads(&a.co);
     double budget;
     lego_status st = rt_check_budget(a.latency, a.memory, &budget);
     if (st.code)
         return cli_fail(st);
     block_library lib;
     rt_estimates e;
-    st = cli_open_estimates(a.lib, a.batch, &lib, &e);
+    st = cli_open_estimates(a.lib, a.co.batch, &lib, &e);
     if (st.code)
         return cli_fail(st);
     int options[LEGO_MAX_BLOCKS];
@@ -265,7 +253,7 @@ int cmd_scale(int argc, char **argv)
     memset(&ch, 0, sizeof ch);
     if (st.code == LEGO_OK) {
         rt_fill_choice(&lib, &e, &sc, 1.0, &ch);
-        if (a.json)
+        if (a.co.json)
             print_json(&lib, &e, &a, &ch, t2 - t1, t1 - t0);
         else
             print_table(&lib, &e, &a, &ch, t2 - t1, t1 - t0);
@@ -282,14 +270,14 @@ int cmd_scale(int argc, char **argv)
     }
     if (st.code == LEGO_OK && a.export_path) {
         st = export_choice(&lib, &ch, a.export_path);
-        if (st.code == LEGO_OK && !a.json)
+        if (st.code == LEGO_OK && !a.co.json)
             printf("exported %s\n", a.export_path);
     }
     rt_estimates_free(&e);
     library_free(&lib);
     if (st.code == LEGO_OK && a.input) {
         st = run_choice(&a, &ch);
-        if (st.code == LEGO_OK && !a.json)
+        if (st.code == LEGO_OK && !a.co.json)
             printf("ran the runtime on %s, wrote %s\n", a.input, a.output);
     }
     return st.code ? cli_fail(st) : EXIT_OK;

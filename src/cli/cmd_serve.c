@@ -264,8 +264,7 @@ static void choice_str(const lego_choice *c, char *buf, size_t len)
 
 typedef struct serve_args {
     const char *lib, *trace, *data, *log;
-    long max_test, threads, batch;
-    bool json, quiet;
+    cli_common co; /* --json, --quiet, --threads, --batch, --max-test */
 } serve_args;
 
 typedef struct server {
@@ -354,7 +353,7 @@ static lego_status open_task(server *s)
         g.values[g.inputs[0]].t.dims[0] = s->x.dims[0];
         st = graph_infer(&g);
         if (st.code == LEGO_OK)
-            st = task_open(task_find("classification"), a->data, &g, (int)s->x.dims[0], -1, a->max_test, 1,
+            st = task_open(task_find("classification"), a->data, &g, (int)s->x.dims[0], -1, a->co.max_test, 1,
                            &s->task);
         graph_free(&g);
     }
@@ -487,34 +486,23 @@ static lego_status print_json(const serve_args *a, const trace_step *t, const st
 static int parse_args(int argc, char **argv, serve_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->threads = -1;
-    a->batch = 1;
+    a->co.threads = -1;
+    a->co.batch = 1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(arg, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(arg, "--quiet") == 0) {
-            a->quiet = true;
-        } else if (strcmp(arg, "--trace") == 0 || strcmp(arg, "--data") == 0 || strcmp(arg, "--log") == 0) {
+        int rc = cli_common_option(argc, argv, &i, CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH |
+                                                       CLI_OPT_MAX_TEST, serve_usage, &a->co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(arg, "--trace") == 0 || strcmp(arg, "--data") == 0 || strcmp(arg, "--log") == 0) {
             if (!has)
                 return cli_usage_error(serve_usage, "%s needs a value", arg);
             *(arg[2] == 't' ? &a->trace : arg[2] == 'd' ? &a->data : &a->log) = argv[++i];
-        } else if (strcmp(arg, "--max-test") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 1, 1000000000L, &a->max_test))
-                return cli_usage_error(serve_usage, "--max-test needs a positive count");
-        } else if (strcmp(arg, "--threads") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 0, 256, &a->threads))
-                return cli_usage_error(serve_usage, "--threads needs a count from 1 to 256 (0: every core)");
-        } else if (strcmp(arg, "--batch") == 0) {
-            if (!has || !cli_parse_int(argv[++i], 1, 65536, &a->batch))
-                return cli_usage_error(serve_usage, "--batch needs a size from 1 to 65536");
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage_error(serve_usage, "unknown option '%s'", arg);
-        } else if (!a->lib) {
-            a->lib = arg;
-        } else {
-            return cli_usage_error(serve_usage, "one library at a time ('%s' is extra)", arg);
+        } else if (cli_operand(serve_usage, arg, &a->lib, "library") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
     if (!a->lib)
@@ -530,8 +518,7 @@ int cmd_serve(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != EXIT_OK)
         return rc;
-    if (a.threads >= 0)
-        lego_set_num_threads((int)a.threads);
+    cli_apply_threads(&a.co);
     trace_step *steps;
     int n;
     lego_status st = read_trace(a.trace, &steps, &n);
@@ -541,7 +528,7 @@ int cmd_serve(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.a = &a;
     rng_seed(&s.g, 1);
-    lego_runtime_options o = {.batch = a.batch};
+    lego_runtime_options o = {.batch = a.co.batch};
     st = lego_runtime_open(a.lib, &o, &s.rt);
     if (st.code == LEGO_OK)
         st = resolve_percent(s.rt, a.trace, steps, n);
@@ -567,7 +554,7 @@ int cmd_serve(int argc, char **argv)
         st = serve_step(&s, &steps[i], end, &logs[i]);
         if (st.code == LEGO_OK) {
             done++;
-            if (!a.quiet && !a.json) {
+            if (!a.co.quiet && !a.co.json) {
                 char ch[LEGO_MAX_BLOCKS * 4 + 8];
                 choice_str(&logs[i].choice, ch, sizeof ch);
                 fprintf(stderr, "serve step %d/%d at %.2f s: choice %s, %lld runs, %.4f ms\n", i + 1, n,
@@ -582,7 +569,7 @@ int cmd_serve(int argc, char **argv)
         lego_runtime_stats fin;
         st = lego_runtime_stats_get(s.rt, &fin);
         if (st.code == LEGO_OK) {
-            if (a.json)
+            if (a.co.json)
                 st = print_json(&a, steps, logs, done, &fin, seconds, NULL);
             else
                 print_steps(&a, steps, logs, done, &fin, seconds);

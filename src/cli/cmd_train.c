@@ -23,16 +23,6 @@ static const char eval_usage[] =
     "legodnn eval MODEL.onnx --data DATASET [--batch 100] [--max-test N] [--threads N] [--quiet]\n"
     "         [--json]";
 
-/* --threads N: 1..256 threads, 0 for every core (the default). */
-static bool parse_threads(const char *v)
-{
-    long n;
-    if (!v || !cli_parse_int(v, 0, 256, &n))
-        return false;
-    lego_set_num_threads((int)n);
-    return true;
-}
-
 /* Load an ONNX file, or build a built-in model, into g. */
 static lego_status load_graph(const char *spec, int classes, int c, int h, int w, uint64_t seed,
                               lego_graph *g)
@@ -70,8 +60,6 @@ int cmd_train(int argc, char **argv)
 {
     train_options o;
     memset(&o, 0, sizeof o);
-    o.epochs = 10;
-    o.batch = 128;
     o.optim = optim_defaults(OPTIM_SGD);
     o.optim.weight_decay = 5e-4f;
     o.sched.kind = SCHED_COSINE;
@@ -79,73 +67,59 @@ int cmd_train(int argc, char **argv)
     o.sched.step_size = 30;
     o.sched.gamma = 0.1f;
     o.sched.warmup_start = 0.1f;
-    o.seed = 1;
     o.augment = true;
     const char *model = NULL;
-    bool json = false, lr_set = false, wd_set = false;
+    bool lr_set = false, wd_set = false;
     int classes = 10, c = 3, h = 32, w = 32;
+    cli_common co = {.threads = -1, .epochs = 10, .batch = 128, .seed = 1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH | CLI_OPT_SEED |
+                            CLI_OPT_EPOCHS | CLI_OPT_MAX_TRAIN | CLI_OPT_MAX_TEST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
         double d;
-#define NEED_VALUE()                                                                  \
-    do {                                                                              \
-        if (!v)                                                                       \
-            return cli_usage_error(train_usage, "%s needs a value", a);               \
-        i++;                                                                          \
-    } while (0)
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            o.quiet = true;
-        } else if (strcmp(a, "--resume") == 0) {
+        int rc = cli_common_option(argc, argv, &i, common, train_usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        /* the rest take a value, except these flags and the model */
+        if (strcmp(a, "--resume") == 0) {
             o.resume = true;
+            continue;
         } else if (strcmp(a, "--no-augment") == 0) {
             o.augment = false;
+            continue;
         } else if (strcmp(a, "--nesterov") == 0) {
             o.optim.nesterov = true;
-        } else if (strcmp(a, "--data") == 0) {
-            NEED_VALUE();
+            continue;
+        }
+        static const char *const valued[] = {"--data", "--out", "--classes", "--input", "--optimizer",
+                                             "--schedule", "--step-size", "--warmup", "--lr", "--momentum",
+                                             "--weight-decay", "--gamma", "--label-smoothing"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued && !known; k++)
+            known = strcmp(a, valued[k]) == 0;
+        if (!known) {
+            if (cli_operand(train_usage, a, &model, "model") != EXIT_OK)
+                return EXIT_USAGE;
+            continue;
+        }
+        const char *v = cli_option_value(argc, argv, &i, train_usage);
+        if (!v)
+            return EXIT_USAGE;
+        if (strcmp(a, "--data") == 0) {
             o.data = v;
         } else if (strcmp(a, "--out") == 0) {
-            NEED_VALUE();
             o.out = v;
-        } else if (strcmp(a, "--epochs") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 100000, &n))
-                return cli_usage_error(train_usage, "--epochs needs a count from 1 to 100000");
-            o.epochs = (int)n;
-        } else if (strcmp(a, "--batch") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 65536, &n))
-                return cli_usage_error(train_usage, "--batch needs a size from 1 to 65536");
-            o.batch = (int)n;
-        } else if (strcmp(a, "--threads") == 0) {
-            NEED_VALUE();
-            if (!parse_threads(v))
-                return cli_usage_error(train_usage, "--threads needs a count from 1 to 256 (0: every core)");
-        } else if (strcmp(a, "--seed") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 0, 2147483647L, &n))
-                return cli_usage_error(train_usage, "--seed needs a non-negative integer");
-            o.seed = (uint64_t)n;
         } else if (strcmp(a, "--classes") == 0) {
-            NEED_VALUE();
             if (!cli_parse_int(v, 1, 100000, &n))
                 return cli_usage_error(train_usage, "--classes needs a count from 1 to 100000");
             classes = (int)n;
         } else if (strcmp(a, "--input") == 0) {
-            NEED_VALUE();
             if (!parse_shape(v, &c, &h, &w))
                 return cli_usage_error(train_usage, "--input needs CxHxW, e.g. 3x32x32 (C 1..4, H and W 8..4096)");
-        } else if (strcmp(a, "--max-train") == 0 || strcmp(a, "--max-test") == 0) {
-            NEED_VALUE();
-            if (!cli_parse_int(v, 1, 1000000000L, &n))
-                return cli_usage_error(train_usage, "%s needs a positive count", a);
-            *(strcmp(a, "--max-train") == 0 ? &o.max_train : &o.max_test) = n;
         } else if (strcmp(a, "--optimizer") == 0) {
-            NEED_VALUE();
             optim_kind k;
             if (strcmp(v, "sgd") == 0)
                 k = OPTIM_SGD;
@@ -166,7 +140,6 @@ int cmd_train(int argc, char **argv)
             if (!lr_set && k != OPTIM_SGD)
                 o.sched.base_lr = 1e-3f;
         } else if (strcmp(a, "--schedule") == 0) {
-            NEED_VALUE();
             if (strcmp(v, "cosine") == 0)
                 o.sched.kind = SCHED_COSINE;
             else if (strcmp(v, "step") == 0)
@@ -176,14 +149,10 @@ int cmd_train(int argc, char **argv)
             else
                 return cli_usage_error(train_usage, "--schedule is cosine, step or constant, not '%s'", v);
         } else if (strcmp(a, "--step-size") == 0 || strcmp(a, "--warmup") == 0) {
-            NEED_VALUE();
             if (!cli_parse_int(v, 0, 100000, &n))
                 return cli_usage_error(train_usage, "%s needs a count of epochs", a);
             *(strcmp(a, "--step-size") == 0 ? &o.sched.step_size : &o.sched.warmup_epochs) = (int)n;
-        } else if (strcmp(a, "--lr") == 0 || strcmp(a, "--momentum") == 0 ||
-                   strcmp(a, "--weight-decay") == 0 || strcmp(a, "--gamma") == 0 ||
-                   strcmp(a, "--label-smoothing") == 0) {
-            NEED_VALUE();
+        } else {
             if (!cli_parse_double(v, &d) || d < 0)
                 return cli_usage_error(train_usage, "%s needs a non-negative number", a);
             float f = (float)d;
@@ -197,15 +166,16 @@ int cmd_train(int argc, char **argv)
                 o.sched.gamma = f;
             else
                 o.label_smoothing = f;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(train_usage, "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error(train_usage, "one model at a time ('%s' is extra)", a);
         }
-#undef NEED_VALUE
     }
+    bool json = co.json;
+    o.quiet = co.quiet;
+    o.epochs = (int)co.epochs;
+    o.batch = (int)co.batch;
+    o.seed = (uint64_t)co.seed;
+    o.max_train = co.max_train;
+    o.max_test = co.max_test;
+    cli_apply_threads(&co);
     if (!model)
         return cli_usage_error(train_usage, "no model given (an ONNX file, or resnet18[:WIDTH])");
     if (!o.data || !o.out)
@@ -243,11 +213,7 @@ int cmd_train(int argc, char **argv)
         cJSON_AddNumberToObject(root, "images_per_second", r.last.images_per_sec);
         cJSON_AddNumberToObject(root, "threads", lego_get_num_threads());
         cJSON_AddNumberToObject(root, "seconds", r.seconds);
-        char *text = cJSON_Print(root);
-        if (text)
-            puts(text);
-        free(text);
-        cJSON_Delete(root);
+        cli_print_json(root);
     } else {
         char a[32];
         if (r.first_epoch >= o.epochs)
@@ -263,33 +229,25 @@ int cmd_train(int argc, char **argv)
 int cmd_eval(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL;
-    long batch = 0, max_test = 0;
-    bool json = false, quiet = false;
+    cli_common co = {.threads = -1};
+    const unsigned common = CLI_OPT_JSON | CLI_OPT_QUIET | CLI_OPT_THREADS | CLI_OPT_BATCH | CLI_OPT_MAX_TEST;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--quiet") == 0) {
-            quiet = true;
-        } else if (strcmp(a, "--data") == 0 && i + 1 < argc) {
-            data = argv[++i];
-        } else if (strcmp(a, "--batch") == 0 && i + 1 < argc) {
-            if (!cli_parse_int(argv[++i], 1, 65536, &batch))
-                return cli_usage_error(eval_usage, "--batch needs a size from 1 to 65536");
-        } else if (strcmp(a, "--max-test") == 0 && i + 1 < argc) {
-            if (!cli_parse_int(argv[++i], 1, 1000000000L, &max_test))
-                return cli_usage_error(eval_usage, "--max-test needs a positive count");
-        } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
-            if (!parse_threads(argv[++i]))
-                return cli_usage_error(eval_usage, "--threads needs a count from 1 to 256 (0: every core)");
-        } else if (a[0] == '-' && a[1]) {
-            return cli_usage_error(eval_usage, "unknown option '%s' (or it lacks its value)", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cli_usage_error(eval_usage, "one model at a time ('%s' is extra)", a);
+        int rc = cli_common_option(argc, argv, &i, common, eval_usage, &co);
+        if (rc == EXIT_USAGE)
+            return rc;
+        if (rc == EXIT_OK)
+            continue;
+        if (strcmp(a, "--data") == 0) {
+            if (!(data = cli_option_value(argc, argv, &i, eval_usage)))
+                return EXIT_USAGE;
+        } else if (cli_operand(eval_usage, a, &model, "model") != EXIT_OK) {
+            return EXIT_USAGE;
         }
     }
+    cli_apply_threads(&co);
+    bool json = co.json, quiet = co.quiet;
+    long batch = co.batch, max_test = co.max_test;
     if (!model || !data)
         return cli_usage_error(eval_usage, "a model and --data are required");
     lego_graph g;
@@ -309,11 +267,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(root, "accuracy", r.accuracy);
         cJSON_AddNumberToObject(root, "loss", r.loss);
         cJSON_AddNumberToObject(root, "seconds", r.seconds);
-        char *text = cJSON_Print(root);
-        if (text)
-            puts(text);
-        free(text);
-        cJSON_Delete(root);
+        cli_print_json(root);
     } else {
         printf("%s on %s: top-1 accuracy %.2f%% over %lld test images (loss %.4f, %.1f s)\n", model,
                data, 100 * r.accuracy, (long long)r.samples, r.loss, r.seconds);

@@ -1,6 +1,8 @@
 /* util.c - helpers shared by the subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include "cli.h"
 #include "core/file.h"
 #include "runtime/latency.h"
+
+#include <cjson/cJSON.h>
 
 int cli_fail(lego_status st)
 {
@@ -28,6 +32,48 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     fprintf(stderr, "\nusage: %s\n", usage);
     va_end(ap);
     return EXIT_USAGE;
+}
+
+static volatile sig_atomic_t interrupted;
+static struct sigaction old_int, old_term;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_catch_interrupts(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+}
+
+void cli_release_interrupts(void)
+{
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+}
+
+bool cli_interrupted(void) { return interrupted != 0; }
+
+int cli_print_json(cJSON *root)
+{
+    lego_status st = cli_emit_json(root, NULL);
+    return st.code ? cli_fail(st) : EXIT_OK;
+}
+
+bool cli_parse_fraction(const char *s, double *out)
+{
+    double v;
+    if (!cli_parse_double(s, &v) || !(v > 0 && v <= 1))
+        return false;
+    *out = v;
+    return true;
 }
 
 /* v divided by 1000 until under 1000 (or at suffix[4]), then "<v><sep><suffix>";
@@ -75,6 +121,70 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
         return false;
     *out = v;
     return true;
+}
+
+static const struct common_spec {
+    unsigned flag;
+    const char *name;
+    long min, max;
+    const char *needs;
+    size_t offset;
+} common_specs[] = {
+    {CLI_OPT_THREADS, "--threads", 0, 256, "a count from 1 to 256 (0: every core)", offsetof(cli_common, threads)},
+    {CLI_OPT_BATCH, "--batch", 1, 65536, "a size from 1 to 65536", offsetof(cli_common, batch)},
+    {CLI_OPT_SEED, "--seed", 0, 2147483647L, "a non-negative integer", offsetof(cli_common, seed)},
+    {CLI_OPT_EPOCHS, "--epochs", 1, 100000, "a count from 1 to 100000", offsetof(cli_common, epochs)},
+    {CLI_OPT_MAX_TRAIN, "--max-train", 1, 1000000000L, "a positive count", offsetof(cli_common, max_train)},
+    {CLI_OPT_MAX_TEST, "--max-test", 1, 1000000000L, "a positive count", offsetof(cli_common, max_test)},
+};
+
+int cli_common_option(int argc, char **argv, int *i, unsigned which, const char *usage, cli_common *o)
+{
+    const char *a = argv[*i];
+    if ((which & CLI_OPT_JSON) && strcmp(a, "--json") == 0) {
+        o->json = true;
+        return EXIT_OK;
+    }
+    if ((which & CLI_OPT_QUIET) && strcmp(a, "--quiet") == 0) {
+        o->quiet = true;
+        return EXIT_OK;
+    }
+    for (size_t k = 0; k < sizeof common_specs / sizeof *common_specs; k++) {
+        const struct common_spec *c = &common_specs[k];
+        if (!(which & c->flag) || strcmp(a, c->name) != 0)
+            continue;
+        long *slot = (long *)((char *)o + c->offset);
+        if (*i + 1 >= argc || !cli_parse_int(argv[*i + 1], c->min, c->max, slot))
+            return cli_usage_error(usage, "%s needs %s", c->name, c->needs);
+        (*i)++;
+        return EXIT_OK;
+    }
+    return CLI_NOT_COMMON;
+}
+
+void cli_apply_threads(const cli_common *o)
+{
+    if (o->threads >= 0)
+        lego_set_num_threads((int)o->threads);
+}
+
+const char *cli_option_value(int argc, char **argv, int *i, const char *usage)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_error(usage, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_operand(const char *usage, const char *arg, const char **slot, const char *what)
+{
+    if (arg[0] == '-' && arg[1])
+        return cli_usage_error(usage, "unknown option '%s'", arg);
+    if (*slot)
+        return cli_usage_error(usage, "one %s at a time ('%s' is extra)", what, arg);
+    *slot = arg;
+    return EXIT_OK;
 }
 
 /* "none", or a number. false when unparsable. */
@@ -133,7 +243,7 @@ bool cli_parse_double(const char *s, double *out)
 
 lego_status cli_emit_json(struct cJSON *root, const char *path)
 {
-    char *text = cJSON_Print(root);
+    char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text)
         return lego_error(LEGO_ERR_NOMEM, "out of memory printing JSON");
