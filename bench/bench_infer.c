@@ -112,9 +112,9 @@ int main(int argc, char **argv)
     qsort(ms, (size_t)reps, sizeof *ms, bench_cmp_double);
     printf("{\"engine\": \"legodnn\", \"batch\": %d, \"threads\": %d, \"reps\": %d, \"median_ms\": %.4f, "
            "\"p25_ms\": %.4f, \"p75_ms\": %.4f, \"min_ms\": %.4f, \"load_ms\": %.1f, "
-           "\"rss_base_kb\": %ld, \"rss_peak_kb\": %ld}\n",
+           "\"rss_base_kb\": %ld, \"rss_peak_kb\": %ld, \"rss_end_kb\": %ld}\n",
            batch, threads, reps, bench_quantile(ms, reps, 0.5), bench_quantile(ms, reps, 0.25),
-           bench_quantile(ms, reps, 0.75), ms[0], load_ms, rss_base, bench_status_kb("VmHWM"));
+           bench_quantile(ms, reps, 0.75), ms[0], load_ms, rss_base, bench_status_kb("VmHWM"), bench_status_kb("VmRSS"));
     free(ms);
     free(outs);
     free(x.data);

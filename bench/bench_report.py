@@ -4,9 +4,8 @@ the training rows and the cross-engine output check.
 
   /usr/bin/python3 bench/bench_report.py RESULTS_DIR
 
-Ratios are legodnn's time over the other engine's: above 1 means legodnn is
-slower. For training the ratio is of images per second: below 1 means
-legodnn is slower.
+Ratios are legodnn's time over the other engine's (a training step's time
+too): above 1 means legodnn is slower.
 """
 
 import glob
@@ -32,7 +31,12 @@ def ratio(a, b):
 
 
 def mib(r):
-    return '%.0f' % (r['rss_peak_kb'] / 1024) if r else 'n/a'
+    """Peak resident MiB, then (when known) the resident MiB at the end of the
+    run: a peak far above it is a load-time transient."""
+    if not r:
+        return 'n/a'
+    s = '%.0f' % (r['rss_peak_kb'] / 1024)
+    return s + (' (%.0f)' % (r['rss_end_kb'] / 1024) if r.get('rss_end_kb', -1) >= 0 else '')
 
 
 def main():
@@ -71,7 +75,7 @@ def main():
                % ', '.join('%s %.0f MiB' % (NAMES[e], v) for e, v in base.items()))
     out.append('')
     out.append('| model | batch | threads | legodnn ms | ORT ms | PyTorch ms | ours/ORT | ours/PyTorch '
-               '| peak RSS MiB legodnn / ORT / PyTorch |')
+               '| peak (end) RSS MiB legodnn / ORT / PyTorch |')
     out.append('|---|---|---|---|---|---|---|---|---|')
     keys = sorted({k[:3] for k in inf}, key=lambda k: (list(dict.fromkeys(r['model'] for r in rows)).index(k[0]),
                                                         k[1], k[2]))
@@ -87,14 +91,14 @@ def main():
         out.append('Training, cifar_resnet18, batch 32, one step = forward (train mode) + cross-entropy + '
                    'backward + SGD (momentum 0.9, weight decay 5e-4) on a fixed batch:')
         out.append('')
-        out.append('| threads | legodnn img/s | PyTorch img/s | ours/PyTorch (throughput) | legodnn step ms '
-                   '| PyTorch step ms | peak RSS MiB legodnn / PyTorch |')
+        out.append('| threads | legodnn img/s | PyTorch img/s | ours/PyTorch (step time) | legodnn step ms '
+                   '| PyTorch step ms | peak (end) RSS MiB legodnn / PyTorch |')
         out.append('|---|---|---|---|---|---|---|')
         for t in sorted({k[0] for k in trn}):
             a, p = trn.get((t, 'legodnn')), trn.get((t, 'pytorch'))
             out.append('| %d | %s | %s | %s | %s | %s | %s / %s |' % (
-                t, '%.0f' % a['img_per_s'] if a else 'n/a', '%.0f' % p['img_per_s'] if p else 'n/a',
-                ratio(a and a['img_per_s'], p and p['img_per_s']), fmt_ms(a), fmt_ms(p), mib(a), mib(p)))
+                t, '%.1f' % a['img_per_s'] if a else 'n/a', '%.1f' % p['img_per_s'] if p else 'n/a',
+                ratio(a and a['median_ms'], p and p['median_ms']), fmt_ms(a), fmt_ms(p), mib(a), mib(p)))
     checks = []
     for path in sorted(glob.glob(os.path.join(d, 'legodnn-*.out.bin'))):
         tag = os.path.basename(path)[len('legodnn-'):-len('.out.bin')]

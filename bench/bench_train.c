@@ -125,9 +125,9 @@ int main(int argc, char **argv)
     double med = bench_quantile(t, reps, 0.5);
     printf("{\"engine\": \"legodnn\", \"mode\": \"train\", \"batch\": %d, \"threads\": %d, \"reps\": %d, "
            "\"median_ms\": %.3f, \"p25_ms\": %.3f, \"p75_ms\": %.3f, \"min_ms\": %.3f, "
-           "\"img_per_s\": %.1f, \"last_loss\": %.4f, \"rss_base_kb\": %ld, \"rss_peak_kb\": %ld}\n",
+           "\"img_per_s\": %.1f, \"last_loss\": %.4f, \"rss_base_kb\": %ld, \"rss_peak_kb\": %ld, \"rss_end_kb\": %ld}\n",
            batch, threads, reps, med, bench_quantile(t, reps, 0.25), bench_quantile(t, reps, 0.75), t[0],
-           (double)batch * 1e3 / med, loss, rss_base, bench_status_kb("VmHWM"));
+           (double)batch * 1e3 / med, loss, rss_base, bench_status_kb("VmHWM"), bench_status_kb("VmRSS"));
     optim_free(&opt);
     train_plan_free(&p);
     graph_free(&g);

@@ -81,7 +81,7 @@ async function main() {
   console.log(JSON.stringify({
     engine: 'ort', version: ort.env.versions.common, spinning: process.env.ORT_BENCH_PASSIVE !== '1', batch: o.batch, threads: o.threads, reps,
     median_ms: f(quantile(ms, 0.5), 4), p25_ms: f(quantile(ms, 0.25), 4), p75_ms: f(quantile(ms, 0.75), 4),
-    min_ms: f(ms[0], 4), load_ms: f(loadMs, 1), rss_base_kb: rssBase, rss_peak_kb: statusKb('VmHWM'),
+    min_ms: f(ms[0], 4), load_ms: f(loadMs, 1), rss_base_kb: rssBase, rss_peak_kb: statusKb('VmHWM'), rss_end_kb: statusKb('VmRSS'),
   }));
 }
 

@@ -138,7 +138,7 @@ def main():
     r = {'engine': 'pytorch', 'version': torch.__version__, 'batch': a.batch, 'threads': a.threads,
          'reps': reps, 'median_ms': round(med, 4), 'p25_ms': round(quantile(ms, 0.25), 4),
          'p75_ms': round(quantile(ms, 0.75), 4), 'min_ms': round(ms[0], 4), 'load_ms': round(load_ms, 1),
-         'rss_base_kb': rss_base, 'rss_peak_kb': status_kb('VmHWM'), 'blas': blas_library(),
+         'rss_base_kb': rss_base, 'rss_peak_kb': status_kb('VmHWM'), 'rss_end_kb': status_kb('VmRSS'), 'blas': blas_library(),
          'openblas_coretype': os.environ.get('OPENBLAS_CORETYPE')}
     if a.train:
         r['mode'] = 'train'
