@@ -65,14 +65,17 @@ int main(int argc, char **argv)
     lego_tensor x = *lego_model_input(m, 0);
     x.dims[0] = batch;
     st = lego_model_set_input_shape(m, 0, x.rank, x.dims);
-    if (st.code)
+    if (st.code) {
+        lego_model_free(m);
         return fail(st);
+    }
     double load_ms = bench_now_ms() - t0;
     x = *lego_model_input(m, 0);
     size_t n = (size_t)lego_tensor_numel(&x);
     x.data = bench_read_floats(input, n);
     if (!x.data) {
         fprintf(stderr, "bench_infer: %s holds fewer than %zu floats\n", input, n);
+        lego_model_free(m);
         return 1;
     }
     const lego_tensor *ins[] = {&x};

@@ -100,6 +100,10 @@ int main(int argc, char **argv)
     if (!x.data) {
         fprintf(stderr, "bench_train: %s holds fewer than %d samples of %dx%dx%d\n", input, batch, m.c,
                 m.h, m.w);
+        optim_free(&opt);
+        train_plan_free(&p);
+        graph_free(&g);
+        free(w), free(gr), free(n), free(params);
         return 1;
     }
     int32_t *y = malloc((size_t)batch * sizeof *y);
