@@ -41,7 +41,7 @@ while (($#)); do
     --no-train) train=0 ;;
     --passive) passive=1 ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench_engines.sh: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
   shift
