@@ -7,6 +7,11 @@
 #                                    only to regenerate the reference fixtures,
 #                                    and python3-pulp + coinor-cbc, used only by
 #                                    bench/bench_optimizer (the original's ILP)
+#   scripts/install-deps.sh --bench  what bench/bench_engines.sh needs besides
+#                                    the build: PyTorch, torchvision and onnx
+#                                    (Debian's), Node.js and npm (for
+#                                    onnxruntime-node, which the script itself
+#                                    installs under bench/ from the npm registry)
 set -euo pipefail
 
 pkgs=(
@@ -20,6 +25,11 @@ pkgs=(
 )
 if [[ "${1:-}" == "--dev" ]]; then
   pkgs+=(python3-torch python3-onnx python3-numpy python3-pulp coinor-cbc)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy)
+  # a Node.js from elsewhere (e.g. NodeSource, npm included) is kept
+  if ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 fi
 
 missing=()
