@@ -20,7 +20,7 @@ function statusKb(field) {
   return m ? Number(m[1]) : -1;
 }
 
-// numpy's default quantile on a sorted array, as bench_common.h computes it
+// numpy's default quantile on a sorted array, as bench_stats.h computes it
 function quantile(v, q) {
   const pos = q * (v.length - 1), i = Math.floor(pos);
   return i >= v.length - 1 ? v[v.length - 1] : v[i] + (pos - i) * (v[i + 1] - v[i]);
