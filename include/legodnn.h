@@ -313,7 +313,11 @@ typedef struct lego_runtime_stats {
  * latency for this device profile (`legodnn latency LIB`) or no accuracy
  * loss (`legodnn profile LIB --data DATASET`). The frame is loaded now;
  * descendants on first use. Until the first lego_runtime_set_budget the
- * composition is every block at option 0 (the teacher). */
+ * composition is every block at option 0 (the teacher), loaded by the first
+ * run that needs it: set a budget before the first run and the teacher's
+ * blocks are never read. While a switch loads new descendants the old
+ * composition stays whole for the runs using it, so memory peaks at the two
+ * together for the length of the switch. */
 lego_status lego_runtime_open(const char *lib_dir, const lego_runtime_options *opt, lego_runtime **out);
 void lego_runtime_close(lego_runtime *rt);
 

@@ -237,6 +237,7 @@ struct lego_runtime {
     int threads;
     int64_t batch;
     lego_tensor *in_shapes, *out_shapes;
+    double teacher_ms;      /* the teacher's nominal estimate, for runs before any decision */
 
     pthread_mutex_t lock;   /* everything below */
     pthread_mutex_t decide; /* one decision at a time: sp, lib, cache inserts */
@@ -477,22 +478,45 @@ static lego_status open_in(lego_runtime *rt, const char *dir)
         if (!rt->cache[b])
             return nomem();
     }
-    /* the teacher until the first decision */
+    /* The teacher is the composition until the first decision, but nothing
+     * of it is loaded yet: a device that sets a budget before its first run
+     * never holds the teacher's weights (the peak would be teacher + choice). */
     double lat;
     int64_t mem;
     double loss;
     LEGO_TRY(scale_cost(&rt->est.problem, rt->scratch, &loss, &lat, &mem));
-    int switched, loaded;
-    double load_ms;
-    double t0 = now_ms();
-    LEGO_TRY(apply(rt, rt->scratch, lat, &switched, &loaded, &load_ms));
-    rt->load_ms = load_ms;
-    rt->switch_ms = now_ms() - t0;
     scale_choice sc = {.option = rt->scratch, .acc_loss = loss, .latency = lat, .memory = mem, .feasible = true,
                        .budget_scale = 1};
     rt_fill_choice(&rt->lib, &rt->est, &sc, 1.0, &rt->current_choice);
-    rt->current_choice.composition = rt->current->id;
+    rt->teacher_ms = lat;
     return lego_ok();
+}
+
+/* A run before any decision: load the teacher (once, whoever comes first). */
+static lego_status load_teacher(lego_runtime *rt)
+{
+    pthread_mutex_lock(&rt->decide);
+    lego_status st = lego_ok();
+    pthread_mutex_lock(&rt->lock);
+    bool have = rt->current != NULL;
+    pthread_mutex_unlock(&rt->lock);
+    if (!have) {
+        for (int b = 0; b < rt->frame.n_blocks; b++)
+            rt->scratch[b] = 0;
+        int switched, loaded;
+        double load_ms;
+        double t0 = now_ms();
+        st = apply(rt, rt->scratch, rt->teacher_ms, &switched, &loaded, &load_ms);
+        if (st.code == LEGO_OK) {
+            pthread_mutex_lock(&rt->lock);
+            rt->load_ms += load_ms;
+            rt->switch_ms += now_ms() - t0;
+            rt->current_choice.composition = rt->current->id;
+            pthread_mutex_unlock(&rt->lock);
+        }
+    }
+    pthread_mutex_unlock(&rt->decide);
+    return st;
 }
 
 lego_status lego_runtime_open(const char *lib_dir, const lego_runtime_options *opt, lego_runtime **out)
@@ -631,6 +655,12 @@ lego_status lego_runtime_run(lego_runtime *rt, const lego_tensor *const *inputs,
         return lego_error(LEGO_ERR_ARG, "lego_runtime_run needs input and output arrays");
     pthread_mutex_lock(&rt->lock);
     composition *c = rt->current;
+    if (!c) {
+        pthread_mutex_unlock(&rt->lock);
+        LEGO_TRY(load_teacher(rt));
+        pthread_mutex_lock(&rt->lock);
+        c = rt->current;
+    }
     c->refs++;
     double est = c->nominal_ms * calibrated_locked(rt);
     bx_ctx *ctx = rt->n_idle ? rt->idle[--rt->n_idle] : NULL;
@@ -704,7 +734,7 @@ lego_status lego_runtime_stats_get(lego_runtime *rt, lego_runtime_stats *out)
     out->cache_bytes = rt->cache_bytes;
     out->cache_entries = rt->cache_entries;
     out->weights_bytes = rt->frame.weight_bytes;
-    for (int b = 0; b < rt->frame.n_blocks; b++)
+    for (int b = 0; rt->current && b < rt->frame.n_blocks; b++)
         out->weights_bytes += rt->current->desc[b]->weight_bytes;
     out->arena_bytes = rt->arena_bytes;
     out->run_contexts = rt->n_ctx;
@@ -719,7 +749,7 @@ lego_status lego_runtime_stats_get(lego_runtime *rt, lego_runtime_stats *out)
     out->current = rt->current_choice;
     double ratio = out->calibration;
     /* the current composition's latency at today's calibration */
-    double nominal = rt->current->nominal_ms;
+    double nominal = rt->current ? rt->current->nominal_ms : rt->teacher_ms;
     pthread_mutex_unlock(&rt->lock);
     out->current.latency_ms = nominal * ratio;
     return st;
