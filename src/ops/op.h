@@ -17,6 +17,14 @@
  *             data; backward recomputes whatever else it needs (BN batch
  *             statistics, max-pool winners), so forward saves nothing. `+=`
  *             makes fan-out free: a value read twice just receives twice.
+ *   pack    - (optional; inference plans only, graph/exec.c) build what
+ *             forward needs beyond params once, from the call's shapes and
+ *             constant inputs (weights in the kernel's own layout, kernel
+ *             choices), folding in `fused` when not NULL; forward then finds
+ *             it in c->packed. The state stays valid while the shapes and
+ *             the constant inputs do: whoever changes them builds a new plan.
+ *             Without a state (training, block extraction), forward computes
+ *             from the inputs alone. unpack frees it.
  * c->training is set for a forward pass in training mode: BatchNormalization
  * then normalises with batch statistics and updates its running statistics
  * in place (inputs 3 and 4), PyTorch's way (see batchnorm.c).
@@ -35,6 +43,16 @@
 
 #define OP_MAX_IO 64
 
+/* What an inference plan folded into a node after it (Conv only): a
+ * BatchNormalization with constant statistics, y = conv(x)*scale + shift
+ * per output channel (both NULL when none), then a clamp to [lo, hi] from
+ * a Relu (lo 0, hi +inf) or Clip. */
+typedef struct op_fused {
+    const float *scale, *shift;
+    bool clamp;
+    float lo, hi;
+} op_fused;
+
 typedef struct op_call {
     const attr_list *attrs;
     const char *node_name; /* for messages; may be "" */
@@ -44,6 +62,7 @@ typedef struct op_call {
     lego_tensor **out;
     void *params;
     bool training;         /* forward/backward of a training pass */
+    const void *packed;    /* the state op_desc.pack built, or NULL */
 } op_call;
 
 typedef struct op_desc {
@@ -57,6 +76,8 @@ typedef struct op_desc {
     void (*forward)(const op_call *c);
     int64_t (*flops)(const op_call *c);
     void (*backward)(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din);
+    lego_status (*pack)(const op_call *c, const op_fused *fused, void **state);
+    void (*unpack)(void *state);
 } op_desc;
 
 /* The descriptor for an ONNX op type in the default domain, or NULL. */

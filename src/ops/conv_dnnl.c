@@ -1,0 +1,471 @@
+/* conv_dnnl.c - Conv forward through oneDNN (see conv_dnnl.h).
+ *
+ * Per call: (1) each image's input is reordered from NCHW into the layout
+ * the primitive chose (skipped when it reads NCHW itself, as for 3-channel
+ * stems); (2) units u = image*blocks + block run the convolution of one
+ * image for one block of output channels into a per-thread buffer, with the
+ * bias and clamp fused, and (3) reorder that buffer straight into the
+ * block's channels of y. All primitives are made for a batch of one, so a
+ * unit's arithmetic does not depend on the batch split or the threads.
+ *
+ * Threads: Debian's libdnnl runs on OpenMP (libgomp), whose idle threads
+ * busy-wait. We never let it start any: every thread that creates or runs
+ * a primitive first sets its OpenMP thread count to one, so oneDNN runs
+ * inline, and the parallelism is our pool's, whose threads sleep when idle.
+ * Scratchpads are ours too (user mode), one per thread of a call. */
+#include "conv_dnnl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LEGO_HAVE_DNNL
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "../core/tensor.h"
+#include "../core/threads.h"
+
+#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
+void omp_set_num_threads(int n); /* libgomp, loaded with libdnnl */
+static void one_thread(void) { omp_set_num_threads(1); }
+#elif DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_SEQ
+static void one_thread(void) {}
+#else
+#error "oneDNN must use OpenMP or run sequentially (CMake checks this)"
+#endif
+
+/* A batch-1 unit of fewer output channels than this runs slower per flop
+ * than the whole image does (oneDNN blocks output channels by 16 and reuses
+ * each input load across several blocks); split_blocks never cuts finer. */
+#define MIN_BLOCK 32
+#define SPLIT_PIECES 4 /* units wanted per call, as conv.c's split_small_batch */
+
+static dnnl_engine_t engine;
+static bool engine_ok;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static int enabled = -1;
+static pthread_once_t enabled_once = PTHREAD_ONCE_INIT;
+
+static void engine_init(void)
+{
+    one_thread();
+    engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success;
+}
+
+static void read_enabled(void)
+{
+    const char *s = getenv("LEGO_DNNL");
+    enabled = !(s && strcmp(s, "0") == 0);
+}
+
+bool dnnl_conv_enabled(void)
+{
+    pthread_once(&enabled_once, read_enabled);
+    return enabled == 1;
+}
+
+/* One primitive for blocks of `oc` output channels of one image. */
+typedef struct kind {
+    int64_t oc;
+    dnnl_primitive_t conv, to_plain; /* to_plain: NULL when dst is NCHW already */
+    dnnl_memory_desc_t wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
+    size_t dst_bytes, pad_bytes, wei_bytes;
+} kind;
+
+struct dnnl_conv {
+    conv_shape s;
+    int64_t n, blocks, oc; /* blocks of oc output channels; the last may be shorter */
+    kind k[2];             /* k[0]: full blocks, k[1]: a shorter last block */
+    dnnl_primitive_t to_src; /* NCHW image -> src_md; NULL when src_md is NCHW */
+    dnnl_memory_desc_t plain_src_md, src_md;
+    size_t src_bytes;
+    float *wei;            /* packed weights of every block, one after another */
+    float *bias;           /* (M) or NULL */
+    float *scale, *shift;  /* (M) or NULL: the epilogue's */
+    conv_epilogue ep;
+    size_t scratch;        /* bytes of per-thread scratch: dst buffer + scratchpad */
+};
+
+static const kind *block_kind(const dnnl_conv *k, int64_t b)
+{
+    return b == k->blocks - 1 && k->k[1].conv ? &k->k[1] : &k->k[0];
+}
+
+/* Runs prim with its arguments (args[i] = {arg, md, data}) on a fresh
+ * stream of this thread. */
+typedef struct arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    void *data;
+} arg;
+
+static bool execute(dnnl_primitive_t prim, const arg *args, int nargs)
+{
+    dnnl_memory_t mem[8];
+    dnnl_exec_arg_t ea[8];
+    int made = 0;
+    bool ok = true;
+    for (int i = 0; i < nargs && ok; i++) {
+        ok = dnnl_memory_create(&mem[i], args[i].md, engine, args[i].data) == dnnl_success;
+        if (ok) {
+            made++;
+            ea[i] = (dnnl_exec_arg_t){args[i].arg, mem[i]};
+        }
+    }
+    dnnl_stream_t st = NULL;
+    ok = ok && dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success;
+    ok = ok && dnnl_primitive_execute(prim, st, nargs, ea) == dnnl_success;
+    ok = ok && dnnl_stream_wait(st) == dnnl_success;
+    if (st)
+        dnnl_stream_destroy(st);
+    for (int i = 0; i < made; i++)
+        dnnl_memory_destroy(mem[i]);
+    return ok;
+}
+
+static bool make_primitive(dnnl_primitive_t *prim, const_dnnl_primitive_desc_t pd)
+{
+    return dnnl_primitive_create(prim, pd) == dnnl_success;
+}
+
+static bool reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                    dnnl_primitive_t *prim)
+{
+    dnnl_primitive_desc_t pd;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) != dnnl_success)
+        return false;
+    bool ok = make_primitive(prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag)
+{
+    dnnl_dims_t d;
+    for (int i = 0; i < nd; i++)
+        d[i] = dims[i];
+    dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
+}
+
+/* The convolution for one image and `oc` output channels (a group's worth
+ * when grouped); src_md any unless `src` pins it. */
+static bool make_kind(dnnl_conv *k, int64_t oc, const dnnl_memory_desc_t *src, kind *out)
+{
+    const conv_shape *s = &k->s;
+    out->oc = oc;
+    int64_t sd[4] = {1, s->c, s->h, s->w}, dd[4] = {1, oc, s->ho, s->wo}, bd[1] = {oc};
+    dnnl_memory_desc_t src_any, wei_any, dst_any, bias;
+    set_md(&src_any, 4, sd, dnnl_format_tag_any);
+    set_md(&dst_any, 4, dd, dnnl_format_tag_any);
+    set_md(&out->plain_md, 4, dd, dnnl_nchw);
+    set_md(&bias, 1, bd, dnnl_x);
+    if (s->group > 1) {
+        int64_t wd[5] = {s->group, oc / s->group, s->c / s->group, s->kh, s->kw};
+        set_md(&wei_any, 5, wd, dnnl_format_tag_any);
+    } else {
+        int64_t wd[4] = {oc, s->c, s->kh, s->kw};
+        set_md(&wei_any, 4, wd, dnnl_format_tag_any);
+    }
+    /* oneDNN counts dilation from 0 and wants both pads; the trailing ones
+     * follow from the output size (conv.c checked it). */
+    int64_t pad_b = (s->ho - 1) * s->sh + (s->kh - 1) * s->dh + 1 - s->h - s->pad_t;
+    int64_t pad_r = (s->wo - 1) * s->sw + (s->kw - 1) * s->dw + 1 - s->w - s->pad_l;
+    /* A stride that leaves the last rows unread gives a negative trailing
+     * pad; oneDNN rounds the output size down as ONNX does, so 0 will do. */
+    pad_b = pad_b < 0 && pad_b > -s->sh ? 0 : pad_b;
+    pad_r = pad_r < 0 && pad_r > -s->sw ? 0 : pad_r;
+    if (s->pad_t < 0 || s->pad_l < 0 || pad_b < 0 || pad_r < 0)
+        return false;
+    dnnl_dims_t strides = {s->sh, s->sw}, dil = {s->dh - 1, s->dw - 1};
+    dnnl_dims_t pl = {s->pad_t, s->pad_l}, pr = {pad_b, pad_r};
+    dnnl_convolution_desc_t cd;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, src ? src : &src_any,
+                                                   &wei_any, k->bias ? &bias : NULL, &dst_any,
+                                                   strides, dil, pl, pr) != dnnl_success)
+        return false;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+        return false;
+    bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
+              dnnl_success;
+    dnnl_post_ops_t po = NULL;
+    int64_t cd4[4] = {1, oc, 1, 1};
+    set_md(&out->chan_md, 4, cd4, dnnl_nchw);
+    if (ok && (k->scale || k->ep.clamp)) {
+        ok = dnnl_post_ops_create(&po) == dnnl_success;
+        if (ok && k->scale) /* two binary steps round as batchnorm.c's x*a + b does */
+            ok = dnnl_post_ops_append_binary(po, dnnl_binary_mul, &out->chan_md) == dnnl_success &&
+                 dnnl_post_ops_append_binary(po, dnnl_binary_add, &out->chan_md) == dnnl_success;
+        if (ok && k->ep.clamp) {
+            /* Relu as relu: oneDNN's clip has no infinite bound of its own */
+            bool relu = k->ep.lo == 0.0f && isinf(k->ep.hi) && k->ep.hi > 0;
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, relu ? dnnl_eltwise_relu : dnnl_eltwise_clip,
+                                              relu ? 0.0f : k->ep.lo,
+                                              relu ? 0.0f : k->ep.hi) == dnnl_success;
+        }
+        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
+    if (po)
+        dnnl_post_ops_destroy(po);
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) == dnnl_success;
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok)
+        return false;
+    out->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    out->bias_md = bias;
+    out->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    out->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    out->dst_bytes = dnnl_memory_desc_get_size(&out->dst_md);
+    out->pad_bytes = dnnl_memory_desc_get_size(&out->pad_md);
+    out->wei_bytes = dnnl_memory_desc_get_size(&out->wei_md);
+    if (!src)
+        k->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    ok = make_primitive(&out->conv, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (ok && !dnnl_memory_desc_equal(&out->dst_md, &out->plain_md))
+        ok = reorder(&out->dst_md, &out->plain_md, &out->to_plain);
+    return ok;
+}
+
+/* The output-channel blocks of a batch of n: the whole map per image unless
+ * a small batch leaves threads idle, then blocks of at least MIN_BLOCK
+ * channels, a multiple of 16 (oneDNN's channel block). A function of the
+ * shapes alone, never of the thread count. */
+static void split_blocks(dnnl_conv *k)
+{
+    int64_t m = k->s.m, want = (SPLIT_PIECES + k->n - 1) / k->n, most = m / MIN_BLOCK;
+    int64_t blocks = k->s.group > 1 ? 1 : want < most ? want : most;
+    blocks = blocks > 1 ? blocks : 1;
+    int64_t oc = (m + blocks - 1) / blocks;
+    oc = blocks > 1 ? (oc + 15) / 16 * 16 : m;
+    k->oc = oc;
+    k->blocks = (m + oc - 1) / oc;
+}
+
+static bool pack_weights(dnnl_conv *k, const float *w)
+{
+    const conv_shape *s = &k->s;
+    int64_t per_oc = s->c / s->group * s->kh * s->kw;
+    size_t total = 0;
+    for (int64_t b = 0; b < k->blocks; b++)
+        total += block_kind(k, b)->wei_bytes;
+    k->wei = lego_aligned_alloc(total ? total : 64);
+    if (!k->wei)
+        return false;
+    unsigned char *at = (unsigned char *)k->wei;
+    for (int64_t b = 0; b < k->blocks; b++) {
+        const kind *kd = block_kind(k, b);
+        dnnl_memory_desc_t plain;
+        if (s->group > 1) {
+            int64_t wd[5] = {s->group, kd->oc / s->group, s->c / s->group, s->kh, s->kw};
+            set_md(&plain, 5, wd, dnnl_goihw);
+        } else {
+            int64_t wd[4] = {kd->oc, s->c, s->kh, s->kw};
+            set_md(&plain, 4, wd, dnnl_oihw);
+        }
+        dnnl_primitive_t r;
+        if (!reorder(&plain, &kd->wei_md, &r))
+            return false;
+        arg a[2] = {{DNNL_ARG_FROM, &plain, (void *)(w + b * k->oc * per_oc)},
+                    {DNNL_ARG_TO, &kd->wei_md, at}};
+        bool ok = execute(r, a, 2);
+        dnnl_primitive_destroy(r);
+        if (!ok)
+            return false;
+        at += kd->wei_bytes;
+    }
+    return true;
+}
+
+static float *copy_of(const float *v, int64_t n)
+{
+    float *c = malloc(sizeof(float) * (size_t)n);
+    if (c)
+        memcpy(c, v, sizeof(float) * (size_t)n);
+    return c;
+}
+
+static bool create_in(dnnl_conv *k, const float *w, const float *b)
+{
+    const conv_shape *s = &k->s;
+    if ((b && !(k->bias = copy_of(b, s->m))) ||
+        (k->ep.scale && (!(k->scale = copy_of(k->ep.scale, s->m)) ||
+                         !(k->shift = copy_of(k->ep.shift, s->m)))))
+        return false;
+    split_blocks(k);
+    if (!make_kind(k, k->oc, NULL, &k->k[0]))
+        return false;
+    int64_t last = s->m - (k->blocks - 1) * k->oc;
+    if (last != k->oc && !make_kind(k, last, &k->src_md, &k->k[1]))
+        return false;
+    int64_t sd[4] = {1, s->c, s->h, s->w};
+    set_md(&k->plain_src_md, 4, sd, dnnl_nchw);
+    if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md)) {
+        if (!reorder(&k->plain_src_md, &k->src_md, &k->to_src))
+            return false;
+        k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
+    }
+    for (int i = 0; i < 2; i++) {
+        const kind *kd = &k->k[i];
+        size_t need = (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0) + kd->pad_bytes;
+        k->scratch = need > k->scratch ? need : k->scratch;
+    }
+    return pack_weights(k, w);
+}
+
+lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
+                             const conv_epilogue *ep, dnnl_conv **out)
+{
+    *out = NULL;
+    if (!dnnl_conv_enabled())
+        return lego_ok();
+    pthread_once(&engine_once, engine_init);
+    if (!engine_ok)
+        return lego_ok();
+    one_thread(); /* primitives are made for the one thread that runs them */
+    dnnl_conv *k = calloc(1, sizeof *k);
+    if (!k)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
+    k->s = *s;
+    k->n = n;
+    k->ep = *ep;
+    if (!create_in(k, w, b)) {
+        dnnl_conv_free(k); /* no kernel for this shape: conv.c's path runs it */
+        return lego_ok();
+    }
+    *out = k;
+    return lego_ok();
+}
+
+void dnnl_conv_free(dnnl_conv *k)
+{
+    if (!k)
+        return;
+    for (int i = 0; i < 2; i++) {
+        if (k->k[i].conv)
+            dnnl_primitive_destroy(k->k[i].conv);
+        if (k->k[i].to_plain)
+            dnnl_primitive_destroy(k->k[i].to_plain);
+    }
+    if (k->to_src)
+        dnnl_primitive_destroy(k->to_src);
+    lego_aligned_free(k->wei);
+    free(k->bias), free(k->scale), free(k->shift);
+    free(k);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+typedef struct run {
+    const dnnl_conv *k;
+    const float *x;
+    float *y;
+    unsigned char *src; /* the batch in src_md's layout, or NULL */
+    unsigned char *scratch;
+    atomic_bool failed;
+} run;
+
+static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    run *r = ctx;
+    const dnnl_conv *k = r->k;
+    one_thread();
+    int64_t img = k->s.c * k->s.h * k->s.w;
+    for (int64_t i = begin; i < end; i++) {
+        arg a[2] = {{DNNL_ARG_FROM, &k->plain_src_md, (void *)(r->x + i * img)},
+                    {DNNL_ARG_TO, &k->src_md, r->src + (size_t)i * k->src_bytes}};
+        if (!execute(k->to_src, a, 2))
+            atomic_store(&r->failed, true);
+    }
+}
+
+static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    const dnnl_conv *k = r->k;
+    const conv_shape *s = &k->s;
+    one_thread();
+    unsigned char *mine = r->scratch + (size_t)thread * k->scratch;
+    int64_t img = s->c * s->h * s->w, opix = s->ho * s->wo;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n = u / k->blocks, b = u % k->blocks, oc0 = b * k->oc;
+        const kind *kd = block_kind(k, b);
+        size_t wei_off = (size_t)b * k->k[0].wei_bytes; /* only the last block is shorter */
+        void *src = r->src ? (void *)(r->src + (size_t)n * k->src_bytes) : (void *)(r->x + n * img);
+        float *y = r->y + (n * s->m + oc0) * opix;
+        void *dst = kd->to_plain ? (void *)mine : (void *)y;
+        unsigned char *pad = mine + (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0);
+        arg a[7] = {{DNNL_ARG_SRC, &k->src_md, src},
+                    {DNNL_ARG_WEIGHTS, &kd->wei_md, (unsigned char *)k->wei + wei_off},
+                    {DNNL_ARG_DST, &kd->dst_md, dst},
+                    {DNNL_ARG_SCRATCHPAD, &kd->pad_md, pad}};
+        int na = 4;
+        if (k->bias)
+            a[na++] = (arg){DNNL_ARG_BIAS, &kd->bias_md, k->bias + oc0};
+        if (k->scale) {
+            a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &kd->chan_md,
+                            k->scale + oc0};
+            a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, &kd->chan_md,
+                            k->shift + oc0};
+        }
+        bool ok = execute(kd->conv, a, na);
+        if (ok && kd->to_plain) {
+            arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
+            ok = execute(kd->to_plain, t, 2);
+        }
+        if (!ok)
+            atomic_store(&r->failed, true);
+    }
+}
+
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y)
+{
+    const conv_shape *s = &k->s;
+    double flops = 2.0 * (double)(k->oc * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
+    int64_t units = k->n * k->blocks;
+    par_split sp = par_split_work(units, flops / 16.0); /* as conv.c's gemm_work */
+    size_t src_total = k->to_src ? (size_t)k->n * k->src_bytes : 0;
+    size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
+    run r = {.k = k, .x = x, .y = y};
+    atomic_init(&r.failed, false);
+    unsigned char *buf = lego_aligned_alloc(total ? total : 64);
+    if (!buf)
+        return false;
+    r.src = k->to_src ? buf : NULL;
+    r.scratch = buf + (src_total + 63) / 64 * 64;
+    if (k->to_src)
+        parallel_run(k->n, par_split_work(k->n, (double)(s->c * s->h * s->w)), src_images, &r);
+    if (!atomic_load(&r.failed))
+        parallel_run(units, sp, conv_units, &r);
+    lego_aligned_free(buf);
+    return !atomic_load(&r.failed);
+}
+
+#else /* no oneDNN: conv.c's own path runs every Conv */
+
+bool dnnl_conv_enabled(void) { return false; }
+
+lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
+                             const conv_epilogue *ep, dnnl_conv **out)
+{
+    (void)s, (void)n, (void)w, (void)b, (void)ep;
+    *out = NULL;
+    return lego_ok();
+}
+
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y)
+{
+    (void)k, (void)x, (void)y;
+    return false;
+}
+
+void dnnl_conv_free(dnnl_conv *k) { (void)k; }
+
+#endif
