@@ -254,8 +254,10 @@ static int b_clip(builder *b, const char *name, int x, float lo, float hi)
 
 /* The graph: x (2,16,9,9) -> conv a -> BN -> Relu -> conv b -> BN -> Clip(0,6)
  * -> conv c -> (BN -> Relu, and conv c's output also added to that) -> Add
- * -> conv d (a graph output too) -> Relu (the other output). Fusable: a+BN+Relu,
- * b+BN+Clip; conv c's output is read twice and conv d's is an output. */
+ * -> (conv e -> BN) + (conv f -> BN) -> Add -> Relu -> conv d (a graph
+ * output too) -> Relu (the other output). Fusable: a+BN+Relu, b+BN+Clip,
+ * e+BN, f+BN; conv c's output is read twice and conv d's is an output.
+ * With oneDNN, a->b, b->c and e, f -> Add -> Relu -> d keep its layout. */
 static void build(builder *b)
 {
     CHECK_OK(graph_init(&b->g, "fusion"));
@@ -277,6 +279,11 @@ static void build(builder *b)
     y = b_node(b, "c.relu", "Relu", &y, 1, NULL);
     int add[2] = {y, c};
     y = b_node(b, "add", "Add", add, 2, NULL);
+    int e = b_bn(b, "e.bn", b_conv(b, "e", y, 16, 16), 16);
+    int f = b_bn(b, "f.bn", b_conv(b, "f", y, 16, 16), 16);
+    int add2[2] = {e, f};
+    y = b_node(b, "add2", "Add", add2, 2, NULL);
+    y = b_node(b, "add2.relu", "Relu", &y, 1, NULL);
     int dv = b_conv(b, "d", y, 16, 8);
     y = b_node(b, "d.relu", "Relu", &dv, 1, NULL);
     b->g.outputs = malloc(sizeof *b->g.outputs * 2);
@@ -287,7 +294,7 @@ static void build(builder *b)
 }
 
 static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor **out,
-                     int *steps)
+                     int *steps, int *native)
 {
     if (fuse)
         unsetenv("LEGO_FUSE");
@@ -296,6 +303,9 @@ static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor
     exec_plan p;
     CHECK_OK(exec_plan_build(g, &p));
     *steps = p.n_steps;
+    *native = 0;
+    for (int s = 0; s < p.n_steps; s++)
+        *native += p.st[s].native != 0;
     const lego_tensor *in[1] = {x};
     CHECK_OK(exec_run(g, &p, in, out));
     exec_plan_free(&p);
@@ -325,11 +335,14 @@ static void fusion(void)
     for (int threads = 1; threads <= 2; threads++) {
         lego_set_num_threads(threads);
         lego_tensor *fused[2] = {0}, *plain[2] = {0};
-        int nf, np;
-        plan_run(&b.g, &x, true, fused, &nf);
-        plan_run(&b.g, &x, false, plain, &np);
-        /* a+BN+Relu and b+BN+Clip become two steps; nothing else fuses */
-        CHECK(np == 12 && nf == np - 4);
+        int nf, np, native_f, native_p;
+        plan_run(&b.g, &x, true, fused, &nf, &native_f);
+        plan_run(&b.g, &x, false, plain, &np, &native_p);
+        /* a, b, e and f absorb 6 nodes; nothing else fuses */
+        CHECK(np == 18 && nf == np - 6);
+        /* layouts are kept only with fusion on, and only by oneDNN */
+        CHECK(native_p == 0);
+        CHECK(dnnl_conv_enabled() ? native_f >= 4 : native_f == 0);
         for (int i = 0; i < 2; i++) {
             CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
             lego_tensor_free(fused[i]);

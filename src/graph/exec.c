@@ -208,6 +208,85 @@ static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *
     return lego_ok();
 }
 
+/* ---- layouts ------------------------------------------------------------- */
+
+/* Ops that compute element by element and so run on any layout, when their
+ * activation inputs share the output's shape: Relu, Clip (bounds are
+ * scalars) and Add without broadcasting. */
+static bool layout_free(const lego_graph *g, const gnode *n)
+{
+    if (n->n_out != 1 || n->in[0] < 0)
+        return false;
+    if (strcmp(n->op_type, "Relu") == 0 || strcmp(n->op_type, "Clip") == 0)
+        return true;
+    return strcmp(n->op_type, "Add") == 0 && n->n_in == 2 && n->in[1] >= 0 &&
+           tensor_same_shape(&g->values[n->in[0]].t, &g->values[n->out[0]].t) &&
+           tensor_same_shape(&g->values[n->in[1]].t, &g->values[n->out[0]].t);
+}
+
+static int step_out(const gnode *n, const step_state *st)
+{
+    return st->out_v >= 0 ? st->out_v : n->out[0];
+}
+
+static int kernel_layout(const gnode *n, const step_state *st, bool output)
+{
+    return n->op->layout && st->packed ? n->op->layout(st->packed, output) : -1;
+}
+
+/* lay[v] for every value: > 0 when v stays in that layout. Assigned
+ * forward (a kernel's output layout; an elementwise op's inputs' common
+ * one), then every reader must accept it (a kernel reading input 0 in that
+ * layout, or an elementwise op whose output has it); a value some reader
+ * refuses is forced back to NCHW, and the passes repeat until none is. */
+static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bool *ext,
+                                step_state *st)
+{
+    int nv = g->n_values;
+    int *lay = calloc((size_t)nv + 1, sizeof *lay);
+    bool *forced = calloc((size_t)nv + 1, sizeof *forced);
+    if (!lay || !forced) {
+        free(lay), free(forced);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning layouts");
+    }
+    for (bool changed = true; changed;) {
+        memset(lay, 0, sizeof *lay * (size_t)nv);
+        for (int s = 0; s < n; s++) {
+            const gnode *x = &g->nodes[steps[s]];
+            int y = step_out(x, &st[s]), l = 0;
+            if (x->op->layout)
+                l = kernel_layout(x, &st[s], true);
+            else if (layout_free(g, x))
+                l = lay[x->in[0]] > 0 && (strcmp(x->op_type, "Add") != 0 || lay[x->in[1]] == lay[x->in[0]])
+                        ? lay[x->in[0]] : 0;
+            if (l > 0 && !forced[y] && !ext[y] && g->values[y].t.rank == 4)
+                lay[y] = l;
+        }
+        changed = false;
+        for (int s = 0; s < n; s++) {
+            const gnode *x = &g->nodes[steps[s]];
+            for (int i = 0; i < x->n_in; i++) {
+                int v = x->in[i];
+                if (v < 0 || lay[v] <= 0)
+                    continue;
+                bool ok = x->op->layout ? i == 0 && kernel_layout(x, &st[s], false) == lay[v]
+                                        : layout_free(g, x) && lay[step_out(x, &st[s])] == lay[v];
+                if (!ok) {
+                    forced[v] = true;
+                    changed = true;
+                }
+            }
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        if (x->op->layout && st[s].packed)
+            st[s].native = (lay[x->in[0]] > 0 ? 1u : 0u) | (lay[step_out(x, &st[s])] > 0 ? 2u : 0u);
+    }
+    free(lay), free(forced);
+    return lego_ok();
+}
+
 lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *ext,
                            step_state *st)
 {
@@ -245,6 +324,8 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     }
     free(readers), free(reader_step), free(gone);
     *n_steps = kept;
+    if (!r.code && fuse)
+        r = plan_layouts(g, steps, kept, ext, st);
     if (r.code) {
         exec_unpack(st, kept);
         memset(st, 0, sizeof *st * (size_t)kept);
@@ -259,6 +340,7 @@ void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_te
     if (!st)
         return;
     c->packed = st->packed;
+    c->native = st->native;
     if (st->out_v >= 0)
         out[0] = vt ? &vt[st->out_v] : &g->values[st->out_v].t;
 }

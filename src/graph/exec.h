@@ -15,13 +15,17 @@ typedef struct step_state {
     int out_v;
     void *packed;
     void (*unpack)(void *state);
+    unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
 } step_state;
 
 /* Inference rewriting of the nodes steps[0..*n_steps) (run order), in
  * place: a Conv whose output only a BatchNormalization with constant
  * statistics reads absorbs it (the weights are folded), then a Relu or
  * Clip that alone reads the result; every node whose op packs gets its
- * state. Fused nodes leave steps (*n_steps shrinks); st[s] describes step s.
+ * state. Then a value that one packed kernel writes and only kernels of
+ * the same layout (op_desc.layout) or elementwise ops between them read
+ * stays in that layout, sparing the reorders (no value changes: reorders
+ * copy). Fused nodes leave steps (*n_steps shrinks); st[s] describes step s.
  * ext[v] marks values read by something other than these steps (graph
  * outputs, block slots): those are never fused away. Plans for inference
  * only: training and block extraction keep every node. */

@@ -610,7 +610,7 @@ static void conv_forward(const op_call *c)
     const conv_params *p = c->params;
     const conv_packed *k = c->packed;
     if (k && k->dnnl) {
-        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data))
+        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2))
             fill_nan(c);
         return;
     }
@@ -627,6 +627,13 @@ static void conv_forward(const op_call *c)
     }
     parallel_run(units, s, conv_forward_units, &r);
     free(r.col);
+}
+
+/* Only oneDNN's kernels have a layout of their own; im2col reads NCHW. */
+static int conv_layout(const void *state, bool output)
+{
+    const conv_packed *k = state;
+    return k && k->dnnl ? dnnl_conv_layout(k->dnnl, output) : -1;
 }
 
 bool conv_packed_dnnl(const void *packed)
@@ -1008,6 +1015,7 @@ const op_desc op_desc_Conv = {
     .backward = conv_backward,
     .pack = conv_pack,
     .unpack = conv_unpack,
+    .layout = conv_layout,
 };
 
 const op_desc op_desc_ConvTranspose = {

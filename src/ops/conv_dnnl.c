@@ -28,6 +28,7 @@
 
 #include "../core/tensor.h"
 #include "../core/threads.h"
+#include "op.h"
 
 #if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
 void omp_set_num_threads(int n); /* libgomp, loaded with libdnnl */
@@ -306,11 +307,10 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         return false;
     int64_t sd[4] = {1, s->c, s->h, s->w};
     set_md(&k->plain_src_md, 4, sd, dnnl_nchw);
-    if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md)) {
-        if (!reorder(&k->plain_src_md, &k->src_md, &k->to_src))
-            return false;
-        k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
-    }
+    k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
+    if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md) &&
+        !reorder(&k->plain_src_md, &k->src_md, &k->to_src))
+        return false;
     for (int i = 0; i < 2; i++) {
         const kind *kd = &k->k[i];
         size_t need = (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0) + kd->pad_bytes;
@@ -362,10 +362,35 @@ void dnnl_conv_free(dnnl_conv *k)
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
+static int layout_of(const dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w)
+{
+    int64_t d[4] = {1, c, h, w};
+    static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
+    for (int i = 0; i < 3; i++) {
+        if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
+            continue; /* padded to whole blocks: not one element per value */
+        dnnl_memory_desc_t t;
+        set_md(&t, 4, d, tags[i]);
+        if (dnnl_memory_desc_equal(md, &t))
+            return i;
+    }
+    return -1;
+}
+
+int dnnl_conv_layout(const dnnl_conv *k, bool dst)
+{
+    const conv_shape *s = &k->s;
+    if (!dst)
+        return layout_of(&k->src_md, s->c, s->h, s->w);
+    return k->blocks == 1 ? layout_of(&k->k[0].dst_md, s->m, s->ho, s->wo) : -1;
+}
+
 typedef struct run {
     const dnnl_conv *k;
     const float *x;
     float *y;
+    bool y_native;
     unsigned char *src; /* the batch in src_md's layout, or NULL */
     unsigned char *scratch;
     atomic_bool failed;
@@ -400,7 +425,8 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
         size_t wei_off = (size_t)b * k->k[0].wei_bytes; /* only the last block is shorter */
         void *src = r->src ? (void *)(r->src + (size_t)n * k->src_bytes) : (void *)(r->x + n * img);
         float *y = r->y + (n * s->m + oc0) * opix;
-        void *dst = kd->to_plain ? (void *)mine : (void *)y;
+        bool reorder_y = kd->to_plain && !r->y_native;
+        void *dst = reorder_y ? (void *)mine : (void *)y;
         unsigned char *pad = mine + (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0);
         arg a[7] = {{DNNL_ARG_SRC, &k->src_md, src},
                     {DNNL_ARG_WEIGHTS, &kd->wei_md, (unsigned char *)k->wei + wei_off},
@@ -416,7 +442,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
                             k->shift + oc0};
         }
         bool ok = execute(kd->conv, a, na);
-        if (ok && kd->to_plain) {
+        if (ok && reorder_y) {
             arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
             ok = execute(kd->to_plain, t, 2);
         }
@@ -425,22 +451,23 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y)
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     const conv_shape *s = &k->s;
     double flops = 2.0 * (double)(k->oc * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
     int64_t units = k->n * k->blocks;
     par_split sp = par_split_work(units, flops / 16.0); /* as conv.c's gemm_work */
-    size_t src_total = k->to_src ? (size_t)k->n * k->src_bytes : 0;
+    bool reorder_x = k->to_src && !x_native;
+    size_t src_total = reorder_x ? (size_t)k->n * k->src_bytes : 0;
     size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
-    run r = {.k = k, .x = x, .y = y};
+    run r = {.k = k, .x = x, .y = y, .y_native = y_native};
     atomic_init(&r.failed, false);
     unsigned char *buf = lego_aligned_alloc(total ? total : 64);
     if (!buf)
         return false;
-    r.src = k->to_src ? buf : NULL;
+    r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
     r.scratch = buf + (src_total + 63) / 64 * 64;
-    if (k->to_src)
+    if (reorder_x)
         parallel_run(k->n, par_split_work(k->n, (double)(s->c * s->h * s->w)), src_images, &r);
     if (!atomic_load(&r.failed))
         parallel_run(units, sp, conv_units, &r);
@@ -460,7 +487,7 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     return lego_ok();
 }
 
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y)
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     (void)k, (void)x, (void)y;
     return false;

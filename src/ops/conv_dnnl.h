@@ -50,9 +50,15 @@ bool dnnl_conv_enabled(void);
 lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
                              const conv_epilogue *ep, dnnl_conv **out);
 
-/* y (n, M, Ho, Wo) from x (n, C, H, W), n as created. false when scratch
- * memory or oneDNN failed (y is then undefined). */
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y);
+/* y (n, M, Ho, Wo) from x (n, C, H, W), n as created, both NCHW unless
+ * x_native / y_native: then in the layout dnnl_conv_layout names. false
+ * when scratch memory or oneDNN failed (y is then undefined). */
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native);
+
+/* The layout (OP_LAYOUT_* of ops/op.h) the primitives read an image in
+ * (dst false) or write it in (dst true); -1 when it is none of those or,
+ * for dst, when output-channel blocks each write their own. */
+int dnnl_conv_layout(const dnnl_conv *k, bool dst);
 
 void dnnl_conv_free(dnnl_conv *k);
 
