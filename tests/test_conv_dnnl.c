@@ -4,7 +4,8 @@
  *  - random shapes (batch 1 and more, odd sizes, strides, pads, dilations,
  *    groups, depthwise, channel counts around oneDNN's blocks of 16) agree
  *    within a float tolerance, with and without a fused BatchNormalization
- *    and Relu/Clip, and give the same bits with 1, 2 and 3 threads;
+ *    and Relu/Clip, and give the same bits with 1, 2 and 3 threads (large
+ *    maps at batch 1 and 2 too, which oneDNN cuts into bands of rows);
  *  - the fused epilogue rounds as the separate ops do: a plan with fusion
  *    gives the unfused plan's output (graphs Conv->BN->Relu, Conv->BN->Clip,
  *    and shapes that must not fuse: a Conv output read twice, a Conv output
@@ -57,6 +58,11 @@ static void random_case(conv_case *q, int trial)
     q->n = trial % 3 == 0 ? 1 : 1 + rnd(5);
     q->h = 1 + rnd(13);
     q->w = 1 + rnd(13);
+    if (trial % 3 == 1) { /* maps large enough to be cut into bands of rows at batch 1 */
+        q->n = 1 + rnd(2);
+        q->h = 16 + rnd(20);
+        q->w = 8 + rnd(24);
+    }
     for (int i = 0; i < 2; i++) {
         q->k[i] = 1 + rnd(3) * (rnd(2) ? 2 : 1); /* 1, 3, 5, 2 */
         q->s[i] = 1 + rnd(2);
@@ -258,12 +264,11 @@ static int b_clip(builder *b, const char *name, int x, float lo, float hi)
  * output too) -> Relu (the other output). Fusable: a+BN+Relu, b+BN+Clip,
  * e+BN, f+BN; conv c's output is read twice and conv d's is an output.
  * With oneDNN, a->b, b->c and e, f -> Add -> Relu -> d keep its layout. */
-static void build(builder *b)
+static void build(builder *b, const int64_t d[4])
 {
     CHECK_OK(graph_init(&b->g, "fusion"));
     b->g.opset = 13;
     CHECK_OK(graph_add_value(&b->g, "x", VALUE_INPUT, &b->x));
-    int64_t d[4] = {2, 16, 9, 9};
     tensor_set_shape(&b->g.values[b->x].t, LEGO_F32, 4, d);
     b->g.inputs = malloc(sizeof *b->g.inputs);
     b->g.inputs[0] = b->x;
@@ -324,13 +329,14 @@ static bool same_values(const lego_tensor *a, const lego_tensor *b)
     return true;
 }
 
-static void fusion(void)
+/* At batch 2 on 9x9 maps, and at batch 1 on 20x20 maps, where convolutions
+ * are cut into bands of rows. */
+static void fusion(const int64_t d[4])
 {
     test_seed(99u);
     builder b;
-    build(&b);
+    build(&b, d);
     lego_tensor x;
-    int64_t d[4] = {2, 16, 9, 9};
     make(&x, LEGO_F32, 4, d, 1);
     for (int threads = 1; threads <= 2; threads++) {
         lego_set_num_threads(threads);
@@ -387,7 +393,8 @@ static void no_openmp_threads(void)
 int main(void)
 {
     sweep();
-    fusion();
+    fusion((const int64_t[4]){2, 16, 9, 9});
+    fusion((const int64_t[4]){1, 16, 20, 20});
     no_openmp_threads();
     return harness_finish();
 }

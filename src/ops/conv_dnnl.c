@@ -73,14 +73,21 @@ bool dnnl_conv_enabled(void)
 typedef struct kind {
     int64_t oc;
     dnnl_primitive_t conv, to_plain; /* to_plain: NULL when dst is NCHW already */
-    dnnl_memory_desc_t wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
+    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
     size_t dst_bytes, pad_bytes, wei_bytes;
 } kind;
 
+#define MAX_UNITS 4 /* units per image: SPLIT_PIECES at most */
+
 struct dnnl_conv {
     conv_shape s;
-    int64_t n, blocks, oc; /* blocks of oc output channels; the last may be shorter */
-    kind k[2];             /* k[0]: full blocks, k[1]: a shorter last block */
+    int64_t n, blocks, oc; /* units per image; channel blocks: oc channels each, the last
+                              may be shorter */
+    bool bands;            /* units are bands of output rows (NHWC) instead */
+    kind k[MAX_UNITS];     /* channel blocks: k[0] full, k[1] a shorter last one; bands:
+                              one per band */
+    int64_t r0[MAX_UNITS], ih0[MAX_UNITS]; /* bands: first output row, first input row */
+    size_t wei_off[MAX_UNITS]; /* bytes into wei of each unit's packed weights */
     dnnl_primitive_t to_src; /* NCHW image -> src_md; NULL when src_md is NCHW */
     dnnl_memory_desc_t plain_src_md, src_md;
     size_t src_bytes;
@@ -93,6 +100,8 @@ struct dnnl_conv {
 
 static const kind *block_kind(const dnnl_conv *k, int64_t b)
 {
+    if (k->bands)
+        return &k->k[b];
     return b == k->blocks - 1 && k->k[1].conv ? &k->k[1] : &k->k[0];
 }
 
@@ -152,17 +161,23 @@ static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_for
     dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
 }
 
-/* The convolution for one image and `oc` output channels (a group's worth
- * when grouped); src_md any unless `src` pins it. */
-static bool make_kind(dnnl_conv *k, int64_t oc, const dnnl_memory_desc_t *src, kind *out)
+/* The convolution of shape s (one image) for `oc` output channels (a
+ * group's worth when grouped) from src to dst (NULL: oneDNN picks), with
+ * the bias and the epilogue as post-ops, and the reorder from its dst to
+ * plain (NULL: dense NCHW). */
+static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
+                      const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                      const dnnl_memory_desc_t *plain, kind *out)
 {
-    const conv_shape *s = &k->s;
     out->oc = oc;
     int64_t sd[4] = {1, s->c, s->h, s->w}, dd[4] = {1, oc, s->ho, s->wo}, bd[1] = {oc};
     dnnl_memory_desc_t src_any, wei_any, dst_any, bias;
     set_md(&src_any, 4, sd, dnnl_format_tag_any);
     set_md(&dst_any, 4, dd, dnnl_format_tag_any);
-    set_md(&out->plain_md, 4, dd, dnnl_nchw);
+    if (plain)
+        out->plain_md = *plain;
+    else
+        set_md(&out->plain_md, 4, dd, dnnl_nchw);
     set_md(&bias, 1, bd, dnnl_x);
     if (s->group > 1) {
         int64_t wd[5] = {s->group, oc / s->group, s->c / s->group, s->kh, s->kw};
@@ -186,8 +201,9 @@ static bool make_kind(dnnl_conv *k, int64_t oc, const dnnl_memory_desc_t *src, k
     dnnl_convolution_desc_t cd;
     if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                    dnnl_convolution_direct, src ? src : &src_any,
-                                                   &wei_any, k->bias ? &bias : NULL, &dst_any,
-                                                   strides, dil, pl, pr) != dnnl_success)
+                                                   &wei_any, k->bias ? &bias : NULL,
+                                                   dst ? dst : &dst_any, strides, dil, pl,
+                                                   pr) != dnnl_success)
         return false;
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success)
@@ -225,13 +241,21 @@ static bool make_kind(dnnl_conv *k, int64_t oc, const dnnl_memory_desc_t *src, k
     out->dst_bytes = dnnl_memory_desc_get_size(&out->dst_md);
     out->pad_bytes = dnnl_memory_desc_get_size(&out->pad_md);
     out->wei_bytes = dnnl_memory_desc_get_size(&out->wei_md);
-    if (!src)
-        k->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    out->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     ok = make_primitive(&out->conv, pd);
     dnnl_primitive_desc_destroy(pd);
     if (ok && !dnnl_memory_desc_equal(&out->dst_md, &out->plain_md))
         ok = reorder(&out->dst_md, &out->plain_md, &out->to_plain);
     return ok;
+}
+
+static void kind_free(kind *kd)
+{
+    if (kd->conv)
+        dnnl_primitive_destroy(kd->conv);
+    if (kd->to_plain)
+        dnnl_primitive_destroy(kd->to_plain);
+    memset(kd, 0, sizeof *kd);
 }
 
 /* The output-channel blocks of a batch of n: the whole map per image unless
@@ -249,6 +273,76 @@ static void split_blocks(dnnl_conv *k)
     k->blocks = (m + oc - 1) / oc;
 }
 
+/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
+static int layout_of(const dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w)
+{
+    int64_t d[4] = {1, c, h, w};
+    static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
+    for (int i = 0; i < 3; i++) {
+        if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
+            continue; /* padded to whole blocks: not one element per value */
+        dnnl_memory_desc_t t;
+        set_md(&t, 4, d, tags[i]);
+        if (dnnl_memory_desc_equal(md, &t))
+            return i;
+    }
+    return -1;
+}
+
+/* Bands of output rows, for a small batch on an NHWC kernel: rows are
+ * contiguous in NHWC, so each band reads a slice of the image and writes
+ * its rows of the output in place, and the output keeps the layout. A
+ * band holds at least BAND_PIXELS outputs. false (and nothing made) when
+ * the shape does not fit. */
+#define BAND_PIXELS 128
+
+static bool try_bands(dnnl_conv *k)
+{
+    const conv_shape *s = &k->s;
+    int64_t want = (SPLIT_PIECES + k->n - 1) / k->n, most = s->ho * s->wo / BAND_PIXELS;
+    int64_t bands = want < most ? want : most;
+    bands = bands < s->ho ? bands : s->ho;
+    if (bands < 2 || s->group > 1)
+        return false;
+    kind probe = {0};
+    bool nhwc = make_kind(k, s, s->m, NULL, NULL, NULL, &probe) &&
+                layout_of(&probe.src_md, s->c, s->h, s->w) == OP_LAYOUT_NHWC &&
+                layout_of(&probe.dst_md, s->m, s->ho, s->wo) == OP_LAYOUT_NHWC;
+    kind_free(&probe);
+    if (!nhwc)
+        return false;
+    int64_t rows = (s->ho + bands - 1) / bands;
+    k->bands = true;
+    k->blocks = (s->ho + rows - 1) / rows;
+    k->oc = s->m;
+    for (int64_t b = 0; b < k->blocks; b++) {
+        conv_shape t = *s;
+        int64_t r0 = b * rows, last = r0 + rows < s->ho ? r0 + rows : s->ho;
+        int64_t ih0 = r0 * s->sh - s->pad_t, ih1 = (last - 1) * s->sh - s->pad_t + (s->kh - 1) * s->dh + 1;
+        int64_t lo = ih0 > 0 ? ih0 : 0, hi = ih1 < s->h ? ih1 : s->h;
+        if (hi <= lo)
+            return false; /* a band of padding only */
+        t.ho = last - r0;
+        t.h = hi - lo;
+        t.pad_t = lo - ih0;
+        k->r0[b] = r0;
+        k->ih0[b] = lo;
+        int64_t sd[4] = {1, s->c, t.h, s->w}, dd[4] = {1, s->m, t.ho, s->wo};
+        dnnl_memory_desc_t src, dst, plain;
+        set_md(&src, 4, sd, dnnl_nhwc);
+        set_md(&dst, 4, dd, dnnl_nhwc);
+        /* the band's rows of the image's NCHW, for outputs that leave the layout */
+        dnnl_dims_t st = {s->m * s->ho * s->wo, s->ho * s->wo, s->wo, 1};
+        dnnl_dims_t pd = {1, s->m, t.ho, s->wo};
+        if (dnnl_memory_desc_init_by_strides(&plain, 4, pd, dnnl_f32, st) != dnnl_success ||
+            !make_kind(k, &t, s->m, &src, &dst, &plain, &k->k[b]))
+            return false;
+    }
+    int64_t sd[4] = {1, s->c, s->h, s->w};
+    set_md(&k->src_md, 4, sd, dnnl_nhwc);
+    return true;
+}
+
 static bool pack_weights(dnnl_conv *k, const float *w)
 {
     const conv_shape *s = &k->s;
@@ -262,6 +356,7 @@ static bool pack_weights(dnnl_conv *k, const float *w)
     unsigned char *at = (unsigned char *)k->wei;
     for (int64_t b = 0; b < k->blocks; b++) {
         const kind *kd = block_kind(k, b);
+        k->wei_off[b] = (size_t)(at - (unsigned char *)k->wei);
         dnnl_memory_desc_t plain;
         if (s->group > 1) {
             int64_t wd[5] = {s->group, kd->oc / s->group, s->c / s->group, s->kh, s->kw};
@@ -273,7 +368,8 @@ static bool pack_weights(dnnl_conv *k, const float *w)
         dnnl_primitive_t r;
         if (!reorder(&plain, &kd->wei_md, &r))
             return false;
-        arg a[2] = {{DNNL_ARG_FROM, &plain, (void *)(w + b * k->oc * per_oc)},
+        const float *from = k->bands ? w : w + b * k->oc * per_oc;
+        arg a[2] = {{DNNL_ARG_FROM, &plain, (void *)from},
                     {DNNL_ARG_TO, &kd->wei_md, at}};
         bool ok = execute(r, a, 2);
         dnnl_primitive_destroy(r);
@@ -299,19 +395,25 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         (k->ep.scale && (!(k->scale = copy_of(k->ep.scale, s->m)) ||
                          !(k->shift = copy_of(k->ep.shift, s->m)))))
         return false;
-    split_blocks(k);
-    if (!make_kind(k, k->oc, NULL, &k->k[0]))
-        return false;
-    int64_t last = s->m - (k->blocks - 1) * k->oc;
-    if (last != k->oc && !make_kind(k, last, &k->src_md, &k->k[1]))
-        return false;
+    if (!try_bands(k)) {
+        for (int i = 0; i < MAX_UNITS; i++)
+            kind_free(&k->k[i]);
+        k->bands = false;
+        split_blocks(k);
+        if (!make_kind(k, s, k->oc, NULL, NULL, NULL, &k->k[0]))
+            return false;
+        k->src_md = k->k[0].src_md;
+        int64_t last = s->m - (k->blocks - 1) * k->oc;
+        if (last != k->oc && !make_kind(k, s, last, &k->src_md, NULL, NULL, &k->k[1]))
+            return false;
+    }
     int64_t sd[4] = {1, s->c, s->h, s->w};
     set_md(&k->plain_src_md, 4, sd, dnnl_nchw);
     k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
     if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md) &&
         !reorder(&k->plain_src_md, &k->src_md, &k->to_src))
         return false;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < MAX_UNITS; i++) {
         const kind *kd = &k->k[i];
         size_t need = (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0) + kd->pad_bytes;
         k->scratch = need > k->scratch ? need : k->scratch;
@@ -347,12 +449,8 @@ void dnnl_conv_free(dnnl_conv *k)
 {
     if (!k)
         return;
-    for (int i = 0; i < 2; i++) {
-        if (k->k[i].conv)
-            dnnl_primitive_destroy(k->k[i].conv);
-        if (k->k[i].to_plain)
-            dnnl_primitive_destroy(k->k[i].to_plain);
-    }
+    for (int i = 0; i < MAX_UNITS; i++)
+        kind_free(&k->k[i]);
     if (k->to_src)
         dnnl_primitive_destroy(k->to_src);
     lego_aligned_free(k->wei);
@@ -362,27 +460,13 @@ void dnnl_conv_free(dnnl_conv *k)
 
 /* ---- running ------------------------------------------------------------ */
 
-/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
-static int layout_of(const dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w)
-{
-    int64_t d[4] = {1, c, h, w};
-    static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
-    for (int i = 0; i < 3; i++) {
-        if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
-            continue; /* padded to whole blocks: not one element per value */
-        dnnl_memory_desc_t t;
-        set_md(&t, 4, d, tags[i]);
-        if (dnnl_memory_desc_equal(md, &t))
-            return i;
-    }
-    return -1;
-}
-
 int dnnl_conv_layout(const dnnl_conv *k, bool dst)
 {
     const conv_shape *s = &k->s;
     if (!dst)
         return layout_of(&k->src_md, s->c, s->h, s->w);
+    if (k->bands)
+        return OP_LAYOUT_NHWC;
     return k->blocks == 1 ? layout_of(&k->k[0].dst_md, s->m, s->ho, s->wo) : -1;
 }
 
@@ -420,15 +504,20 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
     unsigned char *mine = r->scratch + (size_t)thread * k->scratch;
     int64_t img = s->c * s->h * s->w, opix = s->ho * s->wo;
     for (int64_t u = begin; u < end; u++) {
-        int64_t n = u / k->blocks, b = u % k->blocks, oc0 = b * k->oc;
+        int64_t n = u / k->blocks, b = u % k->blocks, oc0 = k->bands ? 0 : b * k->oc;
         const kind *kd = block_kind(k, b);
-        size_t wei_off = (size_t)b * k->k[0].wei_bytes; /* only the last block is shorter */
-        void *src = r->src ? (void *)(r->src + (size_t)n * k->src_bytes) : (void *)(r->x + n * img);
+        size_t wei_off = k->wei_off[b];
+        unsigned char *src = r->src ? r->src + (size_t)n * k->src_bytes
+                                    : (unsigned char *)(r->x + n * img);
         float *y = r->y + (n * s->m + oc0) * opix;
+        if (k->bands) { /* the band's input rows in NHWC; its output rows in either */
+            src += (size_t)(k->ih0[b] * s->w * s->c) * sizeof(float);
+            y += r->y_native ? k->r0[b] * s->wo * s->m : k->r0[b] * s->wo;
+        }
         bool reorder_y = kd->to_plain && !r->y_native;
         void *dst = reorder_y ? (void *)mine : (void *)y;
         unsigned char *pad = mine + (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0);
-        arg a[7] = {{DNNL_ARG_SRC, &k->src_md, src},
+        arg a[7] = {{DNNL_ARG_SRC, &kd->src_md, src},
                     {DNNL_ARG_WEIGHTS, &kd->wei_md, (unsigned char *)k->wei + wei_off},
                     {DNNL_ARG_DST, &kd->dst_md, dst},
                     {DNNL_ARG_SCRATCHPAD, &kd->pad_md, pad}};
