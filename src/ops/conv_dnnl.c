@@ -2,11 +2,14 @@
  *
  * Per call: (1) each image's input is reordered from NCHW into the layout
  * the primitive chose (skipped when it reads NCHW itself, as for 3-channel
- * stems); (2) units u = image*blocks + block run the convolution of one
- * image for one block of output channels into a per-thread buffer, with the
- * bias and clamp fused, and (3) reorder that buffer straight into the
- * block's channels of y. All primitives are made for a batch of one, so a
- * unit's arithmetic does not depend on the batch split or the threads.
+ * stems, or when the plan kept the input in that layout); (2) units
+ * u = image*blocks + block run the convolution of one image, or of one
+ * part of it at small batches (a band of output rows, or a block of output
+ * channels), with the bias and the epilogue fused, into a per-thread
+ * buffer, and (3) reorder that buffer straight into the unit's part of y
+ * (or write y in place when the plan keeps the output in the layout). All
+ * primitives are made for a batch of one, so a unit's arithmetic does not
+ * depend on the batch split or the threads.
  *
  * Threads: Debian's libdnnl runs on OpenMP (libgomp), whose idle threads
  * busy-wait. We never let it start any: every thread that creates or runs

@@ -5,10 +5,11 @@
  * also the reference the tests hold this one to.
  *
  * A dnnl_conv holds, for one Conv at one batch size, the primitives oneDNN
- * chose (its own blocked layouts: `format any`), the reorders from and to
- * our NCHW tensors and the weights reordered once into the primitive's
- * layout. Running it cuts the work into units of one image and one block of
- * output channels, each computed by a single-threaded primitive inside our
+ * chose (its own layouts: `format any`), the reorders from and to our NCHW
+ * tensors and the weights reordered once into the primitive's layout.
+ * Running it cuts the work into units of one image (at small batches, one
+ * band of its output rows or one block of its output channels), each
+ * computed by a single-threaded primitive inside our
  * own thread pool (core/threads.h): oneDNN's OpenMP never starts a thread of
  * its own, so nothing spins, and each output value comes from the same
  * primitive call whatever the thread count, so results are the same bits
