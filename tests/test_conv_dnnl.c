@@ -5,7 +5,8 @@
  *    groups, depthwise, channel counts around oneDNN's blocks of 16) agree
  *    within a float tolerance, with and without a fused BatchNormalization
  *    and Relu/Clip, and give the same bits with 1, 2 and 3 threads (large
- *    maps at batch 1 and 2 too, which oneDNN cuts into bands of rows);
+ *    maps at batch 1 and 2 too, which oneDNN cuts into bands of rows, and
+ *    batches of 8 and more, whose small maps go several images per call);
  *  - the fused epilogue rounds as the separate ops do: a plan with fusion
  *    gives the unfused plan's output (graphs Conv->BN->Relu, Conv->BN->Clip,
  *    and shapes that must not fuse: a Conv output read twice, a Conv output
@@ -58,6 +59,8 @@ static void random_case(conv_case *q, int trial)
     q->n = trial % 3 == 0 ? 1 : 1 + rnd(5);
     q->h = 1 + rnd(13);
     q->w = 1 + rnd(13);
+    if (trial % 6 == 2) /* batches whose small maps go to oneDNN several images at a time */
+        q->n = 8 + rnd(12);
     if (trial % 3 == 1) { /* maps large enough to be cut into bands of rows at batch 1 */
         q->n = 1 + rnd(2);
         q->h = 16 + rnd(20);

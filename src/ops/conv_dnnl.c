@@ -84,7 +84,8 @@ typedef struct kind {
 
 struct dnnl_conv {
     conv_shape s;
-    int64_t n, blocks, oc; /* units per image; channel blocks: oc channels each, the last
+    int64_t ipu;           /* images per call (pick_ipu) */
+    int64_t n, blocks, oc; /* units per call; channel blocks: oc channels each, the last
                               may be shorter */
     bool bands;            /* units are bands of output rows (NHWC) instead */
     kind k[MAX_UNITS];     /* channel blocks: k[0] full, k[1] a shorter last one; bands:
@@ -173,7 +174,7 @@ static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
                       const dnnl_memory_desc_t *plain, kind *out)
 {
     out->oc = oc;
-    int64_t sd[4] = {1, s->c, s->h, s->w}, dd[4] = {1, oc, s->ho, s->wo}, bd[1] = {oc};
+    int64_t sd[4] = {k->ipu, s->c, s->h, s->w}, dd[4] = {k->ipu, oc, s->ho, s->wo}, bd[1] = {oc};
     dnnl_memory_desc_t src_any, wei_any, dst_any, bias;
     set_md(&src_any, 4, sd, dnnl_format_tag_any);
     set_md(&dst_any, 4, dd, dnnl_format_tag_any);
@@ -265,6 +266,26 @@ static void kind_free(kind *kd)
  * a small batch leaves threads idle, then blocks of at least MIN_BLOCK
  * channels, a multiple of 16 (oneDNN's channel block). A function of the
  * shapes alone, never of the thread count. */
+/* Images per call: one, except for small maps at large batches, where one
+ * image gives oneDNN too little to block over (a 4x4 map of layer 4 ran at
+ * 70-90 GFLOP/s alone); then up to MAX_IPU images, as long as the batch
+ * still makes SPLIT_PIECES units. A divisor of the batch, so that every
+ * call sees the same number of images. */
+#define SMALL_MAP 64
+#define MAX_IPU 8
+
+static void pick_ipu(dnnl_conv *k)
+{
+    k->ipu = 1;
+    if (k->s.ho * k->s.wo > SMALL_MAP)
+        return;
+    for (int64_t d = MAX_IPU; d > 1; d--)
+        if (k->n % d == 0 && k->n / d >= SPLIT_PIECES) {
+            k->ipu = d;
+            return;
+        }
+}
+
 static void split_blocks(dnnl_conv *k)
 {
     int64_t m = k->s.m, want = (SPLIT_PIECES + k->n - 1) / k->n, most = m / MIN_BLOCK;
@@ -277,9 +298,9 @@ static void split_blocks(dnnl_conv *k)
 }
 
 /* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
-static int layout_of(const dnnl_memory_desc_t *md, int64_t c, int64_t h, int64_t w)
+static int layout_of(const dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w)
 {
-    int64_t d[4] = {1, c, h, w};
+    int64_t d[4] = {mb, c, h, w};
     static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
     for (int i = 0; i < 3; i++) {
         if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
@@ -309,8 +330,8 @@ static bool try_bands(dnnl_conv *k)
         return false;
     kind probe = {0};
     bool nhwc = make_kind(k, s, s->m, NULL, NULL, NULL, &probe) &&
-                layout_of(&probe.src_md, s->c, s->h, s->w) == OP_LAYOUT_NHWC &&
-                layout_of(&probe.dst_md, s->m, s->ho, s->wo) == OP_LAYOUT_NHWC;
+                layout_of(&probe.src_md, 1, s->c, s->h, s->w) == OP_LAYOUT_NHWC &&
+                layout_of(&probe.dst_md, 1, s->m, s->ho, s->wo) == OP_LAYOUT_NHWC;
     kind_free(&probe);
     if (!nhwc)
         return false;
@@ -398,7 +419,9 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         (k->ep.scale && (!(k->scale = copy_of(k->ep.scale, s->m)) ||
                          !(k->shift = copy_of(k->ep.shift, s->m)))))
         return false;
+    k->ipu = 1;
     if (!try_bands(k)) {
+        pick_ipu(k);
         for (int i = 0; i < MAX_UNITS; i++)
             kind_free(&k->k[i]);
         k->bands = false;
@@ -410,7 +433,7 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         if (last != k->oc && !make_kind(k, s, last, &k->src_md, NULL, NULL, &k->k[1]))
             return false;
     }
-    int64_t sd[4] = {1, s->c, s->h, s->w};
+    int64_t sd[4] = {k->ipu, s->c, s->h, s->w};
     set_md(&k->plain_src_md, 4, sd, dnnl_nchw);
     k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
     if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md) &&
@@ -467,10 +490,10 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
 {
     const conv_shape *s = &k->s;
     if (!dst)
-        return layout_of(&k->src_md, s->c, s->h, s->w);
+        return layout_of(&k->src_md, k->ipu, s->c, s->h, s->w);
     if (k->bands)
         return OP_LAYOUT_NHWC;
-    return k->blocks == 1 ? layout_of(&k->k[0].dst_md, s->m, s->ho, s->wo) : -1;
+    return k->blocks == 1 ? layout_of(&k->k[0].dst_md, k->ipu, s->m, s->ho, s->wo) : -1;
 }
 
 typedef struct run {
@@ -489,7 +512,7 @@ static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
     run *r = ctx;
     const dnnl_conv *k = r->k;
     one_thread();
-    int64_t img = k->s.c * k->s.h * k->s.w;
+    int64_t img = k->ipu * k->s.c * k->s.h * k->s.w; /* one call's images */
     for (int64_t i = begin; i < end; i++) {
         arg a[2] = {{DNNL_ARG_FROM, &k->plain_src_md, (void *)(r->x + i * img)},
                     {DNNL_ARG_TO, &k->src_md, r->src + (size_t)i * k->src_bytes}};
@@ -505,7 +528,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
     const conv_shape *s = &k->s;
     one_thread();
     unsigned char *mine = r->scratch + (size_t)thread * k->scratch;
-    int64_t img = s->c * s->h * s->w, opix = s->ho * s->wo;
+    int64_t img = k->ipu * s->c * s->h * s->w, opix = k->ipu * s->ho * s->wo; /* per call */
     for (int64_t u = begin; u < end; u++) {
         int64_t n = u / k->blocks, b = u % k->blocks, oc0 = k->bands ? 0 : b * k->oc;
         const kind *kd = block_kind(k, b);
@@ -546,11 +569,12 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
 bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     const conv_shape *s = &k->s;
-    double flops = 2.0 * (double)(k->oc * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
-    int64_t units = k->n * k->blocks;
+    double flops = 2.0 * (double)(k->ipu * k->oc * s->ho * s->wo) *
+                   (double)(s->c / s->group * s->kh * s->kw);
+    int64_t calls = k->n / k->ipu, units = calls * k->blocks;
     par_split sp = par_split_work(units, flops / 16.0); /* as conv.c's gemm_work */
     bool reorder_x = k->to_src && !x_native;
-    size_t src_total = reorder_x ? (size_t)k->n * k->src_bytes : 0;
+    size_t src_total = reorder_x ? (size_t)calls * k->src_bytes : 0;
     size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
     run r = {.k = k, .x = x, .y = y, .y_native = y_native};
     atomic_init(&r.failed, false);
@@ -560,7 +584,8 @@ bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, 
     r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
     r.scratch = buf + (src_total + 63) / 64 * 64;
     if (reorder_x)
-        parallel_run(k->n, par_split_work(k->n, (double)(s->c * s->h * s->w)), src_images, &r);
+        parallel_run(calls, par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w)),
+                     src_images, &r);
     if (!atomic_load(&r.failed))
         parallel_run(units, sp, conv_units, &r);
     lego_aligned_free(buf);
