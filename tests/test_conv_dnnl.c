@@ -362,6 +362,64 @@ static void fusion(const int64_t d[4])
     graph_free(&b.g);
 }
 
+/* A Conv whose weights are a graph input (computed, not packable) still
+ * fuses the BN and Relu after it, and gives the unfused output. */
+static void computed_weights(void)
+{
+    test_seed(5u);
+    builder b;
+    CHECK_OK(graph_init(&b.g, "computed"));
+    b.g.opset = 13;
+    int w;
+    int64_t xd[4] = {2, 4, 6, 6}, wd[4] = {8, 4, 3, 3};
+    CHECK_OK(graph_add_value(&b.g, "x", VALUE_INPUT, &b.x));
+    CHECK_OK(graph_add_value(&b.g, "w", VALUE_INPUT, &w));
+    tensor_set_shape(&b.g.values[b.x].t, LEGO_F32, 4, xd);
+    tensor_set_shape(&b.g.values[w].t, LEGO_F32, 4, wd);
+    b.g.inputs = malloc(sizeof *b.g.inputs * 2);
+    b.g.inputs[0] = b.x;
+    b.g.inputs[1] = w;
+    b.g.n_inputs = 2;
+    int in[2] = {b.x, w};
+    attr_list a = {0, NULL};
+    int64_t pads[4] = {1, 1, 1, 1};
+    CHECK_OK(attr_add_ints(&a, "pads", pads, 4));
+    int y = b_node(&b, "conv", "Conv", in, 2, &a);
+    y = b_bn(&b, "bn", y, 8);
+    y = b_node(&b, "relu", "Relu", &y, 1, NULL);
+    b.g.outputs = malloc(sizeof *b.g.outputs);
+    b.g.outputs[0] = y;
+    b.g.n_outputs = 1;
+    CHECK_OK(graph_infer(&b.g));
+    lego_tensor x, wt;
+    make(&x, LEGO_F32, 4, xd, 1);
+    make(&wt, LEGO_F32, 4, wd, 1);
+    const lego_tensor *ins[2] = {&x, &wt};
+    lego_tensor *out[2] = {0};
+    int steps[2] = {-1, -1};
+    for (int fuse = 0; fuse < 2; fuse++) {
+        if (fuse)
+            unsetenv("LEGO_FUSE");
+        else
+            setenv("LEGO_FUSE", "0", 1);
+        exec_plan p;
+        lego_status st = exec_plan_build(&b.g, &p);
+        CHECK_OK(st);
+        if (st.code == LEGO_OK) {
+            steps[fuse] = p.n_steps;
+            CHECK_OK(exec_run(&b.g, &p, ins, &out[fuse]));
+            exec_plan_free(&p);
+        }
+    }
+    unsetenv("LEGO_FUSE");
+    CHECK(steps[0] == 3 && steps[1] == 1);
+    CHECK(out[0] && out[1] && same_values(out[0], out[1]));
+    lego_tensor_free(out[0]);
+    lego_tensor_free(out[1]);
+    tensor_release(&x), tensor_release(&wt);
+    graph_free(&b.g);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 static int process_threads(void)
@@ -398,6 +456,7 @@ int main(void)
     sweep();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
+    computed_weights();
     no_openmp_threads();
     return harness_finish();
 }

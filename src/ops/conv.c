@@ -542,7 +542,7 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
 /* ---- forward ------------------------------------------------------------ */
 
 /* The epilogue of a packed Conv on rows x cols of y (row stride ld), rows
- * being output channels from m0: a folded BatchNormalization's y*a + b,
+ * being output channels from m0: a fused BatchNormalization's y*a + b,
  * then a Relu's or Clip's clamp, each computed exactly as batchnorm.c and
  * activation.c compute them, so that fusing changes no bits. */
 static void epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
@@ -652,7 +652,7 @@ static void conv_unpack(void *state)
     free(k);
 }
 
-static lego_status pack_in(const op_call *c, const op_fused *f, conv_packed *k)
+static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, conv_packed *k)
 {
     const conv_params *p = c->params;
     const lego_tensor *bt = op_input(c, 2);
@@ -674,24 +674,24 @@ static lego_status pack_in(const op_call *c, const op_fused *f, conv_packed *k)
     conv_shape s = {.c = p->c, .h = p->h, .w = p->w, .m = p->m, .ho = p->ho, .wo = p->wo,
                     .kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dw,
                     .pad_t = p->pad_t, .pad_l = p->pad_l, .group = p->group};
+    if (!constant)
+        return lego_ok();
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
 }
 
-/* Needs constant weights (and bias); a Conv whose weights are computed
- * gets no state and runs from its inputs. */
+/* oneDNN needs constant weights (and bias) to pack; a Conv whose weights
+ * are computed runs im2col + BLAS from its inputs, with the epilogue. */
 static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
 {
     *state = NULL;
     const lego_tensor *bt = op_input(c, 2);
-    if (!c->in[1]->data || (bt && !bt->data)) {
-        if (f)
-            return op_error(c, LEGO_ERR_INTERNAL, "cannot fold into a Conv with computed weights");
+    bool constant = c->in[1]->data && (!bt || bt->data);
+    if (!constant && !f)
         return lego_ok();
-    }
     conv_packed *k = calloc(1, sizeof *k);
     if (!k)
         return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
-    lego_status st = pack_in(c, f, k);
+    lego_status st = pack_in(c, f, constant, k);
     if (st.code) {
         conv_unpack(k);
         return st;
