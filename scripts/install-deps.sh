@@ -23,6 +23,11 @@ pkgs=(
   gnuplot-nox                                       # `legodnn report --plot`
   libglpk-dev                                       # tests only: MILP cross-check of the optimizer
 )
+# oneDNN runs inference convolutions where Debian ships it (amd64 only); the
+# build falls back to im2col + BLAS without it.
+if [[ "$(dpkg --print-architecture 2>/dev/null)" == "amd64" ]]; then
+  pkgs+=(libdnnl-dev)
+fi
 if [[ "${1:-}" == "--dev" ]]; then
   pkgs+=(python3-torch python3-onnx python3-numpy python3-pulp coinor-cbc)
 fi

@@ -1,6 +1,9 @@
-/* exec.c - activation planning and the forward executor. */
+/* exec.c - activation planning, inference fusion and packing, and the
+ * forward executor. */
 #include "exec.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +75,282 @@ lego_status arena_layout(int n_values, const size_t *bytes, const int *def, cons
     return lego_ok();
 }
 
+/* ---- inference fusion and packing ---------------------------------------- */
+
+/* Value v holds constant float data (an initializer or a folded value). */
+static const float *const_f32(const lego_graph *g, int v, int64_t numel)
+{
+    if (v < 0)
+        return NULL;
+    const gvalue *x = &g->values[v];
+    if ((x->kind != VALUE_INITIALIZER && x->kind != VALUE_FOLDED) || !x->t.data ||
+        x->t.dtype != LEGO_F32 || lego_tensor_numel(&x->t) != numel)
+        return NULL;
+    return x->t.data;
+}
+
+/* The step reading v when it is v's only reader (once), else -1. */
+static int sole_reader(const int *readers, const int *reader_step, const bool *ext, int v)
+{
+    return v >= 0 && readers[v] == 1 && !ext[v] ? reader_step[v] : -1;
+}
+
+/* BN node n folded as y*scale + shift per channel, computed as
+ * batchnorm.c's inference does. false when n is not a foldable BN. */
+static bool bn_fold(const lego_graph *g, const gnode *n, int64_t m, float *scale, float *shift)
+{
+    if (strcmp(n->op_type, "BatchNormalization") != 0 || n->n_in != 5 || n->n_out != 1)
+        return false;
+    const float *gamma = const_f32(g, n->in[1], m), *beta = const_f32(g, n->in[2], m);
+    const float *mean = const_f32(g, n->in[3], m), *var = const_f32(g, n->in[4], m);
+    float eps;
+    lego_status st = attr_get_float(&n->attrs, "epsilon", 1e-5f, &eps);
+    if (st.code) {
+        lego_status_free(&st);
+        return false;
+    }
+    if (!gamma || !beta || !mean || !var)
+        return false;
+    for (int64_t c = 0; c < m; c++) {
+        float a = (float)(gamma[c] / sqrt((double)var[c] + eps));
+        scale[c] = a;
+        shift[c] = (float)(beta[c] - (double)mean[c] * a);
+    }
+    return true;
+}
+
+/* Relu or Clip node n as a clamp [lo, hi]. false for anything else. */
+static bool clamp_of(const lego_graph *g, const gnode *n, float *lo, float *hi)
+{
+    if (strcmp(n->op_type, "Relu") == 0 && n->n_out == 1) {
+        *lo = 0.0f;
+        *hi = INFINITY;
+        return true;
+    }
+    if (strcmp(n->op_type, "Clip") != 0 || n->n_out != 1)
+        return false;
+    *lo = -FLT_MAX;
+    *hi = FLT_MAX;
+    if (g->opset < 11) {
+        lego_status a = attr_get_float(&n->attrs, "min", -FLT_MAX, lo);
+        lego_status b = attr_get_float(&n->attrs, "max", FLT_MAX, hi);
+        bool ok = !a.code && !b.code;
+        lego_status_free(&a), lego_status_free(&b);
+        return ok && *lo <= *hi;
+    }
+    for (int i = 1; i < n->n_in; i++) {
+        if (n->in[i] < 0)
+            continue;
+        const float *v = const_f32(g, n->in[i], 1);
+        if (!v)
+            return false;
+        *(i == 1 ? lo : hi) = *v;
+    }
+    return *lo <= *hi;
+}
+
+/* LEGO_FUSE=0 in the environment turns fusion off, to measure what it buys
+ * (docs/PERFORMANCE.md); results are the same bits either way. */
+static bool fuse_enabled(void)
+{
+    const char *s = getenv("LEGO_FUSE");
+    return !(s && strcmp(s, "0") == 0);
+}
+
+void exec_unpack(step_state *st, int n)
+{
+    for (int s = 0; st && s < n; s++)
+        if (st[s].packed && st[s].unpack)
+            st[s].unpack(st[s].packed);
+}
+
+/* Fuses into step s (a packing Conv) what follows it; marks the fused
+ * steps in gone and sets st->out_v. */
+static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *readers,
+                             const int *reader_step, const bool *ext, bool fuse, bool *gone,
+                             step_state *st)
+{
+    const gnode *n = &g->nodes[steps[s]];
+    int y = n->out[0];
+    int64_t m = g->values[y].t.rank == 4 ? g->values[y].t.dims[1] : 0;
+    float *scale = malloc(sizeof(float) * (size_t)(m + 1) * 2);
+    if (!scale)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory fusing convolutions");
+    op_fused f = {0};
+    int j = fuse ? sole_reader(readers, reader_step, ext, y) : -1;
+    if (j > s && m > 0 && g->nodes[steps[j]].in[0] == y &&
+        bn_fold(g, &g->nodes[steps[j]], m, scale, scale + m + 1)) {
+        f.scale = scale;
+        f.shift = scale + m + 1;
+        gone[j] = true;
+        y = g->nodes[steps[j]].out[0];
+        j = sole_reader(readers, reader_step, ext, y);
+    }
+    if (fuse && j > s && g->nodes[steps[j]].in[0] == y && clamp_of(g, &g->nodes[steps[j]], &f.lo, &f.hi)) {
+        f.clamp = true;
+        gone[j] = true;
+        y = g->nodes[steps[j]].out[0];
+    }
+    st->out_v = y == n->out[0] ? -1 : y;
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    op_call c;
+    graph_node_call(g, n, NULL, in, out, &c);
+    lego_status r = n->op->pack(&c, f.scale || f.clamp ? &f : NULL, &st->packed);
+    st->unpack = n->op->unpack;
+    free(scale);
+    if (r.code) {
+        char label[256];
+        lego_status e = lego_error(r.code, "%s: %s", graph_node_label(g, steps[s], label, sizeof label),
+                                   lego_status_msg(r));
+        lego_status_free(&r);
+        return e;
+    }
+    return lego_ok();
+}
+
+/* ---- layouts ------------------------------------------------------------- */
+
+/* Ops that compute element by element and so run on any layout, when their
+ * activation inputs share the output's shape: Relu, Clip (bounds are
+ * scalars) and Add without broadcasting. */
+static bool layout_free(const lego_graph *g, const gnode *n)
+{
+    if (n->n_out != 1 || n->in[0] < 0)
+        return false;
+    if (strcmp(n->op_type, "Relu") == 0 || strcmp(n->op_type, "Clip") == 0)
+        return true;
+    return strcmp(n->op_type, "Add") == 0 && n->n_in == 2 && n->in[1] >= 0 &&
+           tensor_same_shape(&g->values[n->in[0]].t, &g->values[n->out[0]].t) &&
+           tensor_same_shape(&g->values[n->in[1]].t, &g->values[n->out[0]].t);
+}
+
+static int step_out(const gnode *n, const step_state *st)
+{
+    return st->out_v >= 0 ? st->out_v : n->out[0];
+}
+
+static int kernel_layout(const gnode *n, const step_state *st, bool output)
+{
+    return n->op->layout && st->packed ? n->op->layout(st->packed, output) : -1;
+}
+
+/* lay[v] for every value: > 0 when v stays in that layout. Assigned
+ * forward (a kernel's output layout; an elementwise op's inputs' common
+ * one), then every reader must accept it (a kernel reading input 0 in that
+ * layout, or an elementwise op whose output has it); a value some reader
+ * refuses is forced back to NCHW, and the passes repeat until none is. */
+static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bool *ext,
+                                step_state *st)
+{
+    int nv = g->n_values;
+    int *lay = calloc((size_t)nv + 1, sizeof *lay);
+    bool *forced = calloc((size_t)nv + 1, sizeof *forced);
+    if (!lay || !forced) {
+        free(lay), free(forced);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning layouts");
+    }
+    for (bool changed = true; changed;) {
+        memset(lay, 0, sizeof *lay * (size_t)nv);
+        for (int s = 0; s < n; s++) {
+            const gnode *x = &g->nodes[steps[s]];
+            int y = step_out(x, &st[s]), l = 0;
+            if (x->op->layout)
+                l = kernel_layout(x, &st[s], true);
+            else if (layout_free(g, x))
+                l = lay[x->in[0]] > 0 && (strcmp(x->op_type, "Add") != 0 || lay[x->in[1]] == lay[x->in[0]])
+                        ? lay[x->in[0]] : 0;
+            if (l > 0 && !forced[y] && !ext[y] && g->values[y].t.rank == 4)
+                lay[y] = l;
+        }
+        changed = false;
+        for (int s = 0; s < n; s++) {
+            const gnode *x = &g->nodes[steps[s]];
+            for (int i = 0; i < x->n_in; i++) {
+                int v = x->in[i];
+                if (v < 0 || lay[v] <= 0)
+                    continue;
+                bool ok = x->op->layout ? i == 0 && kernel_layout(x, &st[s], false) == lay[v]
+                                        : layout_free(g, x) && lay[step_out(x, &st[s])] == lay[v];
+                if (!ok) {
+                    forced[v] = true;
+                    changed = true;
+                }
+            }
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        if (x->op->layout && st[s].packed)
+            st[s].native = (lay[x->in[0]] > 0 ? 1u : 0u) | (lay[step_out(x, &st[s])] > 0 ? 2u : 0u);
+    }
+    free(lay), free(forced);
+    return lego_ok();
+}
+
+lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *ext,
+                           step_state *st)
+{
+    int nv = g->n_values, n = *n_steps;
+    int *readers = calloc((size_t)nv + 1, sizeof *readers);
+    int *reader_step = malloc(sizeof *reader_step * ((size_t)nv + 1));
+    bool *gone = calloc((size_t)n + 1, sizeof *gone);
+    if (!readers || !reader_step || !gone) {
+        free(readers), free(reader_step), free(gone);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory fusing convolutions");
+    }
+    for (int s = 0; s < n; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        for (int i = 0; i < x->n_in; i++)
+            if (x->in[i] >= 0) {
+                readers[x->in[i]]++;
+                reader_step[x->in[i]] = s;
+            }
+        st[s] = (step_state){.out_v = -1};
+    }
+    lego_status r = lego_ok();
+    bool fuse = fuse_enabled();
+    for (int s = 0; s < n && !r.code; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        if (gone[s] || !x->op->pack)
+            continue;
+        r = fuse_conv(g, steps, s, readers, reader_step, ext, fuse, gone, &st[s]);
+    }
+    int kept = 0;
+    for (int s = 0; s < n; s++) {
+        if (gone[s])
+            continue;
+        steps[kept] = steps[s];
+        st[kept++] = st[s];
+    }
+    free(readers), free(reader_step), free(gone);
+    *n_steps = kept;
+    if (!r.code && fuse)
+        r = plan_layouts(g, steps, kept, ext, st);
+    if (r.code) {
+        exec_unpack(st, kept);
+        memset(st, 0, sizeof *st * (size_t)kept);
+    }
+    return r;
+}
+
+void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt,
+                    lego_tensor **in, lego_tensor **out, op_call *c)
+{
+    graph_node_call(g, n, vt, in, out, c);
+    if (!st)
+        return;
+    c->packed = st->packed;
+    c->native = st->native;
+    if (st->out_v >= 0)
+        out[0] = vt ? &vt[st->out_v] : &g->values[st->out_v].t;
+}
+
+/* ---- plans ----------------------------------------------------------------- */
+
 void exec_plan_free(exec_plan *p)
 {
+    exec_unpack(p->st, p->n_steps);
+    free(p->st);
     free(p->vt);
     free(p->offset);
     free(p->steps);
@@ -88,17 +365,28 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
     p->vt = calloc((size_t)nv + 1, sizeof *p->vt);
     p->offset = malloc(sizeof *p->offset * ((size_t)nv + 1));
     p->steps = malloc(sizeof *p->steps * ((size_t)nn + 1));
+    p->st = calloc((size_t)nn + 1, sizeof *p->st);
+    bool *ext = calloc((size_t)nv + 1, sizeof *ext);
     int *last_use = malloc(sizeof *last_use * ((size_t)nv + 1));
     int *def = malloc(sizeof *def * ((size_t)nv + 1));
     size_t *bytes = malloc(sizeof *bytes * ((size_t)nv + 1));
-    if (!p->vt || !p->offset || !p->steps || !last_use || !def || !bytes) {
-        free(last_use), free(def), free(bytes);
+    if (!p->vt || !p->offset || !p->steps || !p->st || !ext || !last_use || !def || !bytes) {
+        free(ext), free(last_use), free(def), free(bytes);
         exec_plan_free(p);
         return lego_error(LEGO_ERR_NOMEM, "out of memory planning execution");
     }
     for (int k = 0; k < nn; k++)
         if (!g->nodes[g->order[k]].folded)
             p->steps[p->n_steps++] = g->order[k];
+    for (int i = 0; i < g->n_outputs; i++)
+        ext[g->outputs[i]] = true;
+    lego_status fst = exec_fuse_pack(g, p->steps, &p->n_steps, ext, p->st);
+    free(ext);
+    if (fst.code) {
+        free(last_use), free(def), free(bytes);
+        exec_plan_free(p);
+        return fst;
+    }
     for (int v = 0; v < nv; v++) {
         p->vt[v] = g->values[v].t;
         p->vt[v].owns = 0; /* the plan never frees graph data */
@@ -111,9 +399,10 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
         for (int i = 0; i < n->n_out; i++) {
-            def[n->out[i]] = s;
-            if (last_use[n->out[i]] < s)
-                last_use[n->out[i]] = s; /* unread outputs still need room */
+            int v = i == 0 && p->st[s].out_v >= 0 ? p->st[s].out_v : n->out[i];
+            def[v] = s;
+            if (last_use[v] < s)
+                last_use[v] = s; /* unread outputs still need room */
         }
     }
     for (int i = 0; i < g->n_outputs; i++)
@@ -157,7 +446,7 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
     for (int s = 0; s < p->n_steps; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
-        graph_node_call(g, n, p->vt, in, out, &c);
+        exec_step_call(g, n, &p->st[s], p->vt, in, out, &c);
         n->op->forward(&c);
     }
     for (int i = 0; i < g->n_outputs; i++)

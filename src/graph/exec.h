@@ -8,10 +8,43 @@
 
 #include "graph.h"
 
+/* What an inference plan adds to one step: the value its output 0 is
+ * written to when nodes after it were fused into it (else -1), and the
+ * op's packed state (op_desc.pack), freed by unpack. */
+typedef struct step_state {
+    int out_v;
+    void *packed;
+    void (*unpack)(void *state);
+    unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
+} step_state;
+
+/* Inference rewriting of the nodes steps[0..*n_steps) (run order), in
+ * place: a Conv whose output only a BatchNormalization with constant
+ * statistics reads absorbs it (the weights are folded), then a Relu or
+ * Clip that alone reads the result; every node whose op packs gets its
+ * state. Then a value that one packed kernel writes and only kernels of
+ * the same layout (op_desc.layout) or elementwise ops between them read
+ * stays in that layout, sparing the reorders (no value changes: reorders
+ * copy). Fused nodes leave steps (*n_steps shrinks); st[s] describes step s.
+ * ext[v] marks values read by something other than these steps (graph
+ * outputs, block slots): those are never fused away. Plans for inference
+ * only: training and block extraction keep every node. */
+lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *ext,
+                           step_state *st);
+void exec_unpack(step_state *st, int n);
+
+/* The op_call of node n run with state st (NULL: none), over vt. */
+void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt,
+                    lego_tensor **in, lego_tensor **out, op_call *c);
+
+/* A plan runs one graph at its current shapes with its weights as they
+ * were when it was built (Conv weights are packed, BatchNormalization folded
+ * into them): after changing either, build a new plan. */
 typedef struct exec_plan {
     lego_tensor *vt;      /* per value: shape, and data once bound */
     size_t *offset;       /* per value: offset in the arena, or SIZE_MAX */
-    int *steps, n_steps;  /* nodes to run, in order (folded ones left out) */
+    int *steps, n_steps;  /* nodes to run, in order (folded and fused ones left out) */
+    step_state *st;       /* per step */
     size_t arena_bytes;
     unsigned char *arena;
 } exec_plan;

@@ -260,6 +260,8 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->out = out;
     c->params = n->params;
     c->training = false;
+    c->packed = NULL;
+    c->native = 0;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -25,6 +25,7 @@
 
 #include "../core/threads.h"
 #include "blas.h"
+#include "conv_dnnl.h"
 #include "op.h"
 #include "simd.h"
 #include "window.h"
@@ -482,6 +483,7 @@ typedef struct conv_run {
     float *y, *dx, *dw;               /* dx, dw: NULL when not wanted */
     float *col;                       /* kdim x tile floats per thread; NULL when direct */
     int64_t slabs;                    /* dW units per group (set_slabs) */
+    const conv_epilogue *ep;          /* forward of a packed Conv, or NULL */
 } conv_run;
 
 /* Shapes and data of one call; kdim is the column rows (Conv: C/group*kh*kw,
@@ -539,6 +541,37 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
 
 /* ---- forward ------------------------------------------------------------ */
 
+/* The epilogue of a packed Conv on rows x cols of y (row stride ld), rows
+ * being output channels from m0: a fused BatchNormalization's y*a + b,
+ * then a Relu's or Clip's clamp, each computed exactly as batchnorm.c and
+ * activation.c compute them, so that fusing changes no bits. */
+static void epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
+                          const conv_epilogue *e, int64_t m0)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = y + i * ld;
+        if (e->scale) {
+            float a = e->scale[m0 + i], b = e->shift[m0 + i];
+            for (int64_t j = 0; j < cols; j++)
+                r[j] = r[j] * a + b;
+        }
+        if (e->clamp)
+            for (int64_t j = 0; j < cols; j++) {
+                float v = r[j] < e->lo ? e->lo : r[j];
+                r[j] = v > e->hi ? e->hi : v;
+            }
+    }
+}
+
+/* What an inference plan packed for one Conv (op_desc.pack): the epilogue
+ * of the BatchNormalization and Relu/Clip fused after it, and oneDNN's
+ * kernels when they run this shape (NULL: im2col + BLAS). */
+typedef struct conv_packed {
+    float *scale, *shift; /* the epilogue's, owned */
+    conv_epilogue ep;
+    dnnl_conv *dnnl;
+} conv_packed;
+
 /* Conv units u = ((n*group + g)*tiles + t)*blocks + b: output channels
  * [b*mblock, (b+1)*mblock) of group g over column tile t of image n. Units
  * of one tile follow each other, so a chunk builds the tile's columns once. */
@@ -560,12 +593,14 @@ static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread
         if (p->direct) { /* x is the (C/group, H*W) column matrix itself */
             lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, xg + p0, r->ipix, 1.0f, yt,
                        r->opix);
-            continue;
+        } else {
+            if (built != nt_u)
+                im2col(p, xg, p->h, p->w, p->wo, 0, r->kdim, p0, nt, col);
+            built = nt_u;
+            lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, col, nt, 1.0f, yt, r->opix);
         }
-        if (built != nt_u)
-            im2col(p, xg, p->h, p->w, p->wo, 0, r->kdim, p0, nt, col);
-        built = nt_u;
-        lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, col, nt, 1.0f, yt, r->opix);
+        if (r->ep)
+            epilogue_rows(yt, r->opix, mb, nt, r->ep, g * r->mg + m0);
     }
 }
 
@@ -573,8 +608,16 @@ static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread
 static void conv_forward(const op_call *c)
 {
     const conv_params *p = c->params;
+    const conv_packed *k = c->packed;
+    if (k && k->dnnl) {
+        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2))
+            fill_nan(c);
+        return;
+    }
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     r.y = c->out[0]->data;
+    if (k && (k->ep.scale || k->ep.clamp))
+        r.ep = &k->ep;
     int64_t blocks = (r.mg + p->mblock - 1) / p->mblock;
     int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile) * blocks;
     par_split s = par_split_work(units, gemm_work(2.0 * (double)(p->mblock * r.kdim * p->tile)));
@@ -584,6 +627,77 @@ static void conv_forward(const op_call *c)
     }
     parallel_run(units, s, conv_forward_units, &r);
     free(r.col);
+}
+
+/* Only oneDNN's kernels have a layout of their own; im2col reads NCHW. */
+static int conv_layout(const void *state, bool output)
+{
+    const conv_packed *k = state;
+    return k && k->dnnl ? dnnl_conv_layout(k->dnnl, output) : -1;
+}
+
+bool conv_packed_dnnl(const void *packed)
+{
+    return packed && ((const conv_packed *)packed)->dnnl;
+}
+
+static void conv_unpack(void *state)
+{
+    conv_packed *k = state;
+    if (!k)
+        return;
+    free(k->scale);
+    free(k->shift);
+    dnnl_conv_free(k->dnnl);
+    free(k);
+}
+
+static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, conv_packed *k)
+{
+    const conv_params *p = c->params;
+    const lego_tensor *bt = op_input(c, 2);
+    if (f && f->scale) {
+        k->scale = malloc(sizeof(float) * (size_t)p->m);
+        k->shift = malloc(sizeof(float) * (size_t)p->m);
+        if (!k->scale || !k->shift)
+            return lego_error(LEGO_ERR_NOMEM, "out of memory fusing BatchNormalization");
+        memcpy(k->scale, f->scale, sizeof(float) * (size_t)p->m);
+        memcpy(k->shift, f->shift, sizeof(float) * (size_t)p->m);
+        k->ep.scale = k->scale;
+        k->ep.shift = k->shift;
+    }
+    if (f && f->clamp) {
+        k->ep.clamp = true;
+        k->ep.lo = f->lo;
+        k->ep.hi = f->hi;
+    }
+    conv_shape s = {.c = p->c, .h = p->h, .w = p->w, .m = p->m, .ho = p->ho, .wo = p->wo,
+                    .kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dw,
+                    .pad_t = p->pad_t, .pad_l = p->pad_l, .group = p->group};
+    if (!constant)
+        return lego_ok();
+    return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
+}
+
+/* oneDNN needs constant weights (and bias) to pack; a Conv whose weights
+ * are computed runs im2col + BLAS from its inputs, with the epilogue. */
+static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
+{
+    *state = NULL;
+    const lego_tensor *bt = op_input(c, 2);
+    bool constant = c->in[1]->data && (!bt || bt->data);
+    if (!constant && !f)
+        return lego_ok();
+    conv_packed *k = calloc(1, sizeof *k);
+    if (!k)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
+    lego_status st = pack_in(c, f, constant, k);
+    if (st.code) {
+        conv_unpack(k);
+        return st;
+    }
+    *state = k;
+    return lego_ok();
 }
 
 /* ConvTranspose units u = n*group + g. */
@@ -899,6 +1013,9 @@ const op_desc op_desc_Conv = {
     .forward = conv_forward,
     .flops = conv_flops,
     .backward = conv_backward,
+    .pack = conv_pack,
+    .unpack = conv_unpack,
+    .layout = conv_layout,
 };
 
 const op_desc op_desc_ConvTranspose = {

@@ -17,6 +17,15 @@
  *             data; backward recomputes whatever else it needs (BN batch
  *             statistics, max-pool winners), so forward saves nothing. `+=`
  *             makes fan-out free: a value read twice just receives twice.
+ *   pack    - (optional; inference plans only, graph/exec.c) build what
+ *             forward needs beyond params once, from the call's shapes and
+ *             constant inputs (weights in the kernel's own layout, kernel
+ *             choices), folding in `fused` when not NULL; forward then finds
+ *             it in c->packed. The state stays valid while the shapes and
+ *             the constant inputs do: whoever changes them builds a new plan.
+ *             Without a state (training, block extraction), forward computes
+ *             from the inputs alone. unpack frees it. layout (below) lets a
+ *             plan skip the reorders between kernels that share a layout.
  * c->training is set for a forward pass in training mode: BatchNormalization
  * then normalises with batch statistics and updates its running statistics
  * in place (inputs 3 and 4), PyTorch's way (see batchnorm.c).
@@ -35,6 +44,16 @@
 
 #define OP_MAX_IO 64
 
+/* What an inference plan folded into a node after it (Conv only): a
+ * BatchNormalization with constant statistics, y = conv(x)*scale + shift
+ * per output channel (both NULL when none), then a clamp to [lo, hi] from
+ * a Relu (lo 0, hi +inf) or Clip. */
+typedef struct op_fused {
+    const float *scale, *shift;
+    bool clamp;
+    float lo, hi;
+} op_fused;
+
 typedef struct op_call {
     const attr_list *attrs;
     const char *node_name; /* for messages; may be "" */
@@ -44,6 +63,9 @@ typedef struct op_call {
     lego_tensor **out;
     void *params;
     bool training;         /* forward/backward of a training pass */
+    const void *packed;    /* the state op_desc.pack built, or NULL */
+    unsigned native;       /* with packed: bit 0, input 0 arrives in the kernel's own
+                              layout (op_desc.layout); bit 1, output 0 is written in it */
 } op_call;
 
 typedef struct op_desc {
@@ -57,7 +79,20 @@ typedef struct op_desc {
     void (*forward)(const op_call *c);
     int64_t (*flops)(const op_call *c);
     void (*backward)(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din);
+    lego_status (*pack)(const op_call *c, const op_fused *fused, void **state);
+    void (*unpack)(void *state);
+    /* (optional) the memory layout a packed kernel reads input 0 in
+     * (output false) or writes output 0 in (true) when spared the reorder
+     * from or to NCHW: 0 for NCHW itself, an id > 0 shared by the kernels
+     * using the same layout (OP_LAYOUT_*), < 0 when it cannot. Plans keep a
+     * value between two such kernels in their layout (graph/exec.c). */
+    int (*layout)(const void *state, bool output);
 } op_desc;
+
+/* Layouts of a 4-D activation, per image (one image after another). Every
+ * element appears once, so a value takes the same bytes in each and the
+ * elementwise ops (Add of equal shapes, Relu, Clip) run on any of them. */
+enum { OP_LAYOUT_NCHW = 0, OP_LAYOUT_NHWC = 1, OP_LAYOUT_NCHW16C = 2 };
 
 /* The descriptor for an ONNX op type in the default domain, or NULL. */
 const op_desc *op_find(const char *op_type);

@@ -103,6 +103,52 @@ static lego_status schedule(bx_frame *f)
     return st;
 }
 
+/* Fuses and packs the frame's nodes (graph/exec.h), dropping the fused
+ * ones from the schedule. Block entries are read by block slots, so
+ * nothing is fused across them. */
+static lego_status fuse_frame(bx_frame *f)
+{
+    lego_graph *g = f->g;
+    int n = 0, nv = g->n_values;
+    int *steps = malloc(sizeof *steps * ((size_t)f->n_items + 1));
+    step_state *st = calloc((size_t)f->n_items + 1, sizeof *st);
+    bool *ext = calloc((size_t)nv + 1, sizeof *ext);
+    f->ist = calloc((size_t)f->n_items + 1, sizeof *f->ist);
+    if (!steps || !st || !ext || !f->ist) {
+        free(steps), free(st), free(ext);
+        return nomem();
+    }
+    for (int i = 0; i < f->n_items; i++)
+        if (f->items[i].kind == BX_NODE)
+            steps[n++] = f->items[i].index;
+    for (int i = 0; i < f->n_model_outputs; i++)
+        ext[g->outputs[i]] = true;
+    for (int b = 0; b < f->n_blocks; b++)
+        ext[f->entry_v[b]] = true;
+    lego_status r = exec_fuse_pack(g, steps, &n, ext, st);
+    free(ext);
+    if (r.code) {
+        free(steps), free(st);
+        return r;
+    }
+    /* the kept nodes, in their order, between the block slots */
+    int kept = 0, k = 0;
+    for (int i = 0; i < f->n_items; i++) {
+        bx_item it = f->items[i];
+        if (it.kind == BX_NODE) {
+            if (k >= n || steps[k] != it.index)
+                continue; /* fused into an earlier node */
+            f->ist[kept] = st[k++];
+        } else {
+            f->ist[kept] = (step_state){.out_v = -1};
+        }
+        f->items[kept++] = it;
+    }
+    f->n_items = kept;
+    free(steps), free(st);
+    return lego_ok();
+}
+
 /* One arena for the frame's activations over the schedule. */
 static lego_status plan_frame(bx_frame *f)
 {
@@ -141,9 +187,10 @@ static lego_status plan_frame(bx_frame *f)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
         for (int o = 0; o < n->n_out; o++) {
-            def[n->out[o]] = s;
-            if (last_use[n->out[o]] < s)
-                last_use[n->out[o]] = s;
+            int v = o == 0 && f->ist[s].out_v >= 0 ? f->ist[s].out_v : n->out[o];
+            def[v] = s;
+            if (last_use[v] < s)
+                last_use[v] = s;
         }
     }
     for (int i = 0; i < f->n_model_outputs; i++)
@@ -158,6 +205,9 @@ static lego_status plan_frame(bx_frame *f)
 
 void bx_frame_free(bx_frame *f)
 {
+    if (f->ist)
+        exec_unpack(f->ist, f->n_items);
+    free(f->ist);
     if (f->g) {
         graph_free(f->g);
         free(f->g);
@@ -210,6 +260,7 @@ static lego_status frame_open_in(block_library *lib, int64_t batch, bx_frame *f)
         f->in_shape[b].owns = f->out_shape[b].owns = 0;
     }
     LEGO_TRY(schedule(f));
+    LEGO_TRY(fuse_frame(f));
     LEGO_TRY(plan_frame(f));
     f->weight_bytes = initializer_bytes(g);
     return lego_ok();
@@ -234,7 +285,8 @@ void bx_desc_free(bx_desc *d)
         graph_free(d->g);
         free(d->g);
     }
-    free(d->steps), free(d->vt), free(d->offset);
+    exec_unpack(d->st, d->n_steps);
+    free(d->steps), free(d->st), free(d->vt), free(d->offset);
     free(d);
 }
 
@@ -269,6 +321,7 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
     lego_aligned_free(p.arena); /* runs use the context's block arena */
     d->steps = p.steps;
     d->n_steps = p.n_steps;
+    d->st = p.st;
     d->vt = p.vt;
     d->offset = p.offset;
     d->arena_bytes = p.arena_bytes;
@@ -356,13 +409,14 @@ size_t bx_ctx_bytes(const bx_ctx *c, const bx_frame *f)
 
 /* ---- running -------------------------------------------------------------------- */
 
-static void run_nodes(lego_graph *g, const int *steps, int n_steps, lego_tensor *vt)
+static void run_nodes(lego_graph *g, const int *steps, const step_state *st, int n_steps,
+                      lego_tensor *vt)
 {
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     for (int s = 0; s < n_steps; s++) {
         const gnode *n = &g->nodes[steps[s]];
         op_call call;
-        graph_node_call(g, n, vt, in, out, &call);
+        exec_step_call(g, n, &st[s], vt, in, out, &call);
         n->op->forward(&call);
     }
 }
@@ -381,7 +435,7 @@ static lego_status run_block(const bx_desc *d, bx_ctx *c, const void *x, void *y
     vt[d->in_v].data = (void *)x; /* kernels never write their inputs */
     if (d->bind_out)
         vt[d->out_v].data = y;
-    run_nodes(d->g, d->steps, d->n_steps, vt);
+    run_nodes(d->g, d->steps, d->st, d->n_steps, vt);
     if (!d->bind_out)
         memmove(y, vt[d->out_v].data, lego_tensor_bytes(&vt[d->out_v]));
     return lego_ok();
@@ -395,7 +449,7 @@ static lego_status run_items(const bx_frame *f, const bx_desc *const *desc, bx_c
     for (int s = from; s < to; s++) {
         const bx_item *it = &f->items[s];
         if (it->kind == BX_NODE) {
-            run_nodes(f->g, &it->index, 1, c->fvt);
+            run_nodes(f->g, &it->index, &f->ist[s], 1, c->fvt);
             continue;
         }
         int b = it->index;

@@ -17,6 +17,10 @@
  *    arena sized for the largest descendant it has run, per-value tensor
  *    views). Frames and descendants are read-only while they run, so several
  *    threads may run at once, each with its own bx_ctx.
+ * Both are planned for inference (graph/exec.h): BatchNormalization folded
+ * into the Conv before it, Relu/Clip fused, Conv weights packed once when a
+ * descendant or the frame opens, never inside a run, and never across a
+ * block boundary (a boundary value is read outside its side's nodes).
  * Memory of one run = frame arena + largest block arena of the composition.
  * The kernels and their order are the composed model's, so a run gives the
  * same bits as compose_graphs + exec_run on the same descendants. */
@@ -27,6 +31,7 @@
 #include <stdint.h>
 
 #include "../blocks/library.h"
+#include "../graph/exec.h"
 #include "../graph/graph.h"
 
 typedef struct bx_desc {
@@ -34,6 +39,7 @@ typedef struct bx_desc {
     int block, option;    /* where it comes from in the library */
     int in_v, out_v;      /* its input and output value */
     int *steps, n_steps;  /* nodes to run, in order */
+    step_state *st;       /* per step: fusion and packed kernels (graph/exec.h) */
     lego_tensor *vt;      /* per value: shape; data for constants */
     size_t *offset;       /* per value: arena offset, or SIZE_MAX */
     size_t arena_bytes;
@@ -56,6 +62,7 @@ typedef struct bx_frame {
     lego_tensor *in_shape, *out_shape;     /* [n_blocks] boundary shapes */
     bx_item *items;
     int n_items;
+    step_state *ist;      /* per item: a node's fusion and packed kernels */
     lego_tensor *vt;      /* per value: shape; data for constants */
     size_t *offset;       /* per value: frame arena offset, or SIZE_MAX */
     size_t arena_bytes;

@@ -1,0 +1,621 @@
+/* conv_dnnl.c - Conv forward through oneDNN (see conv_dnnl.h).
+ *
+ * Per call: (1) each image's input is reordered from NCHW into the layout
+ * the primitive chose (skipped when it reads NCHW itself, as for 3-channel
+ * stems, or when the plan kept the input in that layout); (2) units
+ * u = image*blocks + block run the convolution of one image, or of one
+ * part of it at small batches (a band of output rows, or a block of output
+ * channels), with the bias and the epilogue fused, into a per-thread
+ * buffer, and (3) reorder that buffer straight into the unit's part of y
+ * (or write y in place when the plan keeps the output in the layout). All
+ * primitives are made for a batch of one, so a unit's arithmetic does not
+ * depend on the batch split or the threads.
+ *
+ * Threads: Debian's libdnnl runs on OpenMP (libgomp), whose idle threads
+ * busy-wait. We never let it start any: every thread that creates or runs
+ * a primitive first sets its OpenMP thread count to one, so oneDNN runs
+ * inline, and the parallelism is our pool's, whose threads sleep when idle.
+ * Scratchpads are ours too (user mode), one per thread of a call. */
+#include "conv_dnnl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LEGO_HAVE_DNNL
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "../core/tensor.h"
+#include "../core/threads.h"
+#include "op.h"
+
+#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
+void omp_set_num_threads(int n); /* libgomp, loaded with libdnnl */
+static void one_thread(void) { omp_set_num_threads(1); }
+#elif DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_SEQ
+static void one_thread(void) {}
+#else
+#error "oneDNN must use OpenMP or run sequentially (CMake checks this)"
+#endif
+
+/* A batch-1 unit of fewer output channels than this runs slower per flop
+ * than the whole image does (oneDNN blocks output channels by 16 and reuses
+ * each input load across several blocks); split_blocks never cuts finer. */
+#define MIN_BLOCK 32
+#define SPLIT_PIECES 4 /* units wanted per call, as conv.c's split_small_batch */
+
+static dnnl_engine_t engine;
+static bool engine_ok;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static int enabled = -1;
+static pthread_once_t enabled_once = PTHREAD_ONCE_INIT;
+
+static void engine_init(void)
+{
+    one_thread();
+    engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success;
+}
+
+static void read_enabled(void)
+{
+    const char *s = getenv("LEGO_DNNL");
+    enabled = !(s && strcmp(s, "0") == 0);
+}
+
+bool dnnl_conv_enabled(void)
+{
+    pthread_once(&enabled_once, read_enabled);
+    return enabled == 1;
+}
+
+/* One primitive for blocks of `oc` output channels of one image. */
+typedef struct kind {
+    int64_t oc;
+    dnnl_primitive_t conv, to_plain; /* to_plain: NULL when dst is NCHW already */
+    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
+    size_t dst_bytes, pad_bytes, wei_bytes;
+} kind;
+
+#define MAX_UNITS 4 /* units per image: SPLIT_PIECES at most */
+
+struct dnnl_conv {
+    conv_shape s;
+    int64_t ipu;           /* images per call (pick_ipu) */
+    int64_t n, blocks, oc; /* units per call; channel blocks: oc channels each, the last
+                              may be shorter */
+    bool bands;            /* units are bands of output rows (NHWC) instead */
+    kind k[MAX_UNITS];     /* channel blocks: k[0] full, k[1] a shorter last one; bands:
+                              one per band */
+    int64_t r0[MAX_UNITS], ih0[MAX_UNITS]; /* bands: first output row, first input row */
+    size_t wei_off[MAX_UNITS]; /* bytes into wei of each unit's packed weights */
+    dnnl_primitive_t to_src; /* NCHW image -> src_md; NULL when src_md is NCHW */
+    dnnl_memory_desc_t plain_src_md, src_md;
+    size_t src_bytes;
+    float *wei;            /* packed weights of every block, one after another */
+    float *bias;           /* (M) or NULL */
+    float *scale, *shift;  /* (M) or NULL: the epilogue's */
+    conv_epilogue ep;
+    size_t scratch;        /* bytes of per-thread scratch: dst buffer + scratchpad */
+};
+
+static const kind *block_kind(const dnnl_conv *k, int64_t b)
+{
+    if (k->bands)
+        return &k->k[b];
+    return b == k->blocks - 1 && k->k[1].conv ? &k->k[1] : &k->k[0];
+}
+
+/* Runs prim with its arguments (args[i] = {arg, md, data}) on a fresh
+ * stream of this thread. */
+typedef struct arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    void *data;
+} arg;
+
+static bool execute(dnnl_primitive_t prim, const arg *args, int nargs)
+{
+    dnnl_memory_t mem[8];
+    dnnl_exec_arg_t ea[8];
+    int made = 0;
+    bool ok = true;
+    for (int i = 0; i < nargs && ok; i++) {
+        ok = dnnl_memory_create(&mem[i], args[i].md, engine, args[i].data) == dnnl_success;
+        if (ok) {
+            made++;
+            ea[i] = (dnnl_exec_arg_t){args[i].arg, mem[i]};
+        }
+    }
+    dnnl_stream_t st = NULL;
+    ok = ok && dnnl_stream_create(&st, engine, dnnl_stream_default_flags) == dnnl_success;
+    ok = ok && dnnl_primitive_execute(prim, st, nargs, ea) == dnnl_success;
+    ok = ok && dnnl_stream_wait(st) == dnnl_success;
+    if (st)
+        dnnl_stream_destroy(st);
+    for (int i = 0; i < made; i++)
+        dnnl_memory_destroy(mem[i]);
+    return ok;
+}
+
+static bool make_primitive(dnnl_primitive_t *prim, const_dnnl_primitive_desc_t pd)
+{
+    return dnnl_primitive_create(prim, pd) == dnnl_success;
+}
+
+static bool reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                    dnnl_primitive_t *prim)
+{
+    dnnl_primitive_desc_t pd;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) != dnnl_success)
+        return false;
+    bool ok = make_primitive(prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag)
+{
+    dnnl_dims_t d;
+    for (int i = 0; i < nd; i++)
+        d[i] = dims[i];
+    dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
+}
+
+/* The convolution of shape s (one image) for `oc` output channels (a
+ * group's worth when grouped) from src to dst (NULL: oneDNN picks), with
+ * the bias and the epilogue as post-ops, and the reorder from its dst to
+ * plain (NULL: dense NCHW). */
+static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
+                      const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                      const dnnl_memory_desc_t *plain, kind *out)
+{
+    out->oc = oc;
+    int64_t sd[4] = {k->ipu, s->c, s->h, s->w}, dd[4] = {k->ipu, oc, s->ho, s->wo}, bd[1] = {oc};
+    dnnl_memory_desc_t src_any, wei_any, dst_any, bias;
+    set_md(&src_any, 4, sd, dnnl_format_tag_any);
+    set_md(&dst_any, 4, dd, dnnl_format_tag_any);
+    if (plain)
+        out->plain_md = *plain;
+    else
+        set_md(&out->plain_md, 4, dd, dnnl_nchw);
+    set_md(&bias, 1, bd, dnnl_x);
+    if (s->group > 1) {
+        int64_t wd[5] = {s->group, oc / s->group, s->c / s->group, s->kh, s->kw};
+        set_md(&wei_any, 5, wd, dnnl_format_tag_any);
+    } else {
+        int64_t wd[4] = {oc, s->c, s->kh, s->kw};
+        set_md(&wei_any, 4, wd, dnnl_format_tag_any);
+    }
+    /* oneDNN counts dilation from 0 and wants both pads; the trailing ones
+     * follow from the output size (conv.c checked it). */
+    int64_t pad_b = (s->ho - 1) * s->sh + (s->kh - 1) * s->dh + 1 - s->h - s->pad_t;
+    int64_t pad_r = (s->wo - 1) * s->sw + (s->kw - 1) * s->dw + 1 - s->w - s->pad_l;
+    /* A stride that leaves the last rows unread gives a negative trailing
+     * pad; oneDNN rounds the output size down as ONNX does, so 0 will do. */
+    pad_b = pad_b < 0 && pad_b > -s->sh ? 0 : pad_b;
+    pad_r = pad_r < 0 && pad_r > -s->sw ? 0 : pad_r;
+    if (s->pad_t < 0 || s->pad_l < 0 || pad_b < 0 || pad_r < 0)
+        return false;
+    dnnl_dims_t strides = {s->sh, s->sw}, dil = {s->dh - 1, s->dw - 1};
+    dnnl_dims_t pl = {s->pad_t, s->pad_l}, pr = {pad_b, pad_r};
+    dnnl_convolution_desc_t cd;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, src ? src : &src_any,
+                                                   &wei_any, k->bias ? &bias : NULL,
+                                                   dst ? dst : &dst_any, strides, dil, pl,
+                                                   pr) != dnnl_success)
+        return false;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+        return false;
+    bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
+              dnnl_success;
+    dnnl_post_ops_t po = NULL;
+    int64_t cd4[4] = {1, oc, 1, 1};
+    set_md(&out->chan_md, 4, cd4, dnnl_nchw);
+    if (ok && (k->scale || k->ep.clamp)) {
+        ok = dnnl_post_ops_create(&po) == dnnl_success;
+        if (ok && k->scale) /* two binary steps round as batchnorm.c's x*a + b does */
+            ok = dnnl_post_ops_append_binary(po, dnnl_binary_mul, &out->chan_md) == dnnl_success &&
+                 dnnl_post_ops_append_binary(po, dnnl_binary_add, &out->chan_md) == dnnl_success;
+        if (ok && k->ep.clamp) {
+            /* Relu as relu: oneDNN's clip has no infinite bound of its own */
+            bool relu = k->ep.lo == 0.0f && isinf(k->ep.hi) && k->ep.hi > 0;
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, relu ? dnnl_eltwise_relu : dnnl_eltwise_clip,
+                                              relu ? 0.0f : k->ep.lo,
+                                              relu ? 0.0f : k->ep.hi) == dnnl_success;
+        }
+        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
+    if (po)
+        dnnl_post_ops_destroy(po);
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) == dnnl_success;
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok)
+        return false;
+    out->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    out->bias_md = bias;
+    out->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    out->pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    out->dst_bytes = dnnl_memory_desc_get_size(&out->dst_md);
+    out->pad_bytes = dnnl_memory_desc_get_size(&out->pad_md);
+    out->wei_bytes = dnnl_memory_desc_get_size(&out->wei_md);
+    out->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    ok = make_primitive(&out->conv, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (ok && !dnnl_memory_desc_equal(&out->dst_md, &out->plain_md))
+        ok = reorder(&out->dst_md, &out->plain_md, &out->to_plain);
+    return ok;
+}
+
+static void kind_free(kind *kd)
+{
+    if (kd->conv)
+        dnnl_primitive_destroy(kd->conv);
+    if (kd->to_plain)
+        dnnl_primitive_destroy(kd->to_plain);
+    memset(kd, 0, sizeof *kd);
+}
+
+/* The output-channel blocks of a batch of n: the whole map per image unless
+ * a small batch leaves threads idle, then blocks of at least MIN_BLOCK
+ * channels, a multiple of 16 (oneDNN's channel block). A function of the
+ * shapes alone, never of the thread count. */
+/* Images per call: one, except for small maps at large batches, where one
+ * image gives oneDNN too little to block over (a 4x4 map of layer 4 ran at
+ * 70-90 GFLOP/s alone); then up to MAX_IPU images, as long as the batch
+ * still makes SPLIT_PIECES units. A divisor of the batch, so that every
+ * call sees the same number of images. */
+#define SMALL_MAP 64
+#define MAX_IPU 8
+
+static void pick_ipu(dnnl_conv *k)
+{
+    k->ipu = 1;
+    if (k->s.ho * k->s.wo > SMALL_MAP)
+        return;
+    for (int64_t d = MAX_IPU; d > 1; d--)
+        if (k->n % d == 0 && k->n / d >= SPLIT_PIECES) {
+            k->ipu = d;
+            return;
+        }
+}
+
+static void split_blocks(dnnl_conv *k)
+{
+    int64_t m = k->s.m, want = (SPLIT_PIECES + k->n - 1) / k->n, most = m / MIN_BLOCK;
+    int64_t blocks = k->s.group > 1 ? 1 : want < most ? want : most;
+    blocks = blocks > 1 ? blocks : 1;
+    int64_t oc = (m + blocks - 1) / blocks;
+    oc = blocks > 1 ? (oc + 15) / 16 * 16 : m;
+    k->oc = oc;
+    k->blocks = (m + oc - 1) / oc;
+}
+
+/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
+static int layout_of(const dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w)
+{
+    int64_t d[4] = {mb, c, h, w};
+    static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
+    for (int i = 0; i < 3; i++) {
+        if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
+            continue; /* padded to whole blocks: not one element per value */
+        dnnl_memory_desc_t t;
+        set_md(&t, 4, d, tags[i]);
+        if (dnnl_memory_desc_equal(md, &t))
+            return i;
+    }
+    return -1;
+}
+
+/* Bands of output rows, for a small batch on an NHWC kernel: rows are
+ * contiguous in NHWC, so each band reads a slice of the image and writes
+ * its rows of the output in place, and the output keeps the layout. A
+ * band holds at least BAND_PIXELS outputs. false (and nothing made) when
+ * the shape does not fit. */
+#define BAND_PIXELS 128
+
+static bool try_bands(dnnl_conv *k)
+{
+    const conv_shape *s = &k->s;
+    int64_t want = (SPLIT_PIECES + k->n - 1) / k->n, most = s->ho * s->wo / BAND_PIXELS;
+    int64_t bands = want < most ? want : most;
+    bands = bands < s->ho ? bands : s->ho;
+    if (bands < 2 || s->group > 1)
+        return false;
+    kind probe = {0};
+    bool nhwc = make_kind(k, s, s->m, NULL, NULL, NULL, &probe) &&
+                layout_of(&probe.src_md, 1, s->c, s->h, s->w) == OP_LAYOUT_NHWC &&
+                layout_of(&probe.dst_md, 1, s->m, s->ho, s->wo) == OP_LAYOUT_NHWC;
+    kind_free(&probe);
+    if (!nhwc)
+        return false;
+    int64_t rows = (s->ho + bands - 1) / bands;
+    k->bands = true;
+    k->blocks = (s->ho + rows - 1) / rows;
+    k->oc = s->m;
+    for (int64_t b = 0; b < k->blocks; b++) {
+        conv_shape t = *s;
+        int64_t r0 = b * rows, last = r0 + rows < s->ho ? r0 + rows : s->ho;
+        int64_t ih0 = r0 * s->sh - s->pad_t, ih1 = (last - 1) * s->sh - s->pad_t + (s->kh - 1) * s->dh + 1;
+        int64_t lo = ih0 > 0 ? ih0 : 0, hi = ih1 < s->h ? ih1 : s->h;
+        if (hi <= lo)
+            return false; /* a band of padding only */
+        t.ho = last - r0;
+        t.h = hi - lo;
+        t.pad_t = lo - ih0;
+        k->r0[b] = r0;
+        k->ih0[b] = lo;
+        int64_t sd[4] = {1, s->c, t.h, s->w}, dd[4] = {1, s->m, t.ho, s->wo};
+        dnnl_memory_desc_t src, dst, plain;
+        set_md(&src, 4, sd, dnnl_nhwc);
+        set_md(&dst, 4, dd, dnnl_nhwc);
+        /* the band's rows of the image's NCHW, for outputs that leave the layout */
+        dnnl_dims_t st = {s->m * s->ho * s->wo, s->ho * s->wo, s->wo, 1};
+        dnnl_dims_t pd = {1, s->m, t.ho, s->wo};
+        if (dnnl_memory_desc_init_by_strides(&plain, 4, pd, dnnl_f32, st) != dnnl_success ||
+            !make_kind(k, &t, s->m, &src, &dst, &plain, &k->k[b]))
+            return false;
+    }
+    int64_t sd[4] = {1, s->c, s->h, s->w};
+    set_md(&k->src_md, 4, sd, dnnl_nhwc);
+    return true;
+}
+
+static bool pack_weights(dnnl_conv *k, const float *w)
+{
+    const conv_shape *s = &k->s;
+    int64_t per_oc = s->c / s->group * s->kh * s->kw;
+    size_t total = 0;
+    for (int64_t b = 0; b < k->blocks; b++)
+        total += block_kind(k, b)->wei_bytes;
+    k->wei = lego_aligned_alloc(total ? total : 64);
+    if (!k->wei)
+        return false;
+    unsigned char *at = (unsigned char *)k->wei;
+    for (int64_t b = 0; b < k->blocks; b++) {
+        const kind *kd = block_kind(k, b);
+        k->wei_off[b] = (size_t)(at - (unsigned char *)k->wei);
+        dnnl_memory_desc_t plain;
+        if (s->group > 1) {
+            int64_t wd[5] = {s->group, kd->oc / s->group, s->c / s->group, s->kh, s->kw};
+            set_md(&plain, 5, wd, dnnl_goihw);
+        } else {
+            int64_t wd[4] = {kd->oc, s->c, s->kh, s->kw};
+            set_md(&plain, 4, wd, dnnl_oihw);
+        }
+        dnnl_primitive_t r;
+        if (!reorder(&plain, &kd->wei_md, &r))
+            return false;
+        const float *from = k->bands ? w : w + b * k->oc * per_oc;
+        arg a[2] = {{DNNL_ARG_FROM, &plain, (void *)from},
+                    {DNNL_ARG_TO, &kd->wei_md, at}};
+        bool ok = execute(r, a, 2);
+        dnnl_primitive_destroy(r);
+        if (!ok)
+            return false;
+        at += kd->wei_bytes;
+    }
+    return true;
+}
+
+static float *copy_of(const float *v, int64_t n)
+{
+    float *c = malloc(sizeof(float) * (size_t)n);
+    if (c)
+        memcpy(c, v, sizeof(float) * (size_t)n);
+    return c;
+}
+
+static bool create_in(dnnl_conv *k, const float *w, const float *b)
+{
+    const conv_shape *s = &k->s;
+    if ((b && !(k->bias = copy_of(b, s->m))) ||
+        (k->ep.scale && (!(k->scale = copy_of(k->ep.scale, s->m)) ||
+                         !(k->shift = copy_of(k->ep.shift, s->m)))))
+        return false;
+    k->ipu = 1;
+    if (!try_bands(k)) {
+        pick_ipu(k);
+        for (int i = 0; i < MAX_UNITS; i++)
+            kind_free(&k->k[i]);
+        k->bands = false;
+        split_blocks(k);
+        if (!make_kind(k, s, k->oc, NULL, NULL, NULL, &k->k[0]))
+            return false;
+        k->src_md = k->k[0].src_md;
+        int64_t last = s->m - (k->blocks - 1) * k->oc;
+        if (last != k->oc && !make_kind(k, s, last, &k->src_md, NULL, NULL, &k->k[1]))
+            return false;
+    }
+    int64_t sd[4] = {k->ipu, s->c, s->h, s->w};
+    set_md(&k->plain_src_md, 4, sd, dnnl_nchw);
+    k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
+    if (!dnnl_memory_desc_equal(&k->src_md, &k->plain_src_md) &&
+        !reorder(&k->plain_src_md, &k->src_md, &k->to_src))
+        return false;
+    for (int i = 0; i < MAX_UNITS; i++) {
+        const kind *kd = &k->k[i];
+        size_t need = (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0) + kd->pad_bytes;
+        k->scratch = need > k->scratch ? need : k->scratch;
+    }
+    return pack_weights(k, w);
+}
+
+lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
+                             const conv_epilogue *ep, dnnl_conv **out)
+{
+    *out = NULL;
+    if (!dnnl_conv_enabled())
+        return lego_ok();
+    pthread_once(&engine_once, engine_init);
+    if (!engine_ok)
+        return lego_ok();
+    one_thread(); /* primitives are made for the one thread that runs them */
+    dnnl_conv *k = calloc(1, sizeof *k);
+    if (!k)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
+    k->s = *s;
+    k->n = n;
+    k->ep = *ep;
+    if (!create_in(k, w, b)) {
+        dnnl_conv_free(k); /* no kernel for this shape: conv.c's path runs it */
+        return lego_ok();
+    }
+    *out = k;
+    return lego_ok();
+}
+
+void dnnl_conv_free(dnnl_conv *k)
+{
+    if (!k)
+        return;
+    for (int i = 0; i < MAX_UNITS; i++)
+        kind_free(&k->k[i]);
+    if (k->to_src)
+        dnnl_primitive_destroy(k->to_src);
+    lego_aligned_free(k->wei);
+    free(k->bias), free(k->scale), free(k->shift);
+    free(k);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+int dnnl_conv_layout(const dnnl_conv *k, bool dst)
+{
+    const conv_shape *s = &k->s;
+    if (!dst)
+        return layout_of(&k->src_md, k->ipu, s->c, s->h, s->w);
+    if (k->bands)
+        return OP_LAYOUT_NHWC;
+    return k->blocks == 1 ? layout_of(&k->k[0].dst_md, k->ipu, s->m, s->ho, s->wo) : -1;
+}
+
+typedef struct run {
+    const dnnl_conv *k;
+    const float *x;
+    float *y;
+    bool y_native;
+    unsigned char *src; /* the batch in src_md's layout, or NULL */
+    unsigned char *scratch;
+    atomic_bool failed;
+} run;
+
+static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    run *r = ctx;
+    const dnnl_conv *k = r->k;
+    one_thread();
+    int64_t img = k->ipu * k->s.c * k->s.h * k->s.w; /* one call's images */
+    for (int64_t i = begin; i < end; i++) {
+        arg a[2] = {{DNNL_ARG_FROM, &k->plain_src_md, (void *)(r->x + i * img)},
+                    {DNNL_ARG_TO, &k->src_md, r->src + (size_t)i * k->src_bytes}};
+        if (!execute(k->to_src, a, 2))
+            atomic_store(&r->failed, true);
+    }
+}
+
+static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    const dnnl_conv *k = r->k;
+    const conv_shape *s = &k->s;
+    one_thread();
+    unsigned char *mine = r->scratch + (size_t)thread * k->scratch;
+    int64_t img = k->ipu * s->c * s->h * s->w, opix = k->ipu * s->ho * s->wo; /* per call */
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n = u / k->blocks, b = u % k->blocks, oc0 = k->bands ? 0 : b * k->oc;
+        const kind *kd = block_kind(k, b);
+        size_t wei_off = k->wei_off[b];
+        unsigned char *src = r->src ? r->src + (size_t)n * k->src_bytes
+                                    : (unsigned char *)(r->x + n * img);
+        float *y = r->y + (n * s->m + oc0) * opix;
+        if (k->bands) { /* the band's input rows in NHWC; its output rows in either */
+            src += (size_t)(k->ih0[b] * s->w * s->c) * sizeof(float);
+            y += r->y_native ? k->r0[b] * s->wo * s->m : k->r0[b] * s->wo;
+        }
+        bool reorder_y = kd->to_plain && !r->y_native;
+        void *dst = reorder_y ? (void *)mine : (void *)y;
+        unsigned char *pad = mine + (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0);
+        arg a[7] = {{DNNL_ARG_SRC, &kd->src_md, src},
+                    {DNNL_ARG_WEIGHTS, &kd->wei_md, (unsigned char *)k->wei + wei_off},
+                    {DNNL_ARG_DST, &kd->dst_md, dst},
+                    {DNNL_ARG_SCRATCHPAD, &kd->pad_md, pad}};
+        int na = 4;
+        if (k->bias)
+            a[na++] = (arg){DNNL_ARG_BIAS, &kd->bias_md, k->bias + oc0};
+        if (k->scale) {
+            a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &kd->chan_md,
+                            k->scale + oc0};
+            a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, &kd->chan_md,
+                            k->shift + oc0};
+        }
+        bool ok = execute(kd->conv, a, na);
+        if (ok && reorder_y) {
+            arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
+            ok = execute(kd->to_plain, t, 2);
+        }
+        if (!ok)
+            atomic_store(&r->failed, true);
+    }
+}
+
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+{
+    const conv_shape *s = &k->s;
+    double flops = 2.0 * (double)(k->ipu * k->oc * s->ho * s->wo) *
+                   (double)(s->c / s->group * s->kh * s->kw);
+    int64_t calls = k->n / k->ipu, units = calls * k->blocks;
+    par_split sp = par_split_work(units, flops / 16.0); /* as conv.c's gemm_work */
+    bool reorder_x = k->to_src && !x_native;
+    size_t src_total = reorder_x ? (size_t)calls * k->src_bytes : 0;
+    size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
+    run r = {.k = k, .x = x, .y = y, .y_native = y_native};
+    atomic_init(&r.failed, false);
+    unsigned char *buf = lego_aligned_alloc(total ? total : 64);
+    if (!buf)
+        return false;
+    r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
+    r.scratch = buf + (src_total + 63) / 64 * 64;
+    if (reorder_x)
+        parallel_run(calls, par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w)),
+                     src_images, &r);
+    if (!atomic_load(&r.failed))
+        parallel_run(units, sp, conv_units, &r);
+    lego_aligned_free(buf);
+    return !atomic_load(&r.failed);
+}
+
+#else /* no oneDNN: conv.c's own path runs every Conv */
+
+bool dnnl_conv_enabled(void) { return false; }
+
+lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
+                             const conv_epilogue *ep, dnnl_conv **out)
+{
+    (void)s, (void)n, (void)w, (void)b, (void)ep;
+    *out = NULL;
+    return lego_ok();
+}
+
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+{
+    (void)k, (void)x, (void)y, (void)x_native, (void)y_native;
+    return false;
+}
+
+int dnnl_conv_layout(const dnnl_conv *k, bool dst)
+{
+    (void)k, (void)dst;
+    return -1;
+}
+
+void dnnl_conv_free(dnnl_conv *k) { (void)k; }
+
+#endif

@@ -1,0 +1,70 @@
+/* conv_dnnl.h - Conv forward through oneDNN, for inference plans (conv.c).
+ *
+ * Built only when CMake finds libdnnl (LEGO_HAVE_DNNL); elsewhere every call
+ * here declines and conv.c keeps its portable im2col + BLAS path, which is
+ * also the reference the tests hold this one to.
+ *
+ * A dnnl_conv holds, for one Conv at one batch size, the primitives oneDNN
+ * chose (its own layouts: `format any`), the reorders from and to our NCHW
+ * tensors and the weights reordered once into the primitive's layout.
+ * Running it cuts the work into units of one image (at small batches, one
+ * band of its output rows or one block of its output channels), each
+ * computed by a single-threaded primitive inside our
+ * own thread pool (core/threads.h): oneDNN's OpenMP never starts a thread of
+ * its own, so nothing spins, and each output value comes from the same
+ * primitive call whatever the thread count, so results are the same bits
+ * for any count. */
+#ifndef LEGO_OPS_CONV_DNNL_H
+#define LEGO_OPS_CONV_DNNL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+
+/* One Conv's geometry: input (C,H,W), output (M,Ho,Wo), leading pads. */
+typedef struct conv_shape {
+    int64_t c, h, w, m, ho, wo;
+    int64_t kh, kw, sh, sw, dh, dw, pad_t, pad_l;
+    int64_t group;
+} conv_shape;
+
+/* What runs on the output after the bias, in this order: y*scale + shift
+ * per output channel (a BatchNormalization; both NULL when none), then a
+ * clamp to [lo, hi] (Relu: [0, inf), Clip). Each step rounds as the
+ * separate op would, so fusing them changes no bits. */
+typedef struct conv_epilogue {
+    const float *scale, *shift;
+    bool clamp;
+    float lo, hi;
+} conv_epilogue;
+
+typedef struct dnnl_conv dnnl_conv;
+
+/* Whether oneDNN was built in and not disabled by LEGO_DNNL=0 in the
+ * environment (read once; for measuring the portable path). */
+bool dnnl_conv_enabled(void);
+
+/* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
+ * bias b (M) or NULL, then the epilogue (copied). *out is NULL (and the
+ * status ok) when oneDNN is absent or has no kernel for the shape. */
+lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
+                             const conv_epilogue *ep, dnnl_conv **out);
+
+/* y (n, M, Ho, Wo) from x (n, C, H, W), n as created, both NCHW unless
+ * x_native / y_native: then in the layout dnnl_conv_layout names. false
+ * when scratch memory or oneDNN failed (y is then undefined). */
+bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native);
+
+/* The layout (OP_LAYOUT_* of ops/op.h) the primitives read an image in
+ * (dst false) or write it in (dst true); -1 when it is none of those or,
+ * for dst, when output-channel blocks each write their own. */
+int dnnl_conv_layout(const dnnl_conv *k, bool dst);
+
+void dnnl_conv_free(dnnl_conv *k);
+
+/* Whether a Conv's packed state (conv.c, op_desc.pack) runs on oneDNN; for
+ * the tests. */
+bool conv_packed_dnnl(const void *packed);
+
+#endif
