@@ -362,6 +362,49 @@ static void fusion(const int64_t d[4])
     graph_free(&b.g);
 }
 
+/* A graph marked portable_kernels (the block runtime's, whose memory budget
+ * counts every weight once) plans without oneDNN: no packed copies, no kept
+ * layouts, the same fusion and the same values. */
+static void portable_plans(const int64_t d[4])
+{
+    test_seed(7u);
+    builder b;
+    build(&b, d);
+    lego_tensor x;
+    make(&x, LEGO_F32, 4, d, 1);
+    lego_tensor *out[2] = {0};
+    int n[2] = {0};
+    for (int portable = 0; portable < 2; portable++) {
+        b.g.portable_kernels = portable;
+        exec_plan p;
+        lego_status st = exec_plan_build(&b.g, &p);
+        CHECK_OK(st);
+        if (st.code)
+            continue;
+        n[portable] = p.n_steps;
+        int dnnl = 0, native = 0;
+        for (int s = 0; s < p.n_steps; s++) {
+            dnnl += conv_packed_dnnl(p.st[s].packed);
+            native += p.st[s].native != 0;
+        }
+        if (portable)
+            CHECK(dnnl == 0 && native == 0);
+        else
+            CHECK(dnnl_conv_enabled() ? dnnl > 0 : dnnl == 0);
+        const lego_tensor *ins[1] = {&x};
+        CHECK_OK(exec_run(&b.g, &p, ins, &out[portable]));
+        exec_plan_free(&p);
+    }
+    CHECK(n[0] == n[1]); /* fused alike */
+    CHECK(out[0] && out[1] && tensor_same_shape(out[0], out[1]));
+    if (out[0] && out[1] && tensor_same_shape(out[0], out[1]))
+        check_close(out[1]->data, out[0]->data, (long)lego_tensor_numel(out[0]), 1e-4f, 1e-4f, "portable plan");
+    lego_tensor_free(out[0]);
+    lego_tensor_free(out[1]);
+    tensor_release(&x);
+    graph_free(&b.g);
+}
+
 /* A Conv whose weights are a graph input (computed, not packable) still
  * fuses the BN and Relu after it, and gives the unfused output. */
 static void computed_weights(void)
@@ -457,6 +500,7 @@ int main(void)
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
     computed_weights();
+    portable_plans((const int64_t[4]){2, 16, 9, 9});
     no_openmp_threads();
     return harness_finish();
 }

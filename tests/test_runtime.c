@@ -176,6 +176,7 @@ static lego_status reference(block_library *lib, const int *choice, const lego_t
 {
     lego_graph g;
     LEGO_TRY(compose_model(lib, choice, &g));
+    g.portable_kernels = true; /* the kernels the runtime's blocks use */
     exec_plan p;
     lego_status st = exec_plan_build(&g, &p);
     if (st.code == LEGO_OK) {
@@ -462,6 +463,7 @@ static void test_batch(void)
         lego_graph g;
         CHECK_OK(compose_model(&lib, ch.option, &g));
         g.values[g.inputs[0]].t.dims[0] = 2;
+        g.portable_kernels = true;
         CHECK_OK(graph_infer(&g));
         exec_plan p;
         CHECK_OK(exec_plan_build(&g, &p));

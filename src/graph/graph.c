@@ -262,6 +262,7 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->training = false;
     c->packed = NULL;
     c->native = 0;
+    c->portable = g->portable_kernels;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -60,6 +60,10 @@ typedef struct lego_graph {
     /* name -> value index, open addressing */
     int *hash;
     int hash_cap;
+    /* Plans of this graph use only the portable kernels (no oneDNN packing):
+     * the block runtime sets it, because its memory budget counts each weight
+     * once and oneDNN's packed copies and primitives are not counted. */
+    bool portable_kernels;
 } lego_graph;
 
 lego_status graph_init(lego_graph *g, const char *name);

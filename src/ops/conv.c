@@ -685,7 +685,8 @@ static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
 {
     *state = NULL;
     const lego_tensor *bt = op_input(c, 2);
-    bool constant = c->in[1]->data && (!bt || bt->data);
+    /* portable: the fused epilogue only, on the im2col path */
+    bool constant = c->in[1]->data && (!bt || bt->data) && !c->portable;
     if (!constant && !f)
         return lego_ok();
     conv_packed *k = calloc(1, sizeof *k);

@@ -66,6 +66,7 @@ typedef struct op_call {
     const void *packed;    /* the state op_desc.pack built, or NULL */
     unsigned native;       /* with packed: bit 0, input 0 arrives in the kernel's own
                               layout (op_desc.layout); bit 1, output 0 is written in it */
+    bool portable;         /* pack: no library kernels (lego_graph.portable_kernels) */
 } op_call;
 
 typedef struct op_desc {

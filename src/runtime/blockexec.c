@@ -125,6 +125,11 @@ static lego_status fuse_frame(bx_frame *f)
         ext[g->outputs[i]] = true;
     for (int b = 0; b < f->n_blocks; b++)
         ext[f->entry_v[b]] = true;
+    /* The runtime promises that a composition's memory is its weights plus
+     * its arenas; oneDNN's packed weight copies and primitives would add one
+     * to two and a half times the weights on top, uncounted. So block plans
+     * use the portable kernels (BN and Relu still fused into the Conv). */
+    g->portable_kernels = true;
     lego_status r = exec_fuse_pack(g, steps, &n, ext, st);
     free(ext);
     if (r.code) {
@@ -317,6 +322,7 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
                           tensor_shape_str(in, c, sizeof c), b, dtype_name(want_out->dtype),
                           tensor_shape_str(want_out, c, sizeof c));
     exec_plan p;
+    g->portable_kernels = true; /* see fuse_frame */
     LEGO_TRY(exec_plan_build(g, &p));
     lego_aligned_free(p.arena); /* runs use the context's block arena */
     d->steps = p.steps;

@@ -279,6 +279,7 @@ static lego_status setup(meas *m)
     lego_status st = bx_compose(&m->frame, s0, &m->teacher);
     free(s0);
     LEGO_TRY(st);
+    m->teacher.portable_kernels = true; /* as the runtime's blocks run (blockexec.c) */
     st = exec_plan_build(&m->teacher, &m->teacher_plan);
     if (st.code) {
         graph_free(&m->teacher);
