@@ -23,7 +23,7 @@
 
 static const char profile_usage[] =
     "legodnn profile LIB --data DATASET [--max-test N] [--batch N] [--validate N] [--seed N] "
-    "[--task classification] [--threads N] [--quiet] [--json]";
+    "[--task classification] [--threads N] [--plain] [--quiet] [--json]";
 
 static volatile sig_atomic_t interrupted;
 
@@ -70,6 +70,10 @@ static void print_table(const block_library *lib, const profile_options *o, cons
     for (int k = 0; k < r->n_envs; k++)
         printf("%s %.*f%s", k ? "," : "", dec, lib->sparsities[r->envs[k]], r->envs[k] == 0 ? " (original)" : "");
     printf("\ncompositions  %d evaluated (each once) in %.1f s, batch %d\n", r->n_compositions, r->seconds, r->batch);
+    if (r->block_flops_plain > 0)
+        printf("blocks run    %.1f GFLOPs per test sample, %.0f%% of one composed model per pass (%s)\n",
+               r->block_flops_run / 1e9, 100 * r->block_flops_run / r->block_flops_plain,
+               r->block_flops_run < r->block_flops_plain ? "common prefixes shared" : "--plain");
 
     printf("\naccuracy loss (percentage points; mean over the environments)\n%-7s", "block");
     for (int s = 0; s < lib->n_sparsities; s++)
@@ -136,6 +140,8 @@ int cmd_profile(int argc, char **argv)
             json = true;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(a, "--plain") == 0) {
+            o.plain = true;
         } else if (strcmp(a, "--data") == 0 && has) {
             o.data = argv[++i];
         } else if (strcmp(a, "--task") == 0 && has) {

@@ -79,6 +79,9 @@ typedef struct profile_result {
     profile_check *checks;
     int n_checks;
     double max_error, mean_error; /* |estimated − measured| over the checks */
+    /* FLOPs of the blocks run per test sample, all compositions together:
+     * as run (prefixes shared) and with one composed model per pass */
+    double block_flops_run, block_flops_plain;
     double seconds;
 } profile_result;
 

@@ -404,7 +404,8 @@ static void set_weights(student *s, const float *buf)
 /* 256 MiB, or an eighth of the memory when less: a small model's features
  * fit whole (2,000 images of the width-8 ResNet18 take 55 MB), while a
  * full-width ResNet18's (236 MB per batch of 128) would take GBs, and the
- * teacher pass they save costs a fraction of the students' epoch. */
+ * teacher pass they save costs a fraction of the students' epoch. By
+ * default the cache holds every batch or none (plan_cache). */
 static int64_t default_cache_bytes(void)
 {
     int64_t cap = (int64_t)256 << 20;
@@ -426,6 +427,10 @@ static lego_status plan_cache(run *r)
     int64_t cap = r->o->cache_bytes < 0 ? default_cache_bytes() : r->o->cache_bytes;
     int64_t per = r->record * (int64_t)sizeof(float);
     int64_t fit = per > 0 ? cap / per : 0;
+    /* by default all or nothing: a part of the batches saves only that part
+     * of the teacher passes, for as much memory */
+    if (r->o->cache_bytes < 0 && fit < r->nb)
+        fit = 0;
     for (int64_t k = r->nt; k < r->nb && fit > 0; k++, fit--)
         r->want[k] = true;
     for (int64_t k = 0; k < r->nt && fit > 0; k++, fit--)

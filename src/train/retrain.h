@@ -65,8 +65,9 @@ typedef struct retrain_options {
     float lr;              /* Adam's learning rate */
     int64_t max_train;     /* > 0: only the first samples of the train split */
     double holdout;        /* fraction of the train split's batches held out, (0, 0.5] */
-    int64_t cache_bytes;   /* cap on cached features; 0: no cache; < 0: the default
-                              (256 MiB, or an eighth of the memory when less) */
+    int64_t cache_bytes;   /* cap on cached features; 0: no cache; < 0: the default:
+                              every batch when all fit in 256 MiB (or an eighth of
+                              the memory when less), else none */
     uint64_t seed;         /* the data order */
     bool resume;           /* continue from LIB/retrain.state when there is one */
     bool quiet;            /* no progress bars */
