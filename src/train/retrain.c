@@ -10,6 +10,7 @@
 #include "retrain.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -880,29 +881,21 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
 #define STATE_MAGIC "LEGORTRN"
 #define STATE_VERSION 1u
 
+/* The checkpoint streams to its file (hashed on the way): in memory it
+ * would be every student's weights four times over (hundreds of MB at full
+ * width) on top of the training buffers. */
 typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    bool oom;
+    FILE *f;
+    sha256_ctx h;
+    bool failed;
 } wbuf;
 
 static void put(wbuf *w, const void *d, size_t n)
 {
-    if (w->oom)
+    if (w->failed || n == 0)
         return;
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap < w->len + n)
-            cap *= 2;
-        unsigned char *p = realloc(w->p, cap);
-        if (!p) {
-            w->oom = true;
-            return;
-        }
-        w->p = p, w->cap = cap;
-    }
-    memcpy(w->p + w->len, d, n);
-    w->len += n;
+    sha256_update(&w->h, d, n);
+    w->failed = fwrite(d, 1, n, w->f) != n;
 }
 
 static void put_u32(wbuf *w, uint32_t v) { put(w, &v, sizeof v); }
@@ -966,7 +959,21 @@ static const char *task_name(const retrain_options *o) { return o->task ? o->tas
 static lego_status write_state(run *r, int epochs_done, double seconds)
 {
     const retrain_options *o = r->o;
-    wbuf w = {0};
+    size_t plen = strlen(r->state_path) + 32;
+    char *tmp = malloc(plen);
+    if (!tmp)
+        return nomem();
+    snprintf(tmp, plen, "%s.tmp.%ld", r->state_path, (long)getpid());
+    wbuf w;
+    memset(&w, 0, sizeof w);
+    w.f = fopen(tmp, "wb");
+    if (!w.f) {
+        lego_status e = lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->state_path, strerror(errno));
+        free(tmp);
+        return e;
+    }
+    sha256_init(&w.h);
+    bool oom = false;
     put(&w, STATE_MAGIC, 8);
     put_u32(&w, STATE_VERSION);
     put_u32(&w, (uint32_t)epochs_done);
@@ -983,7 +990,7 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     put_i64(&w, r->teacher_before + r->teacher_count);
     put_u32(&w, (uint32_t)r->n_st);
     float *cur = NULL;
-    for (int i = 0; i < r->n_st && !w.oom; i++) {
+    for (int i = 0; i < r->n_st && !w.failed && !oom; i++) {
         student *s = &r->st[i];
         put_u32(&w, (uint32_t)s->block);
         put_u32(&w, (uint32_t)s->desc);
@@ -996,7 +1003,7 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
         put_i64(&w, s->n_floats);
         float *c = realloc(cur, sizeof *c * ((size_t)s->n_floats + 1));
         if (!c) {
-            w.oom = true;
+            oom = true;
             break;
         }
         cur = c;
@@ -1013,15 +1020,19 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     }
     free(cur);
     unsigned char digest[32];
-    if (!w.oom) {
-        sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, w.p, w.len);
-        sha256_final(&c, digest);
-        put(&w, digest, sizeof digest);
-    }
-    lego_status st = w.oom ? nomem() : file_write_atomic(r->state_path, w.p, w.len);
-    free(w.p);
+    sha256_final(&w.h, digest);
+    if (!w.failed && !oom)
+        w.failed = fwrite(digest, 1, sizeof digest, w.f) != sizeof digest;
+    int err = errno;
+    bool closed = fclose(w.f) == 0;
+    lego_status st = lego_ok();
+    if (oom)
+        st = nomem();
+    else if (w.failed || !closed || rename(tmp, r->state_path) != 0)
+        st = lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->state_path, strerror(w.failed ? err : errno));
+    if (st.code)
+        remove(tmp);
+    free(tmp);
     return st;
 }
 
