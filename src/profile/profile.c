@@ -133,7 +133,6 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
     return st;
 }
 
-
 /* ---- many compositions in one pass, sharing their common prefix ------- */
 
 /* The compositions of a group (an environment's, say) differ from one
