@@ -70,11 +70,11 @@ rm -rf "$work/lib"
 stage extract "$bin" extract "$teacher" --out "$work/lib" --sparsity 0,0.3,0.6,0.8
 stage retrain "$bin" retrain "$work/lib" --data $data --max-train 2000 --epochs 2 --batch 128 \
   --threads $threads --quiet
-stage profile "$bin" profile "$work/lib" --data $data --max-test 1000 --threads $threads --quiet
-if ((reference)); then
+if ((reference)); then # right after ours, so that both meet the same neighbours
   stage reference /usr/bin/python3 bench/retrain_reference.py "$work/lib" "$teacher" --max-train 2000 \
     --epochs 2 --batch 128 --threads $threads
 fi
+stage profile "$bin" profile "$work/lib" --data $data --max-test 1000 --threads $threads --quiet
 
 total=$(echo "${secs[extract]} + ${secs[retrain]} + ${secs[profile]}" | bc -l)
 orig_total=$(echo "$orig_extract + $orig_retrain + $orig_profile" | bc -l)

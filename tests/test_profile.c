@@ -535,6 +535,10 @@ static void same_as_plain(block_library *lib, const char *data, int batch, int64
     for (int i = 0; i < B * S; i++)
         CHECK(shared_r.delta[i] == plain_r.delta[i]);
     CHECK(shared_r.n_checks == plain_r.n_checks && shared_r.max_error == plain_r.max_error);
+    /* the blocks run: fewer FLOPs shared, all of them plain */
+    CHECK(plain_r.block_flops_run == plain_r.block_flops_plain && plain_r.block_flops_plain > 0);
+    CHECK(shared_r.block_flops_plain == plain_r.block_flops_plain);
+    CHECK(shared_r.block_flops_run > 0 && shared_r.block_flops_run < 0.8 * plain_r.block_flops_plain);
     for (int k = 0; k < shared_r.n_checks && k < plain_r.n_checks; k++)
         CHECK(shared_r.checks[k].measured == plain_r.checks[k].measured &&
               shared_r.checks[k].composition == plain_r.checks[k].composition);

@@ -22,7 +22,7 @@
 
 static const char profile_usage[] =
     "legodnn profile LIB --data DATASET [--max-test N] [--batch N] [--validate N] [--seed N] "
-    "[--task classification] [--threads N] [--quiet] [--json]";
+    "[--task classification] [--threads N] [--plain] [--quiet] [--json]";
 
 typedef struct run_ctx {
     progress bar;
@@ -61,6 +61,10 @@ static void print_table(const block_library *lib, const profile_options *o, cons
     for (int k = 0; k < r->n_envs; k++)
         printf("%s %.*f%s", k ? "," : "", dec, lib->sparsities[r->envs[k]], r->envs[k] == 0 ? " (original)" : "");
     printf("\ncompositions  %d evaluated (each once) in %.1f s, batch %d\n", r->n_compositions, r->seconds, r->batch);
+    if (r->block_flops_plain > 0)
+        printf("blocks run    %.1f GFLOPs per test sample, %.0f%% of one composed model per pass (%s)\n",
+               r->block_flops_run / 1e9, 100 * r->block_flops_run / r->block_flops_plain,
+               r->block_flops_run < r->block_flops_plain ? "common prefixes shared" : "--plain");
 
     printf("\naccuracy loss (percentage points; mean over the environments)\n%-7s", "block");
     for (int s = 0; s < lib->n_sparsities; s++)
@@ -124,7 +128,9 @@ int cmd_profile(int argc, char **argv)
             return rc;
         if (rc == EXIT_OK)
             continue;
-        if (strcmp(a, "--data") == 0 || strcmp(a, "--task") == 0) {
+        if (strcmp(a, "--plain") == 0) {
+            o.plain = true;
+        } else if (strcmp(a, "--data") == 0 || strcmp(a, "--task") == 0) {
             const char *v = cli_option_value(argc, argv, &i, profile_usage);
             if (!v)
                 return EXIT_USAGE;

@@ -133,7 +133,6 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
     return st;
 }
 
-
 /* ---- many compositions in one pass, sharing their common prefix ------- */
 
 /* The compositions of a group (an environment's, say) differ from one
@@ -162,6 +161,9 @@ typedef struct shared {
     unsigned char *tallies;  /* per composition of the group */
     int *order;              /* the group's cache indices, sorted by choice in slot order */
     const lego_tensor **outs; /* the model's outputs, for scoring */
+    const block_library *lib;
+    bool count;              /* add the blocks run to flops (one batch per group) */
+    double flops;            /* per sample */
 } shared;
 
 static void shared_free(shared *sh)
@@ -251,6 +253,7 @@ static lego_status shared_open(shared *sh, block_library *lib, const evaluator *
 {
     int B = lib->n_blocks, S = lib->n_sparsities;
     sh->B = B, sh->S = S;
+    sh->lib = lib;
     sh->desc = calloc((size_t)(B * S) + 1, sizeof *sh->desc);
     sh->cur = calloc((size_t)B + 1, sizeof *sh->cur);
     sh->slot_block = calloc((size_t)B + 1, sizeof *sh->slot_block);
@@ -324,6 +327,8 @@ static lego_status walk(shared *sh, evaluator *e, const cache *c, int k, int lo,
         if (i > lo)
             snap_copy(sh, k, false);
         sh->cur[b] = sh->desc[b * sh->S + s];
+        if (sh->count)
+            sh->flops += (double)sh->lib->blocks[b].desc[s].flops;
         LEGO_TRY(bx_run_items(&sh->f, sh->cur, &sh->ctx, sh->slot_item[k], sh->slot_item[k + 1]));
         LEGO_TRY(walk(sh, e, c, k + 1, i, j, got));
         i = j;
@@ -361,11 +366,13 @@ static lego_status shared_eval(shared *sh, evaluator *e, cache *c, int lo, int h
     task_start(e->task, SPLIT_TEST, 0);
     lego_status st = lego_ok();
     while (st.code == LEGO_OK && (got = task_next(e->task, SPLIT_TEST, e->x.data)) > 0) {
+        sh->count = seen == 0;
         st = bx_run_items(&sh->f, sh->cur, &sh->ctx, 0, sh->slot_item[0]);
         if (st.code == LEGO_OK)
             st = walk(sh, e, c, 0, 0, n, got);
         seen += got;
     }
+    sh->count = false;
     for (int i = 0; st.code == LEGO_OK && i < n; i++) {
         task_tally_set(e->task, sh->tallies + (size_t)i * sh->tally_bytes);
         c->items[sh->order[i]].accuracy = task_metric(e->task, true);
@@ -532,6 +539,7 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
                     st = lego_error(LEGO_ERR_ARG, "interrupted");
             }
         }
+        r->block_flops_run = sh.flops;
         shared_free(&sh);
     }
     if (!share && st.code == LEGO_OK)
@@ -556,6 +564,11 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
 
     if (st.code == LEGO_OK) {
         r->teacher_accuracy = c->items[0].accuracy;
+        for (int i = 0; i < c->n; i++)
+            for (int b = 0; b < B; b++)
+                r->block_flops_plain += (double)lib->blocks[b].desc[c->items[i].choice[b]].flops;
+        if (!share)
+            r->block_flops_run = r->block_flops_plain;
         int *ch = malloc(sizeof *ch * (size_t)(B ? B : 1));
         if (!ch)
             st = nomem();
@@ -650,6 +663,9 @@ cJSON *profile_json(const block_library *lib, const profile_options *opt, const 
         cJSON_AddItemToArray(env, cJSON_CreateNumber(lib->sparsities[r->envs[k]]));
     cJSON_AddNumberToObject(p, "compositions_evaluated", r->n_compositions);
     cJSON_AddNumberToObject(p, "seconds", r->seconds);
+    cJSON_AddBoolToObject(p, "shared_prefixes", r->block_flops_run < r->block_flops_plain);
+    cJSON_AddNumberToObject(p, "block_flops_per_sample", r->block_flops_run);
+    cJSON_AddNumberToObject(p, "block_flops_per_sample_unshared", r->block_flops_plain);
     cJSON *comp = cJSON_AddArrayToObject(p, "compositions");
     for (int i = 0; comp && i < r->n_compositions; i++) {
         cJSON *o = cJSON_CreateObject();

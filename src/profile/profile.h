@@ -15,10 +15,14 @@
  * ΔAcc(b, 0) is 0 by definition: s = 0 is the teacher's block byte for
  * byte (retraining leaves it alone).
  *
- * Every composition is built with compose_model and scored on the test split
- * through a task (train/task.h) exactly as `legodnn eval` scores a model
- * (BatchNorm in inference mode); each distinct composition is evaluated
- * once and its accuracy cached, so the deltas cost at most 3 + 3·B·(|S|−1)
+ * Every composition is scored on the test split through a task
+ * (train/task.h) exactly as `legodnn eval` scores a model (BatchNorm in
+ * inference mode). By default an environment's compositions are scored
+ * together in one pass, sharing the blocks before the one they change
+ * (profile.c); with `plain`, or a task whose tally cannot be kept per
+ * model, each is built with compose_model and run whole; both give the same
+ * accuracies. Each distinct composition is evaluated once and its accuracy
+ * cached, so the deltas cost at most 3 + 3·B·(|S|−1)
  * evaluations (the uncached count is 6·B·(|S|−1)), plus the validation
  * compositions not already among them. A test subset (the first max_test
  * samples) trades precision for time and is recorded.
@@ -81,6 +85,9 @@ typedef struct profile_result {
     profile_check *checks;
     int n_checks;
     double max_error, mean_error; /* |estimated − measured| over the checks */
+    /* FLOPs of the blocks run per test sample, all compositions together:
+     * as run (prefixes shared) and with one composed model per pass */
+    double block_flops_run, block_flops_plain;
     double seconds;
 } profile_result;
 

@@ -10,6 +10,7 @@
 #include "retrain.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "../core/tensor.h"
 #include "../core/threads.h"
 #include "../graph/autodiff.h"
+#include "../graph/exec.h"
 #include "optim.h"
 #include "task.h"
 #include "trainer.h"
@@ -50,6 +52,7 @@ typedef struct student {
     int *vals, n_vals;  /* every float initializer: weights and BatchNorm statistics */
     int64_t n_floats;
     float *best;        /* the kept weights, n_floats (vals in order) */
+    void *parked;       /* untouched storage the plan waits in until its group's */
     double initial, best_loss, best_train;
     int best_epoch;
     double train_sum, eval_sum; /* this epoch's sums of batch means */
@@ -64,7 +67,7 @@ typedef struct run {
     bool lib_open;
     lego_graph trunk;
     bool trunk_init;
-    train_plan teacher;
+    exec_plan teacher;  /* inference, activations laid out by lifetime */
     bool teacher_planned;
     task_data *data;
     lego_tensor x;      /* a batch of inputs (B,C,H,W) */
@@ -101,6 +104,7 @@ static void run_free(run *r)
         free(s->params);
         free(s->vals);
         free(s->best);
+        lego_aligned_free(s->parked);
         lego_status_free(&s->err);
     }
     free(r->st);
@@ -115,7 +119,7 @@ static void run_free(run *r)
     free(r->want);
     free(r->slots);
     if (r->teacher_planned)
-        train_plan_free(&r->teacher);
+        exec_plan_free(&r->teacher);
     if (r->trunk_init)
         graph_free(&r->trunk);
     if (r->data)
@@ -298,7 +302,9 @@ static lego_status setup_teacher(run *r, lego_graph *full)
         r->record += (s->floats + 15) & ~(int64_t)15; /* 64-byte aligned in a record */
     }
     int in = t->inputs[0];
-    LEGO_TRY(train_plan_build_ex(t, &in, 1, t->outputs, t->n_outputs, NULL, 0, false, &r->teacher));
+    /* an inference plan: only the boundaries stay alive to the end (a train
+     * plan would keep every activation of the trunk, GBs at full width) */
+    LEGO_TRY(exec_plan_build(t, &r->teacher));
     r->teacher_planned = true;
     tensor_set_shape(&r->x, LEGO_F32, t->values[in].t.rank, t->values[in].t.dims);
     return tensor_alloc(&r->x);
@@ -339,6 +345,14 @@ static lego_status setup_student(run *r, student *s)
     int in = g->inputs[0], out = g->outputs[0];
     LEGO_TRY(train_plan_build_ex(g, &in, 1, &out, 1, s->params, s->n_params, false, &s->plan));
     s->planned = true;
+    /* Park the plan in memory nobody touches (so not resident) until
+     * group_students gives it its group's buffer: otherwise every student's
+     * own buffers, zeroed gradients included, would be resident together
+     * (GBs at full width). */
+    size_t bytes = train_plan_storage_bytes(&s->plan);
+    if (!(s->parked = lego_aligned_alloc(bytes ? bytes : 64)))
+        return nomem();
+    train_plan_use_storage(&s->plan, s->parked);
     for (int v = 0; v < g->n_values; v++)
         if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
             LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
@@ -388,12 +402,17 @@ static void set_weights(student *s, const float *buf)
     }
 }
 
+/* 256 MiB, or an eighth of the memory when less: a small model's features
+ * fit whole (2,000 images of the width-8 ResNet18 take 55 MB), while a
+ * full-width ResNet18's (236 MB per batch of 128) would take GBs, and the
+ * teacher pass they save costs a fraction of the students' epoch. By
+ * default the cache holds every batch or none (plan_cache). */
 static int64_t default_cache_bytes(void)
 {
-    int64_t cap = (int64_t)2 << 30;
+    int64_t cap = (int64_t)256 << 20;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && (int64_t)pages * page / 4 < cap)
-        cap = (int64_t)pages * page / 4;
+    if (pages > 0 && page > 0 && (int64_t)pages * page / 8 < cap)
+        cap = (int64_t)pages * page / 8;
     return cap;
 }
 
@@ -409,6 +428,10 @@ static lego_status plan_cache(run *r)
     int64_t cap = r->o->cache_bytes < 0 ? default_cache_bytes() : r->o->cache_bytes;
     int64_t per = r->record * (int64_t)sizeof(float);
     int64_t fit = per > 0 ? cap / per : 0;
+    /* by default all or nothing: a part of the batches saves only that part
+     * of the teacher passes, for as much memory */
+    if (r->o->cache_bytes < 0 && fit < r->nb)
+        fit = 0;
     for (int64_t k = r->nt; k < r->nb && fit > 0; k++, fit--)
         r->want[k] = true;
     for (int64_t k = 0; k < r->nt && fit > 0; k++, fit--)
@@ -438,20 +461,17 @@ static void order_students(run *r)
         }
 }
 
-static lego_status group_students(run *r)
+/* Assign the students (largest FLOPs first) to n groups, each to the least
+ * loaded; bytes[g] receives the largest plan of group g. Returns the sum. */
+static size_t assign_groups(run *r, int n, double *load, size_t *bytes)
 {
-    r->n_groups = par_threads() < r->n_st ? par_threads() : r->n_st;
-    if (r->n_groups < 1)
-        r->n_groups = 1;
-    r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
-    r->arena = calloc((size_t)r->n_groups, sizeof *r->arena);
-    double *load = calloc((size_t)r->n_groups, sizeof *load);
-    size_t *bytes = calloc((size_t)r->n_groups, sizeof *bytes);
-    lego_status st = r->group_of && r->arena && load && bytes ? lego_ok() : nomem();
-    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+    size_t total = 0;
+    for (int g = 0; g < n; g++)
+        load[g] = 0, bytes[g] = 0;
+    for (int i = 0; i < r->n_st; i++) {
         student *s = &r->st[r->order[i]];
         int g = 0;
-        for (int k = 1; k < r->n_groups; k++)
+        for (int k = 1; k < n; k++)
             if (load[k] < load[g])
                 g = k;
         r->group_of[r->order[i]] = g;
@@ -460,11 +480,41 @@ static lego_status group_students(run *r)
         if (b > bytes[g])
             bytes[g] = b;
     }
+    for (int g = 0; g < n; g++)
+        total += bytes[g];
+    return total;
+}
+
+/* Students train side by side, one group per thread, while their groups'
+ * buffers together stay within RETRAIN_SIDE_BY_SIDE_BYTES; beyond that
+ * (a full-width ResNet18's first block at batch 128 alone needs ~0.5 GB)
+ * fewer groups, down to one student at a time with the kernels threaded
+ * instead. Either way a student computes the same bits. */
+#define RETRAIN_SIDE_BY_SIDE_BYTES ((size_t)256 << 20)
+
+static lego_status group_students(run *r)
+{
+    int most = par_threads() < r->n_st ? par_threads() : r->n_st;
+    if (most < 1)
+        most = 1;
+    r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
+    r->arena = calloc((size_t)most, sizeof *r->arena);
+    double *load = calloc((size_t)most, sizeof *load);
+    size_t *bytes = calloc((size_t)most, sizeof *bytes);
+    lego_status st = r->group_of && r->arena && load && bytes ? lego_ok() : nomem();
+    r->n_groups = most;
+    while (st.code == LEGO_OK && r->n_groups > 1 &&
+           assign_groups(r, r->n_groups, load, bytes) > RETRAIN_SIDE_BY_SIDE_BYTES)
+        r->n_groups--;
+    if (st.code == LEGO_OK)
+        assign_groups(r, r->n_groups, load, bytes);
     for (int g = 0; st.code == LEGO_OK && g < r->n_groups; g++)
         if (!(r->arena[g] = lego_aligned_alloc(bytes[g] ? bytes[g] : 64)))
             st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants", bytes[g]);
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
+        lego_aligned_free(r->st[i].parked);
+        r->st[i].parked = NULL;
         st = setup_optimizer(&r->st[i]);
     }
     free(load);
@@ -552,19 +602,33 @@ static lego_status next_batch(run *r, int64_t k)
     return lego_ok();
 }
 
+/* The teacher on r->x; the boundaries stay in its arena until the next run. */
+static void teacher_forward(run *r)
+{
+    lego_graph *g = &r->trunk;
+    exec_plan *p = &r->teacher;
+    p->vt[g->inputs[0]].data = r->x.data; /* kernels never write their inputs */
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        op_call c;
+        exec_step_call(g, n, &p->st[s], p->vt, in, out, &c); /* fused and packed steps */
+        n->op->forward(&c);
+    }
+}
+
 /* Batch k's features: from the cache, or from a teacher pass on r->x (then
  * cached when planned). feat[i] receives slot i's data. */
 static lego_status features(run *r, int64_t k, const float **feat)
 {
     if (!r->cache[k]) {
-        const lego_tensor *xs[1] = {&r->x};
         double t0 = now_seconds();
-        LEGO_TRY(train_forward(&r->teacher, xs, false));
+        teacher_forward(r);
         r->teacher_seconds += now_seconds() - t0;
         r->teacher_count++;
         float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
         for (int i = 0; i < r->n_slots; i++) {
-            const float *out = train_output(&r->teacher, i)->data;
+            const float *out = r->teacher.vt[r->slots[i].tv].data;
             feat[i] = out;
             if (rec) {
                 memcpy(rec + r->slots[i].off, out, sizeof(float) * (size_t)r->slots[i].floats);
@@ -655,9 +719,10 @@ static void step_student(step_ctx *c, student *s)
 }
 
 /* One chunk per group: its students one after another, largest first.
- * Every kernel a student runs finds the pool busy and runs inline
- * (threads.h), with the chunking it would have had, so a student computes
- * the same bits whichever group or thread it lands on. */
+ * With several groups every kernel a student runs finds the pool busy and
+ * runs inline (threads.h), with the chunking it would have had, so a
+ * student computes the same bits whichever group or thread it lands on;
+ * with one group the kernels use the pool. */
 static void step_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
 {
     step_ctx *c = ctx;
@@ -674,7 +739,10 @@ static lego_status step_all(run *r, const float **feat, bool training, int epoch
 {
     step_ctx c = {r, feat, training, epoch};
     double t0 = now_seconds();
-    parallel_for_chunks(r->n_groups, r->n_groups, step_chunk, &c);
+    if (r->n_groups > 1)
+        parallel_for_chunks(r->n_groups, r->n_groups, step_chunk, &c);
+    else
+        step_chunk(&c, 0, 1, 0); /* one at a time: the kernels take the threads */
     r->student_seconds += now_seconds() - t0;
     for (int i = 0; i < r->n_st; i++)
         if (r->st[i].err.code) {
@@ -813,29 +881,21 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
 #define STATE_MAGIC "LEGORTRN"
 #define STATE_VERSION 1u
 
+/* The checkpoint streams to its file (hashed on the way): in memory it
+ * would be every student's weights four times over (hundreds of MB at full
+ * width) on top of the training buffers. */
 typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    bool oom;
+    FILE *f;
+    sha256_ctx h;
+    bool failed;
 } wbuf;
 
 static void put(wbuf *w, const void *d, size_t n)
 {
-    if (w->oom)
+    if (w->failed || n == 0)
         return;
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap < w->len + n)
-            cap *= 2;
-        unsigned char *p = realloc(w->p, cap);
-        if (!p) {
-            w->oom = true;
-            return;
-        }
-        w->p = p, w->cap = cap;
-    }
-    memcpy(w->p + w->len, d, n);
-    w->len += n;
+    sha256_update(&w->h, d, n);
+    w->failed = fwrite(d, 1, n, w->f) != n;
 }
 
 static void put_u32(wbuf *w, uint32_t v) { put(w, &v, sizeof v); }
@@ -899,7 +959,21 @@ static const char *task_name(const retrain_options *o) { return o->task ? o->tas
 static lego_status write_state(run *r, int epochs_done, double seconds)
 {
     const retrain_options *o = r->o;
-    wbuf w = {0};
+    size_t plen = strlen(r->state_path) + 32;
+    char *tmp = malloc(plen);
+    if (!tmp)
+        return nomem();
+    snprintf(tmp, plen, "%s.tmp.%ld", r->state_path, (long)getpid());
+    wbuf w;
+    memset(&w, 0, sizeof w);
+    w.f = fopen(tmp, "wb");
+    if (!w.f) {
+        lego_status e = lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->state_path, strerror(errno));
+        free(tmp);
+        return e;
+    }
+    sha256_init(&w.h);
+    bool oom = false;
     put(&w, STATE_MAGIC, 8);
     put_u32(&w, STATE_VERSION);
     put_u32(&w, (uint32_t)epochs_done);
@@ -916,7 +990,7 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     put_i64(&w, r->teacher_before + r->teacher_count);
     put_u32(&w, (uint32_t)r->n_st);
     float *cur = NULL;
-    for (int i = 0; i < r->n_st && !w.oom; i++) {
+    for (int i = 0; i < r->n_st && !w.failed && !oom; i++) {
         student *s = &r->st[i];
         put_u32(&w, (uint32_t)s->block);
         put_u32(&w, (uint32_t)s->desc);
@@ -929,7 +1003,7 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
         put_i64(&w, s->n_floats);
         float *c = realloc(cur, sizeof *c * ((size_t)s->n_floats + 1));
         if (!c) {
-            w.oom = true;
+            oom = true;
             break;
         }
         cur = c;
@@ -946,15 +1020,19 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     }
     free(cur);
     unsigned char digest[32];
-    if (!w.oom) {
-        sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, w.p, w.len);
-        sha256_final(&c, digest);
-        put(&w, digest, sizeof digest);
-    }
-    lego_status st = w.oom ? nomem() : file_write_atomic(r->state_path, w.p, w.len);
-    free(w.p);
+    sha256_final(&w.h, digest);
+    if (!w.failed && !oom)
+        w.failed = fwrite(digest, 1, sizeof digest, w.f) != sizeof digest;
+    int err = errno;
+    bool closed = fclose(w.f) == 0;
+    lego_status st = lego_ok();
+    if (oom)
+        st = nomem();
+    else if (w.failed || !closed || rename(tmp, r->state_path) != 0)
+        st = lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->state_path, strerror(w.failed ? err : errno));
+    if (st.code)
+        remove(tmp);
+    free(tmp);
     return st;
 }
 

@@ -13,8 +13,12 @@
  * one after another on its thread (the kernels inside run single-threaded,
  * so there is one owner of threads) and sharing one buffer for activations
  * and gradients, so memory holds one training plan per thread rather than
- * one per student. Results do not depend on the thread count. The s = 0
- * blocks are the teacher's own and stay frozen.
+ * one per student. When those buffers together would pass 256 MiB (a
+ * full-width ResNet18's first block trains in ~0.5 GB at batch 128) there
+ * are fewer groups, down to one student at a time with threaded kernels.
+ * The teacher runs as an inference plan whose buffers are reused by
+ * lifetime. Results do not depend on the thread count. The s = 0 blocks
+ * are the teacher's own and stay frozen.
  *
  * Data. The train split is read in one fixed order (the task's epoch-0
  * order, seeded): its last `holdout` fraction of batches is held out, the
@@ -61,8 +65,9 @@ typedef struct retrain_options {
     float lr;              /* Adam's learning rate */
     int64_t max_train;     /* > 0: only the first samples of the train split */
     double holdout;        /* fraction of the train split's batches held out, (0, 0.5] */
-    int64_t cache_bytes;   /* cap on cached features; 0: no cache; < 0: the default
-                              (2 GiB, or a quarter of the memory when less) */
+    int64_t cache_bytes;   /* cap on cached features; 0: no cache; < 0: the default:
+                              every batch when all fit in 256 MiB (or an eighth of
+                              the memory when less), else none */
     uint64_t seed;         /* the data order */
     bool resume;           /* continue from LIB/retrain.state when there is one */
     bool quiet;            /* no progress bars */
