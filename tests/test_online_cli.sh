@@ -122,6 +122,9 @@ expect 0 "optimizer +[0-9.]+ us median" -- "$bin" report "$lib"
 expect 0 "switch +[0-9.]+ us per block once cached" -- "$bin" report "$lib"
 expect 0 "trace +3 steps .* 1 infeasible" -- "$bin" report "$lib" --serve "$tmp/serve.json"
 expect 0 '"compositions":[[:space:]]*65536' -- "$bin" report "$lib" --json
+expect 0 "frontier +[0-9]+ Pareto-optimal compositions against memory" -- "$bin" report "$lib"
+check "--json lists the frontiers' compositions" bash -c "\"$bin\" report \"$lib\" --json |
+  grep -A4 -E '\"latency\":[[:space:]]*\[' | grep -q '\"estimated_accuracy\"'"
 expect 0 "plot +.*report.svg" -- "$bin" report "$lib" --serve "$tmp/serve.json" --plot "$tmp/report.svg" \
   --save "$tmp/report.json"
 check "the SVG plot was written" grep -q "Pareto frontier" "$tmp/report.svg"

@@ -10,7 +10,8 @@
  * optimizer's choice for the memory half-way between the smallest and the
  * teacher), the optimizer's decision time over many random budgets, and the
  * block switch time measured in the runtime (first load from disk, then once
- * cached). --serve adds the budget trace that `legodnn serve --log` wrote.
+ * cached), and the exact Pareto frontiers of estimated accuracy against
+ * memory and against latency (--json lists their compositions). --serve adds the budget trace that `legodnn serve --log` wrote.
  * --save also writes the --json report to a file (atomically).
  *
  * --plot draws estimated accuracy against memory and against latency: every
@@ -87,6 +88,7 @@ typedef struct report {
     double trace_accuracy;    /* served accuracy, NaN without data */
     int trace_infeasible;
     double trace_switch_ms;   /* per switched block, the trace's decisions */
+    scale_frontier front[2];  /* exact Pareto frontiers: [0] against memory, [1] latency */
 } report;
 
 static double now_us(void)
@@ -388,21 +390,15 @@ static lego_status write_cloud(const rt_estimates *e, double n_models, const cha
     return st;
 }
 
-/* The exact frontier of accuracy against one resource, in ascending resource
- * order (what a staircase plot wants). */
-static lego_status write_frontier(scale_prepared *sp, const rt_estimates *e, scale_axis axis, const char *path)
+/* A frontier in ascending resource order (what a staircase plot wants). */
+static lego_status write_frontier(const scale_frontier *fr, const rt_estimates *e, const char *path)
 {
-    scale_frontier fr;
-    LEGO_TRY(scale_frontier2(sp, axis, DBL_MAX, INT64_MAX, FRONTIER_MAX, &fr));
     FILE *f = fopen(path, "w");
-    if (!f) {
-        scale_frontier_free(&fr);
+    if (!f)
         return lego_error(LEGO_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    for (int i = fr.n_points - 1; i >= 0; i--)
-        fprintf(f, "%.6f %.6f %.6f\n", 100 * (e->teacher_accuracy - fr.acc_loss[i]), fr.latency[i],
-                (double)fr.memory[i] / 1e6);
-    scale_frontier_free(&fr);
+    for (int i = fr->n_points - 1; i >= 0; i--)
+        fprintf(f, "%.6f %.6f %.6f\n", 100 * (e->teacher_accuracy - fr->acc_loss[i]), fr->latency[i],
+                (double)fr->memory[i] / 1e6);
     return fclose(f) == 0 ? lego_ok() : lego_error(LEGO_ERR_IO, "%s: write failed", path);
 }
 
@@ -501,8 +497,7 @@ static lego_status run_gnuplot(const char *script, const char *log)
     return lego_error(LEGO_ERR_IO, "gnuplot failed%s%s", first[0] ? ": " : "", first);
 }
 
-static lego_status plot(const report_args *a, const block_library *lib, const rt_estimates *e, scale_prepared *sp,
-                        const report *r)
+static lego_status plot(const report_args *a, const block_library *lib, const rt_estimates *e, const report *r)
 {
     size_t n = strlen(a->plot);
     bool svg = n >= 4 && strcmp(a->plot + n - 4, ".svg") == 0;
@@ -528,9 +523,9 @@ static lego_status plot(const report_args *a, const block_library *lib, const rt
             *c = '_';
     lego_status st = write_cloud(e, r->n_models, p[0]);
     if (st.code == LEGO_OK)
-        st = write_frontier(sp, e, SCALE_AXIS_MEMORY, p[1]);
+        st = write_frontier(&r->front[0], e, p[1]);
     if (st.code == LEGO_OK)
-        st = write_frontier(sp, e, SCALE_AXIS_LATENCY, p[2]);
+        st = write_frontier(&r->front[1], e, p[2]);
     if (st.code == LEGO_OK)
         st = write_points(r, named_path, trace_path);
     if (st.code == LEGO_OK)
@@ -592,6 +587,8 @@ static void print_table(const block_library *lib, const rt_estimates *e, const r
     printf("\n  est.: teacher accuracy minus the summed accuracy loss of the chosen descendants (what the\n"
            "  optimizer maximises); measured: the composition's accuracy as `profile` evaluated it.\n"
            "  memory: weights plus activation arenas, as the runtime accounts it.\n\n");
+    printf("frontier     %d Pareto-optimal compositions against memory (none both smaller and more accurate),\n"
+           "             %d against latency (--json lists them)\n", r->front[0].n_points, r->front[1].n_points);
     printf("optimizer    %.1f us median, %.1f us p90 per decision (%d random budgets, exact)\n", r->opt_median_us,
            r->opt_p90_us, OPT_DECISIONS);
     if (!isnan(r->switch_cached_ms))
@@ -672,6 +669,22 @@ static lego_status print_json(const block_library *lib, const rt_estimates *e, c
         add_num_or_null(tr, "accuracy", r->trace_accuracy);
         add_num_or_null(tr, "cached_switch_ms_per_block", r->trace_switch_ms);
     }
+    cJSON *fr = cJSON_AddObjectToObject(root, "frontier");
+    const char *axis[2] = {"memory", "latency"};
+    for (int k = 0; k < 2; k++) {
+        const scale_frontier *f = &r->front[k];
+        cJSON *pts = cJSON_AddArrayToObject(fr, axis[k]);
+        for (int i = f->n_points - 1; i >= 0; i--) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON *sp = cJSON_AddArrayToObject(o, "sparsity");
+            for (int b = 0; b < lib->n_blocks; b++)
+                cJSON_AddItemToArray(sp, cJSON_CreateNumber(lib->blocks[b].desc[f->option[i * f->n_blocks + b]].sparsity));
+            cJSON_AddNumberToObject(o, "estimated_accuracy", e->teacher_accuracy - f->acc_loss[i]);
+            cJSON_AddNumberToObject(o, "latency_ms", f->latency[i]);
+            cJSON_AddNumberToObject(o, "memory_bytes", (double)f->memory[i]);
+            cJSON_AddItemToArray(pts, o);
+        }
+    }
     if (a->plot)
         cJSON_AddStringToObject(root, "plot", a->plot);
     return cli_emit_json(root, path);
@@ -731,6 +744,8 @@ static lego_status build_report(const report_args *a, block_library *lib, rt_est
     LEGO_TRY(smallest_composition(lib, e, &r->smallest));
     LEGO_TRY(middle_composition(lib, e, sp, &r->smallest, &r->teacher, &r->middle));
     LEGO_TRY(time_optimizer(sp, &r->smallest, &r->teacher, r));
+    LEGO_TRY(scale_frontier2(sp, SCALE_AXIS_MEMORY, DBL_MAX, INT64_MAX, FRONTIER_MAX, &r->front[0]));
+    LEGO_TRY(scale_frontier2(sp, SCALE_AXIS_LATENCY, DBL_MAX, INT64_MAX, FRONTIER_MAX, &r->front[1]));
     LEGO_TRY(time_switch(a, r));
     if (a->serve)
         LEGO_TRY(read_serve(a->serve, lib, e, r));
@@ -761,7 +776,7 @@ int cmd_report(int argc, char **argv)
     if (st.code == LEGO_OK)
         st = build_report(&a, &lib, &e, sp, &r);
     if (st.code == LEGO_OK && a.plot)
-        st = plot(&a, &lib, &e, sp, &r);
+        st = plot(&a, &lib, &e, &r);
     if (st.code == LEGO_OK && a.save)
         st = print_json(&lib, &e, &a, &r, a.save);
     if (st.code == LEGO_OK) {
@@ -773,6 +788,8 @@ int cmd_report(int argc, char **argv)
     scale_prepared_free(sp);
     free(r.uniform);
     free(r.trace);
+    scale_frontier_free(&r.front[0]);
+    scale_frontier_free(&r.front[1]);
     rt_estimates_free(&e);
     library_free(&lib);
     return st.code ? cli_fail(st) : EXIT_OK;
