@@ -41,9 +41,9 @@ void cli_catch_interrupts(void);
 void cli_release_interrupts(void);
 bool cli_interrupted(void);
 
+struct cJSON;
 /* Print root (cJSON_Print) on stdout and free it; EXIT_OK, or EXIT_USER
  * after a message when there was no memory to build it. */
-struct cJSON;
 int cli_print_json(struct cJSON *root);
 
 /* Parse a fraction in (0, 1] (--max-ratio). */
@@ -110,7 +110,9 @@ lego_status cli_open_estimates(const char *dir, int64_t batch, block_library *li
 
 /* Print root (then free it) to stdout, or write it atomically to `path`
  * when not NULL. */
-struct cJSON;
 lego_status cli_emit_json(struct cJSON *root, const char *path);
+
+/* Sort v[0..n) ascending (timings, sparsity lists). */
+void cli_sort_doubles(double *v, size_t n);
 
 #endif

@@ -39,12 +39,6 @@ static bool on_progress(void *ctx, int done, int total, const char *what)
     return !cli_interrupted();
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Parse "0,0.3,0.6": false (with *bad at the offending item) when the list
  * is not a list of numbers. */
 static bool parse_list(const char *s, double *out, int *n, char *bad, size_t bad_len)
@@ -209,7 +203,7 @@ int cmd_extract(int argc, char **argv)
                                        "sparsity %g is outside [0, 1): it is the share of each prunable conv's "
                                        "filters removed",
                                        sp[i]));
-    qsort(sp, (size_t)n_sp, sizeof *sp, cmp_double);
+    cli_sort_doubles(sp, (size_t)n_sp);
     for (int i = 1; i < n_sp; i++)
         if (sp[i] == sp[i - 1])
             return cli_fail(lego_error(LEGO_ERR_ARG, "sparsity %g is listed twice", sp[i]));

@@ -36,6 +36,7 @@
 #include "blocks/library.h"
 #include "cli.h"
 #include "core/file.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "runtime/latency.h"
 #include "runtime/optimizer.h"
@@ -91,25 +92,12 @@ typedef struct report {
     scale_frontier front[2];  /* exact Pareto frontiers: [0] against memory, [1] latency */
 } report;
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The q-quantile of v[0..n) (sorts v). */
 static double quantile(double *v, int n, double q)
 {
     if (n == 0)
         return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    cli_sort_doubles(v, (size_t)n);
     int i = (int)floor(q * (n - 1) + 0.5);
     return v[i];
 }
@@ -230,9 +218,9 @@ static lego_status time_optimizer(scale_prepared *sp, const named *small, const 
         /* up to 10% below the smallest, so infeasible answers are timed too */
         double lat = lat_lo * 0.9 + (lat_hi - lat_lo * 0.9) * rng_uniform(&g);
         int64_t mem = (int64_t)(mem_lo * 0.9 + (mem_hi - mem_lo * 0.9) * rng_uniform(&g));
-        double t0 = now_us();
+        double t0 = now_seconds();
         st = scale_solve_prepared(sp, fmax(lat, 1e-9), mem > 0 ? mem : 1, &c);
-        t[i] = now_us() - t0;
+        t[i] = (now_seconds() - t0) * 1e6;
     }
     if (st.code == LEGO_OK) {
         r->opt_p90_us = quantile(t, OPT_DECISIONS, 0.9);

@@ -98,12 +98,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void summarize(const lego_tensor *t, double *mn, double *mx, double *mean)
 {
     int64_t n = lego_tensor_numel(t);
@@ -136,7 +130,7 @@ static lego_status timed_runs(lego_model *m, const lego_tensor *const *ins, long
         for (int o = 0; o < n_out; o++)
             lego_tensor_free(outs[o]);
     }
-    qsort(ms, (size_t)repeat, sizeof *ms, cmp_double);
+    cli_sort_doubles(ms, (size_t)repeat);
     *median = ms[repeat / 2];
     /* interquartile range: robust against a stray slow run */
     *spread = ms[(repeat * 3) / 4] - ms[repeat / 4];

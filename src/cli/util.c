@@ -14,8 +14,6 @@
 #include "core/file.h"
 #include "runtime/latency.h"
 
-#include <cjson/cJSON.h>
-
 int cli_fail(lego_status st)
 {
     fprintf(stderr, "legodnn: %s\n", lego_status_msg(st));
@@ -270,3 +268,11 @@ lego_status cli_open_estimates(const char *dir, int64_t batch, block_library *li
         library_free(lib);
     return st;
 }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void cli_sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }
