@@ -120,8 +120,9 @@ static bool parse_percent(const char *s, double *out)
 }
 
 /* Percentages of the teacher's estimated latency and memory on this device
- * into absolute budgets, so one trace fits any device and library. */
-static lego_status resolve_percent(lego_runtime *rt, const char *path, trace_step *steps, int n)
+ * into absolute budgets, so one trace fits any device and library; then
+ * every step's budgets are checked as lego_runtime_set_budget would. */
+static lego_status resolve_budgets(lego_runtime *rt, const char *path, trace_step *steps, int n)
 {
     lego_runtime_stats rs;
     LEGO_TRY(lego_runtime_stats_get(rt, &rs));
@@ -211,14 +212,6 @@ static lego_status read_trace(const char *path, trace_step **out, int *n_out)
                             path, line_no, c);
             break;
         }
-        double dummy;
-        lego_status bad = isnan(s.latency_pct) && isnan(s.memory_pct) ? rt_check_budget(s.latency_ms, s.memory, &dummy)
-                                                                        : lego_ok();
-        if (bad.code) {
-            st = lego_error(LEGO_ERR_FORMAT, "%s:%d: %s", path, line_no, lego_status_msg(bad));
-            lego_status_free(&bad);
-            break;
-        }
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             trace_step *g = realloc(steps, sizeof *g * (size_t)cap);
@@ -245,12 +238,6 @@ static lego_status read_trace(const char *path, trace_step **out, int *n_out)
 }
 
 /* ---- serving ---------------------------------------------------------------------------- */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void choice_str(const lego_choice *c, char *buf, size_t len)
 {
@@ -327,7 +314,7 @@ static lego_status serve_step(server *s, const trace_step *t, double end, step_l
         log->runs++;
         log->samples += n;
     } while (now_s() < end);
-    qsort(s->lat, (size_t)n_lat, sizeof *s->lat, cmp_double);
+    cli_sort_doubles(s->lat, (size_t)n_lat);
     log->measured_ms = n_lat % 2 ? s->lat[n_lat / 2] : 0.5 * (s->lat[n_lat / 2 - 1] + s->lat[n_lat / 2]);
     log->accuracy = s->task ? task_metric(s->task, true) : NAN;
     lego_runtime_stats st;
@@ -531,7 +518,7 @@ int cmd_serve(int argc, char **argv)
     lego_runtime_options o = {.batch = a.co.batch};
     st = lego_runtime_open(a.lib, &o, &s.rt);
     if (st.code == LEGO_OK)
-        st = resolve_percent(s.rt, a.trace, steps, n);
+        st = resolve_budgets(s.rt, a.trace, steps, n);
     if (st.code == LEGO_OK && (lego_runtime_num_inputs(s.rt) != 1 || lego_runtime_num_outputs(s.rt) > 16))
         st = lego_error(LEGO_ERR_UNSUPPORTED, "%s: serve feeds models of one input", a.lib);
     if (st.code == LEGO_OK) {
