@@ -358,7 +358,9 @@ void exec_plan_free(exec_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-lego_status exec_plan_build(lego_graph *g, exec_plan *p)
+lego_status exec_plan_build(lego_graph *g, exec_plan *p) { return exec_plan_build_until(g, NULL, p); }
+
+lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
 {
     memset(p, 0, sizeof *p);
     int nv = g->n_values, nn = g->n_nodes;
@@ -405,8 +407,13 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
                 last_use[v] = s; /* unread outputs still need room */
         }
     }
-    for (int i = 0; i < g->n_outputs; i++)
-        last_use[g->outputs[i]] = p->n_steps;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i], u = until ? until[v] : -1;
+        if (u < 0)
+            last_use[v] = p->n_steps;
+        else if (def[u] > last_use[v])
+            last_use[v] = def[u];
+    }
     size_t high = 0;
     lego_status st = arena_layout(nv, bytes, def, last_use, p->n_steps, p->offset, &high);
     free(last_use), free(def), free(bytes);
