@@ -7,6 +7,9 @@
 #                                    only to regenerate the reference fixtures,
 #                                    and python3-pulp + coinor-cbc, used only by
 #                                    bench/bench_optimizer (the original's ILP)
+#   scripts/install-deps.sh --arm    the arm64 cross toolchain, the :arm64
+#                                    -dev packages (Debian multiarch) and
+#                                    qemu-user, for scripts/check-arm.sh
 #   scripts/install-deps.sh --bench  what bench/bench_engines.sh needs besides
 #                                    the build: PyTorch, torchvision and onnx
 #                                    (Debian's), Node.js and npm (for
@@ -30,6 +33,18 @@ if [[ "$(dpkg --print-architecture 2>/dev/null)" == "amd64" ]]; then
 fi
 if [[ "${1:-}" == "--dev" ]]; then
   pkgs+=(python3-torch python3-onnx python3-numpy python3-pulp coinor-cbc)
+fi
+if [[ "${1:-}" == "--arm" ]]; then
+  pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user cmake ninja-build protobuf-c-compiler
+        libonnx-dev)
+  for p in libblis-pthread-dev libprotobuf-c-dev libcjson-dev zlib1g-dev libpng-dev libjpeg-dev; do
+    pkgs+=("$p:arm64")
+  done
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    SUDO=""
+    if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+    $SUDO dpkg --add-architecture arm64
+  fi
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-torch python3-torchvision python3-onnx python3-numpy)

@@ -3,7 +3,9 @@
 #   1. install dependencies, build, run every test (unit tests and the
 #      PyTorch fixtures) under CTest;
 #   2. rebuild with AddressSanitizer + UBSan and run the suite again;
-#   3. fuzz the ONNX importer for a bounded time (FUZZ_SECONDS, default 60).
+#   3. fuzz the ONNX importer for a bounded time (FUZZ_SECONDS, default 60);
+#   4. cross-build for aarch64 and run the core and op tests under qemu
+#      (scripts/check-arm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -27,3 +29,6 @@ ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
   build-fuzz/fuzz/fuzz_onnx_import "$corpus" -max_total_time="${FUZZ_SECONDS:-60}" \
   -rss_limit_mb=4096 -max_len=65536 -print_final_stats=0 2>&1 | tail -n 3
 echo "fuzz: 1 passed, 0 failed"
+
+echo "== aarch64 build (cross-compiled; core and op tests under qemu)"
+scripts/check-arm.sh
