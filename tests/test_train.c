@@ -347,19 +347,25 @@ static void test_ten_steps(const char *name, const char *which, double tol)
     fixture_close(&f);
 }
 
+/* The ResNet18 fixture with a free batch dimension. */
+static void load_dynbatch(lego_graph *g)
+{
+    unsigned char *buf;
+    size_t len;
+    CHECK_OK(file_read_all("data/models/resnet18_dynbatch.onnx", &buf, &len));
+    CHECK_OK(onnx_import(buf, len, "resnet18_dynbatch", g));
+    free(buf);
+}
+
 /* An exported dynamic-batch model reads its activation's shape (Shape ->
  * Gather -> Reshape): the int64 path carries no gradient and must not stop
  * training from being planned. */
 static void test_plan_through_shape_nodes(void)
 {
-    unsigned char *buf;
-    size_t len;
     lego_graph g;
     int *params = NULL, n = 0;
     train_plan p;
-    CHECK_OK(file_read_all("data/models/resnet18_dynbatch.onnx", &buf, &len));
-    CHECK_OK(onnx_import(buf, len, "resnet18_dynbatch", &g));
-    free(buf);
+    load_dynbatch(&g);
     CHECK_OK(graph_infer(&g));
     CHECK_OK(train_trainable_params(&g, &params, &n));
     CHECK(n == 62); /* 20 convs, 20 BN scale+bias, the linear layer's 2 */
@@ -391,14 +397,10 @@ static void test_plan_through_shape_nodes(void)
  * before its first +=, whatever an earlier value left in its memory). */
 static void test_storage_by_lifetime(void)
 {
-    unsigned char *buf;
-    size_t len;
     lego_graph g;
     int *params = NULL, n = 0;
     train_plan p;
-    CHECK_OK(file_read_all("data/models/resnet18_dynbatch.onnx", &buf, &len));
-    CHECK_OK(onnx_import(buf, len, "resnet18_dynbatch", &g));
-    free(buf);
+    load_dynbatch(&g);
     g.values[g.inputs[0]].t.dims[0] = 4;
     CHECK_OK(graph_infer(&g));
     CHECK_OK(train_trainable_params(&g, &params, &n));

@@ -82,6 +82,8 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
     return st;
 }
 
+#define ZERO_AT_START (-2)
+
 /* Gradient storage by lifetime. Backward runs the steps in reverse, so in
  * backward time t (step n-1-t) the gradient of an inner value is first
  * written by its last reader and last read by its producer; only then can
@@ -90,6 +92,35 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
  * until the end. zero_at[v] is the backward time at which v's gradient is
  * cleared before the first += (-1: never, the caller seeds it;
  * ZERO_AT_START: before the first step, for a parameter no step reads). */
+/* Per value: its bytes (zeroed), the step defining it and the last one
+ * reading it, for arena_layout; plus n_extra int arrays of scratch. */
+typedef struct lifetimes {
+    size_t *bytes;
+    int *def, *last, *extra[2];
+} lifetimes;
+
+static void lifetimes_free(lifetimes *lt)
+{
+    free(lt->bytes), free(lt->def), free(lt->last), free(lt->extra[0]), free(lt->extra[1]);
+}
+
+static lego_status lifetimes_alloc(lifetimes *lt, int nv, int n_extra)
+{
+    memset(lt, 0, sizeof *lt);
+    size_t n = (size_t)nv + 1;
+    lt->bytes = calloc(n, sizeof *lt->bytes);
+    lt->def = malloc(sizeof *lt->def * n);
+    lt->last = malloc(sizeof *lt->last * n);
+    bool ok = lt->bytes && lt->def && lt->last;
+    for (int i = 0; i < n_extra; i++)
+        ok &= (lt->extra[i] = malloc(sizeof *lt->extra[i] * n)) != NULL;
+    if (!ok) {
+        lifetimes_free(lt);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    return lego_ok();
+}
+
 /* Activation storage by lifetime over the forward pass. A value backward
  * reads (as an input or output of a step, unless its op declares that slot
  * unread: op_desc.in_unread/out_unread) and the plan's outputs live to the
@@ -99,13 +130,10 @@ static lego_status plan_activations(train_plan *p, size_t *offset, size_t *total
 {
     const lego_graph *g = p->g;
     int nv = g->n_values, n = p->n_steps;
-    size_t *bytes = calloc((size_t)nv + 1, sizeof *bytes);
-    int *def = malloc(sizeof *def * ((size_t)nv + 1));
-    int *last = malloc(sizeof *last * ((size_t)nv + 1));
-    if (!bytes || !def || !last) {
-        free(bytes), free(def), free(last);
-        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
-    }
+    lifetimes lt;
+    LEGO_TRY(lifetimes_alloc(&lt, nv, 0));
+    size_t *bytes = lt.bytes;
+    int *def = lt.def, *last = lt.last;
     for (int v = 0; v < nv; v++)
         def[v] = last[v] = -1;
     for (int s = 0; s < n; s++) {
@@ -125,25 +153,18 @@ static lego_status plan_activations(train_plan *p, size_t *offset, size_t *total
         }
     }
     lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
-    free(bytes), free(def), free(last);
+    lifetimes_free(&lt);
     return st;
 }
-
-#define ZERO_AT_START (-2)
 
 static lego_status plan_gradients(train_plan *p, size_t *offset, size_t *total)
 {
     const lego_graph *g = p->g;
     int nv = g->n_values, n = p->n_steps;
-    size_t *bytes = calloc((size_t)nv + 1, sizeof *bytes);
-    int *def = malloc(sizeof *def * ((size_t)nv + 1));
-    int *last = malloc(sizeof *last * ((size_t)nv + 1));
-    int *producer = malloc(sizeof *producer * ((size_t)nv + 1));
-    int *reader = malloc(sizeof *reader * ((size_t)nv + 1));
-    if (!bytes || !def || !last || !producer || !reader) {
-        free(bytes), free(def), free(last), free(producer), free(reader);
-        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
-    }
+    lifetimes lt;
+    LEGO_TRY(lifetimes_alloc(&lt, nv, 2));
+    size_t *bytes = lt.bytes;
+    int *def = lt.def, *last = lt.last, *producer = lt.extra[0], *reader = lt.extra[1];
     for (int v = 0; v < nv; v++)
         producer[v] = reader[v] = -1;
     for (int s = 0; s < n; s++) { /* the step of each value's producer and last reader */
@@ -171,7 +192,7 @@ static lego_status plan_gradients(train_plan *p, size_t *offset, size_t *total)
         last[v] = producer[v] >= 0 ? n - 1 - producer[v] : n;
     }
     lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
-    free(bytes), free(def), free(last), free(producer), free(reader);
+    lifetimes_free(&lt);
     return st;
 }
 
