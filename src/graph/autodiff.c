@@ -84,14 +84,6 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
 
 #define ZERO_AT_START (-2)
 
-/* Gradient storage by lifetime. Backward runs the steps in reverse, so in
- * backward time t (step n-1-t) the gradient of an inner value is first
- * written by its last reader and last read by its producer; only then can
- * its memory go to another gradient. The seeded outputs live from the start;
- * the parameters' and inputs' gradients (read by the caller afterwards)
- * until the end. zero_at[v] is the backward time at which v's gradient is
- * cleared before the first += (-1: never, the caller seeds it;
- * ZERO_AT_START: before the first step, for a parameter no step reads). */
 /* Per value: its bytes (zeroed), the step defining it and the last one
  * reading it, for arena_layout; plus n_extra int arrays of scratch. */
 typedef struct lifetimes {
@@ -157,6 +149,14 @@ static lego_status plan_activations(train_plan *p, size_t *offset, size_t *total
     return st;
 }
 
+/* Gradient storage by lifetime. Backward runs the steps in reverse, so in
+ * backward time t (step n-1-t) the gradient of an inner value is first
+ * written by its last reader and last read by its producer; only then can
+ * its memory go to another gradient. The seeded outputs live from the start;
+ * the parameters' and inputs' gradients (read by the caller afterwards)
+ * until the end. zero_at[v] is the backward time at which v's gradient is
+ * cleared before the first += (-1: never, the caller seeds it;
+ * ZERO_AT_START: before the first step, for a parameter no step reads). */
 static lego_status plan_gradients(train_plan *p, size_t *offset, size_t *total)
 {
     const lego_graph *g = p->g;
