@@ -556,12 +556,18 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
 static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const float *a,
                                       const float *b, bool clamp, float lo, float hi)
 {
-    for (int64_t p = 0; p < pix; p++) {
+    for (int64_t p = 0; p < pix; p++) { /* one pass: the output is read once */
         float *r = y + p * oc;
-        if (a)
+        if (a && clamp)
+            for (int64_t c = 0; c < oc; c++) {
+                float t = r[c] * a[c] + b[c];
+                float v = t < lo ? lo : t;
+                r[c] = v > hi ? hi : v;
+            }
+        else if (a)
             for (int64_t c = 0; c < oc; c++)
                 r[c] = r[c] * a[c] + b[c];
-        if (clamp)
+        else
             for (int64_t c = 0; c < oc; c++) {
                 float v = r[c] < lo ? lo : r[c];
                 r[c] = v > hi ? hi : v;
