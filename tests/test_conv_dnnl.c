@@ -310,6 +310,8 @@ static void build(builder *b, const int64_t d[4])
     CHECK_OK(graph_infer(&b->g));
 }
 
+static int plan_chains; /* chains of image-by-image steps in plan_run's last plan */
+
 static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor **out,
                      int *steps, int *native)
 {
@@ -321,8 +323,11 @@ static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor
     CHECK_OK(exec_plan_build(g, &p));
     *steps = p.n_steps;
     *native = 0;
-    for (int s = 0; s < p.n_steps; s++)
+    plan_chains = 0;
+    for (int s = 0; s < p.n_steps; s++) {
         *native += p.st[s].native != 0;
+        plan_chains += p.st[s].chain > 1;
+    }
     const lego_tensor *in[1] = {x};
     CHECK_OK(exec_run(g, &p, in, out));
     exec_plan_free(&p);
@@ -482,8 +487,10 @@ static void computed_weights(void)
  * output). With the parallel threshold lowered, a batch-1 plan cuts the 1x1
  * convolutions into blocks of output channels, each copied into the
  * image's NHWC, and larger maps into bands of rows, the depthwise one
- * included: fused or not, on 1 or 2 threads, the same values, and the
- * layout is kept from conv a to conv d. */
+ * included; from batch 4 (where nothing is cut), e, dw and p run as a chain, image by image (or
+ * by the groups of images oneDNN takes per call on small maps). Fused or
+ * not, on 1 or 2 threads, the same values, and the layout is kept from
+ * conv a to conv d. */
 static void inverted_residual(const int64_t d[4])
 {
     test_seed(11u);
@@ -516,10 +523,13 @@ static void inverted_residual(const int64_t d[4])
         lego_tensor *fused[1] = {0}, *plain[1] = {0};
         int nf, np, native_f, native_p;
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
+        int chains = plan_chains;
         plan_run(&b.g, &x, false, plain, &np, &native_p);
         CHECK(np == 13 && nf == np - 7);
+        CHECK(plan_chains == 0); /* no fusion, no chains */
         /* a, e, dw, p and d read or write NHWC */
         CHECK(dnnl_conv_enabled() ? native_f == 5 : native_f == 0);
+        CHECK(dnnl_conv_enabled() ? d[0] < 4 || chains == 1 : chains == 0);
         CHECK(fused[0] && plain[0] && same_values(fused[0], plain[0]));
         if (threads == 1) {
             first = fused[0];
@@ -576,6 +586,8 @@ int main(void)
     inverted_residual((const int64_t[4]){1, 32, 6, 6});
     inverted_residual((const int64_t[4]){1, 32, 20, 20});
     inverted_residual((const int64_t[4]){2, 32, 7, 7});
+    inverted_residual((const int64_t[4]){4, 32, 9, 9});
+    inverted_residual((const int64_t[4]){8, 32, 7, 7});
     computed_weights();
     portable_plans((const int64_t[4]){2, 16, 9, 9});
     no_openmp_threads();

@@ -4,9 +4,12 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../core/threads.h"
 
 typedef struct live_block {
     size_t start, end;
@@ -287,6 +290,65 @@ static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bo
     return lego_ok();
 }
 
+/* ---- chains ------------------------------------------------------------- */
+
+/* Per-thread scratch step s needs to run image by image, in groups of
+ * *group images; 0 when it cannot, or when the batch is a single group
+ * (nothing to gain: layer by layer is image by image then). */
+static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_state *st,
+                            int64_t *group)
+{
+    const gnode *n = &g->nodes[steps[s]];
+    *group = 1;
+    if (!n->op->image_scratch || !n->op->forward_images || !st[s].packed)
+        return 0;
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    op_call c;
+    exec_step_call(g, n, &st[s], NULL, in, out, &c);
+    if (!c.out[0] || c.out[0]->rank != 4)
+        return 0;
+    size_t b = n->op->image_scratch(&c, group);
+    return *group > 0 && c.out[0]->dims[0] % *group == 0 && c.out[0]->dims[0] > *group ? b : 0;
+}
+
+/* Chains: runs of steps that work image by image, each reading the one
+ * before's output, which nothing else reads. A plan runs a chain an image at
+ * a time (exec_run): at batch 32, MobileNetV2's 32x32 blocks write 590 KB
+ * per image and layer, which a layer-by-layer pass over the batch sends to
+ * memory and reads back; image by image it is still in L2. Every image's
+ * output is the same computation either way (same kernel, same image), so
+ * no value changes. */
+static lego_status plan_chains(lego_graph *g, const int *steps, int n, const bool *ext,
+                               step_state *st)
+{
+    int *readers = calloc((size_t)g->n_values + 1, sizeof *readers);
+    if (!readers)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning chains");
+    for (int s = 0; s < n; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        for (int i = 0; i < x->n_in; i++)
+            if (x->in[i] >= 0)
+                readers[x->in[i]]++;
+    }
+    for (int s = 0; s < n;) {
+        int len = 1;
+        int64_t group, next_group;
+        if (image_scratch(g, steps, s, st, &group) > 0)
+            while (s + len < n) { /* the same groups all along */
+                int v = step_out(&g->nodes[steps[s + len - 1]], &st[s + len - 1]);
+                const gnode *next = &g->nodes[steps[s + len]];
+                if (next->in[0] != v || readers[v] != 1 || ext[v] ||
+                    image_scratch(g, steps, s + len, st, &next_group) == 0 || next_group != group)
+                    break;
+                len++;
+            }
+        st[s].chain = len;
+        s += len;
+    }
+    free(readers);
+    return lego_ok();
+}
+
 lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *ext,
                            step_state *st)
 {
@@ -326,6 +388,8 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     *n_steps = kept;
     if (!r.code && fuse)
         r = plan_layouts(g, steps, kept, ext, st);
+    if (!r.code && fuse)
+        r = plan_chains(g, steps, kept, ext, st);
     if (r.code) {
         exec_unpack(st, kept);
         memset(st, 0, sizeof *st * (size_t)kept);
@@ -426,6 +490,55 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
     return lego_ok();
 }
 
+typedef struct chain_run {
+    op_call c[16];
+    const op_desc *op[16];
+    int len;
+    int64_t group;
+    size_t scratch; /* per thread */
+    unsigned char *buf;
+    atomic_bool failed;
+} chain_run;
+
+static void chain_images(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    chain_run *r = ctx;
+    void *mine = r->buf + (size_t)thread * r->scratch;
+    for (int64_t i = begin; i < end; i++)
+        for (int j = 0; j < r->len; j++)
+            if (!r->op[j]->forward_images(&r->c[j], i * r->group, (i + 1) * r->group, mine))
+                atomic_store(&r->failed, true);
+}
+
+/* Steps [s, s+len) image by image over the pool's threads; false when
+ * scratch or a kernel failed (the caller then runs them one by one). */
+static bool run_chain(lego_graph *g, exec_plan *p, int s, int len, lego_tensor *in[][OP_MAX_IO],
+                      lego_tensor *out[][OP_MAX_IO])
+{
+    chain_run r = {.len = len};
+    atomic_init(&r.failed, false);
+    double work = 0;
+    for (int j = 0; j < len; j++) {
+        const gnode *n = &g->nodes[p->steps[s + j]];
+        exec_step_call(g, n, &p->st[s + j], p->vt, in[j], out[j], &r.c[j]);
+        r.op[j] = n->op;
+        size_t b = n->op->image_scratch(&r.c[j], &r.group);
+        r.scratch = b > r.scratch ? b : r.scratch;
+        work += (double)lego_tensor_numel(r.c[j].out[0]);
+    }
+    int64_t images = r.c[0].out[0]->dims[0] / r.group; /* groups, from here on */
+    r.scratch = (r.scratch + 63) / 64 * 64;
+    /* per image: about 16 operations per output value (a GEMM's flops
+     * count 1/16, conv.c), so the values themselves are the measure */
+    par_split sp = par_split_work(images, work / (double)images);
+    r.buf = lego_aligned_alloc(r.scratch * (size_t)sp.threads);
+    if (!r.buf)
+        return false;
+    parallel_run(images, sp, chain_images, &r);
+    lego_aligned_free(r.buf);
+    return !atomic_load(&r.failed);
+}
+
 lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inputs,
                      lego_tensor **outputs)
 {
@@ -444,6 +557,15 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
     }
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     for (int s = 0; s < p->n_steps; s++) {
+        int len = p->st[s].chain;
+        if (len > 1) {
+            len = len < 16 ? len : 16;
+            lego_tensor *cin[16][OP_MAX_IO], *cout[16][OP_MAX_IO];
+            if (run_chain(g, p, s, len, cin, cout)) {
+                s += len - 1;
+                continue;
+            }
+        }
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c);

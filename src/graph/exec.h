@@ -16,6 +16,8 @@ typedef struct step_state {
     void *packed;
     void (*unpack)(void *state);
     unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
+    int chain;       /* > 1: this step and the chain-1 after it run image by image
+                        (op_desc.forward_images; exec_run) */
 } step_state;
 
 /* Inference rewriting of the nodes steps[0..*n_steps) (run order), in

@@ -687,6 +687,24 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
+size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group)
+{
+    *group = k->ipu;
+    if (k->blocks != 1 || (k->to_src && !x_native))
+        return 0;
+    return k->scratch > 0 ? k->scratch : 64;
+}
+
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
+                          bool y_native, int64_t i0, int64_t i1, void *scratch)
+{
+    run r = {.k = k, .x = x, .y = y, .y_native = y_native, .scratch = scratch};
+    r.src = x_native ? (unsigned char *)x : NULL;
+    atomic_init(&r.failed, false);
+    conv_units(&r, i0 / k->ipu, i1 / k->ipu, 0); /* units are calls of ipu images here */
+    return !atomic_load(&r.failed);
+}
+
 bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     const conv_shape *s = &k->s;
@@ -739,6 +757,20 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
 {
     (void)k, (void)dst;
     return -1;
+}
+
+size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group)
+{
+    (void)k, (void)x_native;
+    *group = 1;
+    return 0;
+}
+
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
+                          bool y_native, int64_t i0, int64_t i1, void *scratch)
+{
+    (void)k, (void)x, (void)y, (void)x_native, (void)y_native, (void)i0, (void)i1, (void)scratch;
+    return false;
 }
 
 void dnnl_conv_free(dnnl_conv *k) { (void)k; }
