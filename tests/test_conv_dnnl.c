@@ -487,7 +487,7 @@ static void computed_weights(void)
  * output). With the parallel threshold lowered, a batch-1 plan cuts the 1x1
  * convolutions into blocks of output channels, each copied into the
  * image's NHWC, and larger maps into bands of rows, the depthwise one
- * included; from batch 4 (where nothing is cut), e, dw and p run as a chain, image by image (or
+ * included; from batch 4 (where nothing is cut), e, dw, p and the Add run as a chain, image by image (or
  * by the groups of images oneDNN takes per call on small maps). Fused or
  * not, on 1 or 2 threads, the same values, and the layout is kept from
  * conv a to conv d. */

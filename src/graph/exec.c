@@ -292,6 +292,8 @@ static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bo
 
 /* ---- chains ------------------------------------------------------------- */
 
+#define MAX_CHAIN 16
+
 /* Per-thread scratch step s needs to run image by image, in groups of
  * *group images; 0 when it cannot, or when the batch is a single group
  * (nothing to gain: layer by layer is image by image then). */
@@ -300,7 +302,7 @@ static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_s
 {
     const gnode *n = &g->nodes[steps[s]];
     *group = 1;
-    if (!n->op->image_scratch || !n->op->forward_images || !st[s].packed)
+    if (!n->op->image_scratch || !n->op->forward_images)
         return 0;
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     op_call c;
@@ -312,7 +314,8 @@ static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_s
 }
 
 /* Chains: runs of steps that work image by image, each reading the one
- * before's output, which nothing else reads. A plan runs a chain an image at
+ * before's output, which nothing else reads (any other input was computed
+ * before the chain began). A plan runs a chain an image at
  * a time (exec_run): at batch 32, MobileNetV2's 32x32 blocks write 590 KB
  * per image and layer, which a layer-by-layer pass over the batch sends to
  * memory and reads back; image by image it is still in L2. Every image's
@@ -334,10 +337,13 @@ static lego_status plan_chains(lego_graph *g, const int *steps, int n, const boo
         int len = 1;
         int64_t group, next_group;
         if (image_scratch(g, steps, s, st, &group) > 0)
-            while (s + len < n) { /* the same groups all along */
+            while (s + len < n && len < MAX_CHAIN) { /* the same groups all along */
                 int v = step_out(&g->nodes[steps[s + len - 1]], &st[s + len - 1]);
                 const gnode *next = &g->nodes[steps[s + len]];
-                if (next->in[0] != v || readers[v] != 1 || ext[v] ||
+                bool reads = false; /* an Add may take it as either input */
+                for (int i = 0; i < next->n_in; i++)
+                    reads = reads || next->in[i] == v;
+                if (!reads || readers[v] != 1 || ext[v] ||
                     image_scratch(g, steps, s + len, st, &next_group) == 0 || next_group != group)
                     break;
                 len++;
@@ -469,6 +475,22 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
                 last_use[v] = s; /* unread outputs still need room */
         }
     }
+    /* A chain runs its steps image by image, so every value it reads or
+     * writes is in use until its last step: none may take another's memory
+     * halfway through (a later step's output over images of an earlier
+     * value not yet consumed). */
+    for (int s = 0; s < p->n_steps; s++) {
+        int end = s + p->st[s].chain - 1;
+        for (int j = s; j <= end && j < p->n_steps; j++) {
+            const gnode *n = &g->nodes[p->steps[j]];
+            int outv = p->st[j].out_v >= 0 ? p->st[j].out_v : n->out[0];
+            for (int i = 0; i <= n->n_in; i++) {
+                int v = i < n->n_in ? n->in[i] : outv;
+                if (v >= 0 && last_use[v] < end)
+                    last_use[v] = end;
+            }
+        }
+    }
     for (int i = 0; i < g->n_outputs; i++)
         last_use[g->outputs[i]] = p->n_steps;
     size_t high = 0;
@@ -491,8 +513,8 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
 }
 
 typedef struct chain_run {
-    op_call c[16];
-    const op_desc *op[16];
+    op_call c[MAX_CHAIN];
+    const op_desc *op[MAX_CHAIN];
     int len;
     int64_t group;
     size_t scratch; /* per thread */
@@ -559,8 +581,7 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
     for (int s = 0; s < p->n_steps; s++) {
         int len = p->st[s].chain;
         if (len > 1) {
-            len = len < 16 ? len : 16;
-            lego_tensor *cin[16][OP_MAX_IO], *cout[16][OP_MAX_IO];
+            lego_tensor *cin[MAX_CHAIN][OP_MAX_IO], *cout[MAX_CHAIN][OP_MAX_IO];
             if (run_chain(g, p, s, len, cin, cout)) {
                 s += len - 1;
                 continue;
