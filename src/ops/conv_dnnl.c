@@ -5,9 +5,12 @@
  * stems, or when the plan kept the input in that layout); (2) units
  * u = image*blocks + block run the convolution of one image, or of one
  * part of it at small batches (a band of output rows, or a block of output
- * channels), with the bias and the epilogue fused, into a per-thread
- * buffer, and (3) reorder that buffer straight into the unit's part of y
- * (or write y in place when the plan keeps the output in the layout). All
+ * channels), with the bias fused, into a per-thread buffer, then run the
+ * epilogue (BN, clamp) on it while it is in cache (as oneDNN post-ops only
+ * when the primitive's output is blocked), and (3) reorder that buffer
+ * straight into the unit's part of y (or write y in place when the plan
+ * keeps the output in the layout; channel blocks are copied into the
+ * image's NHWC). All
  * primitives are made for a batch of one, so a unit's arithmetic does not
  * depend on the batch split or the threads.
  *
