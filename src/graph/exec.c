@@ -475,18 +475,19 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
                 last_use[v] = s; /* unread outputs still need room */
         }
     }
-    /* A chain runs its steps image by image, so every value it reads or
-     * writes is in use until its last step: none may take another's memory
-     * halfway through (a later step's output over images of an earlier
-     * value not yet consumed). */
+    /* A chain runs image by image, its inner values in per-thread buffers
+     * (run_chain): what its steps read from outside it is in use until its
+     * last step, whose output is written image by image meanwhile and so
+     * must not take their memory. The inner values keep their own places
+     * and lifetimes, for whoever runs the plan step by step. */
     for (int s = 0; s < p->n_steps; s++) {
         int end = s + p->st[s].chain - 1;
         for (int j = s; j <= end && j < p->n_steps; j++) {
-            const gnode *n = &g->nodes[p->steps[j]];
-            int outv = p->st[j].out_v >= 0 ? p->st[j].out_v : n->out[0];
-            for (int i = 0; i <= n->n_in; i++) {
-                int v = i < n->n_in ? n->in[i] : outv;
-                if (v >= 0 && last_use[v] < end)
+            const gnode *n = &g->nodes[p->steps[j]], *prev = &g->nodes[p->steps[j > 0 ? j - 1 : 0]];
+            int inner = j > s ? step_out(prev, &p->st[j - 1]) : -1;
+            for (int i = 0; i < n->n_in; i++) {
+                int v = n->in[i];
+                if (v >= 0 && v != inner && last_use[v] < end)
                     last_use[v] = end;
             }
         }
@@ -515,21 +516,56 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
 typedef struct chain_run {
     op_call c[MAX_CHAIN];
     const op_desc *op[MAX_CHAIN];
+    bool per_image[MAX_CHAIN][OP_MAX_IO]; /* input i is an activation, cut by image */
     int len;
     int64_t group;
-    size_t scratch; /* per thread */
-    unsigned char *buf;
+    size_t scratch, inner; /* per thread: the kernels' scratch; one inner value's group */
+    unsigned char *buf;    /* per thread: scratch, then two inner buffers */
     atomic_bool failed;
 } chain_run;
 
+/* Bytes of one group of images of t. */
+static size_t group_bytes(const lego_tensor *t, int64_t group)
+{
+    return lego_tensor_bytes(t) / (size_t)t->dims[0] * (size_t)group;
+}
+
+/* Groups [begin, end): each runs through every step, the steps' calls
+ * viewing that group alone (forward_images over images [0, group) of the
+ * views); inner values go to this thread's two buffers in turn, so they
+ * stay in its cache from one step to the next. */
 static void chain_images(void *ctx, int64_t begin, int64_t end, int thread)
 {
     chain_run *r = ctx;
-    void *mine = r->buf + (size_t)thread * r->scratch;
+    unsigned char *mine = r->buf + (size_t)thread * (r->scratch + 2 * r->inner);
+    unsigned char *inner[2] = {mine + r->scratch, mine + r->scratch + r->inner};
     for (int64_t i = begin; i < end; i++)
-        for (int j = 0; j < r->len; j++)
-            if (!r->op[j]->forward_images(&r->c[j], i * r->group, (i + 1) * r->group, mine))
+        for (int j = 0; j < r->len; j++) {
+            const op_call *c = &r->c[j];
+            lego_tensor tin[OP_MAX_IO], tout, *pin[OP_MAX_IO], *pout[1] = {&tout};
+            op_call v = *c;
+            for (int k = 0; k < c->n_in; k++) {
+                pin[k] = c->in[k];
+                if (!c->in[k] || !r->per_image[j][k])
+                    continue;
+                tin[k] = *c->in[k];
+                tin[k].dims[0] = r->group;
+                bool from_inner = j > 0 && c->in[k] == r->c[j - 1].out[0];
+                tin[k].data = from_inner ? (void *)inner[(j - 1) & 1]
+                                         : (void *)((unsigned char *)c->in[k]->data +
+                                                    (size_t)i * group_bytes(c->in[k], r->group));
+                pin[k] = &tin[k];
+            }
+            tout = *c->out[0];
+            tout.dims[0] = r->group;
+            tout.data = j < r->len - 1 ? (void *)inner[j & 1]
+                                       : (void *)((unsigned char *)c->out[0]->data +
+                                                  (size_t)i * group_bytes(c->out[0], r->group));
+            v.in = pin;
+            v.out = pout;
+            if (!r->op[j]->forward_images(&v, 0, r->group, mine))
                 atomic_store(&r->failed, true);
+        }
 }
 
 /* Steps [s, s+len) image by image over the pool's threads; false when
@@ -547,13 +583,23 @@ static bool run_chain(lego_graph *g, exec_plan *p, int s, int len, lego_tensor *
         size_t b = n->op->image_scratch(&r.c[j], &r.group);
         r.scratch = b > r.scratch ? b : r.scratch;
         work += (double)lego_tensor_numel(r.c[j].out[0]);
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            r.per_image[j][k] = v >= 0 && (g->values[v].kind == VALUE_ACTIVATION ||
+                                           g->values[v].kind == VALUE_INPUT);
+        }
+    }
+    for (int j = 0; j + 1 < len; j++) {
+        size_t b = group_bytes(r.c[j].out[0], r.group);
+        r.inner = b > r.inner ? b : r.inner;
     }
     int64_t images = r.c[0].out[0]->dims[0] / r.group; /* groups, from here on */
     r.scratch = (r.scratch + 63) / 64 * 64;
+    r.inner = (r.inner + 63) / 64 * 64;
     /* per image: about 16 operations per output value (a GEMM's flops
      * count 1/16, conv.c), so the values themselves are the measure */
     par_split sp = par_split_work(images, work / (double)images);
-    r.buf = lego_aligned_alloc(r.scratch * (size_t)sp.threads);
+    r.buf = lego_aligned_alloc((r.scratch + 2 * r.inner) * (size_t)sp.threads);
     if (!r.buf)
         return false;
     parallel_run(images, sp, chain_images, &r);
