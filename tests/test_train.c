@@ -385,8 +385,66 @@ static void test_plan_through_shape_nodes(void)
     graph_free(&g);
 }
 
+/* Activations and gradients share memory by lifetime: the plan must take
+ * well under one buffer per value, and a step that follows a step on other
+ * data must give the same gradients bit for bit (every gradient is cleared
+ * before its first +=, whatever an earlier value left in its memory). */
+static void test_storage_by_lifetime(void)
+{
+    unsigned char *buf;
+    size_t len;
+    lego_graph g;
+    int *params = NULL, n = 0;
+    train_plan p;
+    CHECK_OK(file_read_all("data/models/resnet18_dynbatch.onnx", &buf, &len));
+    CHECK_OK(onnx_import(buf, len, "resnet18_dynbatch", &g));
+    free(buf);
+    g.values[g.inputs[0]].t.dims[0] = 4;
+    CHECK_OK(graph_infer(&g));
+    CHECK_OK(train_trainable_params(&g, &params, &n));
+    int in = g.inputs[0], out = g.outputs[0];
+    CHECK_OK(train_plan_build(&g, &in, 1, &out, 1, params, n, &p));
+    size_t one_each = 0;
+    for (int s = 0; s < p.n_steps; s++) {
+        const gnode *nd = &g.nodes[p.steps[s]];
+        for (int o = 0; o < nd->n_out; o++)
+            one_each += lego_tensor_bytes(&g.values[nd->out[o]].t) * (p.needs_grad[nd->out[o]] ? 2 : 1);
+    }
+    CHECK(train_plan_storage_bytes(&p) < one_each * 7 / 10);
+    lego_tensor x[2];
+    for (int k = 0; k < 2; k++) {
+        x[k] = g.values[in].t;
+        x[k].owns = 0;
+        x[k].data = malloc(lego_tensor_bytes(&x[k]));
+        float *d = x[k].data;
+        for (int64_t i = 0; i < lego_tensor_numel(&x[k]); i++)
+            d[i] = (float)((i * (k + 3) % 97) - 48) / 50.0f;
+    }
+    const lego_tensor *t = train_param_grad(&p, 0);
+    int64_t gn = lego_tensor_numel(t);
+    float *first = malloc(sizeof *first * (size_t)gn);
+    for (int round = 0; round < 3; round++) {
+        const lego_tensor *xs[1] = {&x[round == 1]};
+        CHECK_OK(train_forward(&p, xs, true));
+        float *dl = train_output_grad(&p, 0)->data;
+        for (int64_t i = 0; i < lego_tensor_numel(train_output_grad(&p, 0)); i++)
+            dl[i] = (float)(i % 7) - 3.0f;
+        train_backward(&p);
+        if (round == 0)
+            memcpy(first, t->data, sizeof *first * (size_t)gn);
+        if (round == 2)
+            CHECK(memcmp(first, t->data, sizeof *first * (size_t)gn) == 0);
+    }
+    free(first);
+    free(x[0].data), free(x[1].data);
+    train_plan_free(&p);
+    free(params);
+    graph_free(&g);
+}
+
 int main(void)
 {
+    test_storage_by_lifetime();
     test_plan_through_shape_nodes();
     test_losses_and_schedules();
     test_one_step("resnet18_train", 1e-3);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec.h"
+
 static bool contains(const int *list, int n, int v)
 {
     for (int i = 0; i < n; i++)
@@ -27,6 +29,7 @@ void train_plan_free(train_plan *p)
     free(p->vt);
     free(p->gt);
     free(p->needs_grad);
+    free(p->zero_at);
     free(p->steps);
     free(p->inputs);
     free(p->outputs);
@@ -76,6 +79,99 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
     }
     free(stack);
     free(seen);
+    return st;
+}
+
+/* Gradient storage by lifetime. Backward runs the steps in reverse, so in
+ * backward time t (step n-1-t) the gradient of an inner value is first
+ * written by its last reader and last read by its producer; only then can
+ * its memory go to another gradient. The seeded outputs live from the start;
+ * the parameters' and inputs' gradients (read by the caller afterwards)
+ * until the end. zero_at[v] is the backward time at which v's gradient is
+ * cleared before the first += (-1: never, the caller seeds it;
+ * ZERO_AT_START: before the first step, for a parameter no step reads). */
+/* Activation storage by lifetime over the forward pass. A value backward
+ * reads (as an input or output of a step, unless its op declares that slot
+ * unread: op_desc.in_unread/out_unread) and the plan's outputs live to the
+ * end; any other value only until its last reader in the forward pass.
+ * The inputs take no storage: forward reads the caller's tensors in place. */
+static lego_status plan_activations(train_plan *p, size_t *offset, size_t *total)
+{
+    const lego_graph *g = p->g;
+    int nv = g->n_values, n = p->n_steps;
+    size_t *bytes = calloc((size_t)nv + 1, sizeof *bytes);
+    int *def = malloc(sizeof *def * ((size_t)nv + 1));
+    int *last = malloc(sizeof *last * ((size_t)nv + 1));
+    if (!bytes || !def || !last) {
+        free(bytes), free(def), free(last);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (int v = 0; v < nv; v++)
+        def[v] = last[v] = -1;
+    for (int s = 0; s < n; s++) {
+        const gnode *nd = &g->nodes[p->steps[s]];
+        for (int o = 0; o < nd->n_out; o++) {
+            int v = nd->out[o];
+            def[v] = last[v] = s;
+            bytes[v] = lego_tensor_bytes(&p->vt[v]);
+            if (!(nd->op->out_unread >> o & 1u) || contains(p->outputs, p->n_outputs, v))
+                last[v] = n;
+        }
+        for (int i = 0; i < nd->n_in; i++) {
+            int v = nd->in[i];
+            if (v < 0 || def[v] < 0 || last[v] == n)
+                continue; /* not the plan's (an input or a constant), or kept already */
+            last[v] = nd->op->in_unread >> i & 1u ? s : n;
+        }
+    }
+    lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
+    free(bytes), free(def), free(last);
+    return st;
+}
+
+#define ZERO_AT_START (-2)
+
+static lego_status plan_gradients(train_plan *p, size_t *offset, size_t *total)
+{
+    const lego_graph *g = p->g;
+    int nv = g->n_values, n = p->n_steps;
+    size_t *bytes = calloc((size_t)nv + 1, sizeof *bytes);
+    int *def = malloc(sizeof *def * ((size_t)nv + 1));
+    int *last = malloc(sizeof *last * ((size_t)nv + 1));
+    int *producer = malloc(sizeof *producer * ((size_t)nv + 1));
+    int *reader = malloc(sizeof *reader * ((size_t)nv + 1));
+    if (!bytes || !def || !last || !producer || !reader) {
+        free(bytes), free(def), free(last), free(producer), free(reader);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (int v = 0; v < nv; v++)
+        producer[v] = reader[v] = -1;
+    for (int s = 0; s < n; s++) { /* the step of each value's producer and last reader */
+        const gnode *nd = &g->nodes[p->steps[s]];
+        for (int i = 0; i < nd->n_in; i++)
+            if (nd->in[i] >= 0)
+                reader[nd->in[i]] = s;
+        for (int o = 0; o < nd->n_out; o++)
+            producer[nd->out[o]] = s;
+    }
+    for (int v = 0; v < nv; v++) {
+        def[v] = p->zero_at[v] = -1;
+        if (!p->needs_grad[v])
+            continue;
+        bytes[v] = lego_tensor_bytes(&p->gt[v]);
+        if (contains(p->outputs, p->n_outputs, v)) {
+            def[v] = 0;
+        } else if (reader[v] < 0 && producer[v] < 0) { /* a parameter no step reads */
+            def[v] = 0;
+            p->zero_at[v] = ZERO_AT_START;
+        } else {
+            def[v] = n - 1 - (reader[v] >= 0 ? reader[v] : producer[v]);
+            p->zero_at[v] = def[v];
+        }
+        last[v] = producer[v] >= 0 ? n - 1 - producer[v] : n;
+    }
+    lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
+    free(bytes), free(def), free(last), free(producer), free(reader);
     return st;
 }
 
@@ -158,7 +254,7 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
             p->needs_grad[n->out[o]] = g->values[n->out[o]].t.dtype == LEGO_F32;
     }
 
-    /* Storage: activations of the sub-graph and every gradient, no reuse. */
+    /* Storage: activations and gradients, each laid out by lifetimes. */
     size_t act_bytes = 0, grad_bytes = 0;
     for (int v = 0; v < nv; v++) {
         p->vt[v] = g->values[v].t;
@@ -167,46 +263,38 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
         p->gt[v].owns = 0;
         p->gt[v].data = NULL;
     }
-    size_t *act_off = calloc((size_t)nv + 1, sizeof *act_off);
-    if (!act_off) {
+    size_t *act_off = malloc(sizeof *act_off * ((size_t)nv + 1));
+    lego_status lay = act_off ? plan_activations(p, act_off, &act_bytes)
+                              : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    if (lay.code) {
+        free(act_off);
         train_plan_free(p);
-        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+        return lay;
     }
-    for (int v = 0; v < nv; v++)
-        act_off[v] = SIZE_MAX;
-    for (int s = 0; s < p->n_steps; s++) {
-        const gnode *n = &g->nodes[p->steps[s]];
-        for (int o = 0; o < n->n_out; o++) {
-            act_off[n->out[o]] = act_bytes;
-            act_bytes += (lego_tensor_bytes(&p->vt[n->out[o]]) + 63) & ~(size_t)63;
-        }
+    size_t *grad_off = malloc(sizeof *grad_off * ((size_t)nv + 1));
+    p->zero_at = malloc(sizeof *p->zero_at * ((size_t)nv + 1));
+    lay = grad_off && p->zero_at ? plan_gradients(p, grad_off, &grad_bytes)
+                                             : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    if (lay.code) {
+        free(act_off), free(grad_off);
+        train_plan_free(p);
+        return lay;
     }
-    for (int i = 0; i < n_inputs; i++) {
-        act_off[inputs[i]] = act_bytes;
-        act_bytes += (lego_tensor_bytes(&p->vt[inputs[i]]) + 63) & ~(size_t)63;
-    }
-    for (int v = 0; v < nv; v++)
-        if (p->needs_grad[v])
-            grad_bytes += (lego_tensor_bytes(&p->gt[v]) + 63) & ~(size_t)63;
     p->act = lego_aligned_alloc(act_bytes ? act_bytes : 64);
     p->grad = lego_aligned_alloc(grad_bytes ? grad_bytes : 64);
     if (!p->act || !p->grad) {
-        free(act_off);
+        free(act_off), free(grad_off);
         train_plan_free(p);
         return lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes of activations and %zu of gradients",
                           act_bytes, grad_bytes);
     }
-    for (int v = 0; v < nv; v++)
+    for (int v = 0; v < nv; v++) {
         if (act_off[v] != SIZE_MAX)
             p->vt[v].data = p->act + act_off[v];
-    free(act_off);
-    size_t off = 0;
-    for (int v = 0; v < nv; v++) {
-        if (!p->needs_grad[v])
-            continue;
-        p->gt[v].data = p->grad + off;
-        off += (lego_tensor_bytes(&p->gt[v]) + 63) & ~(size_t)63;
+        if (grad_off[v] != SIZE_MAX)
+            p->gt[v].data = p->grad + grad_off[v];
     }
+    free(act_off), free(grad_off);
     memset(p->grad, 0, grad_bytes);
     p->act_bytes = act_bytes;
     p->grad_bytes = grad_bytes;
@@ -248,7 +336,7 @@ lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool train
                               g->values[p->inputs[i]].name, dtype_name(x[i]->dtype),
                               tensor_shape_str(x[i], got, sizeof got), dtype_name(dst->dtype),
                               tensor_shape_str(dst, want, sizeof want));
-        memcpy(dst->data, x[i]->data, lego_tensor_bytes(dst));
+        dst->data = x[i]->data; /* kernels never write their inputs */
     }
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     p->training = training;
@@ -273,18 +361,29 @@ lego_tensor *train_param(train_plan *p, int i) { return &p->vt[p->params[i]]; }
 lego_tensor *train_param_grad(train_plan *p, int i) { return &p->gt[p->params[i]]; }
 lego_tensor *train_input_grad(train_plan *p, int i) { return &p->gt[p->inputs[i]]; }
 
+/* Ops add into gradients, so each starts from zero, cleared just before
+ * the step that writes it first (it may share memory with gradients that
+ * died earlier). Those are the step's inputs, or its outputs that nothing
+ * read (their producer reads zeros). */
+static void clear_gradients(train_plan *p, const gnode *n, int t)
+{
+    for (int i = 0; i < n->n_in + n->n_out; i++) {
+        int v = i < n->n_in ? n->in[i] : n->out[i - n->n_in];
+        if (v >= 0 && p->zero_at[v] == t)
+            memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
+    }
+}
+
 void train_backward(train_plan *p)
 {
     lego_graph *g = p->g;
-    /* Every gradient but the seeded outputs starts from zero: ops add. */
-    for (int v = 0; v < g->n_values; v++) {
-        if (!p->gt[v].data || contains(p->outputs, p->n_outputs, v))
-            continue;
-        memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
-    }
+    for (int v = 0; v < g->n_values; v++)
+        if (p->zero_at[v] == ZERO_AT_START)
+            memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO], *dout[OP_MAX_IO], *din[OP_MAX_IO];
     for (int s = p->n_steps - 1; s >= 0; s--) {
         const gnode *n = &g->nodes[p->steps[s]];
+        clear_gradients(p, n, p->n_steps - 1 - s);
         bool flows = false;
         for (int o = 0; o < n->n_out; o++) {
             dout[o] = p->gt[n->out[o]].data ? &p->gt[n->out[o]] : NULL;

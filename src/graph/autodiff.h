@@ -1,8 +1,11 @@
 /* autodiff.h - training execution: forward in training mode and backward
  * over any sub-graph between given values.
  *
- * A train plan keeps every activation of the sub-graph alive (backward reads
- * them) and one gradient buffer per value that needs one. Backward visits
+ * A train plan keeps alive the activations backward reads (op_desc says
+ * which it never does) and one gradient per value that needs one; the other
+ * activations share memory by their lifetimes in the forward pass, the
+ * gradients by theirs in the backward pass (an inner value's gradient is
+ * valid only while backward runs). Backward visits
  * the nodes in reverse, and each op accumulates (+=) into its inputs'
  * gradients, so a value read by several nodes needs no special case. Only the
  * parameters named at build time receive gradients. */
@@ -16,6 +19,7 @@ typedef struct train_plan {
     lego_tensor *vt;      /* per value: forward data */
     lego_tensor *gt;      /* per value: gradient (data NULL where none flows) */
     bool *needs_grad;     /* per value */
+    int *zero_at;         /* per value: backward step (0 = the last node) that clears its gradient, or -1 */
     int *steps, n_steps;  /* the sub-graph's nodes in forward order */
     int *inputs, n_inputs;   /* values fed by the caller */
     int *outputs, n_outputs; /* values whose gradients the caller seeds */
@@ -51,7 +55,8 @@ size_t train_plan_storage_bytes(const train_plan *p);
  * outlive the plan. */
 void train_plan_use_storage(train_plan *p, void *mem);
 
-/* Forward pass. x[i] is copied into input i (its shape must match).
+/* Forward pass. Input i reads x[i]'s data in place (its shape must
+ * match): keep it unchanged until train_backward has returned.
  * training=true runs BatchNormalization on batch statistics and updates its
  * running statistics. */
 lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training);

@@ -11,69 +11,78 @@
 
 #include "../core/threads.h"
 
-typedef struct live_block {
-    size_t start, end;
-    int value;
-} live_block;
-
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* First fit among the blocks alive now (kept sorted by start). */
-static size_t place(live_block *live, int *n_live, size_t bytes, int value, size_t *high)
+typedef struct span {
+    size_t start, end;
+} span;
+
+static int cmp_span(const void *a, const void *b)
 {
-    size_t at = 0;
-    int i = 0;
-    for (; i < *n_live; i++) {
-        if (live[i].start >= at + bytes)
-            break;
-        if (live[i].end > at)
-            at = live[i].end;
-    }
-    memmove(&live[i + 1], &live[i], sizeof *live * (size_t)(*n_live - i));
-    live[i] = (live_block){at, at + bytes, value};
-    (*n_live)++;
-    if (at + bytes > *high)
-        *high = at + bytes;
-    return at;
+    const span *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* A value to place: largest first, then earliest defined, then by index
+ * (a total order, so the layout is the same on every run). */
+typedef struct to_place {
+    size_t bytes;
+    int def, v;
+} to_place;
+
+static int cmp_by_size(const void *a, const void *b)
+{
+    const to_place *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes > y->bytes ? -1 : 1;
+    if (x->def != y->def)
+        return x->def < y->def ? -1 : 1;
+    return x->v < y->v ? -1 : x->v > y->v;
+}
+
+/* Greedy by size: each value, largest first, goes to the lowest offset
+ * free of the values already placed whose lifetimes [def, last] meet its
+ * own. Placing the big ones first keeps small short-lived values from
+ * splitting the arena into gaps nothing large fits in (first fit in
+ * definition order left training plans a third larger than needed). */
 lego_status arena_layout(int n_values, const size_t *bytes, const int *def, const int *last,
                          int n_steps, size_t *offset, size_t *total)
 {
-    live_block *live = malloc(sizeof *live * ((size_t)n_values + 1));
-    int *order = malloc(sizeof *order * ((size_t)n_values + 1));
-    int *start = calloc((size_t)n_steps + 2, sizeof *start);
-    if (!live || !order || !start) {
-        free(live), free(order), free(start);
+    to_place *order = malloc(sizeof *order * ((size_t)n_values + 1));
+    int *placed = malloc(sizeof *placed * ((size_t)n_values + 1));
+    span *busy = malloc(sizeof *busy * ((size_t)n_values + 1));
+    if (!order || !placed || !busy) {
+        free(order), free(placed), free(busy);
         return lego_error(LEGO_ERR_NOMEM, "out of memory planning activations");
     }
-    /* bucket the values by the step that defines them, keeping value order */
+    int n = 0, n_placed = 0;
     for (int v = 0; v < n_values; v++) {
         offset[v] = SIZE_MAX;
         if (def[v] >= 0 && def[v] < n_steps)
-            start[def[v] + 1]++;
+            order[n++] = (to_place){bytes[v], def[v], v};
     }
-    for (int s = 0; s < n_steps; s++)
-        start[s + 1] += start[s];
-    for (int v = 0; v < n_values; v++)
-        if (def[v] >= 0 && def[v] < n_steps)
-            order[start[def[v]]++] = v;
-    int n_live = 0, k = 0;
+    qsort(order, (size_t)n, sizeof *order, cmp_by_size);
     size_t high = 0;
-    for (int s = 0; s < n_steps; s++) {
-        /* Free before placing: a value read for the last time at s-1 is dead;
-         * one read at s must not share memory with s's outputs. */
-        int kept = 0;
-        for (int i = 0; i < n_live; i++)
-            if (last[live[i].value] >= s)
-                live[kept++] = live[i];
-        n_live = kept;
-        for (; k < start[s]; k++)
-            offset[order[k]] = place(live, &n_live, align64(bytes[order[k]]), order[k], &high);
+    for (int i = 0; i < n; i++) {
+        int v = order[i].v, end_v = last[v] > def[v] ? last[v] : def[v];
+        size_t size = align64(bytes[v]);
+        int nb = 0;
+        for (int j = 0; j < n_placed; j++) {
+            int u = placed[j], end_u = last[u] > def[u] ? last[u] : def[u];
+            if (def[u] <= end_v && def[v] <= end_u)
+                busy[nb++] = (span){offset[u], offset[u] + align64(bytes[u])};
+        }
+        qsort(busy, (size_t)nb, sizeof *busy, cmp_span);
+        size_t at = 0;
+        for (int j = 0; j < nb && busy[j].start < at + size; j++)
+            if (busy[j].end > at)
+                at = busy[j].end;
+        offset[v] = at;
+        placed[n_placed++] = v;
+        if (at + size > high)
+            high = at + size;
     }
-    free(live);
-    free(order);
-    free(start);
+    free(order), free(placed), free(busy);
     *total = high;
     return lego_ok();
 }
@@ -428,7 +437,9 @@ void exec_plan_free(exec_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-lego_status exec_plan_build(lego_graph *g, exec_plan *p)
+lego_status exec_plan_build(lego_graph *g, exec_plan *p) { return exec_plan_build_until(g, NULL, p); }
+
+lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
 {
     memset(p, 0, sizeof *p);
     int nv = g->n_values, nn = g->n_nodes;
@@ -492,8 +503,13 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p)
             }
         }
     }
-    for (int i = 0; i < g->n_outputs; i++)
-        last_use[g->outputs[i]] = p->n_steps;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i], u = until ? until[v] : -1;
+        if (u < 0)
+            last_use[v] = p->n_steps;
+        else if (def[u] > last_use[v])
+            last_use[v] = def[u];
+    }
     size_t high = 0;
     lego_status st = arena_layout(nv, bytes, def, last_use, p->n_steps, p->offset, &high);
     free(last_use), free(def), free(bytes);

@@ -61,6 +61,11 @@ lego_status arena_layout(int n_values, const size_t *bytes, const int *def, cons
 
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
+/* The same, where a caller reads graph outputs between steps: output v
+ * with until[v] >= 0 (a value index) keeps its memory only until the step
+ * that defines value until[v] has run, and may be overwritten after it;
+ * outputs with until[v] < 0 live to the end. until is per value. */
+lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p);
 void exec_plan_free(exec_plan *p);
 
 /* inputs[i] matches graph input i; outputs[i] receives a new tensor. */

@@ -154,10 +154,10 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
     float *dx = k->out;
     switch (k->p->kind) {
     /* g[i] is read whatever the sign, so the select vectorizes */
-    case ACT_RELU:
+    case ACT_RELU: /* y > 0 exactly where x > 0, so x need not be kept */
         for (int64_t i = b; i < e; i++) {
             float gi = g[i];
-            dx[i] += x[i] > 0 ? gi : 0.0f;
+            dx[i] += y[i] > 0 ? gi : 0.0f;
         }
         break;
     case ACT_LEAKY: {
@@ -199,7 +199,7 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
 }
 
 /* dx += dy * f'(x), with PyTorch's choices at the kinks:
- *   Relu: x > 0;  LeakyRelu: 1 for x > 0, else alpha;
+ *   Relu: x > 0 (read as y > 0);  LeakyRelu: 1 for x > 0, else alpha;
  *   Clip: passes strictly inside, min < x < max (hardtanh/relu6); the min
  *         input gets the gradient where x < min <= max, the max input where
  *         the output is max (x > max, or everywhere when min > max); at
@@ -234,13 +234,14 @@ static lego_status clip_prepare(op_call *c) { return act_prepare(c, ACT_CLIP); }
 static lego_status sigmoid_prepare(op_call *c) { return act_prepare(c, ACT_SIGMOID); }
 static lego_status tanh_prepare(op_call *c) { return act_prepare(c, ACT_TANH); }
 
-#define ACT_DESC(Name, prep, nmax)                                                           \
+#define ACT_DESC(Name, prep, nmax, unread)                                                   \
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 1, .max_in = nmax, .min_out = 1, \
                                     .max_out = 1, .params_size = sizeof(act_params),         \
                                     .prepare = prep, .forward = act_forward,                 \
-                                    .flops = act_flops, .backward = act_backward};
-ACT_DESC(Relu, relu_prepare, 1)
-ACT_DESC(LeakyRelu, leaky_prepare, 1)
-ACT_DESC(Clip, clip_prepare, 3)
-ACT_DESC(Sigmoid, sigmoid_prepare, 1)
-ACT_DESC(Tanh, tanh_prepare, 1)
+                                    .flops = act_flops, .backward = act_backward,           \
+                                    .in_unread = unread};
+ACT_DESC(Relu, relu_prepare, 1, 1u) /* backward reads y only */
+ACT_DESC(LeakyRelu, leaky_prepare, 1, 0)
+ACT_DESC(Clip, clip_prepare, 3, 0)
+ACT_DESC(Sigmoid, sigmoid_prepare, 1, 0)
+ACT_DESC(Tanh, tanh_prepare, 1, 0)

@@ -276,4 +276,5 @@ const op_desc op_desc_BatchNormalization = {
     .forward = bn_forward,
     .flops = bn_flops,
     .backward = bn_backward,
+    .out_unread = 1u, /* x̂ is recomputed from x */
 };

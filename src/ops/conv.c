@@ -1029,6 +1029,7 @@ const op_desc op_desc_Conv = {
     .forward = conv_forward,
     .flops = conv_flops,
     .backward = conv_backward,
+    .out_unread = 1u, /* dW and dX need x, W and dY only */
     .pack = conv_pack,
     .unpack = conv_unpack,
     .layout = conv_layout,
@@ -1045,4 +1046,5 @@ const op_desc op_desc_ConvTranspose = {
     .forward = convt_forward,
     .flops = convt_flops,
     .backward = convt_backward,
+    .out_unread = 1u,
 };

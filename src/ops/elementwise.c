@@ -370,12 +370,19 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
         int64_t n = len - i0 < GRAD_CHUNK ? len - i0 : GRAD_CHUNK;
         int64_t ia = off[0] + i0 * inc[0], ib = off[1] + i0 * inc[1];
         const float *g = k->g + o + i0, *y = k->y + o + i0;
+        if (k->kind == BIN_ADD || k->kind == BIN_SUB) { /* the inputs' data is never read */
+            for (int64_t i = 0; i < n; i++)
+                ga[i] = g[i], gb[i] = k->kind == BIN_ADD ? g[i] : -g[i];
+            if (k->da)
+                add_row(k->da + ia, inc[0], ga, n);
+            if (k->db)
+                add_row(k->db + ib, inc[1], gb, n);
+            continue;
+        }
         for (int64_t i = 0; i < n; i++) {
             float a = k->a[ia + i * inc[0]];
             float b = k->bi ? (float)k->bi[ib + i * inc[1]] : k->b[ib + i * inc[1]];
             switch (k->kind) {
-            case BIN_ADD: ga[i] = g[i], gb[i] = g[i]; break;
-            case BIN_SUB: ga[i] = g[i], gb[i] = -g[i]; break;
             case BIN_MUL: ga[i] = g[i] * b, gb[i] = g[i] * a; break;
             case BIN_DIV: ga[i] = g[i] / b, gb[i] = -g[i] * y[i] / b; break;
             default: /* BIN_POW */
@@ -456,19 +463,20 @@ static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *s
     return true;
 }
 
-#define BINARY_DESC(Name, prep, ...)                                                         \
+#define BINARY_DESC(Name, prep, unread, ...)                                                 \
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 2, .max_in = 2, .min_out = 1,  \
                                     .max_out = 1, .params_size = sizeof(binary_params),     \
                                     .prepare = prep, .forward = binary_forward,             \
                                     .flops = numel_flops, .backward = binary_backward,      \
+                                    .in_unread = unread, .out_unread = unread ? 1u : 0,    \
                                     __VA_ARGS__};
-BINARY_DESC(Add, add_prepare, .image_scratch = add_image_scratch,
-            .forward_images = add_forward_images)
-BINARY_DESC(Sub, sub_prepare)
-BINARY_DESC(Mul, mul_prepare)
-BINARY_DESC(Div, div_prepare)
-BINARY_DESC(Pow, pow_prepare)
-BINARY_DESC(Equal, equal_prepare)
+BINARY_DESC(Add, add_prepare, 3u, /* the gradient is dY's */
+            .image_scratch = add_image_scratch, .forward_images = add_forward_images)
+BINARY_DESC(Sub, sub_prepare, 3u)
+BINARY_DESC(Mul, mul_prepare, 0)
+BINARY_DESC(Div, div_prepare, 0)
+BINARY_DESC(Pow, pow_prepare, 0)
+BINARY_DESC(Equal, equal_prepare, 0)
 
 /* ---- Sqrt -------------------------------------------------------------- */
 

@@ -88,6 +88,11 @@ typedef struct op_desc {
      * using the same layout (OP_LAYOUT_*), < 0 when it cannot. Plans keep a
      * value between two such kernels in their layout (graph/exec.c). */
     int (*layout)(const void *state, bool output);
+    /* Bit i set: backward never reads input i's (out_unread: output i's)
+     * data, only its shape. A training plan then lets that activation's
+     * memory go to later values once the forward pass is done with it
+     * (graph/autodiff.c). Zero, the default, is always safe. */
+    unsigned in_unread, out_unread;
     /* (optional) a packed forward that works image by image, each image's
      * output from that image's input alone, computed the same whatever
      * images a call covers, in groups of *group images: image_scratch gives

@@ -125,11 +125,9 @@ static lego_status fuse_frame(bx_frame *f)
         ext[g->outputs[i]] = true;
     for (int b = 0; b < f->n_blocks; b++)
         ext[f->entry_v[b]] = true;
-    /* The runtime promises that a composition's memory is its weights plus
-     * its arenas; oneDNN's packed weight copies and primitives would add one
-     * to two and a half times the weights on top, uncounted. So block plans
-     * use the portable kernels (BN and Relu still fused into the Conv). */
-    g->portable_kernels = true;
+    /* bx_frame_open says why the runtime's plans are portable; BN and Relu
+     * are fused into the Conv either way. */
+    g->portable_kernels = !f->fastest;
     lego_status r = exec_fuse_pack(g, steps, &n, ext, st);
     free(ext);
     if (r.code) {
@@ -231,8 +229,9 @@ static int64_t initializer_bytes(const lego_graph *g)
     return n;
 }
 
-static lego_status frame_open_in(block_library *lib, int64_t batch, bx_frame *f)
+static lego_status frame_open_in(block_library *lib, int64_t batch, bool fastest, bx_frame *f)
 {
+    f->fastest = fastest;
     lego_graph *g;
     LEGO_TRY(library_frame(lib, &g));
     lib->frame = NULL; /* ours now */
@@ -271,10 +270,10 @@ static lego_status frame_open_in(block_library *lib, int64_t batch, bx_frame *f)
     return lego_ok();
 }
 
-lego_status bx_frame_open(block_library *lib, int64_t batch, bx_frame *out)
+lego_status bx_frame_open(block_library *lib, int64_t batch, bool fastest, bx_frame *out)
 {
     memset(out, 0, sizeof *out);
-    lego_status st = frame_open_in(lib, batch, out);
+    lego_status st = frame_open_in(lib, batch, fastest, out);
     if (st.code)
         bx_frame_free(out);
     return st;
@@ -322,7 +321,7 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
                           tensor_shape_str(in, c, sizeof c), b, dtype_name(want_out->dtype),
                           tensor_shape_str(want_out, c, sizeof c));
     exec_plan p;
-    g->portable_kernels = true; /* see fuse_frame */
+    g->portable_kernels = !f->fastest; /* see bx_frame_open */
     LEGO_TRY(exec_plan_build(g, &p));
     lego_aligned_free(p.arena); /* runs use the context's block arena */
     d->steps = p.steps;

@@ -27,6 +27,7 @@
 #ifndef LEGO_RUNTIME_BLOCKEXEC_H
 #define LEGO_RUNTIME_BLOCKEXEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,7 @@ typedef struct bx_frame {
     size_t arena_bytes;
     int64_t weight_bytes;
     int n_values;
+    bool fastest;         /* plans may use library kernels (bx_frame_open) */
 } bx_frame;
 
 typedef struct bx_ctx {
@@ -84,8 +86,12 @@ typedef struct bx_ctx {
 lego_status bx_set_batch(lego_graph *g, int64_t batch);
 
 /* The frame of lib, taken over from the library (lib->frame is cleared, so
- * library_free does not free it), at the given batch. */
-lego_status bx_frame_open(block_library *lib, int64_t batch, bx_frame *out);
+ * library_free does not free it), at the given batch. Its plans and its
+ * descendants' use the portable kernels unless `fastest`: the runtime's
+ * memory budget counts each weight once, and oneDNN's packed copies and
+ * primitives (one to two and a half times the weights) would go uncounted;
+ * offline profiling has no budget and takes the fastest kernels. */
+lego_status bx_frame_open(block_library *lib, int64_t batch, bool fastest, bx_frame *out);
 void bx_frame_free(bx_frame *f);
 
 /* Descendant d of block b, taken over from the library, at the frame's

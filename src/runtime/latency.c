@@ -174,7 +174,7 @@ static lego_status setup(meas *m)
     block_library *lib = m->lib;
     latency_result *r = m->r;
     const latency_options *opt = m->opt;
-    LEGO_TRY(bx_frame_open(lib, opt->batch, &m->frame));
+    LEGO_TRY(bx_frame_open(lib, opt->batch, false, &m->frame));
     int nb = lib->n_blocks;
     r->n_blocks = nb;
     r->n_desc = calloc((size_t)nb + 1, sizeof *r->n_desc);

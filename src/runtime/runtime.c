@@ -457,7 +457,7 @@ static lego_status open_in(lego_runtime *rt, const char *dir)
     device_profile_key(rt->threads, rt->batch, profile, sizeof profile);
     LEGO_TRY(rt_estimates_load(&rt->lib, profile, rt->threads, rt->batch, &rt->est));
     LEGO_TRY(scale_prepare(&rt->est.problem, &rt->sp));
-    LEGO_TRY(bx_frame_open(&rt->lib, rt->batch, &rt->frame));
+    LEGO_TRY(bx_frame_open(&rt->lib, rt->batch, false, &rt->frame));
     const lego_graph *g = rt->frame.g;
     int nb = rt->frame.n_blocks;
     rt->in_shapes = calloc((size_t)rt->frame.n_model_inputs, sizeof *rt->in_shapes);

@@ -69,6 +69,11 @@ typedef struct run {
     bool trunk_init;
     exec_plan teacher;  /* inference, activations laid out by lifetime */
     bool teacher_planned;
+    /* per block: the teacher step after which both its boundaries exist;
+     * by_ready: the blocks in that order. A boundary's memory is reused once
+     * the last block that reads it has been trained, so the teacher never
+     * holds every boundary of a batch at once. */
+    int *ready, *by_ready;
     task_data *data;
     lego_tensor x;      /* a batch of inputs (B,C,H,W) */
     slot *slots;
@@ -96,6 +101,8 @@ typedef struct run {
 
 static void run_free(run *r)
 {
+    free(r->ready);
+    free(r->by_ready);
     for (int i = 0; r->st && i < r->n_st; i++) {
         student *s = &r->st[i];
         if (s->planned)
@@ -253,6 +260,74 @@ static int slot_of(run *r, const char *name)
     return -1;
 }
 
+/* Position in the trunk's run order of the node that computes v (-1: an
+ * input). */
+static int topo_pos(const lego_graph *g, int v)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        const gnode *n = &g->nodes[g->order[k]];
+        for (int o = 0; o < n->n_out; o++)
+            if (n->out[o] == v)
+                return k;
+    }
+    return -1;
+}
+
+/* The teacher step that defines value v (its fused chain's step), or -1. */
+static int plan_def(const lego_graph *g, const exec_plan *p, int v)
+{
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        for (int o = 0; o < n->n_out; o++)
+            if ((o == 0 && p->st[s].out_v >= 0 ? p->st[s].out_v : n->out[o]) == v)
+                return s;
+    }
+    return -1;
+}
+
+static lego_status plan_teacher(run *r)
+{
+    lego_graph *t = &r->trunk;
+    block_library *lib = &r->lib;
+    int nb = lib->n_blocks;
+    int *until = malloc(sizeof *until * ((size_t)t->n_values + 1));
+    r->ready = malloc(sizeof *r->ready * ((size_t)nb + 1));
+    r->by_ready = malloc(sizeof *r->by_ready * ((size_t)nb + 1));
+    if (!until || !r->ready || !r->by_ready) {
+        free(until);
+        return nomem();
+    }
+    /* each boundary stays until the latest exit among the blocks reading it */
+    for (int v = 0; v < t->n_values; v++)
+        until[v] = -1;
+    for (int b = 0; b < nb; b++) {
+        int x = graph_find_value(t, lib->blocks[b].exit);
+        const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
+        for (int e = 0; e < 2; e++) {
+            int v = graph_find_value(t, names[e]);
+            if (until[v] < 0 || topo_pos(t, x) > topo_pos(t, until[v]))
+                until[v] = x;
+        }
+    }
+    lego_status st = exec_plan_build_until(t, until, &r->teacher);
+    free(until);
+    LEGO_TRY(st);
+    r->teacher_planned = true;
+    for (int b = 0; b < nb; b++) {
+        r->ready[b] = plan_def(t, &r->teacher, graph_find_value(t, lib->blocks[b].exit));
+        if (r->ready[b] < 0)
+            return lego_error(LEGO_ERR_INTERNAL, "block %d's exit is not computed by the teacher", b);
+        r->by_ready[b] = b;
+    }
+    for (int i = 1; i < nb; i++) /* insertion sort: a few dozen blocks */
+        for (int j = i; j > 0 && r->ready[r->by_ready[j]] < r->ready[r->by_ready[j - 1]]; j--) {
+            int k = r->by_ready[j];
+            r->by_ready[j] = r->by_ready[j - 1];
+            r->by_ready[j - 1] = k;
+        }
+    return lego_ok();
+}
+
 /* The teacher: the all-s=0 composition cut down to its block boundaries,
  * at the run's batch size, planned for inference with no gradients. */
 static lego_status setup_teacher(run *r, lego_graph *full)
@@ -302,10 +377,10 @@ static lego_status setup_teacher(run *r, lego_graph *full)
         r->record += (s->floats + 15) & ~(int64_t)15; /* 64-byte aligned in a record */
     }
     int in = t->inputs[0];
-    /* an inference plan: only the boundaries stay alive to the end (a train
-     * plan would keep every activation of the trunk, GBs at full width) */
-    LEGO_TRY(exec_plan_build(t, &r->teacher));
-    r->teacher_planned = true;
+    /* an inference plan (a train plan would keep every activation of the
+     * trunk, GBs at full width), whose boundaries live until their blocks'
+     * students have run */
+    LEGO_TRY(plan_teacher(r));
     tensor_set_shape(&r->x, LEGO_F32, t->values[in].t.rank, t->values[in].t.dims);
     return tensor_alloc(&r->x);
 }
@@ -602,48 +677,72 @@ static lego_status next_batch(run *r, int64_t k)
     return lego_ok();
 }
 
-/* The teacher on r->x; the boundaries stay in its arena until the next run. */
-static void teacher_forward(run *r)
+/* Batch k's features from the cache: feat[i] receives slot i's data. */
+static void cached_features(const run *r, int64_t k, const float **feat)
+{
+    for (int i = 0; i < r->n_slots; i++)
+        feat[i] = r->cache[k] + r->slots[i].off;
+}
+
+static lego_status step_all(run *r, const float **feat, bool training, int epoch, int block);
+
+/* The teacher on r->x (batch k), a step at a time. As soon as a block's
+ * boundaries exist its students take one step on them (when `students`),
+ * before later steps reuse their memory; the batch's record is filled on the
+ * way when the cache plans to keep it. */
+static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool students, bool training, int epoch)
 {
     lego_graph *g = &r->trunk;
     exec_plan *p = &r->teacher;
     p->vt[g->inputs[0]].data = r->x.data; /* kernels never write their inputs */
+    float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
+    if (r->want[k] && !rec)
+        return nomem();
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
-    for (int s = 0; s < p->n_steps; s++) {
+    lego_status st = lego_ok();
+    int next = 0, nb = r->lib.n_blocks;
+    double t0 = now_seconds();
+    for (int s = 0; s < p->n_steps && st.code == LEGO_OK; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c); /* fused and packed steps */
         n->op->forward(&c);
+        for (; next < nb && r->ready[r->by_ready[next]] == s && st.code == LEGO_OK; next++) {
+            int b = r->by_ready[next];
+            r->teacher_seconds += now_seconds() - t0;
+            int sl[2] = {slot_of(r, r->lib.blocks[b].entry), slot_of(r, r->lib.blocks[b].exit)};
+            for (int e = 0; e < 2; e++) {
+                const slot *x = &r->slots[sl[e]];
+                feat[sl[e]] = p->vt[x->tv].data;
+                if (rec) {
+                    memcpy(rec + x->off, feat[sl[e]], sizeof(float) * (size_t)x->floats);
+                    feat[sl[e]] = rec + x->off;
+                }
+            }
+            if (students)
+                st = step_all(r, feat, training, epoch, b);
+            t0 = now_seconds();
+        }
     }
+    r->teacher_seconds += now_seconds() - t0;
+    r->teacher_count++;
+    if (rec && st.code == LEGO_OK) {
+        r->cache[k] = rec;
+        r->cached++;
+    } else {
+        lego_aligned_free(rec);
+    }
+    return st;
 }
 
-/* Batch k's features: from the cache, or from a teacher pass on r->x (then
- * cached when planned). feat[i] receives slot i's data. */
-static lego_status features(run *r, int64_t k, const float **feat)
+/* Batch k (read into r->x unless cached): its features, and one step of
+ * every student on them when `students`. */
+static lego_status batch_pass(run *r, int64_t k, const float **feat, bool students, bool training, int epoch)
 {
-    if (!r->cache[k]) {
-        double t0 = now_seconds();
-        teacher_forward(r);
-        r->teacher_seconds += now_seconds() - t0;
-        r->teacher_count++;
-        float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
-        for (int i = 0; i < r->n_slots; i++) {
-            const float *out = r->teacher.vt[r->slots[i].tv].data;
-            feat[i] = out;
-            if (rec) {
-                memcpy(rec + r->slots[i].off, out, sizeof(float) * (size_t)r->slots[i].floats);
-                feat[i] = rec + r->slots[i].off;
-            }
-        }
-        if (rec) {
-            r->cache[k] = rec;
-            r->cached++;
-        }
-        return lego_ok();
-    }
-    for (int i = 0; i < r->n_slots; i++)
-        feat[i] = r->cache[k] + r->slots[i].off;
-    return lego_ok();
+    if (!r->cache[k])
+        return teacher_pass(r, k, feat, students, training, epoch);
+    cached_features(r, k, feat);
+    return students ? step_all(r, feat, training, epoch, -1) : lego_ok();
 }
 
 /* Mean squared error of pred against target (n floats) and, when grad is
@@ -685,6 +784,7 @@ typedef struct step_ctx {
     const float **feat;
     bool training;
     int epoch;
+    int block; /* the students of this block, or of all when -1 */
 } step_ctx;
 
 static void step_student(step_ctx *c, student *s)
@@ -730,14 +830,15 @@ static void step_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
     for (int64_t g = begin; g < end; g++)
         for (int i = 0; i < c->r->n_st; i++) {
             student *s = &c->r->st[c->r->order[i]];
-            if (c->r->group_of[c->r->order[i]] == g && s->err.code == LEGO_OK)
+            if (c->r->group_of[c->r->order[i]] == g && s->err.code == LEGO_OK &&
+                (c->block < 0 || s->block == c->block))
                 step_student(c, s);
         }
 }
 
-static lego_status step_all(run *r, const float **feat, bool training, int epoch)
+static lego_status step_all(run *r, const float **feat, bool training, int epoch, int block)
 {
-    step_ctx c = {r, feat, training, epoch};
+    step_ctx c = {r, feat, training, epoch, block};
     double t0 = now_seconds();
     if (r->n_groups > 1)
         parallel_for_chunks(r->n_groups, r->n_groups, step_chunk, &c);
@@ -780,9 +881,7 @@ static lego_status first_pass(run *r)
     for (int64_t k = 0; k < r->nb && st.code == LEGO_OK; k++) {
         st = next_batch(r, k);
         if (st.code == LEGO_OK && (k >= r->nt || r->want[k]))
-            st = features(r, k, feat);
-        if (st.code == LEGO_OK && k >= r->nt)
-            st = step_all(r, feat, false, -1);
+            st = batch_pass(r, k, feat, k >= r->nt, false, -1);
         progress_update(&bar, k + 1, NULL);
     }
     free(feat);
@@ -826,9 +925,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
         if (stream)
             st = next_batch(r, k);
         if (st.code == LEGO_OK)
-            st = features(r, k, feat);
-        if (st.code == LEGO_OK)
-            st = step_all(r, feat, true, epoch);
+            st = batch_pass(r, k, feat, true, true, epoch);
         double el = now_seconds() - t0;
         snprintf(msg, sizeof msg, "mse %.5g  %.0f samples/s", mean_of(r, true),
                  el > 0 ? (double)(k + 1) * o->batch / el : 0);
@@ -843,9 +940,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
         if (stream)
             st = next_batch(r, k);
         if (st.code == LEGO_OK)
-            st = features(r, k, feat);
-        if (st.code == LEGO_OK)
-            st = step_all(r, feat, false, epoch);
+            st = batch_pass(r, k, feat, true, false, epoch);
         progress_update(&hb, k - r->nt + 1, NULL);
     }
     free(feat);

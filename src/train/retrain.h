@@ -14,10 +14,12 @@
  * so there is one owner of threads) and sharing one buffer for activations
  * and gradients, so memory holds one training plan per thread rather than
  * one per student. When those buffers together would pass 256 MiB (a
- * full-width ResNet18's first block trains in ~0.5 GB at batch 128) there
+ * full-width ResNet18's first block trains in ~0.3 GB at batch 128) there
  * are fewer groups, down to one student at a time with threaded kernels.
  * The teacher runs as an inference plan whose buffers are reused by
- * lifetime. Results do not depend on the thread count. The s = 0 blocks
+ * lifetime, a step at a time: a block's students step as soon as its exit
+ * is computed, and its boundaries' memory is reused once the blocks
+ * reading them are done. Results do not depend on the thread count. The s = 0 blocks
  * are the teacher's own and stay frozen.
  *
  * Data. The train split is read in one fixed order (the task's epoch-0
