@@ -227,16 +227,25 @@ static int b_node(builder *b, const char *name, const char *op, const int *in, i
     return y;
 }
 
-static int b_conv(builder *b, const char *name, int x, int64_t cin, int64_t cout)
+/* A k x k Conv ("same" padding) of `group` groups. */
+static int b_conv_k(builder *b, const char *name, int x, int64_t cin, int64_t cout, int64_t k,
+                    int64_t group)
 {
     char wn[64];
     snprintf(wn, sizeof wn, "%s.w", name);
-    int64_t wd[4] = {cout, cin, 3, 3};
+    int64_t wd[4] = {cout, cin / group, k, k};
     int in[2] = {x, b_const(b, wn, 4, wd, false)};
     attr_list a = {0, NULL};
-    int64_t pads[4] = {1, 1, 1, 1};
+    int64_t pads[4] = {k / 2, k / 2, k / 2, k / 2};
     CHECK_OK(attr_add_ints(&a, "pads", pads, 4));
+    if (group > 1)
+        CHECK_OK(attr_add_int(&a, "group", group));
     return b_node(b, name, "Conv", in, 2, &a);
+}
+
+static int b_conv(builder *b, const char *name, int x, int64_t cin, int64_t cout)
+{
+    return b_conv_k(b, name, x, cin, cout, 3, 1);
 }
 
 static int b_bn(builder *b, const char *name, int x, int64_t c)
@@ -301,6 +310,8 @@ static void build(builder *b, const int64_t d[4])
     CHECK_OK(graph_infer(&b->g));
 }
 
+static int plan_chains; /* chains of image-by-image steps in plan_run's last plan */
+
 static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor **out,
                      int *steps, int *native)
 {
@@ -312,8 +323,11 @@ static void plan_run(lego_graph *g, const lego_tensor *x, bool fuse, lego_tensor
     CHECK_OK(exec_plan_build(g, &p));
     *steps = p.n_steps;
     *native = 0;
-    for (int s = 0; s < p.n_steps; s++)
+    plan_chains = 0;
+    for (int s = 0; s < p.n_steps; s++) {
         *native += p.st[s].native != 0;
+        plan_chains += p.st[s].chain > 1;
+    }
     const lego_tensor *in[1] = {x};
     CHECK_OK(exec_run(g, &p, in, out));
     exec_plan_free(&p);
@@ -467,6 +481,72 @@ static void computed_weights(void)
     graph_free(&b.g);
 }
 
+/* MobileNetV2's inverted residual, x (n,32,h,w) -> conv a (3x3) -> BN ->
+ * Relu = r; r -> 1x1 expand to 96 -> BN -> Clip(0,6) -> depthwise 3x3 -> BN
+ * -> Clip(0,6) -> 1x1 project to 32 -> BN; + r -> conv d (3x3, the
+ * output). With the parallel threshold lowered, a batch-1 plan cuts the 1x1
+ * convolutions into blocks of output channels, each copied into the
+ * image's NHWC, and larger maps into bands of rows, the depthwise one
+ * included; from batch 4 (where nothing is cut), e, dw, p and the Add run as a chain, image by image (or
+ * by the groups of images oneDNN takes per call on small maps). Fused or
+ * not, on 1 or 2 threads, the same values, and the layout is kept from
+ * conv a to conv d. */
+static void inverted_residual(const int64_t d[4])
+{
+    test_seed(11u);
+    builder b;
+    CHECK_OK(graph_init(&b.g, "mobile"));
+    b.g.opset = 13;
+    CHECK_OK(graph_add_value(&b.g, "x", VALUE_INPUT, &b.x));
+    tensor_set_shape(&b.g.values[b.x].t, LEGO_F32, 4, d);
+    b.g.inputs = malloc(sizeof *b.g.inputs);
+    b.g.inputs[0] = b.x;
+    b.g.n_inputs = 1;
+    int r = b_node(&b, "a.relu", "Relu", (int[]){b_bn(&b, "a.bn", b_conv(&b, "a", b.x, 32, 32), 32)}, 1, NULL);
+    int y = b_bn(&b, "e.bn", b_conv_k(&b, "e", r, 32, 96, 1, 1), 96);
+    y = b_clip(&b, "e.clip", y, 0.0f, 6.0f);
+    y = b_bn(&b, "dw.bn", b_conv_k(&b, "dw", y, 96, 96, 3, 96), 96);
+    y = b_clip(&b, "dw.clip", y, 0.0f, 6.0f);
+    y = b_bn(&b, "p.bn", b_conv_k(&b, "p", y, 96, 32, 1, 1), 32);
+    y = b_node(&b, "add", "Add", (int[]){r, y}, 2, NULL);
+    y = b_conv(&b, "d", y, 32, 16);
+    b.g.outputs = malloc(sizeof *b.g.outputs);
+    b.g.outputs[0] = y;
+    b.g.n_outputs = 1;
+    CHECK_OK(graph_infer(&b.g));
+    lego_tensor x;
+    make(&x, LEGO_F32, 4, d, 1);
+    par_set_min_work(1);
+    lego_tensor *first = NULL;
+    for (int threads = 1; threads <= 2; threads++) {
+        lego_set_num_threads(threads);
+        lego_tensor *fused[1] = {0}, *plain[1] = {0};
+        int nf, np, native_f, native_p;
+        plan_run(&b.g, &x, true, fused, &nf, &native_f);
+        int chains = plan_chains;
+        plan_run(&b.g, &x, false, plain, &np, &native_p);
+        CHECK(np == 13 && nf == np - 7);
+        CHECK(plan_chains == 0); /* no fusion, no chains */
+        /* a, e, dw, p and d read or write NHWC */
+        CHECK(dnnl_conv_enabled() ? native_f == 5 : native_f == 0);
+        CHECK(dnnl_conv_enabled() ? d[0] < 4 || chains == 1 : chains == 0);
+        CHECK(fused[0] && plain[0] && same_values(fused[0], plain[0]));
+        if (threads == 1) {
+            first = fused[0];
+            fused[0] = NULL;
+        } else {
+            CHECK(first && fused[0] &&
+                  memcmp(first->data, fused[0]->data, lego_tensor_bytes(first)) == 0);
+        }
+        lego_tensor_free(fused[0]);
+        lego_tensor_free(plain[0]);
+    }
+    par_set_min_work(0);
+    lego_tensor_free(first);
+    tensor_release(&x);
+    graph_free(&b.g);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 static int process_threads(void)
@@ -503,6 +583,11 @@ int main(void)
     sweep();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
+    inverted_residual((const int64_t[4]){1, 32, 6, 6});
+    inverted_residual((const int64_t[4]){1, 32, 20, 20});
+    inverted_residual((const int64_t[4]){2, 32, 7, 7});
+    inverted_residual((const int64_t[4]){4, 32, 9, 9});
+    inverted_residual((const int64_t[4]){8, 32, 7, 7});
     computed_weights();
     portable_plans((const int64_t[4]){2, 16, 9, 9});
     no_openmp_threads();

@@ -96,6 +96,8 @@ void par_set_min_work(double work)
     atomic_store(&min_work, work > 0 ? work : PAR_MIN_WORK);
 }
 
+double par_min_work(void) { return atomic_load(&min_work); }
+
 par_split par_split_work(int64_t n, double work)
 {
     double least = atomic_load(&min_work);

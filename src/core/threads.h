@@ -46,6 +46,10 @@ int par_threads(void);
  * small shapes take the parallel paths too. */
 void par_set_min_work(double work);
 
+/* The threshold now in force (for kernels that choose a shape-only cut by it:
+ * the cut must be decided before the threads, never by them). */
+double par_min_work(void);
+
 /* How a range is cut: `chunks` contiguous chunks, run by at most `threads`
  * threads (allocate per-thread scratch for that many). Up to
  * PAR_CHUNKS_PER_THREAD chunks per thread: when one thread is late (a busy

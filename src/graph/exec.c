@@ -4,9 +4,12 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../core/threads.h"
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -296,6 +299,71 @@ static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bo
     return lego_ok();
 }
 
+/* ---- chains ------------------------------------------------------------- */
+
+#define MAX_CHAIN 16
+
+/* Per-thread scratch step s needs to run image by image, in groups of
+ * *group images; 0 when it cannot, or when the batch is a single group
+ * (nothing to gain: layer by layer is image by image then). */
+static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_state *st,
+                            int64_t *group)
+{
+    const gnode *n = &g->nodes[steps[s]];
+    *group = 1;
+    if (!n->op->image_scratch || !n->op->forward_images)
+        return 0;
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    op_call c;
+    exec_step_call(g, n, &st[s], NULL, in, out, &c);
+    if (!c.out[0] || c.out[0]->rank != 4)
+        return 0;
+    size_t b = n->op->image_scratch(&c, group);
+    return *group > 0 && c.out[0]->dims[0] % *group == 0 && c.out[0]->dims[0] > *group ? b : 0;
+}
+
+/* Chains: runs of steps that work image by image, each reading the one
+ * before's output, which nothing else reads (any other input was computed
+ * before the chain began). A plan runs a chain an image at
+ * a time (exec_run): at batch 32, MobileNetV2's 32x32 blocks write 590 KB
+ * per image and layer, which a layer-by-layer pass over the batch sends to
+ * memory and reads back; image by image it is still in L2. Every image's
+ * output is the same computation either way (same kernel, same image), so
+ * no value changes. */
+static lego_status plan_chains(lego_graph *g, const int *steps, int n, const bool *ext,
+                               step_state *st)
+{
+    int *readers = calloc((size_t)g->n_values + 1, sizeof *readers);
+    if (!readers)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning chains");
+    for (int s = 0; s < n; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        for (int i = 0; i < x->n_in; i++)
+            if (x->in[i] >= 0)
+                readers[x->in[i]]++;
+    }
+    for (int s = 0; s < n;) {
+        int len = 1;
+        int64_t group, next_group;
+        if (image_scratch(g, steps, s, st, &group) > 0)
+            while (s + len < n && len < MAX_CHAIN) { /* the same groups all along */
+                int v = step_out(&g->nodes[steps[s + len - 1]], &st[s + len - 1]);
+                const gnode *next = &g->nodes[steps[s + len]];
+                bool reads = false; /* an Add may take it as either input */
+                for (int i = 0; i < next->n_in; i++)
+                    reads = reads || next->in[i] == v;
+                if (!reads || readers[v] != 1 || ext[v] ||
+                    image_scratch(g, steps, s + len, st, &next_group) == 0 || next_group != group)
+                    break;
+                len++;
+            }
+        st[s].chain = len;
+        s += len;
+    }
+    free(readers);
+    return lego_ok();
+}
+
 lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *ext,
                            step_state *st)
 {
@@ -335,6 +403,8 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     *n_steps = kept;
     if (!r.code && fuse)
         r = plan_layouts(g, steps, kept, ext, st);
+    if (!r.code && fuse)
+        r = plan_chains(g, steps, kept, ext, st);
     if (r.code) {
         exec_unpack(st, kept);
         memset(st, 0, sizeof *st * (size_t)kept);
@@ -416,6 +486,23 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
                 last_use[v] = s; /* unread outputs still need room */
         }
     }
+    /* A chain runs image by image, its inner values in per-thread buffers
+     * (run_chain): what its steps read from outside it is in use until its
+     * last step, whose output is written image by image meanwhile and so
+     * must not take their memory. The inner values keep their own places
+     * and lifetimes, for whoever runs the plan step by step. */
+    for (int s = 0; s < p->n_steps; s++) {
+        int end = s + p->st[s].chain - 1;
+        for (int j = s; j <= end && j < p->n_steps; j++) {
+            const gnode *n = &g->nodes[p->steps[j]], *prev = &g->nodes[p->steps[j > 0 ? j - 1 : 0]];
+            int inner = j > s ? step_out(prev, &p->st[j - 1]) : -1;
+            for (int i = 0; i < n->n_in; i++) {
+                int v = n->in[i];
+                if (v >= 0 && v != inner && last_use[v] < end)
+                    last_use[v] = end;
+            }
+        }
+    }
     for (int i = 0; i < g->n_outputs; i++) {
         int v = g->outputs[i], u = until ? until[v] : -1;
         if (u < 0)
@@ -442,6 +529,100 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
     return lego_ok();
 }
 
+typedef struct chain_run {
+    op_call c[MAX_CHAIN];
+    const op_desc *op[MAX_CHAIN];
+    bool per_image[MAX_CHAIN][OP_MAX_IO]; /* input i is an activation, cut by image */
+    int len;
+    int64_t group;
+    size_t scratch, inner; /* per thread: the kernels' scratch; one inner value's group */
+    unsigned char *buf;    /* per thread: scratch, then two inner buffers */
+    atomic_bool failed;
+} chain_run;
+
+/* Bytes of one group of images of t. */
+static size_t group_bytes(const lego_tensor *t, int64_t group)
+{
+    return lego_tensor_bytes(t) / (size_t)t->dims[0] * (size_t)group;
+}
+
+/* Groups [begin, end): each runs through every step, the steps' calls
+ * viewing that group alone (forward_images over images [0, group) of the
+ * views); inner values go to this thread's two buffers in turn, so they
+ * stay in its cache from one step to the next. */
+static void chain_images(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    chain_run *r = ctx;
+    unsigned char *mine = r->buf + (size_t)thread * (r->scratch + 2 * r->inner);
+    unsigned char *inner[2] = {mine + r->scratch, mine + r->scratch + r->inner};
+    for (int64_t i = begin; i < end; i++)
+        for (int j = 0; j < r->len; j++) {
+            const op_call *c = &r->c[j];
+            lego_tensor tin[OP_MAX_IO], tout, *pin[OP_MAX_IO], *pout[1] = {&tout};
+            op_call v = *c;
+            for (int k = 0; k < c->n_in; k++) {
+                pin[k] = c->in[k];
+                if (!c->in[k] || !r->per_image[j][k])
+                    continue;
+                tin[k] = *c->in[k];
+                tin[k].dims[0] = r->group;
+                bool from_inner = j > 0 && c->in[k] == r->c[j - 1].out[0];
+                tin[k].data = from_inner ? (void *)inner[(j - 1) & 1]
+                                         : (void *)((unsigned char *)c->in[k]->data +
+                                                    (size_t)i * group_bytes(c->in[k], r->group));
+                pin[k] = &tin[k];
+            }
+            tout = *c->out[0];
+            tout.dims[0] = r->group;
+            tout.data = j < r->len - 1 ? (void *)inner[j & 1]
+                                       : (void *)((unsigned char *)c->out[0]->data +
+                                                  (size_t)i * group_bytes(c->out[0], r->group));
+            v.in = pin;
+            v.out = pout;
+            if (!r->op[j]->forward_images(&v, 0, r->group, mine))
+                atomic_store(&r->failed, true);
+        }
+}
+
+/* Steps [s, s+len) image by image over the pool's threads; false when
+ * scratch or a kernel failed (the caller then runs them one by one). */
+static bool run_chain(lego_graph *g, exec_plan *p, int s, int len, lego_tensor *in[][OP_MAX_IO],
+                      lego_tensor *out[][OP_MAX_IO])
+{
+    chain_run r = {.len = len};
+    atomic_init(&r.failed, false);
+    double work = 0;
+    for (int j = 0; j < len; j++) {
+        const gnode *n = &g->nodes[p->steps[s + j]];
+        exec_step_call(g, n, &p->st[s + j], p->vt, in[j], out[j], &r.c[j]);
+        r.op[j] = n->op;
+        size_t b = n->op->image_scratch(&r.c[j], &r.group);
+        r.scratch = b > r.scratch ? b : r.scratch;
+        work += (double)lego_tensor_numel(r.c[j].out[0]);
+        for (int k = 0; k < n->n_in; k++) {
+            int v = n->in[k];
+            r.per_image[j][k] = v >= 0 && (g->values[v].kind == VALUE_ACTIVATION ||
+                                           g->values[v].kind == VALUE_INPUT);
+        }
+    }
+    for (int j = 0; j + 1 < len; j++) {
+        size_t b = group_bytes(r.c[j].out[0], r.group);
+        r.inner = b > r.inner ? b : r.inner;
+    }
+    int64_t images = r.c[0].out[0]->dims[0] / r.group; /* groups, from here on */
+    r.scratch = (r.scratch + 63) / 64 * 64;
+    r.inner = (r.inner + 63) / 64 * 64;
+    /* per image: about 16 operations per output value (a GEMM's flops
+     * count 1/16, conv.c), so the values themselves are the measure */
+    par_split sp = par_split_work(images, work / (double)images);
+    r.buf = lego_aligned_alloc((r.scratch + 2 * r.inner) * (size_t)sp.threads);
+    if (!r.buf)
+        return false;
+    parallel_run(images, sp, chain_images, &r);
+    lego_aligned_free(r.buf);
+    return !atomic_load(&r.failed);
+}
+
 lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inputs,
                      lego_tensor **outputs)
 {
@@ -460,6 +641,14 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
     }
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     for (int s = 0; s < p->n_steps; s++) {
+        int len = p->st[s].chain;
+        if (len > 1) {
+            lego_tensor *cin[MAX_CHAIN][OP_MAX_IO], *cout[MAX_CHAIN][OP_MAX_IO];
+            if (run_chain(g, p, s, len, cin, cout)) {
+                s += len - 1;
+                continue;
+            }
+        }
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c);

@@ -16,6 +16,8 @@ typedef struct step_state {
     void *packed;
     void (*unpack)(void *state);
     unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
+    int chain;       /* > 1: this step and the chain-1 after it run image by image
+                        (op_desc.forward_images; exec_run) */
 } step_state;
 
 /* Inference rewriting of the nodes steps[0..*n_steps) (run order), in
@@ -25,7 +27,11 @@ typedef struct step_state {
  * state. Then a value that one packed kernel writes and only kernels of
  * the same layout (op_desc.layout) or elementwise ops between them read
  * stays in that layout, sparing the reorders (no value changes: reorders
- * copy). Fused nodes leave steps (*n_steps shrinks); st[s] describes step s.
+ * copy). Runs of steps that work image by image (op_desc.forward_images),
+ * each reading only the one before's output, are marked as chains
+ * (st[s].chain), which exec_run runs an image at a time; running them step
+ * by step, as other runners do, gives the same values. Fused nodes leave
+ * steps (*n_steps shrinks); st[s] describes step s.
  * ext[v] marks values read by something other than these steps (graph
  * outputs, block slots): those are never fused away. Plans for inference
  * only: training and block extraction keep every node. */

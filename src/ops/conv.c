@@ -636,6 +636,21 @@ static int conv_layout(const void *state, bool output)
     return k && k->dnnl ? dnnl_conv_layout(k->dnnl, output) : -1;
 }
 
+static size_t conv_image_scratch(const op_call *c, int64_t *group)
+{
+    const conv_packed *k = c->packed;
+    *group = 1;
+    return k && k->dnnl ? dnnl_conv_image_scratch(k->dnnl, c->native & 1, group) : 0;
+}
+
+static bool conv_forward_images(const op_call *c, int64_t i0, int64_t i1, void *scratch)
+{
+    const conv_packed *k = c->packed;
+    return k && k->dnnl &&
+           dnnl_conv_run_images(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1,
+                                c->native & 2, i0, i1, scratch);
+}
+
 bool conv_packed_dnnl(const void *packed)
 {
     return packed && ((const conv_packed *)packed)->dnnl;
@@ -1018,6 +1033,8 @@ const op_desc op_desc_Conv = {
     .pack = conv_pack,
     .unpack = conv_unpack,
     .layout = conv_layout,
+    .image_scratch = conv_image_scratch,
+    .forward_images = conv_forward_images,
 };
 
 const op_desc op_desc_ConvTranspose = {

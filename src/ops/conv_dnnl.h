@@ -61,6 +61,14 @@ bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, 
  * for dst, when output-channel blocks each write their own. */
 int dnnl_conv_layout(const dnnl_conv *k, bool dst);
 
+/* Image by image (op_desc.forward_images): the per-thread scratch bytes
+ * one call of *group images needs, 0 when a unit is not whole images
+ * (bands, channel blocks) or x would need reordering first; and images
+ * [i0, i1), whole groups, run on the calling thread. */
+size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group);
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
+                          bool y_native, int64_t i0, int64_t i1, void *scratch);
+
 void dnnl_conv_free(dnnl_conv *k);
 
 /* Whether a Conv's packed state (conv.c, op_desc.pack) runs on oneDNN; for

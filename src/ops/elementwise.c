@@ -433,13 +433,45 @@ static lego_status div_prepare(op_call *c) { return binary_prepare(c, BIN_DIV); 
 static lego_status pow_prepare(op_call *c) { return binary_prepare(c, BIN_POW); }
 static lego_status equal_prepare(op_call *c) { return binary_prepare(c, BIN_EQUAL); }
 
-#define BINARY_DESC(Name, prep, unread)                                                      \
+/* Add of three float tensors of one shape, image by image (op_desc.
+ * forward_images): an inference plan runs MobileNetV2's residual Add in the
+ * chain of convolutions before it, while their output is still in cache.
+ * The same sums as binary_forward's. */
+static size_t add_image_scratch(const op_call *c, int64_t *group)
+{
+    const lego_tensor *a = c->in[0], *b = c->in[1], *y = c->out[0];
+    *group = 1;
+    bool plain = a && b && y && y->dtype == LEGO_F32 && a->dtype == LEGO_F32 &&
+                 b->dtype == LEGO_F32 && y->rank >= 1 && y->dims[0] > 0 &&
+                 tensor_same_shape(a, y) && tensor_same_shape(b, y);
+    return plain ? 64 : 0;
+}
+
+SIMD_CLONES
+static void add_f32(const float *a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *scratch)
+{
+    (void)scratch;
+    int64_t per = lego_tensor_numel(c->out[0]) / c->out[0]->dims[0];
+    add_f32((const float *)c->in[0]->data + i0 * per, (const float *)c->in[1]->data + i0 * per,
+            (float *)c->out[0]->data + i0 * per, (i1 - i0) * per);
+    return true;
+}
+
+#define BINARY_DESC(Name, prep, unread, ...)                                                 \
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 2, .max_in = 2, .min_out = 1,  \
                                     .max_out = 1, .params_size = sizeof(binary_params),     \
                                     .prepare = prep, .forward = binary_forward,             \
                                     .flops = numel_flops, .backward = binary_backward,      \
-                                    .in_unread = unread, .out_unread = unread ? 1u : 0};
-BINARY_DESC(Add, add_prepare, 3u) /* the gradient is dY's */
+                                    .in_unread = unread, .out_unread = unread ? 1u : 0,    \
+                                    __VA_ARGS__};
+BINARY_DESC(Add, add_prepare, 3u, /* the gradient is dY's */
+            .image_scratch = add_image_scratch, .forward_images = add_forward_images)
 BINARY_DESC(Sub, sub_prepare, 3u)
 BINARY_DESC(Mul, mul_prepare, 0)
 BINARY_DESC(Div, div_prepare, 0)

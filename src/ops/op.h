@@ -93,6 +93,16 @@ typedef struct op_desc {
      * memory go to later values once the forward pass is done with it
      * (graph/autodiff.c). Zero, the default, is always safe. */
     unsigned in_unread, out_unread;
+    /* (optional) a packed forward that works image by image, each image's
+     * output from that image's input alone, computed the same whatever
+     * images a call covers, in groups of *group images: image_scratch gives
+     * the scratch bytes one thread needs for it and the group (0: this state
+     * cannot), forward_images runs images [i0, i1) (whole groups) on the
+     * calling thread with that scratch (false on failure).
+     * Plans run chains of such kernels an image at a time (graph/exec.c),
+     * so that an image's activations are still in cache for the next. */
+    size_t (*image_scratch)(const op_call *c, int64_t *group);
+    bool (*forward_images)(const op_call *c, int64_t i0, int64_t i1, void *scratch);
 } op_desc;
 
 /* Layouts of a 4-D activation, per image (one image after another). Every
