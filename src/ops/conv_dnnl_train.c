@@ -1,0 +1,655 @@
+/* conv_dnnl_train.c - Conv forward and backward through oneDNN for train
+ * plans (see conv_dnnl_train.h).
+ *
+ * Forward: the current weights are reordered once into the forward
+ * primitive's layout (kept for backward), then units of `ipu` images each
+ * reorder their input from NCHW into the primitive's layout, convolve with
+ * the bias, and reorder the output back to NCHW, all in per-thread buffers.
+ * Input gradient: the same units run a backward-data primitive on their
+ * images' dY and add the result into dX with a summing reorder. Weight and
+ * bias gradients: the batch is cut into `chunks` contiguous pieces (a
+ * function of the batch alone), each runs a backward-weights primitive over
+ * its images into a buffer of its own, and the buffers are summed in chunk
+ * order before one summing reorder adds them into dW: so the result does
+ * not depend on the threads, only on the batch.
+ *
+ * oneDNN's reference kernels are far slower than our own path: a primitive
+ * that comes out as one ("ref:" in its name) declines the shape. Memory:
+ * the state keeps the primitives and one copy of the weights; every buffer
+ * the batch needs is allocated per call and freed before it returns
+ * (retraining holds many plans at once). */
+#include "conv_dnnl_train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LEGO_HAVE_DNNL
+
+#include <math.h>
+#include <stdatomic.h>
+
+#include "../core/tensor.h"
+#include "../core/threads.h"
+#include "conv_dnnl_impl.h"
+
+#define SPLIT_PIECES 4   /* units wanted per call, as conv_dnnl.c */
+#define SMALL_MAP 64     /* output maps this small go several images per call */
+#define MAX_IPU 8
+#define WEIGHT_CHUNKS 4  /* batch chunks of the weight gradient, at most */
+#define ALIGN(b) (((b) + 63) / 64 * 64)
+
+typedef conv_dnnl_arg arg;
+
+/* A primitive with its user-mode scratchpad. */
+typedef struct prim {
+    dnnl_primitive_t p;
+    dnnl_memory_desc_t pad_md;
+    size_t pad_bytes;
+} prim;
+
+/* The backward-weights primitive for chunks of mb images. */
+typedef struct wchunk {
+    int64_t mb;
+    prim bw;
+    dnnl_primitive_t to_src, to_ddst; /* NULL when the primitive reads NCHW */
+    dnnl_memory_desc_t plain_src, plain_dst, src_md, ddst_md;
+    size_t src_bytes, ddst_bytes;
+} wchunk;
+
+struct dnnl_conv_train {
+    conv_shape s;
+    int64_t n, ipu;
+    bool bias;
+    /* forward, for ipu images */
+    dnnl_primitive_desc_t fwd_pd; /* the backward primitives' hint */
+    prim fwd;
+    dnnl_primitive_t to_src, to_plain, to_wei; /* to_src, to_plain: NULL when NCHW */
+    dnnl_memory_desc_t plain_src, plain_dst, plain_wei, src_md, dst_md, wei_md, bias_md;
+    size_t src_bytes, dst_bytes, wei_bytes;
+    float *wei;     /* the weights in wei_md, as the last forward reordered them */
+    bool wei_valid; /* the last forward filled wei */
+    /* backward data, for ipu images (made on first use: 0 not yet, 1 ready, -1 none) */
+    int bd_state;
+    prim bd;
+    dnnl_primitive_t bd_ddst, bd_add, bd_wei; /* bd_ddst: NULL when NCHW; bd_wei: NULL when wei_md */
+    dnnl_memory_desc_t bd_ddst_md, bd_dsrc_md, bd_wei_md;
+    size_t bd_ddst_bytes, bd_dsrc_bytes, bd_wei_bytes;
+    /* backward weights (same states) */
+    int bw_state;
+    int64_t chunks;
+    wchunk wc[2]; /* chunks of floor(n/chunks) images, and of one more */
+    dnnl_primitive_t dw_add;
+    dnnl_memory_desc_t dwei_md, dbias_md;
+    size_t dwei_bytes;
+};
+
+static void one_thread(void) { conv_dnnl_one_thread(); }
+
+static void act_md(dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w,
+                   dnnl_format_tag_t tag)
+{
+    int64_t d[4] = {mb, c, h, w};
+    conv_dnnl_md(md, 4, d, tag);
+}
+
+static void wei_md_of(const conv_shape *s, dnnl_memory_desc_t *md, bool plain)
+{
+    if (s->group > 1) {
+        int64_t d[5] = {s->group, s->m / s->group, s->c / s->group, s->kh, s->kw};
+        conv_dnnl_md(md, 5, d, plain ? dnnl_goihw : dnnl_format_tag_any);
+    } else {
+        int64_t d[4] = {s->m, s->c, s->kh, s->kw};
+        conv_dnnl_md(md, 4, d, plain ? dnnl_oihw : dnnl_format_tag_any);
+    }
+}
+
+static const dnnl_memory_desc_t *query(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
+{
+    return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+/* A primitive descriptor for cd with a user scratchpad; false when oneDNN
+ * has none, or only its reference kernel. */
+static bool make_pd(const dnnl_convolution_desc_t *cd, const_dnnl_primitive_desc_t hint,
+                    dnnl_primitive_desc_t *pd)
+{
+    *pd = NULL;
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+        return false;
+    bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
+                  dnnl_success &&
+              dnnl_primitive_desc_create(pd, cd, attr, conv_dnnl_engine(), hint) == dnnl_success;
+    dnnl_primitive_attr_destroy(attr);
+    const char *impl = NULL;
+    if (ok && (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+               !impl || strncmp(impl, "ref", 3) == 0))
+        ok = false;
+    if (!ok && *pd) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+    }
+    return ok;
+}
+
+static bool make_prim(const_dnnl_primitive_desc_t pd, prim *out)
+{
+    out->pad_md = *query(pd, dnnl_query_scratchpad_md);
+    out->pad_bytes = dnnl_memory_desc_get_size(&out->pad_md);
+    return dnnl_primitive_create(&out->p, pd) == dnnl_success;
+}
+
+static void prim_free(prim *p)
+{
+    if (p->p)
+        dnnl_primitive_destroy(p->p);
+    p->p = NULL;
+}
+
+static void destroy(dnnl_primitive_t *p)
+{
+    if (*p)
+        dnnl_primitive_destroy(*p);
+    *p = NULL;
+}
+
+/* A reorder from `from` to `to`, or none (*p NULL) when they are the same. */
+static bool reorder_unless_same(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                dnnl_primitive_t *p)
+{
+    *p = NULL;
+    return dnnl_memory_desc_equal(from, to) || conv_dnnl_reorder(from, to, false, p);
+}
+
+/* The forward descriptor for mb images, every layout oneDNN's choice. */
+static bool fwd_desc(const dnnl_conv_train *k, int64_t mb, dnnl_convolution_desc_t *cd)
+{
+    const conv_shape *s = &k->s;
+    dnnl_memory_desc_t src, wei, dst, bias;
+    act_md(&src, mb, s->c, s->h, s->w, dnnl_format_tag_any);
+    act_md(&dst, mb, s->m, s->ho, s->wo, dnnl_format_tag_any);
+    wei_md_of(s, &wei, false);
+    int64_t bd[1] = {s->m};
+    conv_dnnl_md(&bias, 1, bd, dnnl_x);
+    dnnl_dims_t st, dil, pl, pr;
+    return conv_dnnl_geometry(s, st, dil, pl, pr) &&
+           dnnl_dilated_convolution_forward_desc_init(cd, dnnl_forward_training,
+                                                      dnnl_convolution_direct, &src, &wei,
+                                                      k->bias ? &bias : NULL, &dst, st, dil, pl,
+                                                      pr) == dnnl_success;
+}
+
+/* Images per forward and backward-data call: one, except for small maps,
+ * where one image gives oneDNN too little to block over (conv_dnnl.c's
+ * pick_ipu): then a divisor of the batch up to MAX_IPU that still leaves
+ * SPLIT_PIECES calls. */
+static int64_t pick_ipu(const conv_shape *s, int64_t n)
+{
+    if (s->ho * s->wo > SMALL_MAP)
+        return 1;
+    for (int64_t d = MAX_IPU; d > 1; d--)
+        if (n % d == 0 && n / d >= SPLIT_PIECES)
+            return d;
+    return 1;
+}
+
+static bool create_fwd(dnnl_conv_train *k)
+{
+    const conv_shape *s = &k->s;
+    dnnl_convolution_desc_t cd;
+    if (!fwd_desc(k, k->ipu, &cd) || !make_pd(&cd, NULL, &k->fwd_pd) || !make_prim(k->fwd_pd, &k->fwd))
+        return false;
+    k->src_md = *query(k->fwd_pd, dnnl_query_src_md);
+    k->dst_md = *query(k->fwd_pd, dnnl_query_dst_md);
+    k->wei_md = *query(k->fwd_pd, dnnl_query_weights_md);
+    int64_t bd[1] = {s->m};
+    conv_dnnl_md(&k->bias_md, 1, bd, dnnl_x);
+    act_md(&k->plain_src, k->ipu, s->c, s->h, s->w, dnnl_nchw);
+    act_md(&k->plain_dst, k->ipu, s->m, s->ho, s->wo, dnnl_nchw);
+    wei_md_of(s, &k->plain_wei, true);
+    k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
+    k->dst_bytes = dnnl_memory_desc_get_size(&k->dst_md);
+    k->wei_bytes = dnnl_memory_desc_get_size(&k->wei_md);
+    k->wei = lego_aligned_alloc(k->wei_bytes ? k->wei_bytes : 64);
+    return k->wei && reorder_unless_same(&k->plain_src, &k->src_md, &k->to_src) &&
+           reorder_unless_same(&k->dst_md, &k->plain_dst, &k->to_plain) &&
+           conv_dnnl_reorder(&k->plain_wei, &k->wei_md, false, &k->to_wei);
+}
+
+lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
+                                   dnnl_conv_train **out)
+{
+    *out = NULL;
+    if (!conv_dnnl_engine())
+        return lego_ok();
+    one_thread(); /* primitives are made for the one thread that runs them */
+    dnnl_conv_train *k = calloc(1, sizeof *k);
+    if (!k)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution for training");
+    k->s = *s;
+    k->n = n;
+    k->bias = bias;
+    k->ipu = pick_ipu(s, n);
+    if (!create_fwd(k)) {
+        dnnl_conv_train_free(k); /* conv.c's path runs this shape */
+        return lego_ok();
+    }
+    *out = k;
+    return lego_ok();
+}
+
+bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int64_t n)
+{
+    return k->n == n && memcmp(&k->s, s, sizeof *s) == 0;
+}
+
+static bool create_bd(dnnl_conv_train *k)
+{
+    const conv_shape *s = &k->s;
+    dnnl_memory_desc_t dsrc, wei, ddst;
+    act_md(&dsrc, k->ipu, s->c, s->h, s->w, dnnl_format_tag_any);
+    act_md(&ddst, k->ipu, s->m, s->ho, s->wo, dnnl_format_tag_any);
+    wei_md_of(s, &wei, false);
+    dnnl_dims_t st, dil, pl, pr;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
+              dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &dsrc,
+                                                               &wei, &ddst, st, dil, pl,
+                                                               pr) == dnnl_success &&
+              make_pd(&cd, k->fwd_pd, &pd) && make_prim(pd, &k->bd);
+    if (ok) {
+        k->bd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
+        k->bd_dsrc_md = *query(pd, dnnl_query_diff_src_md);
+        k->bd_wei_md = *query(pd, dnnl_query_weights_md);
+        k->bd_ddst_bytes = dnnl_memory_desc_get_size(&k->bd_ddst_md);
+        k->bd_dsrc_bytes = dnnl_memory_desc_get_size(&k->bd_dsrc_md);
+        k->bd_wei_bytes = dnnl_memory_desc_get_size(&k->bd_wei_md);
+        /* the forward's weight copy serves when the layouts agree */
+        ok = reorder_unless_same(&k->plain_dst, &k->bd_ddst_md, &k->bd_ddst) &&
+             conv_dnnl_reorder(&k->bd_dsrc_md, &k->plain_src, true, &k->bd_add) &&
+             (dnnl_memory_desc_equal(&k->bd_wei_md, &k->wei_md) ||
+              conv_dnnl_reorder(&k->plain_wei, &k->bd_wei_md, false, &k->bd_wei));
+    }
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* The backward-weights primitive for chunks of wc->mb images; with `dwei`,
+ * its weight gradient must come in that layout (every chunk's must agree,
+ * to be summed). */
+static bool create_wchunk(dnnl_conv_train *k, wchunk *wc, const dnnl_memory_desc_t *dwei)
+{
+    const conv_shape *s = &k->s;
+    dnnl_memory_desc_t src, wei, ddst, bias;
+    act_md(&src, wc->mb, s->c, s->h, s->w, dnnl_format_tag_any);
+    act_md(&ddst, wc->mb, s->m, s->ho, s->wo, dnnl_format_tag_any);
+    wei_md_of(s, &wei, false);
+    int64_t bd[1] = {s->m};
+    conv_dnnl_md(&bias, 1, bd, dnnl_x);
+    dnnl_dims_t st, dil, pl, pr;
+    dnnl_convolution_desc_t fd, cd;
+    dnnl_primitive_desc_t hint = NULL, pd = NULL;
+    bool ok = fwd_desc(k, wc->mb, &fd) && make_pd(&fd, NULL, &hint) &&
+              conv_dnnl_geometry(s, st, dil, pl, pr) &&
+              dnnl_dilated_convolution_backward_weights_desc_init(
+                  &cd, dnnl_convolution_direct, &src, dwei ? dwei : &wei, k->bias ? &bias : NULL,
+                  &ddst, st, dil, pl, pr) == dnnl_success &&
+              make_pd(&cd, hint, &pd) && make_prim(pd, &wc->bw);
+    if (ok) {
+        wc->src_md = *query(pd, dnnl_query_src_md);
+        wc->ddst_md = *query(pd, dnnl_query_diff_dst_md);
+        k->dwei_md = *query(pd, dnnl_query_diff_weights_md);
+        k->dbias_md = bias;
+        act_md(&wc->plain_src, wc->mb, s->c, s->h, s->w, dnnl_nchw);
+        act_md(&wc->plain_dst, wc->mb, s->m, s->ho, s->wo, dnnl_nchw);
+        wc->src_bytes = dnnl_memory_desc_get_size(&wc->src_md);
+        wc->ddst_bytes = dnnl_memory_desc_get_size(&wc->ddst_md);
+        ok = reorder_unless_same(&wc->plain_src, &wc->src_md, &wc->to_src) &&
+             reorder_unless_same(&wc->plain_dst, &wc->ddst_md, &wc->to_ddst);
+    }
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (hint)
+        dnnl_primitive_desc_destroy(hint);
+    return ok;
+}
+
+static int64_t chunk_begin(const dnnl_conv_train *k, int64_t i) { return i * k->n / k->chunks; }
+
+static bool create_bw(dnnl_conv_train *k)
+{
+    k->chunks = k->n < WEIGHT_CHUNKS ? k->n : WEIGHT_CHUNKS;
+    k->wc[0].mb = k->n / k->chunks;
+    if (!create_wchunk(k, &k->wc[0], NULL))
+        return false;
+    dnnl_memory_desc_t dwei = k->dwei_md;
+    if (k->n % k->chunks) {
+        k->wc[1].mb = k->wc[0].mb + 1;
+        if (!create_wchunk(k, &k->wc[1], &dwei))
+            return false;
+    }
+    k->dwei_bytes = dnnl_memory_desc_get_size(&k->dwei_md);
+    return conv_dnnl_reorder(&k->dwei_md, &k->plain_wei, true, &k->dw_add);
+}
+
+static void wchunk_free(wchunk *wc)
+{
+    prim_free(&wc->bw);
+    destroy(&wc->to_src);
+    destroy(&wc->to_ddst);
+}
+
+void dnnl_conv_train_free(dnnl_conv_train *k)
+{
+    if (!k)
+        return;
+    if (k->fwd_pd)
+        dnnl_primitive_desc_destroy(k->fwd_pd);
+    prim_free(&k->fwd);
+    prim_free(&k->bd);
+    destroy(&k->to_src), destroy(&k->to_plain), destroy(&k->to_wei);
+    destroy(&k->bd_ddst), destroy(&k->bd_add), destroy(&k->bd_wei);
+    destroy(&k->dw_add);
+    wchunk_free(&k->wc[0]);
+    wchunk_free(&k->wc[1]);
+    lego_aligned_free(k->wei);
+    free(k);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+typedef struct run {
+    dnnl_conv_train *k;
+    const float *x, *b, *dy;
+    float *y, *dx;
+    void *wei;             /* backward data's weights */
+    unsigned char *scratch; /* per thread */
+    size_t per_thread;
+    unsigned char *dwbuf;  /* backward weights: per chunk, dwei_bytes then M floats */
+    size_t per_chunk;
+    atomic_bool failed;
+} run;
+
+static size_t bias_bytes(const dnnl_conv_train *k) { return ALIGN(sizeof(float) * (size_t)k->s.m); }
+
+static void fwd_units(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    dnnl_conv_train *k = r->k;
+    const conv_shape *s = &k->s;
+    one_thread();
+    unsigned char *src = r->scratch + (size_t)thread * r->per_thread;
+    unsigned char *dst = src + (k->to_src ? ALIGN(k->src_bytes) : 0);
+    unsigned char *pad = dst + (k->to_plain ? ALIGN(k->dst_bytes) : 0);
+    int64_t in = k->ipu * s->c * s->h * s->w, on = k->ipu * s->m * s->ho * s->wo;
+    for (int64_t u = begin; u < end && !atomic_load(&r->failed); u++) {
+        float *x = (float *)r->x + u * in, *y = r->y + u * on;
+        bool ok = true;
+        if (k->to_src) {
+            arg a[2] = {{DNNL_ARG_FROM, &k->plain_src, x}, {DNNL_ARG_TO, &k->src_md, src}};
+            ok = conv_dnnl_execute(k->to_src, a, 2);
+        }
+        arg a[5] = {{DNNL_ARG_SRC, &k->src_md, k->to_src ? (void *)src : x},
+                    {DNNL_ARG_WEIGHTS, &k->wei_md, k->wei},
+                    {DNNL_ARG_DST, &k->dst_md, k->to_plain ? (void *)dst : y},
+                    {DNNL_ARG_SCRATCHPAD, &k->fwd.pad_md, pad},
+                    {DNNL_ARG_BIAS, &k->bias_md, (void *)r->b}};
+        ok = ok && conv_dnnl_execute(k->fwd.p, a, k->bias ? 5 : 4);
+        if (ok && k->to_plain) {
+            arg t[2] = {{DNNL_ARG_FROM, &k->dst_md, dst}, {DNNL_ARG_TO, &k->plain_dst, y}};
+            ok = conv_dnnl_execute(k->to_plain, t, 2);
+        }
+        if (!ok)
+            atomic_store(&r->failed, true);
+    }
+}
+
+static double unit_flops(const dnnl_conv_train *k, int64_t images)
+{
+    const conv_shape *s = &k->s;
+    return 2.0 * (double)(images * s->m * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
+}
+
+bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
+                             float *y)
+{
+    one_thread();
+    k->wei_valid = false;
+    arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, &k->wei_md, k->wei}};
+    if (!conv_dnnl_execute(k->to_wei, a, 2))
+        return false;
+    int64_t units = k->n / k->ipu;
+    par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
+    run r = {.k = k, .x = x, .b = b, .y = y};
+    r.per_thread = (k->to_src ? ALIGN(k->src_bytes) : 0) + (k->to_plain ? ALIGN(k->dst_bytes) : 0) +
+                   ALIGN(k->fwd.pad_bytes);
+    atomic_init(&r.failed, false);
+    r.scratch = lego_aligned_alloc(r.per_thread * (size_t)sp.threads + 64);
+    if (!r.scratch)
+        return false;
+    parallel_run(units, sp, fwd_units, &r);
+    lego_aligned_free(r.scratch);
+    k->wei_valid = !atomic_load(&r.failed);
+    return k->wei_valid;
+}
+
+static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    dnnl_conv_train *k = r->k;
+    const conv_shape *s = &k->s;
+    one_thread();
+    unsigned char *ddst = r->scratch + (size_t)thread * r->per_thread;
+    unsigned char *dsrc = ddst + (k->bd_ddst ? ALIGN(k->bd_ddst_bytes) : 0);
+    unsigned char *pad = dsrc + ALIGN(k->bd_dsrc_bytes);
+    int64_t in = k->ipu * s->c * s->h * s->w, on = k->ipu * s->m * s->ho * s->wo;
+    for (int64_t u = begin; u < end && !atomic_load(&r->failed); u++) {
+        float *dy = (float *)r->dy + u * on, *dx = r->dx + u * in;
+        bool ok = true;
+        if (k->bd_ddst) {
+            arg a[2] = {{DNNL_ARG_FROM, &k->plain_dst, dy}, {DNNL_ARG_TO, &k->bd_ddst_md, ddst}};
+            ok = conv_dnnl_execute(k->bd_ddst, a, 2);
+        }
+        arg a[4] = {{DNNL_ARG_DIFF_DST, &k->bd_ddst_md, k->bd_ddst ? (void *)ddst : dy},
+                    {DNNL_ARG_WEIGHTS, &k->bd_wei_md, r->wei},
+                    {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, dsrc},
+                    {DNNL_ARG_SCRATCHPAD, &k->bd.pad_md, pad}};
+        ok = ok && conv_dnnl_execute(k->bd.p, a, 4);
+        arg t[2] = {{DNNL_ARG_FROM, &k->bd_dsrc_md, dsrc}, {DNNL_ARG_TO, &k->plain_src, dx}};
+        ok = ok && conv_dnnl_execute(k->bd_add, t, 2); /* dx += */
+        if (!ok)
+            atomic_store(&r->failed, true);
+    }
+}
+
+static void bw_chunks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    dnnl_conv_train *k = r->k;
+    const conv_shape *s = &k->s;
+    one_thread();
+    int64_t in = s->c * s->h * s->w, on = s->m * s->ho * s->wo;
+    for (int64_t i = begin; i < end && !atomic_load(&r->failed); i++) {
+        int64_t n0 = chunk_begin(k, i), mb = chunk_begin(k, i + 1) - n0;
+        const wchunk *wc = &k->wc[mb == k->wc[0].mb ? 0 : 1];
+        unsigned char *src = r->scratch + (size_t)thread * r->per_thread;
+        unsigned char *ddst = src + (wc->to_src ? ALIGN(wc->src_bytes) : 0);
+        unsigned char *pad = ddst + (wc->to_ddst ? ALIGN(wc->ddst_bytes) : 0);
+        unsigned char *dwei = r->dwbuf + (size_t)i * r->per_chunk;
+        float *x = (float *)r->x + n0 * in, *dy = (float *)r->dy + n0 * on;
+        bool ok = true;
+        if (wc->to_src) {
+            arg a[2] = {{DNNL_ARG_FROM, &wc->plain_src, x}, {DNNL_ARG_TO, &wc->src_md, src}};
+            ok = conv_dnnl_execute(wc->to_src, a, 2);
+        }
+        if (ok && wc->to_ddst) {
+            arg a[2] = {{DNNL_ARG_FROM, &wc->plain_dst, dy}, {DNNL_ARG_TO, &wc->ddst_md, ddst}};
+            ok = conv_dnnl_execute(wc->to_ddst, a, 2);
+        }
+        arg a[5] = {{DNNL_ARG_SRC, &wc->src_md, wc->to_src ? (void *)src : x},
+                    {DNNL_ARG_DIFF_DST, &wc->ddst_md, wc->to_ddst ? (void *)ddst : dy},
+                    {DNNL_ARG_DIFF_WEIGHTS, &k->dwei_md, dwei},
+                    {DNNL_ARG_SCRATCHPAD, &wc->bw.pad_md, pad},
+                    {DNNL_ARG_DIFF_BIAS, &k->dbias_md, dwei + ALIGN(k->dwei_bytes)}};
+        ok = ok && conv_dnnl_execute(wc->bw.p, a, k->bias ? 5 : 4);
+        if (!ok)
+            atomic_store(&r->failed, true);
+    }
+}
+
+/* Chunk 0's buffer += every other chunk's, in chunk order, over the floats
+ * [begin, end) of a buffer: each float's sum has the same order whatever
+ * cut the range. */
+static void sum_chunks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    run *r = ctx;
+    float *acc = (float *)r->dwbuf;
+    for (int64_t i = 1; i < r->k->chunks; i++) {
+        const float *c = (const float *)(r->dwbuf + (size_t)i * r->per_chunk);
+        for (int64_t j = begin; j < end; j++)
+            acc[j] += c[j];
+    }
+}
+
+static size_t bd_per_thread(const dnnl_conv_train *k)
+{
+    return (k->bd_ddst ? ALIGN(k->bd_ddst_bytes) : 0) + ALIGN(k->bd_dsrc_bytes) +
+           ALIGN(k->bd.pad_bytes);
+}
+
+static size_t bw_per_thread(const dnnl_conv_train *k)
+{
+    size_t most = 0;
+    for (int i = 0; i < 2; i++) {
+        const wchunk *wc = &k->wc[i];
+        if (!wc->bw.p)
+            continue;
+        size_t need = (wc->to_src ? ALIGN(wc->src_bytes) : 0) +
+                      (wc->to_ddst ? ALIGN(wc->ddst_bytes) : 0) + ALIGN(wc->bw.pad_bytes);
+        most = need > most ? need : most;
+    }
+    return most;
+}
+
+static void add_nan(float *v, int64_t n)
+{
+    if (v)
+        for (int64_t i = 0; i < n; i++)
+            v[i] += NAN;
+}
+
+bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db)
+{
+    const conv_shape *s = &k->s;
+    bool want_w = dw || db;
+    if (!dx && !want_w)
+        return true;
+    one_thread();
+    if (dx && !k->bd_state)
+        k->bd_state = create_bd(k) ? 1 : -1;
+    if (want_w && !k->bw_state)
+        k->bw_state = create_bw(k) ? 1 : -1;
+    if ((dx && k->bd_state < 0) || (want_w && k->bw_state < 0))
+        return false;
+
+    int64_t units = k->n / k->ipu;
+    par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
+    par_split sw = par_split_work(k->chunks, unit_flops(k, k->n / (k->chunks ? k->chunks : 1)) / 16.0);
+    run r = {.k = k, .x = x, .dy = dy, .dx = dx};
+    atomic_init(&r.failed, false);
+    size_t per_thread = 0, threads = 1, wei_bytes = 0;
+    if (dx) {
+        per_thread = bd_per_thread(k);
+        threads = (size_t)sd.threads;
+        /* the forward's copy of the weights when the layouts agree */
+        if (k->bd_wei || !k->wei_valid)
+            wei_bytes = ALIGN(k->bd_wei ? k->bd_wei_bytes : k->wei_bytes);
+    }
+    if (want_w) {
+        size_t need = bw_per_thread(k);
+        per_thread = need > per_thread ? need : per_thread;
+        threads = (size_t)sw.threads > threads ? (size_t)sw.threads : threads;
+        r.per_chunk = ALIGN(k->dwei_bytes) + bias_bytes(k);
+    }
+    r.per_thread = ALIGN(per_thread);
+    size_t total = r.per_thread * threads + r.per_chunk * (size_t)k->chunks * want_w + wei_bytes;
+    unsigned char *buf = lego_aligned_alloc(total + 64);
+    if (!buf)
+        return false;
+    r.scratch = buf;
+    r.dwbuf = buf + r.per_thread * threads;
+    bool ok = true;
+    if (want_w) {
+        parallel_run(k->chunks, sw, bw_chunks, &r);
+        ok = !atomic_load(&r.failed);
+        int64_t floats = (int64_t)(r.per_chunk / sizeof(float));
+        if (ok && k->chunks > 1)
+            parallel_run(floats, par_split_work(floats, (double)k->chunks), sum_chunks, &r);
+        if (ok && dw) {
+            arg a[2] = {{DNNL_ARG_FROM, &k->dwei_md, r.dwbuf}, {DNNL_ARG_TO, &k->plain_wei, dw}};
+            ok = conv_dnnl_execute(k->dw_add, a, 2); /* dw += */
+        }
+        if (ok && db) {
+            const float *sum = (const float *)(r.dwbuf + ALIGN(k->dwei_bytes));
+            for (int64_t m = 0; m < s->m; m++)
+                db[m] += sum[m];
+        }
+    }
+    if (ok && dx) {
+        r.wei = k->wei;
+        if (wei_bytes) {
+            r.wei = r.dwbuf + r.per_chunk * (size_t)k->chunks * want_w;
+            const dnnl_memory_desc_t *to = k->bd_wei ? &k->bd_wei_md : &k->wei_md;
+            arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, to, r.wei}};
+            ok = conv_dnnl_execute(k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
+        }
+        if (ok)
+            parallel_run(units, sd, bd_units, &r);
+        ok = ok && !atomic_load(&r.failed);
+    }
+    lego_aligned_free(buf);
+    if (!ok) { /* as conv.c: a failure shows as NaN, never as a silent wrong step */
+        add_nan(dx, k->n * s->c * s->h * s->w);
+        add_nan(dw, s->m * s->c / s->group * s->kh * s->kw);
+        add_nan(db, s->m);
+    }
+    return true;
+}
+
+#else /* no oneDNN: conv.c's own path runs every Conv */
+
+lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
+                                   dnnl_conv_train **out)
+{
+    (void)s, (void)n, (void)bias;
+    *out = NULL;
+    return lego_ok();
+}
+
+bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int64_t n)
+{
+    (void)k, (void)s, (void)n;
+    return false;
+}
+
+bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
+                             float *y)
+{
+    (void)k, (void)x, (void)w, (void)b, (void)y;
+    return false;
+}
+
+bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db)
+{
+    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db;
+    return false;
+}
+
+void dnnl_conv_train_free(dnnl_conv_train *k) { (void)k; }
+
+#endif
