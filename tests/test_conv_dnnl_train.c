@@ -6,8 +6,8 @@
  *    1x1, 3-channel stems, batches 1, 3, 8 and others, with and without
  *    bias) give y, dX, dW and dB within a stated tolerance, each gradient
  *    ADDED to what its buffer held;
- *  - the same bits with 1, 2 and 3 threads (the weight gradient's batch
- *    chunks depend on the batch only);
+ *  - the same bits with 1, 2 and 3 threads (the weight gradient's blocks
+ *    of output channels depend on the shape only);
  *  - a second step after the weights change uses the new weights;
  *  - oneDNN takes almost every shape where it is built in, and none when
  *    it is not (or LEGO_DNNL=0), nor for portable_kernels graphs. */
@@ -151,17 +151,17 @@ static void describe(const tcase *q, int trial, char *what, size_t len)
              (long long)q->group, q->bias);
 }
 
-/* Tolerance. Both paths sum the same products of values in [-1, 1], in
- * different orders (oneDNN's blocked kernels and chunked batch against
- * GEMM tiles; dB in float against conv.c's double). Rounding such a sum of
- * T terms differs between orders by some sqrt(T) units of 2^-24 of its
- * magnitude on random data, about T of them at worst; we allow
- * 2e-6*T of the largest magnitude (check_close scales atol by max|want|),
- * at least 1e-5: T = 1000 gives 2e-3 of the largest value, ~30000 units of
- * rounding, far below what a wrong index or a missed term gives (an order
- * of 1/T of the magnitude at least, with every term about the same size, is
- * the smallest real error, and the checks below see 1/T > 2e-6*T for the
- * T < 700 of these shapes). */
+/* Tolerance, for an output that sums T products of values in [-1, 1]:
+ * 2e-6*T of the tensor's largest magnitude (check_close scales atol by
+ * max|want|), at least 1e-5, plus 1e-4 relative. Both paths sum the same
+ * products in different orders (oneDNN's blocked kernels against GEMM
+ * tiles; dB in float against conv.c's double), and two float orders of a
+ * T-term sum differ by about sqrt(T), at worst T, roundings of 2^-24 of its
+ * magnitude: 2e-6*T is some 30 roundings per term. A wrong index or a lost
+ * term changes a sum by about 1/T of it at least, and 1/T > 2e-6*T for
+ * every T < 700, which covers these shapes (T is at most 5*5*64 = 1600 for
+ * y and dX, and up to 8*15*15 for dW: those still catch a lost image or
+ * channel, which moves a sum by far more than one term). */
 static float tol(int64_t terms)
 {
     float t = 2e-6f * (float)terms;

@@ -12,9 +12,9 @@
  * conv_dnnl.c, every primitive runs single-threaded inside our own pool.
  * Results are the same bits for any thread count: forward and the input
  * gradient are computed image by image (a few images per call for small
- * maps: a function of the batch only), and the weight gradient in a fixed
- * number of batch chunks (again a function of the batch only) whose sums
- * are added in chunk order. */
+ * maps: a function of the batch only), and the weight gradient in blocks
+ * of output channels (a function of the shape only), each over the whole
+ * batch, so no partial sums are ever combined. */
 #ifndef LEGO_OPS_CONV_DNNL_TRAIN_H
 #define LEGO_OPS_CONV_DNNL_TRAIN_H
 
