@@ -9,8 +9,9 @@
  *  - the same bits with 1, 2 and 3 threads (the weight gradient's blocks
  *    of output channels depend on the shape only);
  *  - a second step after the weights change uses the new weights;
- *  - oneDNN takes almost every shape where it is built in, and none when
- *    it is not (or LEGO_DNNL=0), nor for portable_kernels graphs. */
+ *  - oneDNN takes almost every shape where it is built in (with its gate
+ *    off: small dense and 1x1 convolutions stay portable by default), and
+ *    none when it is not (or LEGO_DNNL=0), nor for portable_kernels graphs. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "graph/autodiff.h"
 #include "onnx/onnx_import.h"
 #include "ops/conv_dnnl.h"
+#include "ops/conv_dnnl_train.h"
 #include "op_test.h"
 #include "train/trainer.h"
 
@@ -177,6 +179,7 @@ static void sweep(void)
 {
     int cases = 0, dnnl_cases = 0;
     par_set_min_work(1); /* small shapes split over threads too */
+    dnnl_conv_train_gate(false); /* oneDNN on the small shapes too */
     for (int trial = 0; trial < 100; trial++) {
         tcase q;
         test_seed(1000u + (uint32_t)trial);
@@ -214,6 +217,7 @@ static void sweep(void)
         result_free(&want), result_free(&got);
     }
     par_set_min_work(0);
+    dnnl_conv_train_gate(true);
     CHECK(cases > 60);
     if (dnnl_conv_enabled())
         CHECK(dnnl_cases > cases * 3 / 4);
@@ -241,6 +245,12 @@ static void second_step(void)
         CHECK(got.dnnl == dnnl_conv_enabled());
         result_free(&want), result_free(&got);
     }
+    /* the gate: a small dense convolution keeps the portable path */
+    tcase small = q;
+    small.c = small.m = 8, small.group = 1;
+    step(&small, true, false, 1, 1, &got);
+    CHECK(!got.dnnl);
+    result_free(&got);
     /* portable_kernels graphs never take oneDNN */
     step(&q, true, true, 2, 1, &got);
     CHECK(!got.dnnl);

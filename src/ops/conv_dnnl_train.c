@@ -222,11 +222,36 @@ static bool create_fwd(dnnl_conv_train *k)
            conv_dnnl_reorder(&k->plain_wei, &k->wei_md, false, &k->to_wei);
 }
 
+/* Whether oneDNN repays itself on shape s. Measured per shape (thread CPU
+ * time of forward + dX + dW at one thread, batches 32 and 128; see
+ * docs/PERFORMANCE.md), the portable path was as fast or faster for dense
+ * convolutions with few channels (8 in, 8 out at 32x32: 0.8-1.0x) and for
+ * 1x1 ones unless large: at stride 1 without pads conv.c runs those as one
+ * plain GEMM per image, which oneDNN beat only from 960x320 channels
+ * (1.8x; 192x64 was 0.9x, 144x24 0.5x); strided ones need im2col there, and
+ * oneDNN won from 16x32 channels. Grouped and depthwise convolutions were
+ * 2-40x faster on oneDNN at every size. */
+static atomic_bool ungated;
+
+void dnnl_conv_train_gate(bool on) { atomic_store(&ungated, !on); }
+
+static bool worth_it(const conv_shape *s)
+{
+    if (s->group > 1 || atomic_load(&ungated))
+        return true;
+    int64_t cm = s->c * s->m;
+    if (s->kh == 1 && s->kw == 1) {
+        bool gemm = s->sh == 1 && s->sw == 1 && s->pad_t == 0 && s->pad_l == 0;
+        return cm >= (gemm ? 65536 : 512);
+    }
+    return cm >= 128;
+}
+
 lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
                                    dnnl_conv_train **out)
 {
     *out = NULL;
-    if (!conv_dnnl_engine())
+    if (!conv_dnnl_engine() || !worth_it(s))
         return lego_ok();
     one_thread(); /* primitives are made for the one thread that runs them */
     dnnl_conv_train *k = calloc(1, sizeof *k);
@@ -646,6 +671,8 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
     (void)k, (void)s, (void)n;
     return false;
 }
+
+void dnnl_conv_train_gate(bool on) { (void)on; }
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
                              float *y)
