@@ -10,7 +10,7 @@
  *    of output channels depend on the shape only);
  *  - a second step after the weights change uses the new weights;
  *  - oneDNN takes almost every shape where it is built in (with its gate
- *    off: small dense and 1x1 convolutions stay portable by default), and
+ *    off: small 1x1 convolutions stay portable by default), and
  *    none when it is not (or LEGO_DNNL=0), nor for portable_kernels graphs. */
 #include <math.h>
 #include <stdbool.h>
@@ -245,9 +245,10 @@ static void second_step(void)
         CHECK(got.dnnl == dnnl_conv_enabled());
         result_free(&want), result_free(&got);
     }
-    /* the gate: a small dense convolution keeps the portable path */
+    /* the gate: a small 1x1 convolution keeps the portable path */
     tcase small = q;
-    small.c = small.m = 8, small.group = 1;
+    small.c = small.m = 8, small.group = 1, small.k[0] = small.k[1] = 1;
+    memset(small.pads, 0, sizeof small.pads);
     step(&small, true, false, 1, 1, &got);
     CHECK(!got.dnnl);
     result_free(&got);

@@ -91,6 +91,17 @@ struct dnnl_conv_train {
 
 static void one_thread(void) { conv_dnnl_one_thread(); }
 
+/* The activations' layout oneDNN may choose: any, except for dense
+ * convolutions with fewer than 16 channels on a side, which take NHWC:
+ * oneDNN's own choice there, blocks of 16 channels, pads 8 channels to 16
+ * and ran their input gradient at half the speed (measured: 8 channels at
+ * 32x32, batch 128, 7 ms against 4 in NHWC; 5 in, 8 out, 7 against 4). */
+static dnnl_format_tag_t free_tag(const conv_shape *s)
+{
+    bool narrow = s->group == 1 && (s->c < 16 || s->m < 16);
+    return narrow ? dnnl_nhwc : dnnl_format_tag_any;
+}
+
 static void act_md(dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w,
                    dnnl_format_tag_t tag)
 {
@@ -172,8 +183,8 @@ static bool fwd_desc(const dnnl_conv_train *k, int64_t mb, dnnl_convolution_desc
 {
     const conv_shape *s = &k->s;
     dnnl_memory_desc_t src, wei, dst, bias;
-    act_md(&src, mb, s->c, s->h, s->w, dnnl_format_tag_any);
-    act_md(&dst, mb, s->m, s->ho, s->wo, dnnl_format_tag_any);
+    act_md(&src, mb, s->c, s->h, s->w, free_tag(s));
+    act_md(&dst, mb, s->m, s->ho, s->wo, free_tag(s));
     wei_md_of(s, &wei, false);
     int64_t bd[1] = {s->m};
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
@@ -224,13 +235,13 @@ static bool create_fwd(dnnl_conv_train *k)
 
 /* Whether oneDNN repays itself on shape s. Measured per shape (thread CPU
  * time of forward + dX + dW at one thread, batches 32 and 128; see
- * docs/PERFORMANCE.md), the portable path was as fast or faster for dense
- * convolutions with few channels (8 in, 8 out at 32x32: 0.8-1.0x) and for
- * 1x1 ones unless large: at stride 1 without pads conv.c runs those as one
- * plain GEMM per image, which oneDNN beat only from 960x320 channels
+ * docs/PERFORMANCE.md), the portable path was as fast or faster for 1x1
+ * convolutions unless large: at stride 1 without pads conv.c runs those as
+ * one plain GEMM per image, which oneDNN beat only from 960x320 channels
  * (1.8x; 192x64 was 0.9x, 144x24 0.5x); strided ones need im2col there, and
- * oneDNN won from 16x32 channels. Grouped and depthwise convolutions were
- * 2-40x faster on oneDNN at every size. */
+ * oneDNN won from 16x32 channels. Every 3x3 shape measured was as fast or
+ * faster on oneDNN (8 channels at 32x32 in NHWC: 1.1x; 64 at 4x4: 3x), and
+ * grouped and depthwise convolutions 2-40x. */
 static atomic_bool ungated;
 
 void dnnl_conv_train_gate(bool on) { atomic_store(&ungated, !on); }
@@ -244,7 +255,7 @@ static bool worth_it(const conv_shape *s)
         bool gemm = s->sh == 1 && s->sw == 1 && s->pad_t == 0 && s->pad_l == 0;
         return cm >= (gemm ? 65536 : 512);
     }
-    return cm >= 128;
+    return true;
 }
 
 lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
@@ -278,8 +289,8 @@ static bool create_bd(dnnl_conv_train *k)
 {
     const conv_shape *s = &k->s;
     dnnl_memory_desc_t dsrc, wei, ddst;
-    act_md(&dsrc, k->ipu, s->c, s->h, s->w, dnnl_format_tag_any);
-    act_md(&ddst, k->ipu, s->m, s->ho, s->wo, dnnl_format_tag_any);
+    act_md(&dsrc, k->ipu, s->c, s->h, s->w, free_tag(s));
+    act_md(&ddst, k->ipu, s->m, s->ho, s->wo, free_tag(s));
     wei_md_of(s, &wei, false);
     dnnl_dims_t st, dil, pl, pr;
     dnnl_convolution_desc_t cd;
@@ -316,8 +327,8 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     conv_shape t = *s;
     t.m = wb->oc;
     dnnl_memory_desc_t src_any, wei, ddst, bias;
-    act_md(&src_any, k->n, s->c, s->h, s->w, dnnl_format_tag_any);
-    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, dnnl_format_tag_any);
+    act_md(&src_any, k->n, s->c, s->h, s->w, free_tag(s));
+    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, free_tag(s));
     wei_md_of(&t, &wei, false);
     int64_t bd[1] = {wb->oc};
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
@@ -326,7 +337,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     /* the hint: a forward of this block, batch and bias */
     dnnl_memory_desc_t fdst;
-    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, dnnl_format_tag_any);
+    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, free_tag(s));
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
               dnnl_dilated_convolution_forward_desc_init(
                   &fd, dnnl_forward_training, dnnl_convolution_direct, src ? src : &src_any, &wei,

@@ -54,8 +54,8 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
 void dnnl_conv_train_free(dnnl_conv_train *k);
 
 /* With on false, create takes every shape oneDNN has a fast kernel for,
- * also those where the portable path measured faster (small dense and 1x1
- * convolutions): for the tests, which hold the kernels to the portable path
+ * also those where the portable path measured faster (1x1 convolutions
+ * with few channels): for the tests, which hold the kernels to the portable path
  * on every shape class. On by default. */
 void dnnl_conv_train_gate(bool on);
 
