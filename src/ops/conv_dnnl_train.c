@@ -198,16 +198,28 @@ static bool fwd_desc(const dnnl_conv_train *k, int64_t mb, dnnl_convolution_desc
 
 /* Images per forward and backward-data call: one, except for small maps,
  * where one image gives oneDNN too little to block over (conv_dnnl.c's
- * pick_ipu): then a divisor of the batch up to MAX_IPU that still leaves
- * SPLIT_PIECES calls. */
+ * pick_ipu), and for small convolutions, where each call's fixed cost
+ * (memory objects, a stream, two reorders: some microseconds) weighs on an
+ * image of little work: then the smallest divisor of the batch, up to
+ * MAX_IPU, that gives a call MIN_CALL_FLOPS and still leaves SPLIT_PIECES
+ * calls (the largest for small maps). */
+#define MIN_CALL_FLOPS 8e6
+
 static int64_t pick_ipu(const conv_shape *s, int64_t n)
 {
-    if (s->ho * s->wo > SMALL_MAP)
+    double per_image = 2.0 * (double)(s->m * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
+    bool small_map = s->ho * s->wo <= SMALL_MAP;
+    if (!small_map && per_image >= MIN_CALL_FLOPS)
         return 1;
-    for (int64_t d = MAX_IPU; d > 1; d--)
-        if (n % d == 0 && n / d >= SPLIT_PIECES)
-            return d;
-    return 1;
+    int64_t best = 1;
+    for (int64_t d = 2; d <= MAX_IPU; d++) {
+        if (n % d || n / d < SPLIT_PIECES)
+            continue;
+        best = d;
+        if (!small_map && per_image * (double)d >= MIN_CALL_FLOPS)
+            break;
+    }
+    return best;
 }
 
 static bool create_fwd(dnnl_conv_train *k)
