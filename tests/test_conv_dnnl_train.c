@@ -132,6 +132,9 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
             memset(r->dw.data, 0, lego_tensor_bytes(&r->dw));
             memset(r->db.data, 0, lego_tensor_bytes(&r->db));
         }
+        /* the second step's forward as an evaluation's (training false):
+         * the state keeps no weights then, and backward reorders its own */
+        c.training = s == 0;
         op_desc_Conv.forward(&c);
         op_desc_Conv.backward(&c, dout, din);
     }

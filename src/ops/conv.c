@@ -635,7 +635,7 @@ static void conv_forward(const op_call *c)
     const conv_packed *k = c->packed;
     dnnl_conv_train *t = train_state(c);
     if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
-                                     c->out[0]->data))
+                                     c->out[0]->data, c->training))
         return; /* else (no memory, oneDNN failed) the portable path below */
     if (k && k->dnnl) {
         if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2))

@@ -72,8 +72,8 @@ struct dnnl_conv_train {
     dnnl_primitive_t to_src, to_plain, to_wei; /* to_src, to_plain: NULL when NCHW */
     dnnl_memory_desc_t plain_src, plain_dst, plain_wei, src_md, dst_md, wei_md, bias_md;
     size_t src_bytes, dst_bytes, wei_bytes;
-    float *wei;     /* the weights in wei_md, as the last forward reordered them */
-    bool wei_valid; /* the last forward filled wei */
+    float *wei;     /* the weights in wei_md, from a training forward until its backward */
+    bool wei_valid; /* wei holds the current weights */
     /* backward data, for ipu images (made on first use: 0 not yet, 1 ready, -1 none) */
     int bd_state;
     prim bd;
@@ -239,8 +239,7 @@ static bool create_fwd(dnnl_conv_train *k)
     k->src_bytes = dnnl_memory_desc_get_size(&k->src_md);
     k->dst_bytes = dnnl_memory_desc_get_size(&k->dst_md);
     k->wei_bytes = dnnl_memory_desc_get_size(&k->wei_md);
-    k->wei = lego_aligned_alloc(k->wei_bytes ? k->wei_bytes : 64);
-    return k->wei && reorder_unless_same(&k->plain_src, &k->src_md, &k->to_src) &&
+    return reorder_unless_same(&k->plain_src, &k->src_md, &k->to_src) &&
            reorder_unless_same(&k->dst_md, &k->plain_dst, &k->to_plain) &&
            conv_dnnl_reorder(&k->plain_wei, &k->wei_md, false, &k->to_wei);
 }
@@ -486,14 +485,28 @@ static double unit_flops(const dnnl_conv_train *k, int64_t images)
     return 2.0 * (double)(images * s->m * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
 }
 
+/* The copy of the weights lives from a forward that a backward follows
+ * until that backward: never across an optimizer step, and never for more
+ * than one plan at a time where plans run one after another (retraining). */
+static void drop_weights(dnnl_conv_train *k)
+{
+    lego_aligned_free(k->wei);
+    k->wei = NULL;
+    k->wei_valid = false;
+}
+
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y)
+                             float *y, bool keep)
 {
     one_thread();
     k->wei_valid = false;
-    arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, &k->wei_md, k->wei}};
-    if (!conv_dnnl_execute(k->to_wei, a, 2))
+    if (!k->wei && !(k->wei = lego_aligned_alloc(k->wei_bytes ? k->wei_bytes : 64)))
         return false;
+    arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, &k->wei_md, k->wei}};
+    if (!conv_dnnl_execute(k->to_wei, a, 2)) {
+        drop_weights(k);
+        return false;
+    }
     int64_t units = k->n / k->ipu;
     par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
     run r = {.k = k, .x = x, .b = b, .y = y};
@@ -501,12 +514,14 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
                    ALIGN(k->fwd.pad_bytes);
     atomic_init(&r.failed, false);
     r.scratch = lego_aligned_alloc(r.per_thread * (size_t)sp.threads + 64);
-    if (!r.scratch)
-        return false;
-    parallel_run(units, sp, fwd_units, &r);
+    if (r.scratch)
+        parallel_run(units, sp, fwd_units, &r);
     lego_aligned_free(r.scratch);
-    k->wei_valid = !atomic_load(&r.failed);
-    return k->wei_valid;
+    bool ok = r.scratch && !atomic_load(&r.failed);
+    k->wei_valid = ok;
+    if (!ok || !keep)
+        drop_weights(k);
+    return ok;
 }
 
 static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
@@ -671,6 +686,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
         ok = ok && !atomic_load(&r.failed);
     }
     lego_aligned_free(buf);
+    drop_weights(k);
     if (!ok) { /* as conv.c: a failure shows as NaN, never as a silent wrong step */
         add_nan(dx, k->n * s->c * s->h * s->w);
         add_nan(dw, s->m * s->c / s->group * s->kh * s->kw);
@@ -698,9 +714,9 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 void dnnl_conv_train_gate(bool on) { (void)on; }
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y)
+                             float *y, bool keep)
 {
-    (void)k, (void)x, (void)w, (void)b, (void)y;
+    (void)k, (void)x, (void)w, (void)b, (void)y, (void)keep;
     return false;
 }
 

@@ -8,7 +8,8 @@
  * A dnnl_conv_train belongs to one Conv of one train plan: the shapes are
  * fixed, the weights are not (the optimizer changes them between steps),
  * so each forward reorders the current weights into the primitive's layout
- * once and keeps that copy for the backward pass that follows it. Like
+ * once and keeps that copy for the backward pass that follows it (and only
+ * until then: retraining holds many plans). Like
  * conv_dnnl.c, every primitive runs single-threaded inside our own pool.
  * Results are the same bits for any thread count: forward and the input
  * gradient are computed image by image (a few images per call for small
@@ -38,10 +39,12 @@ lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
 bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int64_t n);
 
 /* y (n,M,Ho,Wo) = conv(x (n,C,H,W), w (M,C/group,kh,kw)) + b (b NULL when
- * created without bias). false when nothing was computed (memory or oneDNN
- * failed): the caller then runs its own forward. */
+ * created without bias). With keep (a training forward: a backward
+ * follows), the reordered weights stay for that backward, which frees them.
+ * false when nothing was computed (memory or oneDNN failed): the caller
+ * then runs its own forward. */
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y);
+                             float *y, bool keep);
 
 /* ADDS the gradients of x, w and b (each NULL when not wanted) for dy,
  * x and w being the last forward's. false when nothing was touched (no
