@@ -338,8 +338,12 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     conv_shape t = *s;
     t.m = wb->oc;
     dnnl_memory_desc_t src_any, wei, ddst, bias;
-    act_md(&src_any, k->n, s->c, s->h, s->w, free_tag(s));
-    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, free_tag(s));
+    /* NHWC on 4x4 maps and smaller: oneDNN's blocked weight gradient ran
+     * 512 channels at 4x4, batch 32, in 39 ms against 25 in NHWC (measured
+     * twice; 8x8 maps the same either way, 32x32 with stride 2 twice as slow) */
+    dnnl_format_tag_t wt = s->group == 1 && s->ho * s->wo <= 16 ? dnnl_nhwc : free_tag(s);
+    act_md(&src_any, k->n, s->c, s->h, s->w, wt);
+    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, wt);
     wei_md_of(&t, &wei, false);
     int64_t bd[1] = {wb->oc};
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
@@ -348,7 +352,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     /* the hint: a forward of this block, batch and bias */
     dnnl_memory_desc_t fdst;
-    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, free_tag(s));
+    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, wt);
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
               dnnl_dilated_convolution_forward_desc_init(
                   &fd, dnnl_forward_training, dnnl_convolution_direct, src ? src : &src_any, &wei,
