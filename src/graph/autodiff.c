@@ -24,8 +24,37 @@ static int *dup_list(const int *a, int n)
     return d;
 }
 
+/* Each step's kernel state (op_desc.train_pack: oneDNN's primitives for a
+ * Conv), made once for the plan's shapes; steps without one keep NULL. */
+static lego_status pack_steps(train_plan *p)
+{
+    lego_graph *g = p->g;
+    p->kstate = calloc((size_t)p->n_steps + 1, sizeof *p->kstate);
+    if (!p->kstate)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    for (int s = 0; s < p->n_steps; s++) {
+        const gnode *n = &g->nodes[p->steps[s]];
+        if (!n->op->train_pack)
+            continue;
+        op_call c;
+        graph_node_call(g, n, p->vt, in, out, &c);
+        LEGO_TRY(n->op->train_pack(&c, &p->kstate[s]));
+    }
+    return lego_ok();
+}
+
+static void unpack_steps(train_plan *p)
+{
+    for (int s = 0; p->kstate && s < p->n_steps; s++)
+        if (p->kstate[s])
+            p->g->nodes[p->steps[s]].op->train_unpack(p->kstate[s]);
+    free(p->kstate);
+}
+
 void train_plan_free(train_plan *p)
 {
+    unpack_steps(p);
     free(p->vt);
     free(p->gt);
     free(p->needs_grad);
@@ -319,7 +348,10 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
     memset(p->grad, 0, grad_bytes);
     p->act_bytes = act_bytes;
     p->grad_bytes = grad_bytes;
-    return lego_ok();
+    st = pack_steps(p);
+    if (st.code)
+        train_plan_free(p);
+    return st;
 }
 
 size_t train_plan_storage_bytes(const train_plan *p) { return p->act_bytes + p->grad_bytes; }
@@ -366,6 +398,7 @@ lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool train
         op_call c;
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = training;
+        c.train_state = p->kstate[s];
         n->op->forward(&c);
     }
     for (int i = 0; i < p->n_outputs; i++) {
@@ -420,6 +453,7 @@ void train_backward(train_plan *p)
         op_call c;
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = p->training;
+        c.train_state = p->kstate[s];
         n->op->backward(&c, dout, din);
     }
 }

@@ -28,6 +28,7 @@ typedef struct train_plan {
     size_t act_bytes, grad_bytes;
     bool shared;          /* act and grad are the caller's (train_plan_use_storage) */
     bool training;        /* the mode of the last forward pass; backward matches it */
+    void **kstate;        /* per step: what op_desc.train_pack built, or NULL */
 } train_plan;
 
 /* Plan the sub-graph that computes `outputs` from `inputs` (value indices);

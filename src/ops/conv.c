@@ -26,6 +26,7 @@
 #include "../core/threads.h"
 #include "blas.h"
 #include "conv_dnnl.h"
+#include "conv_dnnl_train.h"
 #include "op.h"
 #include "simd.h"
 #include "window.h"
@@ -604,11 +605,38 @@ static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread
     }
 }
 
+static conv_shape shape_of(const conv_params *p)
+{
+    return (conv_shape){.c = p->c, .h = p->h, .w = p->w, .m = p->m, .ho = p->ho, .wo = p->wo,
+                        .kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh,
+                        .dw = p->dw, .pad_t = p->pad_t, .pad_l = p->pad_l, .group = p->group};
+}
+
+/* A train plan's oneDNN state (conv_train_pack), when it was made for the
+ * call's current shapes. */
+static dnnl_conv_train *train_state(const op_call *c)
+{
+    const conv_params *p = c->params;
+    conv_shape s = shape_of(p);
+    dnnl_conv_train *k = c->train_state;
+    return k && dnnl_conv_train_matches(k, &s, p->n) ? k : NULL;
+}
+
+static const float *bias_data(const op_call *c)
+{
+    const lego_tensor *b = op_input(c, 2);
+    return b ? b->data : NULL;
+}
+
 // x is (N,C,H,W), w is (M,C/group,kh,kw), b is (M) or absent, y is (N,M,Ho,Wo)
 static void conv_forward(const op_call *c)
 {
     const conv_params *p = c->params;
     const conv_packed *k = c->packed;
+    dnnl_conv_train *t = train_state(c);
+    if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
+                                     c->out[0]->data, c->training))
+        return; /* else (no memory, oneDNN failed) the portable path below */
     if (k && k->dnnl) {
         if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2))
             fill_nan(c);
@@ -686,9 +714,7 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
         k->ep.lo = f->lo;
         k->ep.hi = f->hi;
     }
-    conv_shape s = {.c = p->c, .h = p->h, .w = p->w, .m = p->m, .ho = p->ho, .wo = p->wo,
-                    .kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dw,
-                    .pad_t = p->pad_t, .pad_l = p->pad_l, .group = p->group};
+    conv_shape s = shape_of(p);
     if (!constant)
         return lego_ok();
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
@@ -715,6 +741,24 @@ static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
     *state = k;
     return lego_ok();
 }
+
+/* A train plan's Conv runs forward and backward on oneDNN where it is built
+ * in and takes the shape (conv_dnnl_train.c), else im2col + BLAS; not with
+ * portable_kernels. ConvTranspose always keeps the portable path. */
+static lego_status conv_train_pack(const op_call *c, void **state)
+{
+    const conv_params *p = c->params;
+    *state = NULL;
+    if (c->portable)
+        return lego_ok();
+    conv_shape s = shape_of(p);
+    dnnl_conv_train *k = NULL;
+    LEGO_TRY(dnnl_conv_train_create(&s, p->n, op_input(c, 2) != NULL, &k));
+    *state = k;
+    return lego_ok();
+}
+
+static void conv_train_unpack(void *state) { dnnl_conv_train_free(state); }
 
 /* ConvTranspose units u = n*group + g. */
 static void convt_forward_units(void *ctx, int64_t begin, int64_t end, int thread)
@@ -920,6 +964,12 @@ static void conv_dx_units(void *ctx, int64_t begin, int64_t end, int thread)
 static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const conv_params *p = c->params;
+    dnnl_conv_train *t = train_state(c);
+    if (t && dout[0] &&
+        dnnl_conv_train_backward(t, c->in[0]->data, c->in[1]->data, dout[0]->data,
+                                 din[0] ? din[0]->data : NULL, din[1] ? din[1]->data : NULL,
+                                 c->n_in > 2 && din[2] ? din[2]->data : NULL))
+        return; /* else (no kernel for this backward, no memory) the portable path */
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     if (!begin_backward(c, dout, din, &r))
         return;
@@ -1035,6 +1085,8 @@ const op_desc op_desc_Conv = {
     .layout = conv_layout,
     .image_scratch = conv_image_scratch,
     .forward_images = conv_forward_images,
+    .train_pack = conv_train_pack,
+    .train_unpack = conv_train_unpack,
 };
 
 const op_desc op_desc_ConvTranspose = {

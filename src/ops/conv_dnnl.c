@@ -33,6 +33,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "../core/tensor.h"
+#include "conv_dnnl_impl.h"
 #include "../core/threads.h"
 #include "op.h"
 #include "simd.h"
@@ -118,11 +119,7 @@ static const kind *block_kind(const dnnl_conv *k, int64_t b)
 
 /* Runs prim with its arguments (args[i] = {arg, md, data}) on a fresh
  * stream of this thread. */
-typedef struct arg {
-    int arg;
-    const dnnl_memory_desc_t *md;
-    void *data;
-} arg;
+typedef conv_dnnl_arg arg;
 
 static bool execute(dnnl_primitive_t prim, const arg *args, int nargs)
 {
@@ -153,15 +150,34 @@ static bool make_primitive(dnnl_primitive_t *prim, const_dnnl_primitive_desc_t p
     return dnnl_primitive_create(prim, pd) == dnnl_success;
 }
 
+static bool reorder_attr(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, bool sum,
+                         dnnl_primitive_t *prim)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    bool ok = true;
+    if (sum) {
+        ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_post_ops_create(&po) == dnnl_success &&
+             dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, attr) == dnnl_success;
+    ok = ok && make_primitive(prim, pd);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
 static bool reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                     dnnl_primitive_t *prim)
 {
-    dnnl_primitive_desc_t pd;
-    if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) != dnnl_success)
-        return false;
-    bool ok = make_primitive(prim, pd);
-    dnnl_primitive_desc_destroy(pd);
-    return ok;
+    return reorder_attr(from, to, false, prim);
 }
 
 static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag)
@@ -213,18 +229,9 @@ static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
         int64_t wd[4] = {oc, s->c, s->kh, s->kw};
         set_md(&wei_any, 4, wd, dnnl_format_tag_any);
     }
-    /* oneDNN counts dilation from 0 and wants both pads; the trailing ones
-     * follow from the output size (conv.c checked it). */
-    int64_t pad_b = (s->ho - 1) * s->sh + (s->kh - 1) * s->dh + 1 - s->h - s->pad_t;
-    int64_t pad_r = (s->wo - 1) * s->sw + (s->kw - 1) * s->dw + 1 - s->w - s->pad_l;
-    /* A stride that leaves the last rows unread gives a negative trailing
-     * pad; oneDNN rounds the output size down as ONNX does, so 0 will do. */
-    pad_b = pad_b < 0 && pad_b > -s->sh ? 0 : pad_b;
-    pad_r = pad_r < 0 && pad_r > -s->sw ? 0 : pad_r;
-    if (s->pad_t < 0 || s->pad_l < 0 || pad_b < 0 || pad_r < 0)
+    dnnl_dims_t strides, dil, pl, pr;
+    if (!conv_dnnl_geometry(s, strides, dil, pl, pr))
         return false;
-    dnnl_dims_t strides = {s->sh, s->sw}, dil = {s->dh - 1, s->dw - 1};
-    dnnl_dims_t pl = {s->pad_t, s->pad_l}, pr = {pad_b, pad_r};
     dnnl_convolution_desc_t cd;
     if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                    dnnl_convolution_direct, src ? src : &src_any,
@@ -736,6 +743,54 @@ bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, 
         parallel_run(units, sp, conv_units, &r);
     lego_aligned_free(buf);
     return !atomic_load(&r.failed);
+}
+
+/* ---- shared with conv_dnnl_train.c (conv_dnnl_impl.h) ------------------- */
+
+dnnl_engine_t conv_dnnl_engine(void)
+{
+    if (!dnnl_conv_enabled())
+        return NULL;
+    pthread_once(&engine_once, engine_init);
+    return engine_ok ? engine : NULL;
+}
+
+void conv_dnnl_one_thread(void) { one_thread(); }
+
+bool conv_dnnl_execute(dnnl_primitive_t prim, const conv_dnnl_arg *args, int nargs)
+{
+    return execute(prim, args, nargs);
+}
+
+bool conv_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, bool sum,
+                       dnnl_primitive_t *prim)
+{
+    return reorder_attr(from, to, sum, prim);
+}
+
+void conv_dnnl_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag)
+{
+    set_md(md, nd, dims, tag);
+}
+
+bool conv_dnnl_geometry(const conv_shape *s, dnnl_dims_t strides, dnnl_dims_t dil,
+                        dnnl_dims_t pad_l, dnnl_dims_t pad_r)
+{
+    /* oneDNN counts dilation from 0 and wants both pads; the trailing ones
+     * follow from the output size (conv.c checked it). */
+    int64_t pad_b = (s->ho - 1) * s->sh + (s->kh - 1) * s->dh + 1 - s->h - s->pad_t;
+    int64_t pad_e = (s->wo - 1) * s->sw + (s->kw - 1) * s->dw + 1 - s->w - s->pad_l;
+    /* A stride that leaves the last rows unread gives a negative trailing
+     * pad; oneDNN rounds the output size down as ONNX does, so 0 will do. */
+    pad_b = pad_b < 0 && pad_b > -s->sh ? 0 : pad_b;
+    pad_e = pad_e < 0 && pad_e > -s->sw ? 0 : pad_e;
+    if (s->pad_t < 0 || s->pad_l < 0 || pad_b < 0 || pad_e < 0)
+        return false;
+    strides[0] = s->sh, strides[1] = s->sw;
+    dil[0] = s->dh - 1, dil[1] = s->dw - 1;
+    pad_l[0] = s->pad_t, pad_l[1] = s->pad_l;
+    pad_r[0] = pad_b, pad_r[1] = pad_e;
+    return true;
 }
 
 #else /* no oneDNN: conv.c's own path runs every Conv */

@@ -26,6 +26,13 @@
  *             Without a state (training, block extraction), forward computes
  *             from the inputs alone. unpack frees it. layout (below) lets a
  *             plan skip the reorders between kernels that share a layout.
+ *   train_pack - (optional; train plans only, graph/autodiff.c) build, once
+ *             per plan, what forward and backward need beyond params for
+ *             the plan's fixed shapes; the weights are NOT constant (the
+ *             optimizer changes them between steps). forward and backward
+ *             then find it in c->train_state, which they may update (a
+ *             forward may leave there what its backward reuses).
+ *             train_unpack frees it. *state NULL: nothing to keep.
  * c->training is set for a forward pass in training mode: BatchNormalization
  * then normalises with batch statistics and updates its running statistics
  * in place (inputs 3 and 4), PyTorch's way (see batchnorm.c).
@@ -67,6 +74,7 @@ typedef struct op_call {
     unsigned native;       /* with packed: bit 0, input 0 arrives in the kernel's own
                               layout (op_desc.layout); bit 1, output 0 is written in it */
     bool portable;         /* pack: no library kernels (lego_graph.portable_kernels) */
+    void *train_state;     /* the state op_desc.train_pack built, or NULL */
 } op_call;
 
 typedef struct op_desc {
@@ -103,6 +111,8 @@ typedef struct op_desc {
      * so that an image's activations are still in cache for the next. */
     size_t (*image_scratch)(const op_call *c, int64_t *group);
     bool (*forward_images)(const op_call *c, int64_t i0, int64_t i1, void *scratch);
+    lego_status (*train_pack)(const op_call *c, void **state);
+    void (*train_unpack)(void *state);
 } op_desc;
 
 /* Layouts of a 4-D activation, per image (one image after another). Every

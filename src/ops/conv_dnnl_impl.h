@@ -1,0 +1,44 @@
+/* conv_dnnl_impl.h - what conv_dnnl.c shares with conv_dnnl_train.c: the
+ * one CPU engine, the OpenMP guard, and small wrappers over oneDNN's C API.
+ * Included only where LEGO_HAVE_DNNL is defined. */
+#ifndef LEGO_OPS_CONV_DNNL_IMPL_H
+#define LEGO_OPS_CONV_DNNL_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "conv_dnnl.h"
+
+/* The engine every primitive runs on; NULL when oneDNN is disabled
+ * (LEGO_DNNL=0) or has no CPU engine. */
+dnnl_engine_t conv_dnnl_engine(void);
+
+/* Keeps oneDNN inline on the calling thread (OpenMP count 1): call it on
+ * every thread before it creates or runs a primitive. */
+void conv_dnnl_one_thread(void);
+
+/* One argument of a primitive: its DNNL_ARG_*, layout and data. */
+typedef struct conv_dnnl_arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    void *data;
+} conv_dnnl_arg;
+
+/* Runs prim with args on a fresh stream of this thread; false on failure. */
+bool conv_dnnl_execute(dnnl_primitive_t prim, const conv_dnnl_arg *args, int nargs);
+
+/* A reorder from `from` to `to`; with sum it adds into what `to` holds. */
+bool conv_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, bool sum,
+                       dnnl_primitive_t *prim);
+
+/* A dense f32 descriptor of nd dims in layout tag. */
+void conv_dnnl_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_format_tag_t tag);
+
+/* oneDNN's strides, dilations (counted from 0) and both pads of shape s;
+ * false when a pad is negative (no oneDNN kernel). */
+bool conv_dnnl_geometry(const conv_shape *s, dnnl_dims_t strides, dnnl_dims_t dil,
+                        dnnl_dims_t pad_l, dnnl_dims_t pad_r);
+
+#endif

@@ -1,0 +1,65 @@
+/* conv_dnnl_train.h - Conv forward and backward through oneDNN, for train
+ * plans (graph/autodiff.c via op_desc.train_pack; conv.c calls these).
+ *
+ * Built only with LEGO_HAVE_DNNL; elsewhere create declines and conv.c runs
+ * its portable im2col + BLAS forward and backward, which the tests hold
+ * this path to (tests/test_conv_dnnl.c).
+ *
+ * A dnnl_conv_train belongs to one Conv of one train plan: the shapes are
+ * fixed, the weights are not (the optimizer changes them between steps),
+ * so each forward reorders the current weights into the primitive's layout
+ * once and keeps that copy for the backward pass that follows it (and only
+ * until then: retraining holds many plans). Like
+ * conv_dnnl.c, every primitive runs single-threaded inside our own pool.
+ * Results are the same bits for any thread count: forward and the input
+ * gradient are computed image by image (a few images per call for small
+ * maps: a function of the batch only), and the weight gradient in blocks
+ * of output channels (a function of the shape only), each over the whole
+ * batch, so no partial sums are ever combined. */
+#ifndef LEGO_OPS_CONV_DNNL_TRAIN_H
+#define LEGO_OPS_CONV_DNNL_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/status.h"
+#include "conv_dnnl.h"
+
+typedef struct dnnl_conv_train dnnl_conv_train;
+
+/* The state for shape s at batch n, with a bias input or without. *out is
+ * NULL (and the status ok) when oneDNN is absent, disabled (LEGO_DNNL=0)
+ * or has no fast kernel for the forward. Backward primitives are made on
+ * the first backward pass, which falls back the same way. */
+lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
+                                   dnnl_conv_train **out);
+
+/* Whether k was made for shape s at batch n (a graph re-prepared at other
+ * shapes keeps its old plans' states out of use). */
+bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int64_t n);
+
+/* y (n,M,Ho,Wo) = conv(x (n,C,H,W), w (M,C/group,kh,kw)) + b (b NULL when
+ * created without bias). With keep (a training forward: a backward
+ * follows), the reordered weights stay for that backward, which frees them.
+ * false when nothing was computed (memory or oneDNN failed): the caller
+ * then runs its own forward. */
+bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
+                             float *y, bool keep);
+
+/* ADDS the gradients of x, w and b (each NULL when not wanted) for dy,
+ * x and w being the last forward's. false when nothing was touched (no
+ * kernel for the backward of this shape, or no memory): the caller then
+ * runs its own backward. A failure part way adds NaN to what was asked,
+ * as conv.c does. */
+bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db);
+
+void dnnl_conv_train_free(dnnl_conv_train *k);
+
+/* With on false, create takes every shape oneDNN has a fast kernel for,
+ * also those where the portable path measured faster (1x1 convolutions
+ * with few channels): for the tests, which hold the kernels to the portable path
+ * on every shape class. On by default. */
+void dnnl_conv_train_gate(bool on);
+
+#endif
