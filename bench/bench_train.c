@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     int *params, n_params;
     TRY(train_trainable_params(&g, &params, &n_params));
     train_plan p;
-    TRY(train_plan_build(&g, &m.input, 1, &m.output, 1, params, n_params, &p));
+    TRY(train_plan_build_ex(&g, &m.input, 1, &m.output, 1, params, n_params, false, &p));
     float **w = malloc(sizeof *w * (size_t)n_params);
     const float **gr = malloc(sizeof *gr * (size_t)n_params);
     int64_t *n = malloc(sizeof *n * (size_t)n_params);

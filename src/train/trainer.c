@@ -332,7 +332,8 @@ static lego_status setup(lego_graph *g, const train_options *o, classifier *m, s
     if (s->n_params == 0)
         return lego_error(LEGO_ERR_ARG, "%s has no trainable parameters", g->name);
     int in = m->input, out = m->output;
-    LEGO_TRY(train_plan_build(g, &in, 1, &out, 1, s->params, s->n_params, &s->plan));
+    /* no gradient for the images: the first convolution skips its dX */
+    LEGO_TRY(train_plan_build_ex(g, &in, 1, &out, 1, s->params, s->n_params, false, &s->plan));
     s->planned = true;
 
     float **w = malloc(sizeof *w * (size_t)s->n_params);
@@ -494,7 +495,7 @@ lego_status eval_classifier(lego_graph *g, const char *data, int batch, int64_t 
         st = task_set_batch(g, batch);
     int in = m.input, out = m.output;
     if (st.code == LEGO_OK) {
-        st = train_plan_build(g, &in, 1, &out, 1, NULL, 0, &s.plan);
+        st = train_plan_build_ex(g, &in, 1, &out, 1, NULL, 0, false, &s.plan);
         s.planned = st.code == LEGO_OK;
     }
     int64_t dims[4] = {batch, m.c, m.h, m.w};
