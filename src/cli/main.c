@@ -4,10 +4,6 @@
 
 #include "cli.h"
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-
 static const char usage[] =
     "usage: legodnn <command> [options]\n"
     "\n"
@@ -38,21 +34,8 @@ static const char usage[] =
     "\n"
     "Exit status: 0 success, 1 a problem with the input (the message names it), 2 usage.\n";
 
-/* glibc raises its mmap threshold to the size of each mmapped block freed
- * (up to 32 MiB), after which the training kernels' per-call buffers of
- * tens of MB come from its heap and stay resident when freed: retraining a
- * full-width ResNet18 peaked 130 MB higher. A fixed threshold of 1 MiB
- * hands every large buffer back to the system on free. */
-static void return_large_frees(void)
-{
-#ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-#endif
-}
-
 int main(int argc, char **argv)
 {
-    return_large_frees();
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;
