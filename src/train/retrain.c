@@ -74,6 +74,11 @@ typedef struct run {
      * the last block that reads it has been trained, so the teacher never
      * holds every boundary of a batch at once. */
     int *ready, *by_ready;
+    /* Students step block by block during the teacher pass only when they
+     * run one at a time (one group): with several groups, stepping all of
+     * them once per batch keeps the groups balanced and the threads busy,
+     * and the boundaries then live to the end of the pass. */
+    bool interleave;
     task_data *data;
     lego_tensor x;      /* a batch of inputs (B,C,H,W) */
     slot *slots;
@@ -309,7 +314,7 @@ static lego_status plan_teacher(run *r)
                 until[v] = x;
         }
     }
-    lego_status st = exec_plan_build_until(t, until, &r->teacher);
+    lego_status st = exec_plan_build_until(t, r->interleave ? until : NULL, &r->teacher);
     free(until);
     LEGO_TRY(st);
     r->teacher_planned = true;
@@ -377,10 +382,6 @@ static lego_status setup_teacher(run *r, lego_graph *full)
         r->record += (s->floats + 15) & ~(int64_t)15; /* 64-byte aligned in a record */
     }
     int in = t->inputs[0];
-    /* an inference plan (a train plan would keep every activation of the
-     * trunk, GBs at full width), whose boundaries live until their blocks'
-     * students have run */
-    LEGO_TRY(plan_teacher(r));
     tensor_set_shape(&r->x, LEGO_F32, t->values[in].t.rank, t->values[in].t.dims);
     return tensor_alloc(&r->x);
 }
@@ -662,7 +663,12 @@ static lego_status setup(run *r, const char *dir)
             i++;
         }
     order_students(r);
-    return group_students(r);
+    LEGO_TRY(group_students(r));
+    r->interleave = r->n_groups == 1;
+    /* an inference plan (a train plan would keep every activation of the
+     * trunk, GBs at full width), whose boundaries live until their blocks'
+     * students have run */
+    return plan_teacher(r);
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -686,10 +692,11 @@ static void cached_features(const run *r, int64_t k, const float **feat)
 
 static lego_status step_all(run *r, const float **feat, bool training, int epoch, int block);
 
-/* The teacher on r->x (batch k), a step at a time. As soon as a block's
- * boundaries exist its students take one step on them (when `students`),
- * before later steps reuse their memory; the batch's record is filled on the
- * way when the cache plans to keep it. */
+/* The teacher on r->x (batch k), a step at a time. With r->interleave, as
+ * soon as a block's boundaries exist its students take one step on them
+ * (when `students`), before later steps reuse their memory; otherwise all
+ * students step after the pass. The batch's record is filled on the way
+ * when the cache plans to keep it. */
 static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool students, bool training, int epoch)
 {
     lego_graph *g = &r->trunk;
@@ -719,12 +726,14 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
                     feat[sl[e]] = rec + x->off;
                 }
             }
-            if (students)
+            if (students && r->interleave)
                 st = step_all(r, feat, training, epoch, b);
             t0 = now_seconds();
         }
     }
     r->teacher_seconds += now_seconds() - t0;
+    if (students && !r->interleave && st.code == LEGO_OK)
+        st = step_all(r, feat, training, epoch, -1);
     r->teacher_count++;
     if (rec && st.code == LEGO_OK) {
         r->cache[k] = rec;

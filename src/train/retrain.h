@@ -17,9 +17,10 @@
  * full-width ResNet18's first block trains in ~0.3 GB at batch 128) there
  * are fewer groups, down to one student at a time with threaded kernels.
  * The teacher runs as an inference plan whose buffers are reused by
- * lifetime, a step at a time: a block's students step as soon as its exit
- * is computed, and its boundaries' memory is reused once the blocks
- * reading them are done. Results do not depend on the thread count. The s = 0 blocks
+ * lifetime; when students run one at a time, it runs a step at a time and
+ * a block's students step as soon as its exit is computed, its boundaries'
+ * memory reused once the blocks reading them are done. Results do not
+ * depend on the thread count. The s = 0 blocks
  * are the teacher's own and stay frozen.
  *
  * Data. The train split is read in one fixed order (the task's epoch-0
