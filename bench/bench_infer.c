@@ -33,27 +33,13 @@ int main(int argc, char **argv)
                         "       [--budget-ms MS] [--min-reps N] [--max-reps N] [--out OUT.bin]\n");
         return 2;
     }
-    const char *model = argv[1], *input = argv[2], *out_path = NULL;
-    int batch = 1, threads = 1, warmup = 3, min_reps = 5, max_reps = 200;
-    double budget = 3000;
-    for (int i = 3; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--batch")) batch = atoi(v);
-        else if (!strcmp(k, "--threads")) threads = atoi(v);
-        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(k, "--budget-ms")) budget = atof(v);
-        else if (!strcmp(k, "--min-reps")) min_reps = atoi(v);
-        else if (!strcmp(k, "--max-reps")) max_reps = atoi(v);
-        else if (!strcmp(k, "--out")) out_path = v;
-        else {
-            fprintf(stderr, "bench_infer: unknown option %s\n", k);
-            return 2;
-        }
-    }
-    if (batch < 1 || threads < 1 || warmup < 1 || min_reps < 1 || max_reps < min_reps) {
-        fprintf(stderr, "bench_infer: bad counts\n");
+    const char *model = argv[1], *input = argv[2];
+    bench_opts o = {.batch = 1, .threads = 1, .warmup = 3, .min_reps = 5, .max_reps = 200, .budget_ms = 3000};
+    if (bench_parse_opts(&o, argc, argv, 3, "bench_infer", 1))
         return 2;
-    }
+    int batch = o.batch, threads = o.threads, warmup = o.warmup, min_reps = o.min_reps, max_reps = o.max_reps;
+    double budget = o.budget_ms;
+    const char *out_path = o.out;
     lego_set_num_threads(threads);
     long rss_base = bench_status_kb("VmRSS");
 

@@ -1,5 +1,5 @@
-/* bench_stats.h - what bench_infer.c and bench_train.c share: a monotonic
- * clock, the median and quartiles of a sample, the process's resident memory
+/* bench_stats.h - what bench_infer.c and bench_train.c share: their
+ * options, a monotonic clock, the median and quartiles of a sample, the process's resident memory
  * (from /proc/self/status), reading a raw float32 file, and the rule that
  * picks how many timed runs fit a time budget. Header-only: two small
  * programs, no library. The Python and Node runners in bench/ follow the
@@ -11,6 +11,38 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The options both runners take; each sets its own defaults first. */
+typedef struct bench_opts {
+    int batch, threads, warmup, min_reps, max_reps;
+    double budget_ms;
+    const char *out; /* --out, only where out_ok */
+} bench_opts;
+
+/* Reads the option pairs argv[first..argc); 0, or 2 (a usage error, said
+ * on stderr under prog's name). */
+static int bench_parse_opts(bench_opts *o, int argc, char **argv, int first, const char *prog, int out_ok)
+{
+    for (int i = first; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--batch")) o->batch = atoi(v);
+        else if (!strcmp(k, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(k, "--warmup")) o->warmup = atoi(v);
+        else if (!strcmp(k, "--budget-ms")) o->budget_ms = atof(v);
+        else if (!strcmp(k, "--min-reps")) o->min_reps = atoi(v);
+        else if (!strcmp(k, "--max-reps")) o->max_reps = atoi(v);
+        else if (out_ok && !strcmp(k, "--out")) o->out = v;
+        else {
+            fprintf(stderr, "%s: unknown option %s\n", prog, k);
+            return 2;
+        }
+    }
+    if (o->batch < 1 || o->threads < 1 || o->warmup < 1 || o->min_reps < 1 || o->max_reps < o->min_reps) {
+        fprintf(stderr, "%s: bad counts\n", prog);
+        return 2;
+    }
+    return 0;
+}
 
 static double bench_now_ms(void)
 {

@@ -48,25 +48,11 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *model = argv[1], *input = argv[2];
-    int batch = 32, threads = 1, warmup = 2, min_reps = 5, max_reps = 50;
-    double budget = 5000;
-    for (int i = 3; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--batch")) batch = atoi(v);
-        else if (!strcmp(k, "--threads")) threads = atoi(v);
-        else if (!strcmp(k, "--warmup")) warmup = atoi(v);
-        else if (!strcmp(k, "--budget-ms")) budget = atof(v);
-        else if (!strcmp(k, "--min-reps")) min_reps = atoi(v);
-        else if (!strcmp(k, "--max-reps")) max_reps = atoi(v);
-        else {
-            fprintf(stderr, "bench_train: unknown option %s\n", k);
-            return 2;
-        }
-    }
-    if (batch < 1 || threads < 1 || warmup < 1 || min_reps < 1 || max_reps < min_reps) {
-        fprintf(stderr, "bench_train: bad counts\n");
+    bench_opts o = {.batch = 32, .threads = 1, .warmup = 2, .min_reps = 5, .max_reps = 50, .budget_ms = 5000};
+    if (bench_parse_opts(&o, argc, argv, 3, "bench_train", 0))
         return 2;
-    }
+    int batch = o.batch, threads = o.threads, warmup = o.warmup, min_reps = o.min_reps, max_reps = o.max_reps;
+    double budget = o.budget_ms;
     lego_set_num_threads(threads);
     long rss_base = bench_status_kb("VmRSS");
 
