@@ -46,7 +46,7 @@ static void check_cover(int64_t n, int chunks, int threads)
     static cover c;
     memset(&c, 0, sizeof c);
     c.threads = threads < 1 ? 1 : threads;
-    par_split s = {chunks, threads};
+    par_split s = {chunks, threads, 0};
     parallel_run(n, s, cover_chunk, &c);
     int want = (int)(n < 1 ? 0 : chunks < 1 ? 1 : chunks > n ? n : chunks);
     int ok = atomic_load(&c.calls) == want && atomic_load(&c.bad_thread) == 0;
@@ -109,7 +109,7 @@ static void runs_in_parallel(void)
     lego_set_num_threads(2);
     CHECK(lego_get_num_threads() == 2);
     meet m = {0};
-    par_split two = {2, 2};
+    par_split two = {2, 2, 0};
     parallel_run(2, two, meet_chunk, &m);
     CHECK(atomic_load(&m.met) == 2);
     CHECK(!pthread_equal(m.who[0], m.who[1]));
@@ -143,7 +143,7 @@ static void sum_chunk(void *ctx, int64_t begin, int64_t end, int thread)
 static int64_t par_sum(const int64_t *v, int64_t n, int chunks)
 {
     sum_ctx s = {.v = v};
-    par_split split = {chunks, 2};
+    par_split split = {chunks, 2, 0};
     parallel_run(n, split, sum_chunk, &s);
     int64_t total = 0;
     for (int k = 0; k < 8; k++)
@@ -182,7 +182,7 @@ static void nested_and_concurrent(void)
         values[i] = i;
     lego_set_num_threads(2);
     nest_ctx n = {0};
-    par_split split = {4, 2};
+    par_split split = {4, 2, 0};
     parallel_run(8, split, nest_chunk, &n);
     CHECK(atomic_load(&n.ok) == 8);
 

@@ -2,10 +2,11 @@
  *
  * Kernels split their work into contiguous chunks of an index range and hand
  * them to parallel_for; the pool's workers and the calling thread run the
- * chunks, and parallel_for returns when all are done. Workers wait passively
- * (a condition variable), never spin: on a machine whose cores are shared
- * with other processes, a spinning worker steals the core another thread
- * needs. The pool starts lazily, on the first call that can use it, with
+ * chunks, and parallel_for returns when all are done. Workers wait on a
+ * condition variable after a short poll (at most 50 us) that stops as soon
+ * as it costs another thread its core (threads.c says how): on a machine
+ * whose cores are shared with other processes, a spinning worker steals the
+ * core another thread needs. The pool starts lazily, on the first call that can use it, with
  * lego_set_num_threads' count (default: LEGO_NUM_THREADS from the
  * environment, else every online core), and stops at exit or at
  * lego_shutdown_threads.
@@ -35,12 +36,18 @@ typedef void par_fn(void *ctx, int64_t begin, int64_t end, int thread);
 /* The configured number of threads (at least 1). */
 int par_threads(void);
 
-/* Work, in rough operations, that repays waking a thread: one element of a
- * plain loop over memory counts 1 (a GEMM's flops count 1/16: see
- * conv.c). Kernels cut their ranges so that no chunk holds less, and run
- * smaller jobs inline; on a VM a woken thread takes some 5-15 us to start,
- * and a neighbour's process can delay it a whole time slice. */
-#define PAR_MIN_WORK 131072.0
+/* Work, in rough operations, that repays handing a chunk to a worker that
+ * is polling for one: one element of a plain loop over memory counts 1 (a
+ * GEMM's flops count 1/16: see conv.c). Kernels cut their ranges so that no
+ * chunk holds less, and run smaller jobs inline. A worker that sleeps costs
+ * far more: on the 2-core dev VM a woken thread took 50-90 us to start, and
+ * a neighbour's process can delay it a whole time slice; so a job whose
+ * chunks hold less than PAR_WAKE_FACTOR times this runs on the calling
+ * thread alone unless a worker is polling. (The threshold was 16 times
+ * higher, for every job, before workers polled: CIFAR MobileNetV2 at batch
+ * 1 then ran most of its layers on one thread.) */
+#define PAR_MIN_WORK 8192.0
+#define PAR_WAKE_FACTOR 16.0
 
 /* Sets that threshold (PAR_MIN_WORK when work <= 0). Tests lower it so that
  * small shapes take the parallel paths too. */
@@ -51,13 +58,15 @@ void par_set_min_work(double work);
 double par_min_work(void);
 
 /* How a range is cut: `chunks` contiguous chunks, run by at most `threads`
- * threads (allocate per-thread scratch for that many). Up to
+ * threads (allocate per-thread scratch for that many), each of about `work`
+ * operations (0: unknown, as good as large). Up to
  * PAR_CHUNKS_PER_THREAD chunks per thread: when one thread is late (a busy
  * machine), the others take over more of the chunks. */
 #define PAR_CHUNKS_PER_THREAD 4
 
 typedef struct par_split {
     int chunks, threads;
+    double work;
 } par_split;
 
 /* The split of n items of about `work` operations each: no chunk under the

@@ -222,7 +222,7 @@ static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor
     if (!k.out && !k.dlo && !k.dhi)
         return;
     int64_t n = lego_tensor_numel(c->out[0]);
-    par_split one = {1, 1}, s = k.dlo || k.dhi ? one : par_split_work(n, act_work(p->kind));
+    par_split one = {1, 1, 0}, s = k.dlo || k.dhi ? one : par_split_work(n, act_work(p->kind));
     parallel_run(n, s, act_backward_range, &k);
 }
 

@@ -126,7 +126,7 @@ static void bcast_walk(const bcast *b, walk_fn *fn, void *ctx, bool parallel, do
     int64_t rows = bcast_rows_count(b);
     double row_work = work * (double)(b->rank ? b->dims[b->rank - 1] : 1);
     walk_job j = {b, fn, ctx};
-    par_split one = {1, 1};
+    par_split one = {1, 1, 0};
     parallel_run(rows, parallel ? par_split_work(rows, row_work) : one, walk_chunk, &j);
 }
 
