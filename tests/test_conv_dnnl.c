@@ -19,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef LEGO_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 #include "core/threads.h"
 #include "graph/exec.h"
 #include "ops/conv_dnnl.h"
@@ -90,6 +94,8 @@ static bool case_fits(const conv_case *q)
     return true;
 }
 
+static bool last_winograd; /* the last packed conv_run took Winograd */
+
 /* y of q's Conv on seeded data, through a packed call (packed) or the
  * plain forward followed by the epilogue computed as batchnorm.c and
  * activation.c do. *used_dnnl: whether the packed call took oneDNN. */
@@ -128,6 +134,7 @@ static void conv_run(const conv_case *q, bool packed, int threads, lego_tensor *
     }
     op_desc_Conv.forward(&c);
     *used_dnnl = state && conv_packed_dnnl(state);
+    last_winograd = state && conv_packed_winograd(state);
     if (!packed) {
         float *v = y->data;
         int64_t plane = y->dims[2] * y->dims[3];
@@ -195,6 +202,62 @@ static void sweep(void)
     else
         CHECK(dnnl_cases == 0);
     printf("packed conv: %d random cases, %d through oneDNN\n", cases, dnnl_cases);
+}
+
+/* 3x3 convolutions of stride 1 with 16 or more input channels run Winograd
+ * where the CPU has oneDNN's kernels for it (AVX-512): within 1e-4 of the
+ * portable path, with and without the fused BatchNormalization and clamp
+ * (an epilogue on the blocked output), the same bits on 1, 2 and 3 threads;
+ * with Winograd turned off, direct. Output channels that do not fill a
+ * block of 16 keep their padding zero: oneDNN's post-ops run them. */
+static void winograd(void)
+{
+    static const int64_t shapes[][6] = {
+        /* n, c, hw, m, pad, bn+clamp */
+        {1, 64, 32, 64, 1, 1}, {2, 16, 9, 32, 1, 0}, {8, 128, 4, 128, 1, 1},
+        {3, 32, 13, 48, 0, 1}, {1, 45, 16, 64, 1, 1}, {2, 64, 8, 45, 1, 1},
+    };
+#ifdef LEGO_HAVE_DNNL
+    bool avx512 = dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+#else
+    bool avx512 = false;
+#endif
+    int taken = 0;
+    par_set_min_work(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int64_t *v = shapes[i];
+        conv_case q = {.n = v[0], .c = v[1], .h = v[2], .w = v[2], .m = v[3], .k = {3, 3},
+                       .s = {1, 1}, .d = {1, 1}, .pads = {v[4], v[4], v[4], v[4]}, .group = 1,
+                       .bias = true, .bn = v[5], .clamp = v[5], .lo = 0.0f, .hi = INFINITY};
+        char what[300];
+        describe(&q, (int)i, what, sizeof what);
+        lego_tensor want, got, more;
+        bool d0, d1, d2;
+        conv_run(&q, false, 1, &want, &d0);
+        conv_run(&q, true, 1, &got, &d1);
+        bool wino = last_winograd;
+        taken += wino;
+        check_close(got.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
+        for (int t = 2; t <= 3; t++) {
+            conv_run(&q, true, t, &more, &d2);
+            CHECK(last_winograd == wino &&
+                  memcmp(got.data, more.data, lego_tensor_bytes(&got)) == 0);
+            tensor_release(&more);
+        }
+        dnnl_conv_set_winograd(false);
+        conv_run(&q, true, 1, &more, &d2);
+        CHECK(!last_winograd);
+        check_close(more.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
+        dnnl_conv_set_winograd(true);
+        tensor_release(&more), tensor_release(&want), tensor_release(&got);
+    }
+    par_set_min_work(0);
+    /* every shape whose output fills whole blocks of 16 */
+    if (dnnl_conv_enabled() && avx512)
+        CHECK(taken >= 5);
+    if (!dnnl_conv_enabled())
+        CHECK(taken == 0);
+    printf("winograd: %d of %zu shapes\n", taken, sizeof shapes / sizeof *shapes);
 }
 
 /* ---- fusion in plans ------------------------------------------------------ */
@@ -517,6 +580,7 @@ static void inverted_residual(const int64_t d[4])
     lego_tensor x;
     make(&x, LEGO_F32, 4, d, 1);
     par_set_min_work(1);
+    dnnl_conv_set_winograd(false); /* conv a stands for a dense 3x3 layer in NHWC */
     lego_tensor *first = NULL;
     for (int threads = 1; threads <= 2; threads++) {
         lego_set_num_threads(threads);
@@ -542,6 +606,7 @@ static void inverted_residual(const int64_t d[4])
         lego_tensor_free(plain[0]);
     }
     par_set_min_work(0);
+    dnnl_conv_set_winograd(true);
     lego_tensor_free(first);
     tensor_release(&x);
     graph_free(&b.g);
@@ -581,6 +646,7 @@ static void no_openmp_threads(void)
 int main(void)
 {
     sweep();
+    winograd();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
     inverted_residual((const int64_t[4]){1, 32, 6, 6});

@@ -684,6 +684,11 @@ bool conv_packed_dnnl(const void *packed)
     return packed && ((const conv_packed *)packed)->dnnl;
 }
 
+bool conv_packed_winograd(const void *packed)
+{
+    return conv_packed_dnnl(packed) && dnnl_conv_winograd(((const conv_packed *)packed)->dnnl);
+}
+
 static void conv_unpack(void *state)
 {
     conv_packed *k = state;

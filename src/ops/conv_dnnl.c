@@ -71,6 +71,29 @@ static void read_enabled(void)
     enabled = !(s && strcmp(s, "0") == 0);
 }
 
+static int winograd = -1;
+static pthread_once_t winograd_once = PTHREAD_ONCE_INIT;
+
+static void read_winograd(void)
+{
+    const char *s = getenv("LEGO_WINOGRAD");
+    winograd = !(s && strcmp(s, "0") == 0);
+}
+
+void dnnl_conv_set_winograd(bool on)
+{
+    pthread_once(&winograd_once, read_winograd);
+    winograd = on;
+}
+
+dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
+{
+    pthread_once(&winograd_once, read_winograd);
+    bool fits = s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 &&
+                s->dh == 1 && s->dw == 1 && s->c >= 16;
+    return winograd && fits ? dnnl_convolution_winograd : dnnl_convolution_direct;
+}
+
 bool dnnl_conv_enabled(void)
 {
     pthread_once(&enabled_once, read_enabled);
@@ -80,6 +103,7 @@ bool dnnl_conv_enabled(void)
 /* One primitive for blocks of `oc` output channels of one image. */
 typedef struct kind {
     int64_t oc, pix;  /* output channels; output pixels per image (rows x width) */
+    dnnl_alg_kind_t alg; /* the algorithm oneDNN took (conv_dnnl_algorithm) */
     int lay;          /* OP_LAYOUT_* of dst_md (dense), -1 when none */
     dnnl_primitive_t conv, to_plain; /* to_plain: NULL when dst is NCHW already */
     dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
@@ -232,13 +256,15 @@ static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
     dnnl_dims_t strides, dil, pl, pr;
     if (!conv_dnnl_geometry(s, strides, dil, pl, pr))
         return false;
-    dnnl_convolution_desc_t cd;
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                   dnnl_convolution_direct, src ? src : &src_any,
-                                                   &wei_any, k->bias ? &bias : NULL,
-                                                   dst ? dst : &dst_any, strides, dil, pl,
-                                                   pr) != dnnl_success)
-        return false;
+    dnnl_convolution_desc_t cd[2];
+    dnnl_alg_kind_t algs[2] = {conv_dnnl_algorithm(s), dnnl_convolution_direct};
+    int n_algs = algs[0] == algs[1] ? 1 : 2;
+    for (int i = 0; i < n_algs; i++)
+        if (dnnl_dilated_convolution_forward_desc_init(&cd[i], dnnl_forward_inference, algs[i],
+                                                       src ? src : &src_any, &wei_any,
+                                                       k->bias ? &bias : NULL, dst ? dst : &dst_any,
+                                                       strides, dil, pl, pr) != dnnl_success)
+            return false;
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success)
         return false;
@@ -264,9 +290,13 @@ static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
     if (po)
         dnnl_post_ops_destroy(po);
     dnnl_primitive_desc_t pd = NULL;
-    ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL) == dnnl_success;
+    for (int i = 0; ok && !pd && i < n_algs; i++) { /* Winograd first where it applies */
+        if (dnnl_primitive_desc_create(&pd, &cd[i], attr, engine, NULL) != dnnl_success)
+            pd = NULL;
+        out->alg = algs[i];
+    }
     dnnl_primitive_attr_destroy(attr);
-    if (!ok)
+    if (!ok || !pd)
         return false;
     out->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     out->bias_md = bias;
@@ -309,9 +339,12 @@ static void kind_free(kind *kd)
 static void pick_ipu(dnnl_conv *k)
 {
     k->ipu = 1;
-    if (k->s.ho * k->s.wo > SMALL_MAP)
-        return;
-    for (int64_t d = MAX_IPU; d > 1; d--)
+    /* Winograd on one 32x32 image took oneDNN's F(2x2,3x3) kernel at 160
+     * GFLOP/s; two images took F(4x4,3x3) at 250 */
+    int64_t most = k->s.ho * k->s.wo <= SMALL_MAP                       ? MAX_IPU
+                   : conv_dnnl_algorithm(&k->s) == dnnl_convolution_winograd ? 2
+                                                                         : 1;
+    for (int64_t d = most; d > 1; d--)
         if (k->n % d == 0 && k->n / d >= SPLIT_PIECES) {
             k->ipu = d;
             return;
@@ -460,13 +493,15 @@ static bool make_kinds(dnnl_conv *k)
     return true;
 }
 
-/* Whether every primitive writes dense NCHW or NHWC, where the epilogue can
- * run on its output after it (epilogue_nhwc, epilogue_nchw). */
+/* Whether every primitive writes a dense layout the epilogue can run on
+ * after it (epilogue_nhwc, _nchw, _nchw16c). A blocked output whose channels
+ * do not fill their last block is not dense (layout_of): its padding must
+ * stay zero, so post-ops handle it. */
 static bool dense_dsts(const dnnl_conv *k)
 {
     for (int64_t b = 0; b < k->blocks; b++) {
         int lay = block_kind(k, b)->lay;
-        if (lay != OP_LAYOUT_NCHW && lay != OP_LAYOUT_NHWC)
+        if (lay != OP_LAYOUT_NCHW && lay != OP_LAYOUT_NHWC && lay != OP_LAYOUT_NCHW16C)
             return false;
     }
     return true;
@@ -523,6 +558,11 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     }
     *out = k;
     return lego_ok();
+}
+
+bool dnnl_conv_winograd(const dnnl_conv *k)
+{
+    return k->k[0].alg == dnnl_convolution_winograd;
 }
 
 void dnnl_conv_free(dnnl_conv *k)
@@ -603,6 +643,14 @@ static SIMD_CLONES void epilogue_nchw(float *y, int64_t planes, int64_t pix, con
     }
 }
 
+/* nChw16c (Winograd's output): per block of 16 channels, pix rows of 16 */
+static SIMD_CLONES void epilogue_nchw16c(float *y, int64_t oc, int64_t pix, const float *a,
+                                         const float *b, bool clamp, float lo, float hi)
+{
+    for (int64_t c0 = 0; c0 < oc; c0 += 16)
+        epilogue_nhwc(y + c0 * pix, pix, 16, a ? a + c0 : NULL, b ? b + c0 : NULL, clamp, lo, hi);
+}
+
 static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t oc0)
 {
     const float *a = k->scale ? k->scale + oc0 : NULL, *b = k->shift ? k->shift + oc0 : NULL;
@@ -610,6 +658,8 @@ static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t o
         float *yi = y + i * kd->oc * kd->pix;
         if (kd->lay == OP_LAYOUT_NHWC)
             epilogue_nhwc(yi, kd->pix, kd->oc, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
+        else if (kd->lay == OP_LAYOUT_NCHW16C)
+            epilogue_nchw16c(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
         else
             epilogue_nchw(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
     }
@@ -832,5 +882,13 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
 }
 
 void dnnl_conv_free(dnnl_conv *k) { (void)k; }
+
+void dnnl_conv_set_winograd(bool on) { (void)on; }
+
+bool dnnl_conv_winograd(const dnnl_conv *k)
+{
+    (void)k;
+    return false;
+}
 
 #endif

@@ -45,6 +45,10 @@ typedef struct dnnl_conv dnnl_conv;
  * environment (read once; for measuring the portable path). */
 bool dnnl_conv_enabled(void);
 
+/* Turns Winograd off (as LEGO_WINOGRAD=0 does) or back on for primitives
+ * made from now on; for the tests. */
+void dnnl_conv_set_winograd(bool on);
+
 /* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
  * bias b (M) or NULL, then the epilogue (copied). *out is NULL (and the
  * status ok) when oneDNN is absent or has no kernel for the shape. */
@@ -71,8 +75,12 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
 
 void dnnl_conv_free(dnnl_conv *k);
 
+/* Whether k's primitives run Winograd (see conv_dnnl_algorithm). */
+bool dnnl_conv_winograd(const dnnl_conv *k);
+
 /* Whether a Conv's packed state (conv.c, op_desc.pack) runs on oneDNN; for
  * the tests. */
 bool conv_packed_dnnl(const void *packed);
+bool conv_packed_winograd(const void *packed);
 
 #endif
