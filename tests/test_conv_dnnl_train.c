@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef LEGO_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 #include "core/file.h"
 #include "core/threads.h"
 #include "graph/autodiff.h"
@@ -78,7 +82,8 @@ static bool case_fits(const tcase *q)
 /* One training step's results. */
 typedef struct result {
     lego_tensor y, dx, dw, db;
-    bool dnnl; /* a train state was made */
+    bool dnnl;     /* a train state was made */
+    bool winograd; /* it runs Winograd */
 } result;
 
 static void result_free(result *r)
@@ -121,6 +126,7 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
     if (train)
         CHECK_OK(op_desc_Conv.train_pack(&c, &state));
     r->dnnl = state != NULL;
+    r->winograd = state && dnnl_conv_train_winograd(state);
     c.train_state = state;
     lego_tensor *dout[1] = {&dy}, *din[3] = {&r->dx, &r->dw, q->bias ? &r->db : NULL};
     for (int s = 0; s < steps; s++) {
@@ -261,6 +267,61 @@ static void second_step(void)
     result_free(&got);
 }
 
+/* 3x3 convolutions of stride 1 with 16 or more input channels train
+ * through Winograd where the CPU has oneDNN's kernels (AVX-512): forward,
+ * dX, dW and dB within the tolerance of the portable path, over two steps
+ * (new weights in between), the same bits on 1, 2 and 3 threads. */
+static void winograd(void)
+{
+    static const int64_t shapes[][5] = {
+        /* n, c, hw, m, pad */
+        {8, 64, 8, 64, 1}, {4, 32, 16, 45, 1}, {2, 45, 12, 64, 1},
+        {8, 128, 4, 128, 1}, {16, 16, 32, 16, 1}, {4, 32, 9, 32, 0},
+    };
+#ifdef LEGO_HAVE_DNNL
+    bool avx512 = dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+#else
+    bool avx512 = false;
+#endif
+    int taken = 0;
+    par_set_min_work(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int64_t *v = shapes[i];
+        tcase q = {.n = v[0], .c = v[1], .h = v[2], .w = v[2], .m = v[3], .k = {3, 3},
+                   .s = {1, 1}, .d = {1, 1}, .pads = {v[4], v[4], v[4], v[4]}, .group = 1,
+                   .bias = true};
+        char what[300], part[340];
+        describe(&q, (int)i, what, sizeof what);
+        result want, got, more;
+        step(&q, false, false, 1, 2, &want);
+        step(&q, true, false, 1, 2, &got);
+        taken += got.winograd;
+        int64_t pix = q.h * q.w; /* pad 0 only shrinks it */
+        snprintf(part, sizeof part, "winograd %s: y", what);
+        check_close(got.y.data, want.y.data, (long)lego_tensor_numel(&want.y), tol(q.c * 9), 1e-4f, part);
+        snprintf(part, sizeof part, "winograd %s: dx", what);
+        check_close(got.dx.data, want.dx.data, (long)lego_tensor_numel(&want.dx), tol(q.m * 9), 1e-4f, part);
+        snprintf(part, sizeof part, "winograd %s: dw", what);
+        check_close(got.dw.data, want.dw.data, (long)lego_tensor_numel(&want.dw), tol(q.n * pix), 1e-4f, part);
+        snprintf(part, sizeof part, "winograd %s: db", what);
+        check_close(got.db.data, want.db.data, (long)lego_tensor_numel(&want.db), tol(q.n * pix), 1e-4f, part);
+        for (int t = 2; t <= 3; t++) {
+            step(&q, true, false, t, 2, &more);
+            CHECK(more.winograd == got.winograd && same_bits(&got.y, &more.y) &&
+                  same_bits(&got.dx, &more.dx) && same_bits(&got.dw, &more.dw) &&
+                  same_bits(&got.db, &more.db));
+            result_free(&more);
+        }
+        result_free(&want), result_free(&got);
+    }
+    par_set_min_work(0);
+    if (dnnl_conv_enabled() && avx512)
+        CHECK(taken >= 5);
+    if (!dnnl_conv_enabled())
+        CHECK(taken == 0);
+    printf("train winograd: %d of %zu shapes\n", taken, sizeof shapes / sizeof *shapes);
+}
+
 /* One step of a whole model's train plan: every parameter's gradient,
  * oneDNN's plan against the same graph with portable_kernels. A random
  * output gradient stands in for a loss. */
@@ -364,5 +425,6 @@ int main(void)
     plan_step("data/train/mobilenetv2_train.onnx", 0.0f);
     sweep();
     second_step();
+    winograd();
     return harness_finish();
 }

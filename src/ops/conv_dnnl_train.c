@@ -66,6 +66,7 @@ struct dnnl_conv_train {
     conv_shape s;
     int64_t n, ipu;
     bool bias;
+    dnnl_alg_kind_t alg; /* Winograd or direct (conv_dnnl_algorithm): all three passes */
     /* forward, for ipu images */
     dnnl_primitive_desc_t fwd_pd; /* the backward primitives' hint */
     prim fwd;
@@ -190,10 +191,9 @@ static bool fwd_desc(const dnnl_conv_train *k, int64_t mb, dnnl_convolution_desc
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
     dnnl_dims_t st, dil, pl, pr;
     return conv_dnnl_geometry(s, st, dil, pl, pr) &&
-           dnnl_dilated_convolution_forward_desc_init(cd, dnnl_forward_training,
-                                                      dnnl_convolution_direct, &src, &wei,
-                                                      k->bias ? &bias : NULL, &dst, st, dil, pl,
-                                                      pr) == dnnl_success;
+           dnnl_dilated_convolution_forward_desc_init(cd, dnnl_forward_training, k->alg, &src,
+                                                      &wei, k->bias ? &bias : NULL, &dst, st, dil,
+                                                      pl, pr) == dnnl_success;
 }
 
 /* Images per forward and backward-data call: one, except for small maps,
@@ -205,10 +205,14 @@ static bool fwd_desc(const dnnl_conv_train *k, int64_t mb, dnnl_convolution_desc
  * calls (the largest for small maps). */
 #define MIN_CALL_FLOPS 8e6
 
-static int64_t pick_ipu(const conv_shape *s, int64_t n)
+static int64_t pick_ipu(const conv_shape *s, int64_t n, dnnl_alg_kind_t alg)
 {
     double per_image = 2.0 * (double)(s->m * s->ho * s->wo) * (double)(s->c / s->group * s->kh * s->kw);
     bool small_map = s->ho * s->wo <= SMALL_MAP;
+    /* Winograd takes its faster F(4x4,3x3) kernel from two images of a
+     * large map on (conv_dnnl.c's pick_ipu) */
+    if (!small_map && alg == dnnl_convolution_winograd && n % 2 == 0 && n / 2 >= SPLIT_PIECES)
+        return 2;
     if (!small_map && per_image >= MIN_CALL_FLOPS)
         return 1;
     int64_t best = 1;
@@ -269,6 +273,25 @@ static bool worth_it(const conv_shape *s)
     return true;
 }
 
+/* dnnl_conv_train_create with the direct algorithm in every pass. */
+static lego_status create_direct(const conv_shape *s, int64_t n, bool bias, dnnl_conv_train **out)
+{
+    dnnl_conv_train *k = calloc(1, sizeof *k);
+    if (!k)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution for training");
+    k->s = *s;
+    k->n = n;
+    k->bias = bias;
+    k->alg = dnnl_convolution_direct;
+    k->ipu = pick_ipu(s, n, k->alg);
+    if (!create_fwd(k)) {
+        dnnl_conv_train_free(k); /* conv.c's path runs this shape */
+        return lego_ok();
+    }
+    *out = k;
+    return lego_ok();
+}
+
 lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
                                    dnnl_conv_train **out)
 {
@@ -282,10 +305,12 @@ lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
     k->s = *s;
     k->n = n;
     k->bias = bias;
-    k->ipu = pick_ipu(s, n);
+    k->alg = conv_dnnl_algorithm(s);
+    k->ipu = pick_ipu(s, n, k->alg);
     if (!create_fwd(k)) {
-        dnnl_conv_train_free(k); /* conv.c's path runs this shape */
-        return lego_ok();
+        bool wino = k->alg == dnnl_convolution_winograd;
+        dnnl_conv_train_free(k); /* direct when there is no Winograd kernel here; */
+        return wino ? create_direct(s, n, bias, out) : lego_ok(); /* else conv.c's path */
     }
     *out = k;
     return lego_ok();
@@ -307,9 +332,8 @@ static bool create_bd(dnnl_conv_train *k)
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t pd = NULL;
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
-              dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &dsrc,
-                                                               &wei, &ddst, st, dil, pl,
-                                                               pr) == dnnl_success &&
+              dnnl_dilated_convolution_backward_data_desc_init(&cd, k->alg, &dsrc, &wei, &ddst, st,
+                                                               dil, pl, pr) == dnnl_success &&
               make_pd(&cd, k->fwd_pd, &pd) && make_prim(pd, &k->bd);
     if (ok) {
         k->bd_ddst_md = *query(pd, dnnl_query_diff_dst_md);
@@ -341,7 +365,8 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     /* NHWC on 4x4 maps and smaller: oneDNN's blocked weight gradient ran
      * 512 channels at 4x4, batch 32, in 39 ms against 25 in NHWC (measured
      * twice; 8x8 maps the same either way, 32x32 with stride 2 twice as slow) */
-    dnnl_format_tag_t wt = s->group == 1 && s->ho * s->wo <= 16 ? dnnl_nhwc : free_tag(s);
+    bool nhwc = s->group == 1 && s->ho * s->wo <= 16 && k->alg != dnnl_convolution_winograd;
+    dnnl_format_tag_t wt = nhwc ? dnnl_nhwc : free_tag(s);
     act_md(&src_any, k->n, s->c, s->h, s->w, wt);
     act_md(&ddst, k->n, wb->oc, s->ho, s->wo, wt);
     wei_md_of(&t, &wei, false);
@@ -355,11 +380,11 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     act_md(&fdst, k->n, wb->oc, s->ho, s->wo, wt);
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
               dnnl_dilated_convolution_forward_desc_init(
-                  &fd, dnnl_forward_training, dnnl_convolution_direct, src ? src : &src_any, &wei,
+                  &fd, dnnl_forward_training, k->alg, src ? src : &src_any, &wei,
                   k->bias ? &bias : NULL, &fdst, st, dil, pl, pr) == dnnl_success &&
               make_pd(&fd, NULL, &hint) &&
               dnnl_dilated_convolution_backward_weights_desc_init(
-                  &cd, dnnl_convolution_direct, src ? src : &src_any, &wei,
+                  &cd, k->alg, src ? src : &src_any, &wei,
                   k->bias ? &bias : NULL, &ddst, st, dil, pl, pr) == dnnl_success &&
               make_pd(&cd, hint, &pd) && make_prim(pd, &wb->bw);
     if (ok) {
@@ -416,6 +441,11 @@ static void wblock_free(wblock *wb)
     prim_free(&wb->bw);
     destroy(&wb->to_ddst);
     destroy(&wb->dw_add);
+}
+
+bool dnnl_conv_train_winograd(const dnnl_conv_train *k)
+{
+    return k->alg == dnnl_convolution_winograd;
 }
 
 void dnnl_conv_train_free(dnnl_conv_train *k)
@@ -716,6 +746,12 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 }
 
 void dnnl_conv_train_gate(bool on) { (void)on; }
+
+bool dnnl_conv_train_winograd(const dnnl_conv_train *k)
+{
+    (void)k;
+    return false;
+}
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
                              float *y, bool keep)

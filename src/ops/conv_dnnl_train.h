@@ -62,4 +62,7 @@ void dnnl_conv_train_free(dnnl_conv_train *k);
  * on every shape class. On by default. */
 void dnnl_conv_train_gate(bool on);
 
+/* Whether k runs Winograd (conv_dnnl_algorithm); for the tests. */
+bool dnnl_conv_train_winograd(const dnnl_conv_train *k);
+
 #endif
