@@ -19,9 +19,14 @@
  *
  * oneDNN's reference kernels are far slower than our own path: a primitive
  * that comes out as one ("ref:" in its name) declines the shape. Memory:
- * the state keeps the primitives and one copy of the weights; every buffer
- * the batch needs is allocated per call and freed before it returns
- * (retraining holds many plans at once). */
+ * the state keeps the primitives, one copy of the weights from a forward
+ * to its backward, and per thread of our pool a stream and the memory
+ * objects its calls bind to each call's data (made on first use: creating
+ * them per call was some 15% of a small network's training time). Every
+ * buffer a call needs beyond those comes from the plan's workspace
+ * (core/workspace.h), which all its steps share: allocated per call
+ * instead, glibc kept them in its heaps anyway (retraining holds many
+ * plans at once, and several threads' heaps). */
 #include "conv_dnnl_train.h"
 
 #include <stdlib.h>
@@ -44,6 +49,20 @@
 #define ALIGN(b) (((b) + 63) / 64 * 64)
 
 typedef conv_dnnl_arg arg;
+
+/* What one participant of our pool (threads.h's `thread`) runs a state's
+ * primitives with: a stream, and a memory object per layout it has used
+ * (keyed by the descriptor's address in the state), each rebound to the
+ * data of the call at hand. A participant runs one chunk at a time, so no
+ * two threads ever use one binding at once. */
+#define MAX_MEMS 32
+
+typedef struct binding {
+    dnnl_stream_t stream;
+    int n;
+    const dnnl_memory_desc_t *md[MAX_MEMS];
+    dnnl_memory_t mem[MAX_MEMS];
+} binding;
 
 /* A primitive with its user-mode scratchpad. */
 typedef struct prim {
@@ -87,6 +106,8 @@ struct dnnl_conv_train {
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
     dnnl_memory_desc_t plain_wsrc, wsrc_md;
     size_t wsrc_bytes;
+    binding *bind; /* per participant of a call, n_bind of them */
+    int n_bind;
 };
 
 static void one_thread(void) { conv_dnnl_one_thread(); }
@@ -431,11 +452,69 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     destroy(&k->wsrc);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
+    for (int t = 0; t < k->n_bind; t++) {
+        binding *b = &k->bind[t];
+        for (int i = 0; i < b->n; i++)
+            dnnl_memory_destroy(b->mem[i]);
+        if (b->stream)
+            dnnl_stream_destroy(b->stream);
+    }
+    free(k->bind);
     lego_aligned_free(k->wei);
     free(k);
 }
 
 /* ---- running ------------------------------------------------------------ */
+
+/* Bindings for participants [0, threads); made by the caller, before the
+ * participants start (this moves them). */
+static bool bind_threads(dnnl_conv_train *k, int threads)
+{
+    if (threads <= k->n_bind)
+        return true;
+    binding *b = realloc(k->bind, sizeof *b * (size_t)threads);
+    if (!b)
+        return false;
+    memset(b + k->n_bind, 0, sizeof *b * (size_t)(threads - k->n_bind));
+    k->bind = b;
+    k->n_bind = threads;
+    return true;
+}
+
+/* Runs prim with args on participant `thread`'s stream, its memory objects
+ * pointed at the args' data (no two args of a call share a descriptor).
+ * Setting a handle zero-fills a blocked layout's padding, as creating the
+ * object did. */
+static bool execute(dnnl_conv_train *k, int thread, dnnl_primitive_t prim, const arg *args,
+                    int nargs)
+{
+    binding *b = &k->bind[thread];
+    if (!b->stream &&
+        dnnl_stream_create(&b->stream, conv_dnnl_engine(), dnnl_stream_default_flags) != dnnl_success) {
+        b->stream = NULL;
+        return false;
+    }
+    dnnl_exec_arg_t ea[8];
+    for (int i = 0; i < nargs; i++) {
+        dnnl_memory_t m = NULL;
+        for (int j = 0; j < b->n && !m; j++)
+            if (b->md[j] == args[i].md)
+                m = b->mem[j];
+        if (m) {
+            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
+                return false;
+        } else {
+            if (b->n == MAX_MEMS ||
+                dnnl_memory_create(&m, args[i].md, conv_dnnl_engine(), args[i].data) != dnnl_success)
+                return false;
+            b->md[b->n] = args[i].md;
+            b->mem[b->n++] = m;
+        }
+        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
+    }
+    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
+           dnnl_stream_wait(b->stream) == dnnl_success;
+}
 
 typedef struct run {
     dnnl_conv_train *k;
@@ -466,17 +545,17 @@ static void fwd_units(void *ctx, int64_t begin, int64_t end, int thread)
         bool ok = true;
         if (k->to_src) {
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_src, x}, {DNNL_ARG_TO, &k->src_md, src}};
-            ok = conv_dnnl_execute(k->to_src, a, 2);
+            ok = execute(k, thread, k->to_src, a, 2);
         }
         arg a[5] = {{DNNL_ARG_SRC, &k->src_md, k->to_src ? (void *)src : x},
                     {DNNL_ARG_WEIGHTS, &k->wei_md, k->wei},
                     {DNNL_ARG_DST, &k->dst_md, k->to_plain ? (void *)dst : y},
                     {DNNL_ARG_SCRATCHPAD, &k->fwd.pad_md, pad},
                     {DNNL_ARG_BIAS, &k->bias_md, (void *)r->b}};
-        ok = ok && conv_dnnl_execute(k->fwd.p, a, k->bias ? 5 : 4);
+        ok = ok && execute(k, thread, k->fwd.p, a, k->bias ? 5 : 4);
         if (ok && k->to_plain) {
             arg t[2] = {{DNNL_ARG_FROM, &k->dst_md, dst}, {DNNL_ARG_TO, &k->plain_dst, y}};
-            ok = conv_dnnl_execute(k->to_plain, t, 2);
+            ok = execute(k, thread, k->to_plain, t, 2);
         }
         if (!ok)
             atomic_store(&r->failed, true);
@@ -500,27 +579,30 @@ static void drop_weights(dnnl_conv_train *k)
 }
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep)
+                             float *y, bool keep, workspace *ws)
 {
     one_thread();
     k->wei_valid = false;
+    int64_t units = k->n / k->ipu;
+    par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
+    if (!bind_threads(k, sp.threads))
+        return false;
     if (!k->wei && !(k->wei = lego_aligned_alloc(k->wei_bytes ? k->wei_bytes : 64)))
         return false;
     arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, &k->wei_md, k->wei}};
-    if (!conv_dnnl_execute(k->to_wei, a, 2)) {
+    if (!execute(k, 0, k->to_wei, a, 2)) {
         drop_weights(k);
         return false;
     }
-    int64_t units = k->n / k->ipu;
-    par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
     run r = {.k = k, .x = x, .b = b, .y = y};
     r.per_thread = (k->to_src ? ALIGN(k->src_bytes) : 0) + (k->to_plain ? ALIGN(k->dst_bytes) : 0) +
                    ALIGN(k->fwd.pad_bytes);
     atomic_init(&r.failed, false);
-    r.scratch = lego_aligned_alloc(r.per_thread * (size_t)sp.threads + 64);
+    workspace own = {0};
+    r.scratch = workspace_get(ws ? ws : &own, r.per_thread * (size_t)sp.threads);
     if (r.scratch)
         parallel_run(units, sp, fwd_units, &r);
-    lego_aligned_free(r.scratch);
+    workspace_free(&own);
     bool ok = r.scratch && !atomic_load(&r.failed);
     k->wei_valid = ok;
     if (!ok || !keep)
@@ -543,15 +625,15 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
         bool ok = true;
         if (k->bd_ddst) {
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_dst, dy}, {DNNL_ARG_TO, &k->bd_ddst_md, ddst}};
-            ok = conv_dnnl_execute(k->bd_ddst, a, 2);
+            ok = execute(k, thread, k->bd_ddst, a, 2);
         }
         arg a[4] = {{DNNL_ARG_DIFF_DST, &k->bd_ddst_md, k->bd_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_WEIGHTS, &k->bd_wei_md, r->wei},
                     {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, dsrc},
                     {DNNL_ARG_SCRATCHPAD, &k->bd.pad_md, pad}};
-        ok = ok && conv_dnnl_execute(k->bd.p, a, 4);
+        ok = ok && execute(k, thread, k->bd.p, a, 4);
         arg t[2] = {{DNNL_ARG_FROM, &k->bd_dsrc_md, dsrc}, {DNNL_ARG_TO, &k->plain_src, dx}};
-        ok = ok && conv_dnnl_execute(k->bd_add, t, 2); /* dx += */
+        ok = ok && execute(k, thread, k->bd_add, t, 2); /* dx += */
         if (!ok)
             atomic_store(&r->failed, true);
     }
@@ -576,18 +658,18 @@ static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
         bool ok = true;
         if (wb->to_ddst) {
             arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
-            ok = conv_dnnl_execute(wb->to_ddst, a, 2);
+            ok = execute(k, thread, wb->to_ddst, a, 2);
         }
         arg a[5] = {{DNNL_ARG_SRC, &k->wsrc_md, (void *)r->wsrc},
                     {DNNL_ARG_DIFF_DST, &wb->ddst_md, wb->to_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, dwei},
                     {DNNL_ARG_SCRATCHPAD, &wb->bw.pad_md, pad},
                     {DNNL_ARG_DIFF_BIAS, &wb->dbias_md, dbias}};
-        ok = ok && conv_dnnl_execute(wb->bw.p, a, k->bias ? 5 : 4);
+        ok = ok && execute(k, thread, wb->bw.p, a, k->bias ? 5 : 4);
         if (ok && r->dw) {
             arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei},
                         {DNNL_ARG_TO, &wb->plain_wei, r->dw + m0 * per_oc}};
-            ok = conv_dnnl_execute(wb->dw_add, t, 2); /* dw += */
+            ok = execute(k, thread, wb->dw_add, t, 2); /* dw += */
         }
         if (ok && r->db)
             for (int64_t m = 0; m < wb->oc; m++)
@@ -625,7 +707,7 @@ static void add_nan(float *v, int64_t n)
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db)
+                              float *dx, float *dw, float *db, workspace *ws)
 {
     const conv_shape *s = &k->s;
     bool want_w = dw || db;
@@ -660,7 +742,8 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     }
     r.per_thread = ALIGN(per_thread);
     size_t total = r.per_thread * threads + wsrc_bytes + wei_bytes;
-    unsigned char *buf = lego_aligned_alloc(total + 64);
+    workspace own = {0};
+    unsigned char *buf = bind_threads(k, (int)threads) ? workspace_get(ws ? ws : &own, total) : NULL;
     if (!buf)
         return false;
     r.scratch = buf;
@@ -670,7 +753,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
         r.wsrc = x;
         if (k->wsrc) {
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)x}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
-            ok = conv_dnnl_execute(k->wsrc, a, 2);
+            ok = execute(k, 0, k->wsrc, a, 2);
             r.wsrc = wsrc;
         }
         if (ok)
@@ -683,13 +766,13 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
             r.wei = wei;
             const dnnl_memory_desc_t *to = k->bd_wei ? &k->bd_wei_md : &k->wei_md;
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, to, r.wei}};
-            ok = conv_dnnl_execute(k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
+            ok = execute(k, 0, k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
         }
         if (ok)
             parallel_run(units, sd, bd_units, &r);
         ok = ok && !atomic_load(&r.failed);
     }
-    lego_aligned_free(buf);
+    workspace_free(&own);
     drop_weights(k);
     if (!ok) { /* as conv.c: a failure shows as NaN, never as a silent wrong step */
         add_nan(dx, k->n * s->c * s->h * s->w);
@@ -718,16 +801,16 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 void dnnl_conv_train_gate(bool on) { (void)on; }
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep)
+                             float *y, bool keep, workspace *ws)
 {
-    (void)k, (void)x, (void)w, (void)b, (void)y, (void)keep;
+    (void)k, (void)x, (void)w, (void)b, (void)y, (void)keep, (void)ws;
     return false;
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db)
+                              float *dx, float *dw, float *db, workspace *ws)
 {
-    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db;
+    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)ws;
     return false;
 }
 

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "../core/workspace.h"
 #include "conv_dnnl.h"
 
 typedef struct dnnl_conv_train dnnl_conv_train;
@@ -41,10 +42,11 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 /* y (n,M,Ho,Wo) = conv(x (n,C,H,W), w (M,C/group,kh,kw)) + b (b NULL when
  * created without bias). With keep (a training forward: a backward
  * follows), the reordered weights stay for that backward, which frees them.
+ * Scratch comes from ws (the plan's; NULL: allocated for the call).
  * false when nothing was computed (memory or oneDNN failed): the caller
  * then runs its own forward. */
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep);
+                             float *y, bool keep, workspace *ws);
 
 /* ADDS the gradients of x, w and b (each NULL when not wanted) for dy,
  * x and w being the last forward's. false when nothing was touched (no
@@ -52,7 +54,7 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
  * runs its own backward. A failure part way adds NaN to what was asked,
  * as conv.c does. */
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db);
+                              float *dx, float *dw, float *db, workspace *ws);
 
 void dnnl_conv_train_free(dnnl_conv_train *k);
 

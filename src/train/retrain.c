@@ -93,6 +93,7 @@ typedef struct run {
      * gradients, so memory holds one plan per thread, not per student. */
     int *group_of, n_groups;
     void **arena;       /* per group */
+    workspace *ws;      /* per group: its kernels' scratch (train_plan_use_workspace) */
     int64_t nb, nt, nh; /* batches: all, training, held out */
     float **cache;      /* per batch: its record, or NULL */
     bool *want;         /* per batch: cache it when computed */
@@ -125,6 +126,9 @@ static void run_free(run *r)
     for (int g = 0; r->arena && g < r->n_groups; g++)
         lego_aligned_free(r->arena[g]);
     free(r->arena);
+    for (int g = 0; r->ws && g < r->n_groups; g++)
+        workspace_free(&r->ws[g]);
+    free(r->ws);
     for (int64_t k = 0; r->cache && k < r->nb; k++)
         lego_aligned_free(r->cache[k]);
     free(r->cache);
@@ -575,9 +579,10 @@ static lego_status group_students(run *r)
         most = 1;
     r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
     r->arena = calloc((size_t)most, sizeof *r->arena);
+    r->ws = calloc((size_t)most, sizeof *r->ws);
     double *load = calloc((size_t)most, sizeof *load);
     size_t *bytes = calloc((size_t)most, sizeof *bytes);
-    lego_status st = r->group_of && r->arena && load && bytes ? lego_ok() : nomem();
+    lego_status st = r->group_of && r->arena && r->ws && load && bytes ? lego_ok() : nomem();
     r->n_groups = most;
     while (st.code == LEGO_OK && r->n_groups > 1 &&
            assign_groups(r, r->n_groups, load, bytes) > RETRAIN_SIDE_BY_SIDE_BYTES)
@@ -589,6 +594,7 @@ static lego_status group_students(run *r)
             st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants", bytes[g]);
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
+        train_plan_use_workspace(&r->st[i].plan, &r->ws[r->group_of[i]]);
         lego_aligned_free(r->st[i].parked);
         r->st[i].parked = NULL;
         st = setup_optimizer(&r->st[i]);
