@@ -15,7 +15,11 @@
  * over the whole batch, whatever the threads: no partial sums to combine.
  * (Cutting the batch instead costs a buffer of dW per piece and a
  * reduction; measured on CIFAR ResNet18, the weight gradients' time at one
- * thread rose by a third with four pieces against one.)
+ * thread rose by a third with four pieces against one.) Only where the
+ * batch's copies would be large (WCHUNK_BYTES: 64 channels at 32x32 and
+ * batch 128 took 57 MB) does the batch go in chunks of `wn` images, one
+ * after another, each chunk's blocks adding into dW in turn: a function of
+ * the shape and batch, so still the same bits for any thread count.
  *
  * oneDNN's reference kernels are far slower than our own path: a primitive
  * that comes out as one ("ref:" in its name) declines the shape. Memory:
@@ -46,6 +50,7 @@
 #define MAX_IPU 8
 #define WEIGHT_BLOCKS 4  /* output-channel blocks of the weight gradient, at most */
 #define MIN_WBLOCK 32    /* channels per block, at least (oneDNN blocks them by 16) */
+#define WCHUNK_BYTES ((size_t)16 << 20) /* the weight gradient's copies of x and dY, at most */
 #define ALIGN(b) (((b) + 63) / 64 * 64)
 
 typedef conv_dnnl_arg arg;
@@ -101,6 +106,7 @@ struct dnnl_conv_train {
     size_t bd_ddst_bytes, bd_dsrc_bytes, bd_wei_bytes;
     /* backward weights (same states) */
     int bw_state;
+    int64_t wn;           /* images per call (a divisor of n) */
     int64_t wblocks, woc; /* blocks of woc output channels; the last may be shorter */
     wblock wb[2];         /* a whole block, and a shorter last one (oc 0: none) */
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
@@ -363,8 +369,8 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
      * 512 channels at 4x4, batch 32, in 39 ms against 25 in NHWC (measured
      * twice; 8x8 maps the same either way, 32x32 with stride 2 twice as slow) */
     dnnl_format_tag_t wt = s->group == 1 && s->ho * s->wo <= 16 ? dnnl_nhwc : free_tag(s);
-    act_md(&src_any, k->n, s->c, s->h, s->w, wt);
-    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, wt);
+    act_md(&src_any, k->wn, s->c, s->h, s->w, wt);
+    act_md(&ddst, k->wn, wb->oc, s->ho, s->wo, wt);
     wei_md_of(&t, &wei, false);
     int64_t bd[1] = {wb->oc};
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
@@ -373,7 +379,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     /* the hint: a forward of this block, batch and bias */
     dnnl_memory_desc_t fdst;
-    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, wt);
+    act_md(&fdst, k->wn, wb->oc, s->ho, s->wo, wt);
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
               dnnl_dilated_convolution_forward_desc_init(
                   &fd, dnnl_forward_training, dnnl_convolution_direct, src ? src : &src_any, &wei,
@@ -387,7 +393,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
         if (!src) {
             k->wsrc_md = *query(pd, dnnl_query_src_md);
             k->wsrc_bytes = dnnl_memory_desc_get_size(&k->wsrc_md);
-            act_md(&k->plain_wsrc, k->n, s->c, s->h, s->w, dnnl_nchw);
+            act_md(&k->plain_wsrc, k->wn, s->c, s->h, s->w, dnnl_nchw);
         }
         wb->ddst_md = *query(pd, dnnl_query_diff_dst_md);
         wb->dwei_md = *query(pd, dnnl_query_diff_weights_md);
@@ -396,7 +402,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
         wb->dwei_bytes = dnnl_memory_desc_get_size(&wb->dwei_md);
         wei_md_of(&t, &wb->plain_wei, true);
         /* the block's channels of dY (N, M, Ho, Wo): a strided slice */
-        dnnl_dims_t dd = {k->n, wb->oc, s->ho, s->wo};
+        dnnl_dims_t dd = {k->wn, wb->oc, s->ho, s->wo};
         dnnl_dims_t strides = {s->m * s->ho * s->wo, s->ho * s->wo, s->wo, 1};
         ok = dnnl_memory_desc_init_by_strides(&wb->plain_dst, 4, dd, dnnl_f32, strides) ==
                  dnnl_success &&
@@ -410,11 +416,35 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     return ok;
 }
 
+static atomic_size_t wchunk_bytes = WCHUNK_BYTES;
+
+void dnnl_conv_train_set_chunk(size_t bytes) { atomic_store(&wchunk_bytes, bytes ? bytes : WCHUNK_BYTES); }
+
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k) { return k->wn ? k->n / k->wn : 0; }
+
+/* Images per weight-gradient call: the whole batch, unless its copies of x
+ * and dY (in oneDNN's layouts) would pass WCHUNK_BYTES; then the largest
+ * divisor of the batch within it (at least one image). */
+static int64_t pick_wn(const conv_shape *s, int64_t n)
+{
+    size_t limit = atomic_load(&wchunk_bytes);
+    size_t image = sizeof(float) * (size_t)(s->c * s->h * s->w + s->m * s->ho * s->wo);
+    int64_t wn = n;
+    while (wn > 1 && (size_t)wn * image > limit) {
+        int64_t d = wn - 1;
+        while (n % d)
+            d--;
+        wn = d;
+    }
+    return wn;
+}
+
 /* The blocks: up to WEIGHT_BLOCKS of at least MIN_WBLOCK channels, a
  * multiple of 16; one for grouped convolutions. Shapes alone decide. */
 static bool create_bw(dnnl_conv_train *k)
 {
     const conv_shape *s = &k->s;
+    k->wn = pick_wn(s, k->n);
     int64_t most = s->m / MIN_WBLOCK, blocks = s->group > 1 ? 1 : WEIGHT_BLOCKS < most ? WEIGHT_BLOCKS : most;
     blocks = blocks > 1 ? blocks : 1;
     int64_t oc = blocks > 1 ? ((s->m + blocks - 1) / blocks + 15) / 16 * 16 : s->m;
@@ -519,6 +549,7 @@ static bool execute(dnnl_conv_train *k, int thread, dnnl_primitive_t prim, const
 typedef struct run {
     dnnl_conv_train *k;
     const float *x, *b, *dy;
+    const float *wdy;      /* backward weights: the chunk's dY */
     float *y, *dx;
     float *dw, *db;
     void *wei;             /* backward data's weights */
@@ -654,7 +685,7 @@ static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
         unsigned char *dwei = ddst + (wb->to_ddst ? ALIGN(wb->ddst_bytes) : 0);
         float *dbias = (float *)(dwei + ALIGN(wb->dwei_bytes));
         unsigned char *pad = (unsigned char *)dbias + bias_bytes(k);
-        float *dy = (float *)r->dy + m0 * s->ho * s->wo;
+        float *dy = (float *)r->wdy + m0 * s->ho * s->wo;
         bool ok = true;
         if (wb->to_ddst) {
             arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
@@ -723,47 +754,57 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
 
     int64_t units = k->n / k->ipu;
     par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
-    par_split sw = par_split_work(k->wblocks, unit_flops(k, k->n) / (double)k->wblocks / 16.0);
+    par_split sw = par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
     run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
-    size_t per_thread = 0, threads = 1, wei_bytes = 0, wsrc_bytes = 0;
+    /* The weight gradient, then the input gradient, one after the other in
+     * one buffer: each phase's per-thread scratch, then the chunk's copy of
+     * x (weights) or the weights in backward data's layout (input) */
+    size_t bw_thread = 0, bd_thread = 0, wsrc_bytes = 0, wei_bytes = 0, total = 0;
+    int threads = 1;
+    if (want_w) {
+        bw_thread = ALIGN(bw_per_thread(k));
+        wsrc_bytes = k->wsrc ? ALIGN(k->wsrc_bytes) : 0;
+        total = bw_thread * (size_t)sw.threads + wsrc_bytes;
+        threads = sw.threads;
+    }
     if (dx) {
-        per_thread = bd_per_thread(k);
-        threads = (size_t)sd.threads;
+        bd_thread = ALIGN(bd_per_thread(k));
         /* the forward's copy of the weights when the layouts agree */
         if (k->bd_wei || !k->wei_valid)
             wei_bytes = ALIGN(k->bd_wei ? k->bd_wei_bytes : k->wei_bytes);
+        size_t need = bd_thread * (size_t)sd.threads + wei_bytes;
+        total = need > total ? need : total;
+        threads = sd.threads > threads ? sd.threads : threads;
     }
-    if (want_w) {
-        size_t need = bw_per_thread(k);
-        per_thread = need > per_thread ? need : per_thread;
-        threads = (size_t)sw.threads > threads ? (size_t)sw.threads : threads;
-        wsrc_bytes = k->wsrc ? ALIGN(k->wsrc_bytes) : 0;
-    }
-    r.per_thread = ALIGN(per_thread);
-    size_t total = r.per_thread * threads + wsrc_bytes + wei_bytes;
     workspace own = {0};
-    unsigned char *buf = bind_threads(k, (int)threads) ? workspace_get(ws ? ws : &own, total) : NULL;
+    unsigned char *buf = bind_threads(k, threads) ? workspace_get(ws ? ws : &own, total) : NULL;
     if (!buf)
         return false;
     r.scratch = buf;
-    unsigned char *wsrc = buf + r.per_thread * threads, *wei = wsrc + wsrc_bytes;
     bool ok = true;
     if (want_w) {
-        r.wsrc = x;
-        if (k->wsrc) {
-            arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)x}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
-            ok = execute(k, 0, k->wsrc, a, 2);
-            r.wsrc = wsrc;
+        r.per_thread = bw_thread;
+        unsigned char *wsrc = buf + bw_thread * (size_t)sw.threads;
+        int64_t in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
+        for (int64_t i = 0; ok && i < k->n / k->wn; i++) { /* chunks in order: dW += each */
+            r.wsrc = x + i * in;
+            r.wdy = dy + i * on;
+            if (k->wsrc) {
+                arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)r.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
+                ok = execute(k, 0, k->wsrc, a, 2);
+                r.wsrc = wsrc;
+            }
+            if (ok)
+                parallel_run(k->wblocks, sw, bw_blocks, &r);
+            ok = ok && !atomic_load(&r.failed);
         }
-        if (ok)
-            parallel_run(k->wblocks, sw, bw_blocks, &r);
-        ok = ok && !atomic_load(&r.failed);
     }
     if (ok && dx) {
+        r.per_thread = bd_thread;
         r.wei = k->wei;
         if (wei_bytes) {
-            r.wei = wei;
+            r.wei = buf + bd_thread * (size_t)sd.threads;
             const dnnl_memory_desc_t *to = k->bd_wei ? &k->bd_wei_md : &k->wei_md;
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, to, r.wei}};
             ok = execute(k, 0, k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
@@ -799,6 +840,14 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 }
 
 void dnnl_conv_train_gate(bool on) { (void)on; }
+
+void dnnl_conv_train_set_chunk(size_t bytes) { (void)bytes; }
+
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k)
+{
+    (void)k;
+    return 0;
+}
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
                              float *y, bool keep, workspace *ws)

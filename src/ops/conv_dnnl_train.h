@@ -15,11 +15,15 @@
  * gradient are computed image by image (a few images per call for small
  * maps: a function of the batch only), and the weight gradient in blocks
  * of output channels (a function of the shape only), each over the whole
- * batch, so no partial sums are ever combined. */
+ * batch, or for large maps over chunks of it taken in order (a function of
+ * the shape and batch), so no partial sums of threads are ever combined.
+ * A call's buffers come from the workspace given (a train plan's,
+ * op_call.train_ws), so that none is allocated per call. */
 #ifndef LEGO_OPS_CONV_DNNL_TRAIN_H
 #define LEGO_OPS_CONV_DNNL_TRAIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/status.h"
@@ -63,5 +67,15 @@ void dnnl_conv_train_free(dnnl_conv_train *k);
  * with few channels): for the tests, which hold the kernels to the portable path
  * on every shape class. On by default. */
 void dnnl_conv_train_gate(bool on);
+
+/* The most bytes the weight gradient's copies of x and dY may take before
+ * it goes through the batch in chunks (0: the default, 16 MiB); for the
+ * tests, which lower it so that small shapes take chunks too. Read when a
+ * state makes its backward primitives. */
+void dnnl_conv_train_set_chunk(size_t bytes);
+
+/* The chunks k's weight gradient takes the batch in (0 before its first
+ * backward pass): for the tests. */
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k);
 
 #endif
