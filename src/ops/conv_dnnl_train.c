@@ -60,7 +60,7 @@ typedef conv_dnnl_arg arg;
  * (keyed by the descriptor's address in the state), each rebound to the
  * data of the call at hand. A participant runs one chunk at a time, so no
  * two threads ever use one binding at once. */
-#define MAX_MEMS 32
+#define MAX_MEMS 32 /* a state has 26 descriptors a call can bind */
 
 typedef struct binding {
     dnnl_stream_t stream;
