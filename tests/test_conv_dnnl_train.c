@@ -9,6 +9,9 @@
  *  - the same bits with 1, 2 and 3 threads (the weight gradient's blocks
  *    of output channels depend on the shape only);
  *  - a second step after the weights change uses the new weights;
+ *  - scratch from a workspace filled with NaN between calls (what a
+ *    shared workspace may hold from other layers) changes nothing, and
+ *    the weight gradient taken over the batch in chunks agrees too;
  *  - oneDNN takes almost every shape where it is built in (with its gate
  *    off: small 1x1 convolutions stay portable by default), and
  *    none when it is not (or LEGO_DNNL=0), nor for portable_kernels graphs. */
@@ -82,9 +85,20 @@ static bool case_fits(const tcase *q)
 /* One training step's results. */
 typedef struct result {
     lego_tensor y, dx, dw, db;
-    bool dnnl;     /* a train state was made */
-    bool winograd; /* it runs Winograd */
+    bool dnnl;      /* a train state was made */
+    bool winograd;  /* it runs Winograd */
+    int64_t chunks; /* its weight gradient's chunks of the batch */
 } result;
+
+/* When not NULL, the oneDNN calls of step() take their scratch from here,
+ * NaN-filled before every call: no call may read what an earlier one left. */
+static workspace *step_ws;
+
+static void poison(workspace *w)
+{
+    if (w && w->data)
+        memset(w->data, 0xff, w->bytes); /* all ones: a NaN */
+}
 
 static void result_free(result *r)
 {
@@ -128,6 +142,7 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
     r->dnnl = state != NULL;
     r->winograd = state && dnnl_conv_train_winograd(state);
     c.train_state = state;
+    c.train_ws = step_ws;
     lego_tensor *dout[1] = {&dy}, *din[3] = {&r->dx, &r->dw, q->bias ? &r->db : NULL};
     for (int s = 0; s < steps; s++) {
         if (s > 0) { /* an optimizer step: new weights, fresh gradients */
@@ -141,9 +156,12 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
         /* the second step's forward as an evaluation's (training false):
          * the state keeps no weights then, and backward reorders its own */
         c.training = s == 0;
+        poison(step_ws);
         op_desc_Conv.forward(&c);
+        poison(step_ws);
         op_desc_Conv.backward(&c, dout, din);
     }
+    r->chunks = state ? dnnl_conv_train_chunks(state) : 0;
     if (state)
         op_desc_Conv.train_unpack(state);
     free(params);
@@ -186,9 +204,10 @@ static bool same_bits(const lego_tensor *a, const lego_tensor *b)
 
 static void sweep(void)
 {
-    int cases = 0, dnnl_cases = 0;
+    int cases = 0, dnnl_cases = 0, chunked = 0;
     par_set_min_work(1); /* small shapes split over threads too */
     dnnl_conv_train_gate(false); /* oneDNN on the small shapes too */
+    workspace ws = {0};
     for (int trial = 0; trial < 100; trial++) {
         tcase q;
         test_seed(1000u + (uint32_t)trial);
@@ -199,6 +218,11 @@ static void sweep(void)
         describe(&q, trial, what, sizeof what);
         result want, got;
         step(&q, false, false, 1, 1, &want);
+        /* every other case: the weight gradient in chunks of at most two
+         * images; every third: scratch from the shared poisoned workspace */
+        int64_t image = 4 * (q.c * q.h * q.w + q.m * want.y.dims[2] * want.y.dims[3]);
+        dnnl_conv_train_set_chunk(trial % 2 ? (size_t)(2 * image) : 0);
+        step_ws = trial % 3 ? NULL : &ws;
         step(&q, true, false, 1, 1, &got);
         int64_t k_terms = q.c / q.group * q.k[0] * q.k[1];
         int64_t pix = want.y.dims[2] * want.y.dims[3];
@@ -218,21 +242,29 @@ static void sweep(void)
                         same_bits(&got.dw, &more.dw) && same_bits(&got.db, &more.db);
             if (!same)
                 fprintf(stderr, "  %s: differs between 1 and %d threads\n", what, t);
-            CHECK(same && more.dnnl == got.dnnl);
+            CHECK(same && more.dnnl == got.dnnl && more.chunks == got.chunks);
             result_free(&more);
         }
         cases++;
         dnnl_cases += got.dnnl;
+        chunked += got.chunks > 1;
+        /* chunks of at most two images, where the batch has such divisors */
+        if (got.chunks && trial % 2 && q.n != 1 && q.n % 2 == 0)
+            CHECK(got.chunks >= q.n / 2);
         result_free(&want), result_free(&got);
     }
+    step_ws = NULL;
+    workspace_free(&ws);
+    dnnl_conv_train_set_chunk(0);
     par_set_min_work(0);
     dnnl_conv_train_gate(true);
     CHECK(cases > 60);
     if (dnnl_conv_enabled())
-        CHECK(dnnl_cases > cases * 3 / 4);
+        CHECK(dnnl_cases > cases * 3 / 4 && chunked > 10);
     else
         CHECK(dnnl_cases == 0);
-    printf("train conv: %d random cases, %d through oneDNN\n", cases, dnnl_cases);
+    printf("train conv: %d random cases, %d through oneDNN, %d of them with the batch in chunks\n",
+           cases, dnnl_cases, chunked);
 }
 
 /* The weights change between steps (an optimizer's): the second step must
@@ -341,6 +373,8 @@ static void plan_grads(const char *file, bool portable, float lr, float **grads,
     int in = g.inputs[0], out = g.outputs[0];
     train_plan p;
     CHECK_OK(train_plan_build(&g, &in, 1, &out, 1, params, np, &p));
+    workspace shared = {0}; /* as retraining's groups share one, poisoned between passes */
+    train_plan_use_workspace(&p, &shared);
     lego_tensor x;
     test_seed(99u);
     make(&x, LEGO_F32, g.values[in].t.rank, g.values[in].t.dims, 1);
@@ -352,11 +386,13 @@ static void plan_grads(const char *file, bool portable, float lr, float **grads,
             for (int64_t j = 0; j < lego_tensor_numel(train_param(&p, i)); j++)
                 w[j] -= lr * d[j];
         }
+        poison(&shared);
         CHECK_OK(train_forward(&p, xs, true));
         lego_tensor *dy = train_output_grad(&p, 0);
         float *d = dy->data;
         for (int64_t i = 0; i < lego_tensor_numel(dy); i++)
             d[i] = frand();
+        poison(&shared);
         train_backward(&p);
     }
     *n_params = np;
@@ -370,8 +406,10 @@ static void plan_grads(const char *file, bool portable, float lr, float **grads,
         memcpy(*grads + at, train_param_grad(&p, i)->data, sizeof(float) * (size_t)(*sizes)[i]);
         at += (int)(*sizes)[i];
     }
+    CHECK(portable == (shared.data == NULL) || !dnnl_conv_enabled());
     tensor_release(&x);
     train_plan_free(&p);
+    workspace_free(&shared);
     free(params);
     graph_free(&g);
 }

@@ -4,6 +4,7 @@
 #include "core/arena.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "core/workspace.h"
 #include "harness.h"
 
 static lego_status fails_deep(void)
@@ -55,5 +56,17 @@ int main(void)
     arena_reset(&a);
     CHECK(a.used == 0);
     arena_free(&a);
+
+    /* a workspace grows to the largest request and is then reused */
+    workspace w = {0};
+    char *w1 = workspace_get(&w, 1000);
+    CHECK(w1 && ((uintptr_t)w1 & 63) == 0 && w.bytes >= 1000);
+    memset(w1, 1, 1000);
+    CHECK(workspace_get(&w, 10) == w1 && w.bytes >= 1000);
+    char *w2 = workspace_get(&w, 5000);
+    CHECK(w2 && ((uintptr_t)w2 & 63) == 0 && w.bytes >= 5000);
+    memset(w2, 2, 5000);
+    workspace_free(&w);
+    CHECK(w.data == NULL && w.bytes == 0);
     return harness_finish();
 }

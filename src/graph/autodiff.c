@@ -50,6 +50,7 @@ static void unpack_steps(train_plan *p)
         if (p->kstate[s])
             p->g->nodes[p->steps[s]].op->train_unpack(p->kstate[s]);
     free(p->kstate);
+    workspace_free(&p->own_ws);
 }
 
 void train_plan_free(train_plan *p)
@@ -378,6 +379,12 @@ void train_plan_use_storage(train_plan *p, void *mem)
     p->shared = true;
 }
 
+void train_plan_use_workspace(train_plan *p, workspace *ws)
+{
+    workspace_free(&p->own_ws);
+    p->ws = ws;
+}
+
 lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training)
 {
     lego_graph *g = p->g;
@@ -399,6 +406,7 @@ lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool train
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = training;
         c.train_state = p->kstate[s];
+        c.train_ws = p->ws ? p->ws : &p->own_ws;
         n->op->forward(&c);
     }
     for (int i = 0; i < p->n_outputs; i++) {
@@ -454,6 +462,7 @@ void train_backward(train_plan *p)
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = p->training;
         c.train_state = p->kstate[s];
+        c.train_ws = p->ws ? p->ws : &p->own_ws;
         n->op->backward(&c, dout, din);
     }
 }

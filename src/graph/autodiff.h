@@ -29,6 +29,8 @@ typedef struct train_plan {
     bool shared;          /* act and grad are the caller's (train_plan_use_storage) */
     bool training;        /* the mode of the last forward pass; backward matches it */
     void **kstate;        /* per step: what op_desc.train_pack built, or NULL */
+    workspace *ws;        /* the kernels' scratch: the caller's (train_plan_use_workspace) */
+    workspace own_ws;     /* or, when ws is NULL, the plan's own */
 } train_plan;
 
 /* Plan the sub-graph that computes `outputs` from `inputs` (value indices);
@@ -55,6 +57,10 @@ size_t train_plan_storage_bytes(const train_plan *p);
  * Call it before taking pointers to the gradients (an optimizer's); mem must
  * outlive the plan. */
 void train_plan_use_storage(train_plan *p, void *mem);
+/* Let the plan's kernels take their scratch from ws (which must outlive
+ * the plan) instead of the plan's own: plans that never run at the same
+ * time may share one, which then grows to the largest need among them. */
+void train_plan_use_workspace(train_plan *p, workspace *ws);
 
 /* Forward pass. Input i reads x[i]'s data in place (its shape must
  * match): keep it unchanged until train_backward has returned.

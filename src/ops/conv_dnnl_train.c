@@ -15,13 +15,22 @@
  * over the whole batch, whatever the threads: no partial sums to combine.
  * (Cutting the batch instead costs a buffer of dW per piece and a
  * reduction; measured on CIFAR ResNet18, the weight gradients' time at one
- * thread rose by a third with four pieces against one.)
+ * thread rose by a third with four pieces against one.) Only where the
+ * batch's copies would be large (WCHUNK_BYTES: 64 channels at 32x32 and
+ * batch 128 took 57 MB) does the batch go in chunks of `wn` images, one
+ * after another, each chunk's blocks adding into dW in turn: a function of
+ * the shape and batch, so still the same bits for any thread count.
  *
  * oneDNN's reference kernels are far slower than our own path: a primitive
  * that comes out as one ("ref:" in its name) declines the shape. Memory:
- * the state keeps the primitives and one copy of the weights; every buffer
- * the batch needs is allocated per call and freed before it returns
- * (retraining holds many plans at once). */
+ * the state keeps the primitives, one copy of the weights from a forward
+ * to its backward, and per thread of our pool a stream and the memory
+ * objects its calls bind to each call's data (made on first use: creating
+ * them per call was some 15% of a small network's training time). Every
+ * buffer a call needs beyond those comes from the plan's workspace
+ * (core/workspace.h), which all its steps share: allocated per call
+ * instead, glibc kept them in its heaps anyway (retraining holds many
+ * plans at once, and several threads' heaps). */
 #include "conv_dnnl_train.h"
 
 #include <stdlib.h>
@@ -41,9 +50,24 @@
 #define MAX_IPU 8
 #define WEIGHT_BLOCKS 4  /* output-channel blocks of the weight gradient, at most */
 #define MIN_WBLOCK 32    /* channels per block, at least (oneDNN blocks them by 16) */
+#define WCHUNK_BYTES ((size_t)16 << 20) /* the weight gradient's copies of x and dY, at most */
 #define ALIGN(b) (((b) + 63) / 64 * 64)
 
 typedef conv_dnnl_arg arg;
+
+/* What one participant of our pool (threads.h's `thread`) runs a state's
+ * primitives with: a stream, and a memory object per layout it has used
+ * (keyed by the descriptor's address in the state), each rebound to the
+ * data of the call at hand. A participant runs one chunk at a time, so no
+ * two threads ever use one binding at once. */
+#define MAX_MEMS 32 /* a state has 26 descriptors a call can bind */
+
+typedef struct binding {
+    dnnl_stream_t stream;
+    int n;
+    const dnnl_memory_desc_t *md[MAX_MEMS];
+    dnnl_memory_t mem[MAX_MEMS];
+} binding;
 
 /* A primitive with its user-mode scratchpad. */
 typedef struct prim {
@@ -83,11 +107,14 @@ struct dnnl_conv_train {
     size_t bd_ddst_bytes, bd_dsrc_bytes, bd_wei_bytes;
     /* backward weights (same states) */
     int bw_state;
+    int64_t wn;           /* images per call (a divisor of n) */
     int64_t wblocks, woc; /* blocks of woc output channels; the last may be shorter */
     wblock wb[2];         /* a whole block, and a shorter last one (oc 0: none) */
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
     dnnl_memory_desc_t plain_wsrc, wsrc_md;
     size_t wsrc_bytes;
+    binding *bind; /* per participant of a call, n_bind of them */
+    int n_bind;
 };
 
 static void one_thread(void) { conv_dnnl_one_thread(); }
@@ -367,8 +394,8 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
      * twice; 8x8 maps the same either way, 32x32 with stride 2 twice as slow) */
     bool nhwc = s->group == 1 && s->ho * s->wo <= 16 && k->alg != dnnl_convolution_winograd;
     dnnl_format_tag_t wt = nhwc ? dnnl_nhwc : free_tag(s);
-    act_md(&src_any, k->n, s->c, s->h, s->w, wt);
-    act_md(&ddst, k->n, wb->oc, s->ho, s->wo, wt);
+    act_md(&src_any, k->wn, s->c, s->h, s->w, wt);
+    act_md(&ddst, k->wn, wb->oc, s->ho, s->wo, wt);
     wei_md_of(&t, &wei, false);
     int64_t bd[1] = {wb->oc};
     conv_dnnl_md(&bias, 1, bd, dnnl_x);
@@ -377,7 +404,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     /* the hint: a forward of this block, batch and bias */
     dnnl_memory_desc_t fdst;
-    act_md(&fdst, k->n, wb->oc, s->ho, s->wo, wt);
+    act_md(&fdst, k->wn, wb->oc, s->ho, s->wo, wt);
     bool ok = conv_dnnl_geometry(s, st, dil, pl, pr) &&
               dnnl_dilated_convolution_forward_desc_init(
                   &fd, dnnl_forward_training, k->alg, src ? src : &src_any, &wei,
@@ -391,7 +418,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
         if (!src) {
             k->wsrc_md = *query(pd, dnnl_query_src_md);
             k->wsrc_bytes = dnnl_memory_desc_get_size(&k->wsrc_md);
-            act_md(&k->plain_wsrc, k->n, s->c, s->h, s->w, dnnl_nchw);
+            act_md(&k->plain_wsrc, k->wn, s->c, s->h, s->w, dnnl_nchw);
         }
         wb->ddst_md = *query(pd, dnnl_query_diff_dst_md);
         wb->dwei_md = *query(pd, dnnl_query_diff_weights_md);
@@ -400,7 +427,7 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
         wb->dwei_bytes = dnnl_memory_desc_get_size(&wb->dwei_md);
         wei_md_of(&t, &wb->plain_wei, true);
         /* the block's channels of dY (N, M, Ho, Wo): a strided slice */
-        dnnl_dims_t dd = {k->n, wb->oc, s->ho, s->wo};
+        dnnl_dims_t dd = {k->wn, wb->oc, s->ho, s->wo};
         dnnl_dims_t strides = {s->m * s->ho * s->wo, s->ho * s->wo, s->wo, 1};
         ok = dnnl_memory_desc_init_by_strides(&wb->plain_dst, 4, dd, dnnl_f32, strides) ==
                  dnnl_success &&
@@ -414,11 +441,35 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
     return ok;
 }
 
+static atomic_size_t wchunk_bytes = WCHUNK_BYTES;
+
+void dnnl_conv_train_set_chunk(size_t bytes) { atomic_store(&wchunk_bytes, bytes ? bytes : WCHUNK_BYTES); }
+
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k) { return k->wn ? k->n / k->wn : 0; }
+
+/* Images per weight-gradient call: the whole batch, unless its copies of x
+ * and dY (in oneDNN's layouts) would pass WCHUNK_BYTES; then the largest
+ * divisor of the batch within it (at least one image). */
+static int64_t pick_wn(const conv_shape *s, int64_t n)
+{
+    size_t limit = atomic_load(&wchunk_bytes);
+    size_t image = sizeof(float) * (size_t)(s->c * s->h * s->w + s->m * s->ho * s->wo);
+    int64_t wn = n;
+    while (wn > 1 && (size_t)wn * image > limit) {
+        int64_t d = wn - 1;
+        while (n % d)
+            d--;
+        wn = d;
+    }
+    return wn;
+}
+
 /* The blocks: up to WEIGHT_BLOCKS of at least MIN_WBLOCK channels, a
  * multiple of 16; one for grouped convolutions. Shapes alone decide. */
 static bool create_bw(dnnl_conv_train *k)
 {
     const conv_shape *s = &k->s;
+    k->wn = pick_wn(s, k->n);
     int64_t most = s->m / MIN_WBLOCK, blocks = s->group > 1 ? 1 : WEIGHT_BLOCKS < most ? WEIGHT_BLOCKS : most;
     blocks = blocks > 1 ? blocks : 1;
     int64_t oc = blocks > 1 ? ((s->m + blocks - 1) / blocks + 15) / 16 * 16 : s->m;
@@ -461,15 +512,74 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     destroy(&k->wsrc);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
+    for (int t = 0; t < k->n_bind; t++) {
+        binding *b = &k->bind[t];
+        for (int i = 0; i < b->n; i++)
+            dnnl_memory_destroy(b->mem[i]);
+        if (b->stream)
+            dnnl_stream_destroy(b->stream);
+    }
+    free(k->bind);
     lego_aligned_free(k->wei);
     free(k);
 }
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Bindings for participants [0, threads); made by the caller, before the
+ * participants start (this moves them). */
+static bool bind_threads(dnnl_conv_train *k, int threads)
+{
+    if (threads <= k->n_bind)
+        return true;
+    binding *b = realloc(k->bind, sizeof *b * (size_t)threads);
+    if (!b)
+        return false;
+    memset(b + k->n_bind, 0, sizeof *b * (size_t)(threads - k->n_bind));
+    k->bind = b;
+    k->n_bind = threads;
+    return true;
+}
+
+/* Runs prim with args on participant `thread`'s stream, its memory objects
+ * pointed at the args' data (no two args of a call share a descriptor).
+ * Setting a handle zero-fills a blocked layout's padding, as creating the
+ * object did. */
+static bool execute(dnnl_conv_train *k, int thread, dnnl_primitive_t prim, const arg *args,
+                    int nargs)
+{
+    binding *b = &k->bind[thread];
+    if (!b->stream &&
+        dnnl_stream_create(&b->stream, conv_dnnl_engine(), dnnl_stream_default_flags) != dnnl_success) {
+        b->stream = NULL;
+        return false;
+    }
+    dnnl_exec_arg_t ea[8];
+    for (int i = 0; i < nargs; i++) {
+        dnnl_memory_t m = NULL;
+        for (int j = 0; j < b->n && !m; j++)
+            if (b->md[j] == args[i].md)
+                m = b->mem[j];
+        if (m) {
+            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
+                return false;
+        } else {
+            if (b->n == MAX_MEMS ||
+                dnnl_memory_create(&m, args[i].md, conv_dnnl_engine(), args[i].data) != dnnl_success)
+                return false;
+            b->md[b->n] = args[i].md;
+            b->mem[b->n++] = m;
+        }
+        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
+    }
+    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
+           dnnl_stream_wait(b->stream) == dnnl_success;
+}
+
 typedef struct run {
     dnnl_conv_train *k;
     const float *x, *b, *dy;
+    const float *wdy;      /* backward weights: the chunk's dY */
     float *y, *dx;
     float *dw, *db;
     void *wei;             /* backward data's weights */
@@ -496,17 +606,17 @@ static void fwd_units(void *ctx, int64_t begin, int64_t end, int thread)
         bool ok = true;
         if (k->to_src) {
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_src, x}, {DNNL_ARG_TO, &k->src_md, src}};
-            ok = conv_dnnl_execute(k->to_src, a, 2);
+            ok = execute(k, thread, k->to_src, a, 2);
         }
         arg a[5] = {{DNNL_ARG_SRC, &k->src_md, k->to_src ? (void *)src : x},
                     {DNNL_ARG_WEIGHTS, &k->wei_md, k->wei},
                     {DNNL_ARG_DST, &k->dst_md, k->to_plain ? (void *)dst : y},
                     {DNNL_ARG_SCRATCHPAD, &k->fwd.pad_md, pad},
                     {DNNL_ARG_BIAS, &k->bias_md, (void *)r->b}};
-        ok = ok && conv_dnnl_execute(k->fwd.p, a, k->bias ? 5 : 4);
+        ok = ok && execute(k, thread, k->fwd.p, a, k->bias ? 5 : 4);
         if (ok && k->to_plain) {
             arg t[2] = {{DNNL_ARG_FROM, &k->dst_md, dst}, {DNNL_ARG_TO, &k->plain_dst, y}};
-            ok = conv_dnnl_execute(k->to_plain, t, 2);
+            ok = execute(k, thread, k->to_plain, t, 2);
         }
         if (!ok)
             atomic_store(&r->failed, true);
@@ -530,27 +640,30 @@ static void drop_weights(dnnl_conv_train *k)
 }
 
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep)
+                             float *y, bool keep, workspace *ws)
 {
     one_thread();
     k->wei_valid = false;
+    int64_t units = k->n / k->ipu;
+    par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
+    if (!bind_threads(k, sp.threads))
+        return false;
     if (!k->wei && !(k->wei = lego_aligned_alloc(k->wei_bytes ? k->wei_bytes : 64)))
         return false;
     arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, &k->wei_md, k->wei}};
-    if (!conv_dnnl_execute(k->to_wei, a, 2)) {
+    if (!execute(k, 0, k->to_wei, a, 2)) {
         drop_weights(k);
         return false;
     }
-    int64_t units = k->n / k->ipu;
-    par_split sp = par_split_work(units, unit_flops(k, k->ipu) / 16.0); /* as conv.c's gemm_work */
     run r = {.k = k, .x = x, .b = b, .y = y};
     r.per_thread = (k->to_src ? ALIGN(k->src_bytes) : 0) + (k->to_plain ? ALIGN(k->dst_bytes) : 0) +
                    ALIGN(k->fwd.pad_bytes);
     atomic_init(&r.failed, false);
-    r.scratch = lego_aligned_alloc(r.per_thread * (size_t)sp.threads + 64);
+    workspace own = {0};
+    r.scratch = workspace_get(ws ? ws : &own, r.per_thread * (size_t)sp.threads);
     if (r.scratch)
         parallel_run(units, sp, fwd_units, &r);
-    lego_aligned_free(r.scratch);
+    workspace_free(&own);
     bool ok = r.scratch && !atomic_load(&r.failed);
     k->wei_valid = ok;
     if (!ok || !keep)
@@ -573,15 +686,15 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
         bool ok = true;
         if (k->bd_ddst) {
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_dst, dy}, {DNNL_ARG_TO, &k->bd_ddst_md, ddst}};
-            ok = conv_dnnl_execute(k->bd_ddst, a, 2);
+            ok = execute(k, thread, k->bd_ddst, a, 2);
         }
         arg a[4] = {{DNNL_ARG_DIFF_DST, &k->bd_ddst_md, k->bd_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_WEIGHTS, &k->bd_wei_md, r->wei},
                     {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, dsrc},
                     {DNNL_ARG_SCRATCHPAD, &k->bd.pad_md, pad}};
-        ok = ok && conv_dnnl_execute(k->bd.p, a, 4);
+        ok = ok && execute(k, thread, k->bd.p, a, 4);
         arg t[2] = {{DNNL_ARG_FROM, &k->bd_dsrc_md, dsrc}, {DNNL_ARG_TO, &k->plain_src, dx}};
-        ok = ok && conv_dnnl_execute(k->bd_add, t, 2); /* dx += */
+        ok = ok && execute(k, thread, k->bd_add, t, 2); /* dx += */
         if (!ok)
             atomic_store(&r->failed, true);
     }
@@ -602,22 +715,22 @@ static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
         unsigned char *dwei = ddst + (wb->to_ddst ? ALIGN(wb->ddst_bytes) : 0);
         float *dbias = (float *)(dwei + ALIGN(wb->dwei_bytes));
         unsigned char *pad = (unsigned char *)dbias + bias_bytes(k);
-        float *dy = (float *)r->dy + m0 * s->ho * s->wo;
+        float *dy = (float *)r->wdy + m0 * s->ho * s->wo;
         bool ok = true;
         if (wb->to_ddst) {
             arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
-            ok = conv_dnnl_execute(wb->to_ddst, a, 2);
+            ok = execute(k, thread, wb->to_ddst, a, 2);
         }
         arg a[5] = {{DNNL_ARG_SRC, &k->wsrc_md, (void *)r->wsrc},
                     {DNNL_ARG_DIFF_DST, &wb->ddst_md, wb->to_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, dwei},
                     {DNNL_ARG_SCRATCHPAD, &wb->bw.pad_md, pad},
                     {DNNL_ARG_DIFF_BIAS, &wb->dbias_md, dbias}};
-        ok = ok && conv_dnnl_execute(wb->bw.p, a, k->bias ? 5 : 4);
+        ok = ok && execute(k, thread, wb->bw.p, a, k->bias ? 5 : 4);
         if (ok && r->dw) {
             arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei},
                         {DNNL_ARG_TO, &wb->plain_wei, r->dw + m0 * per_oc}};
-            ok = conv_dnnl_execute(wb->dw_add, t, 2); /* dw += */
+            ok = execute(k, thread, wb->dw_add, t, 2); /* dw += */
         }
         if (ok && r->db)
             for (int64_t m = 0; m < wb->oc; m++)
@@ -655,7 +768,7 @@ static void add_nan(float *v, int64_t n)
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db)
+                              float *dx, float *dw, float *db, workspace *ws)
 {
     const conv_shape *s = &k->s;
     bool want_w = dw || db;
@@ -671,55 +784,66 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
 
     int64_t units = k->n / k->ipu;
     par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
-    par_split sw = par_split_work(k->wblocks, unit_flops(k, k->n) / (double)k->wblocks / 16.0);
+    par_split sw = par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
     run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
-    size_t per_thread = 0, threads = 1, wei_bytes = 0, wsrc_bytes = 0;
+    /* The weight gradient, then the input gradient, one after the other in
+     * one buffer: each phase's per-thread scratch, then the chunk's copy of
+     * x (weights) or the weights in backward data's layout (input) */
+    size_t bw_thread = 0, bd_thread = 0, wsrc_bytes = 0, wei_bytes = 0, total = 0;
+    int threads = 1;
+    if (want_w) {
+        bw_thread = ALIGN(bw_per_thread(k));
+        wsrc_bytes = k->wsrc ? ALIGN(k->wsrc_bytes) : 0;
+        total = bw_thread * (size_t)sw.threads + wsrc_bytes;
+        threads = sw.threads;
+    }
     if (dx) {
-        per_thread = bd_per_thread(k);
-        threads = (size_t)sd.threads;
+        bd_thread = ALIGN(bd_per_thread(k));
         /* the forward's copy of the weights when the layouts agree */
         if (k->bd_wei || !k->wei_valid)
             wei_bytes = ALIGN(k->bd_wei ? k->bd_wei_bytes : k->wei_bytes);
+        size_t need = bd_thread * (size_t)sd.threads + wei_bytes;
+        total = need > total ? need : total;
+        threads = sd.threads > threads ? sd.threads : threads;
     }
-    if (want_w) {
-        size_t need = bw_per_thread(k);
-        per_thread = need > per_thread ? need : per_thread;
-        threads = (size_t)sw.threads > threads ? (size_t)sw.threads : threads;
-        wsrc_bytes = k->wsrc ? ALIGN(k->wsrc_bytes) : 0;
-    }
-    r.per_thread = ALIGN(per_thread);
-    size_t total = r.per_thread * threads + wsrc_bytes + wei_bytes;
-    unsigned char *buf = lego_aligned_alloc(total + 64);
+    workspace own = {0};
+    unsigned char *buf = bind_threads(k, threads) ? workspace_get(ws ? ws : &own, total) : NULL;
     if (!buf)
         return false;
     r.scratch = buf;
-    unsigned char *wsrc = buf + r.per_thread * threads, *wei = wsrc + wsrc_bytes;
     bool ok = true;
     if (want_w) {
-        r.wsrc = x;
-        if (k->wsrc) {
-            arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)x}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
-            ok = conv_dnnl_execute(k->wsrc, a, 2);
-            r.wsrc = wsrc;
+        r.per_thread = bw_thread;
+        unsigned char *wsrc = buf + bw_thread * (size_t)sw.threads;
+        int64_t in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
+        for (int64_t i = 0; ok && i < k->n / k->wn; i++) { /* chunks in order: dW += each */
+            r.wsrc = x + i * in;
+            r.wdy = dy + i * on;
+            if (k->wsrc) {
+                arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)r.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
+                ok = execute(k, 0, k->wsrc, a, 2);
+                r.wsrc = wsrc;
+            }
+            if (ok)
+                parallel_run(k->wblocks, sw, bw_blocks, &r);
+            ok = ok && !atomic_load(&r.failed);
         }
-        if (ok)
-            parallel_run(k->wblocks, sw, bw_blocks, &r);
-        ok = ok && !atomic_load(&r.failed);
     }
     if (ok && dx) {
+        r.per_thread = bd_thread;
         r.wei = k->wei;
         if (wei_bytes) {
-            r.wei = wei;
+            r.wei = buf + bd_thread * (size_t)sd.threads;
             const dnnl_memory_desc_t *to = k->bd_wei ? &k->bd_wei_md : &k->wei_md;
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_wei, (void *)w}, {DNNL_ARG_TO, to, r.wei}};
-            ok = conv_dnnl_execute(k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
+            ok = execute(k, 0, k->bd_wei ? k->bd_wei : k->to_wei, a, 2);
         }
         if (ok)
             parallel_run(units, sd, bd_units, &r);
         ok = ok && !atomic_load(&r.failed);
     }
-    lego_aligned_free(buf);
+    workspace_free(&own);
     drop_weights(k);
     if (!ok) { /* as conv.c: a failure shows as NaN, never as a silent wrong step */
         add_nan(dx, k->n * s->c * s->h * s->w);
@@ -753,17 +877,25 @@ bool dnnl_conv_train_winograd(const dnnl_conv_train *k)
     return false;
 }
 
-bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep)
+void dnnl_conv_train_set_chunk(size_t bytes) { (void)bytes; }
+
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k)
 {
-    (void)k, (void)x, (void)w, (void)b, (void)y, (void)keep;
+    (void)k;
+    return 0;
+}
+
+bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
+                             float *y, bool keep, workspace *ws)
+{
+    (void)k, (void)x, (void)w, (void)b, (void)y, (void)keep, (void)ws;
     return false;
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db)
+                              float *dx, float *dw, float *db, workspace *ws)
 {
-    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db;
+    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)ws;
     return false;
 }
 

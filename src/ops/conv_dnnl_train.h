@@ -15,14 +15,19 @@
  * gradient are computed image by image (a few images per call for small
  * maps: a function of the batch only), and the weight gradient in blocks
  * of output channels (a function of the shape only), each over the whole
- * batch, so no partial sums are ever combined. */
+ * batch, or for large maps over chunks of it taken in order (a function of
+ * the shape and batch), so no partial sums of threads are ever combined.
+ * A call's buffers come from the workspace given (a train plan's,
+ * op_call.train_ws), so that none is allocated per call. */
 #ifndef LEGO_OPS_CONV_DNNL_TRAIN_H
 #define LEGO_OPS_CONV_DNNL_TRAIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "../core/workspace.h"
 #include "conv_dnnl.h"
 
 typedef struct dnnl_conv_train dnnl_conv_train;
@@ -41,10 +46,11 @@ bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int6
 /* y (n,M,Ho,Wo) = conv(x (n,C,H,W), w (M,C/group,kh,kw)) + b (b NULL when
  * created without bias). With keep (a training forward: a backward
  * follows), the reordered weights stay for that backward, which frees them.
+ * Scratch comes from ws (the plan's; NULL: allocated for the call).
  * false when nothing was computed (memory or oneDNN failed): the caller
  * then runs its own forward. */
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
-                             float *y, bool keep);
+                             float *y, bool keep, workspace *ws);
 
 /* ADDS the gradients of x, w and b (each NULL when not wanted) for dy,
  * x and w being the last forward's. false when nothing was touched (no
@@ -52,7 +58,7 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
  * runs its own backward. A failure part way adds NaN to what was asked,
  * as conv.c does. */
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db);
+                              float *dx, float *dw, float *db, workspace *ws);
 
 void dnnl_conv_train_free(dnnl_conv_train *k);
 
@@ -64,5 +70,15 @@ void dnnl_conv_train_gate(bool on);
 
 /* Whether k runs Winograd (conv_dnnl_algorithm); for the tests. */
 bool dnnl_conv_train_winograd(const dnnl_conv_train *k);
+
+/* The most bytes the weight gradient's copies of x and dY may take before
+ * it goes through the batch in chunks (0: the default, 16 MiB); for the
+ * tests, which lower it so that small shapes take chunks too. Read when a
+ * state makes its backward primitives. */
+void dnnl_conv_train_set_chunk(size_t bytes);
+
+/* The chunks k's weight gradient takes the batch in (0 before its first
+ * backward pass): for the tests. */
+int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k);
 
 #endif

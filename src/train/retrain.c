@@ -51,7 +51,8 @@ typedef struct student {
     optimizer opt;
     int *vals, n_vals;  /* every float initializer: weights and BatchNorm statistics */
     int64_t n_floats;
-    float *best;        /* the kept weights, n_floats (vals in order) */
+    int64_t best_at;    /* with best_epoch > 0: where the checkpoint holds the kept weights
+                           (n_floats, vals in order); they are not kept in memory */
     void *parked;       /* untouched storage the plan waits in until its group's */
     double initial, best_loss, best_train;
     int best_epoch;
@@ -93,6 +94,7 @@ typedef struct run {
      * gradients, so memory holds one plan per thread, not per student. */
     int *group_of, n_groups;
     void **arena;       /* per group */
+    workspace *ws;      /* per group: its kernels' scratch (train_plan_use_workspace) */
     int64_t nb, nt, nh; /* batches: all, training, held out */
     float **cache;      /* per batch: its record, or NULL */
     bool *want;         /* per batch: cache it when computed */
@@ -115,7 +117,6 @@ static void run_free(run *r)
         optim_free(&s->opt);
         free(s->params);
         free(s->vals);
-        free(s->best);
         lego_aligned_free(s->parked);
         lego_status_free(&s->err);
     }
@@ -125,6 +126,9 @@ static void run_free(run *r)
     for (int g = 0; r->arena && g < r->n_groups; g++)
         lego_aligned_free(r->arena[g]);
     free(r->arena);
+    for (int g = 0; r->ws && g < r->n_groups; g++)
+        workspace_free(&r->ws[g]);
+    free(r->ws);
     for (int64_t k = 0; r->cache && k < r->nb; k++)
         lego_aligned_free(r->cache[k]);
     free(r->cache);
@@ -434,8 +438,7 @@ static lego_status setup_student(run *r, student *s)
             LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
             s->n_floats += lego_tensor_numel(&g->values[v].t);
         }
-    s->best = malloc(sizeof *s->best * ((size_t)s->n_floats + 1));
-    return s->best ? lego_ok() : nomem();
+    return lego_ok();
 }
 
 /* Adam over the student's parameters; after the plan has its final storage. */
@@ -575,9 +578,10 @@ static lego_status group_students(run *r)
         most = 1;
     r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
     r->arena = calloc((size_t)most, sizeof *r->arena);
+    r->ws = calloc((size_t)most, sizeof *r->ws);
     double *load = calloc((size_t)most, sizeof *load);
     size_t *bytes = calloc((size_t)most, sizeof *bytes);
-    lego_status st = r->group_of && r->arena && load && bytes ? lego_ok() : nomem();
+    lego_status st = r->group_of && r->arena && r->ws && load && bytes ? lego_ok() : nomem();
     r->n_groups = most;
     while (st.code == LEGO_OK && r->n_groups > 1 &&
            assign_groups(r, r->n_groups, load, bytes) > RETRAIN_SIDE_BY_SIDE_BYTES)
@@ -589,6 +593,7 @@ static lego_status group_students(run *r)
             st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants", bytes[g]);
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
+        train_plan_use_workspace(&r->st[i].plan, &r->ws[r->group_of[i]]);
         lego_aligned_free(r->st[i].parked);
         r->st[i].parked = NULL;
         st = setup_optimizer(&r->st[i]);
@@ -901,8 +906,7 @@ static lego_status first_pass(run *r)
         student *s = &r->st[i];
         s->initial = s->best_loss = s->eval_n ? s->eval_sum / (double)s->eval_n : 0;
         s->best_train = NAN;
-        s->best_epoch = 0;
-        get_weights(s, s->best);
+        s->best_epoch = 0; /* the library's weights: no copy needed */
         s->eval_sum = 0, s->eval_n = 0;
     }
     return lego_ok();
@@ -959,8 +963,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
         if (loss < s->best_loss) {
             s->best_loss = loss;
             s->best_train = s->train_n ? s->train_sum / (double)s->train_n : NAN;
-            s->best_epoch = epoch + 1;
-            get_weights(s, s->best);
+            s->best_epoch = epoch + 1; /* the current weights: the checkpoint keeps them */
             improved++;
         }
     }
@@ -982,7 +985,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
 /* ---- the checkpoint file --------------------------------------------------- */
 
 #define STATE_MAGIC "LEGORTRN"
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 
 /* The checkpoint streams to its file (hashed on the way): in memory it
  * would be every student's weights four times over (hundreds of MB at full
@@ -1059,6 +1062,30 @@ static bool get_str_is(rbuf *r, const char *want)
 
 static const char *task_name(const retrain_options *o) { return o->task ? o->task : "classification"; }
 
+/* Appends s's kept weights from the last checkpoint (*old, opened on first
+ * use) to w; false when they cannot be read. */
+static bool copy_kept(const run *r, FILE **old, const student *s, wbuf *w)
+{
+    if (!*old && !(*old = fopen(r->state_path, "rb")))
+        return false;
+    if (fseek(*old, (long)s->best_at, SEEK_SET) != 0)
+        return false;
+    unsigned char chunk[16384];
+    for (size_t left = sizeof(float) * (size_t)s->n_floats; left > 0;) {
+        size_t n = left < sizeof chunk ? left : sizeof chunk;
+        if (fread(chunk, 1, n, *old) != n)
+            return false;
+        put(w, chunk, n);
+        left -= n;
+    }
+    return true;
+}
+
+/* The kept weights are written only for students whose held-out loss
+ * improved (best_epoch > 0; otherwise they are the library's own): the
+ * current weights when that was in this epoch, else a copy of the last
+ * checkpoint's. So they never sit in memory: at full width that was tens
+ * of MB for as long as the run lasted. */
 static lego_status write_state(run *r, int epochs_done, double seconds)
 {
     const retrain_options *o = r->o;
@@ -1093,7 +1120,11 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     put_i64(&w, r->teacher_before + r->teacher_count);
     put_u32(&w, (uint32_t)r->n_st);
     float *cur = NULL;
-    for (int i = 0; i < r->n_st && !w.failed && !oom; i++) {
+    int64_t *at = calloc((size_t)r->n_st + 1, sizeof *at); /* the kept weights' new places */
+    FILE *old = NULL;
+    int lost = -1; /* a student whose kept weights could not be read back */
+    oom = !at;
+    for (int i = 0; i < r->n_st && !w.failed && !oom && lost < 0; i++) {
         student *s = &r->st[i];
         put_u32(&w, (uint32_t)s->block);
         put_u32(&w, (uint32_t)s->desc);
@@ -1112,7 +1143,14 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
         cur = c;
         get_weights(s, cur);
         put(&w, cur, sizeof *cur * (size_t)s->n_floats);
-        put(&w, s->best, sizeof *s->best * (size_t)s->n_floats);
+        if (s->best_epoch > 0) {
+            at[i] = (int64_t)ftell(w.f);
+            w.failed |= at[i] < 0;
+            if (s->best_epoch == epochs_done)
+                put(&w, cur, sizeof *cur * (size_t)s->n_floats);
+            else if (!copy_kept(r, &old, s, &w))
+                lost = i;
+        }
         put_u32(&w, (uint32_t)s->n_params);
         for (int j = 0; j < s->n_params; j++) {
             const optim_param *p = &s->opt.p[j];
@@ -1122,19 +1160,28 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
         }
     }
     free(cur);
+    if (old)
+        fclose(old);
     unsigned char digest[32];
     sha256_final(&w.h, digest);
-    if (!w.failed && !oom)
+    if (!w.failed && !oom && lost < 0)
         w.failed = fwrite(digest, 1, sizeof digest, w.f) != sizeof digest;
     int err = errno;
     bool closed = fclose(w.f) == 0;
     lego_status st = lego_ok();
     if (oom)
         st = nomem();
+    else if (lost >= 0)
+        st = lego_error(LEGO_ERR_IO, "%s: cannot read back the kept weights of %s", r->state_path,
+                        r->lib.blocks[r->st[lost].block].desc[r->st[lost].desc].file);
     else if (w.failed || !closed || rename(tmp, r->state_path) != 0)
         st = lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->state_path, strerror(w.failed ? err : errno));
     if (st.code)
         remove(tmp);
+    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++)
+        if (r->st[i].best_epoch > 0)
+            r->st[i].best_at = at[i];
+    free(at);
     free(tmp);
     return st;
 }
@@ -1228,14 +1275,18 @@ static lego_status read_state(run *r, int *epochs_done)
         s->best_epoch = (int)get_u32(&rb);
         int64_t steps = get_i64(&rb);
         int64_t nf = get_i64(&rb);
-        if (rb.bad || nf != s->n_floats || (size_t)(rb.end - rb.p) < 2 * sizeof(float) * (size_t)nf) {
+        size_t copies = s->best_epoch > 0 ? 2 : 1; /* the current weights, and the kept ones if any */
+        if (rb.bad || nf != s->n_floats || (size_t)(rb.end - rb.p) < copies * sizeof(float) * (size_t)nf) {
             st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's weights; run without --resume to start over",
                             r->state_path, x->file);
             break;
         }
         set_weights(s, (const float *)(const void *)rb.p); /* memcpy: alignment does not matter */
         rb.p += sizeof(float) * (size_t)nf;
-        get(&rb, s->best, sizeof(float) * (size_t)nf);
+        if (s->best_epoch > 0) { /* left in the file until the commit */
+            s->best_at = rb.p - buf;
+            rb.p += sizeof(float) * (size_t)nf;
+        }
         uint32_t np = get_u32(&rb);
         if (np != (uint32_t)s->n_params)
             rb.bad = true;
@@ -1272,6 +1323,25 @@ static lego_status set_field(cJSON *obj, const char *key, cJSON *v)
     return lego_ok();
 }
 
+/* s's kept weights, read back from the checkpoint, into its graph. */
+static lego_status restore_kept(const run *r, student *s)
+{
+    size_t bytes = sizeof(float) * (size_t)s->n_floats;
+    float *buf = malloc(bytes + 1);
+    if (!buf)
+        return nomem();
+    FILE *f = fopen(r->state_path, "rb");
+    bool ok = f && fseek(f, (long)s->best_at, SEEK_SET) == 0 && fread(buf, 1, bytes, f) == bytes;
+    if (f)
+        fclose(f);
+    if (ok)
+        set_weights(s, buf);
+    free(buf);
+    return ok ? lego_ok()
+              : lego_error(LEGO_ERR_IO, "%s: cannot read back the kept weights of %s", r->state_path,
+                           r->lib.blocks[s->block].desc[s->desc].file);
+}
+
 /* The kept weights into the library: new descendant files, then the
  * manifest in one rename (library_replace_descendant, library_save), then
  * the checkpoint is no longer needed. */
@@ -1287,7 +1357,7 @@ static lego_status commit(run *r, int epochs, double seconds)
         memcpy(in->t.dims, bl->in_shape, sizeof *bl->in_shape * (size_t)bl->in_rank);
         LEGO_TRY(graph_infer(s->g));
         if (s->best_epoch > 0) {
-            set_weights(s, s->best);
+            LEGO_TRY(restore_kept(r, s));
             LEGO_TRY(library_replace_descendant(lib, s->block, s->desc, s->g));
         }
         cJSON *j = library_descendant_json(lib, s->block, s->desc);

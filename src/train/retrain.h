@@ -38,8 +38,9 @@
  * lowest *training* loss).
  *
  * Checkpoints and the library. After every epoch LIB/retrain.state receives
- * every student's current and best weights (BatchNorm statistics included),
- * Adam's state and the losses, atomically; with resume a run continues from
+ * every student's current and best weights (BatchNorm statistics included;
+ * best only where retraining improved them, and only there: they are not
+ * kept in memory), Adam's state and the losses, atomically; with resume a run continues from
  * it, after checking it belongs to this library and these options. The
  * library itself changes only once, at the end: the best weights go to new
  * descendant files, then manifest.json switches to them in one rename, then
