@@ -90,7 +90,7 @@ dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
 {
     pthread_once(&winograd_once, read_winograd);
     bool fits = s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 &&
-                s->dh == 1 && s->dw == 1 && s->c >= 16;
+                s->dh == 1 && s->dw == 1 && s->c >= 16 && s->c * s->m <= 256 * 256;
     return winograd && fits ? dnnl_convolution_winograd : dnnl_convolution_direct;
 }
 
