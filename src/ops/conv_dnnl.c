@@ -86,6 +86,11 @@ void dnnl_conv_set_winograd(bool on)
     winograd = on;
 }
 
+bool dnnl_conv_winograd_available(void)
+{
+    return dnnl_conv_enabled() && dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+}
+
 dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
 {
     pthread_once(&winograd_once, read_winograd);
@@ -884,6 +889,8 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
 void dnnl_conv_free(dnnl_conv *k) { (void)k; }
 
 void dnnl_conv_set_winograd(bool on) { (void)on; }
+
+bool dnnl_conv_winograd_available(void) { return false; }
 
 bool dnnl_conv_winograd(const dnnl_conv *k)
 {

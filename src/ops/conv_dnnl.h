@@ -49,6 +49,10 @@ bool dnnl_conv_enabled(void);
  * made from now on; for the tests. */
 void dnnl_conv_set_winograd(bool on);
 
+/* Whether oneDNN is enabled and this CPU has its Winograd kernels
+ * (AVX-512); for the tests, which expect them then. */
+bool dnnl_conv_winograd_available(void);
+
 /* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
  * bias b (M) or NULL, then the epilogue (copied). *out is NULL (and the
  * status ok) when oneDNN is absent or has no kernel for the shape. */

@@ -300,8 +300,10 @@ static bool worth_it(const conv_shape *s)
     return true;
 }
 
-/* dnnl_conv_train_create with the direct algorithm in every pass. */
-static lego_status create_direct(const conv_shape *s, int64_t n, bool bias, dnnl_conv_train **out)
+/* A state running alg in every pass; *out stays NULL (and the status ok)
+ * when oneDNN has no kernel for it. */
+static lego_status create_with(const conv_shape *s, int64_t n, bool bias, dnnl_alg_kind_t alg,
+                               dnnl_conv_train **out)
 {
     dnnl_conv_train *k = calloc(1, sizeof *k);
     if (!k)
@@ -309,10 +311,10 @@ static lego_status create_direct(const conv_shape *s, int64_t n, bool bias, dnnl
     k->s = *s;
     k->n = n;
     k->bias = bias;
-    k->alg = dnnl_convolution_direct;
-    k->ipu = pick_ipu(s, n, k->alg);
+    k->alg = alg;
+    k->ipu = pick_ipu(s, n, alg);
     if (!create_fwd(k)) {
-        dnnl_conv_train_free(k); /* conv.c's path runs this shape */
+        dnnl_conv_train_free(k);
         return lego_ok();
     }
     *out = k;
@@ -326,21 +328,11 @@ lego_status dnnl_conv_train_create(const conv_shape *s, int64_t n, bool bias,
     if (!conv_dnnl_engine() || !worth_it(s))
         return lego_ok();
     one_thread(); /* primitives are made for the one thread that runs them */
-    dnnl_conv_train *k = calloc(1, sizeof *k);
-    if (!k)
-        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution for training");
-    k->s = *s;
-    k->n = n;
-    k->bias = bias;
-    k->alg = conv_dnnl_algorithm(s);
-    k->ipu = pick_ipu(s, n, k->alg);
-    if (!create_fwd(k)) {
-        bool wino = k->alg == dnnl_convolution_winograd;
-        dnnl_conv_train_free(k); /* direct when there is no Winograd kernel here; */
-        return wino ? create_direct(s, n, bias, out) : lego_ok(); /* else conv.c's path */
-    }
-    *out = k;
-    return lego_ok();
+    dnnl_alg_kind_t alg = conv_dnnl_algorithm(s);
+    LEGO_TRY(create_with(s, n, bias, alg, out));
+    if (!*out && alg == dnnl_convolution_winograd) /* no Winograd kernel here: direct */
+        LEGO_TRY(create_with(s, n, bias, dnnl_convolution_direct, out));
+    return lego_ok(); /* *out NULL: conv.c's path runs this shape */
 }
 
 bool dnnl_conv_train_matches(const dnnl_conv_train *k, const conv_shape *s, int64_t n)
