@@ -65,20 +65,20 @@ static void engine_init(void)
     engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success;
 }
 
-static void read_enabled(void)
+/* Whether the switch `name` is on: anything but "0" in the environment,
+ * or unset (for measuring the paths it turns off). */
+static int switched_on(const char *name)
 {
-    const char *s = getenv("LEGO_DNNL");
-    enabled = !(s && strcmp(s, "0") == 0);
+    const char *s = getenv(name);
+    return !(s && strcmp(s, "0") == 0);
 }
+
+static void read_enabled(void) { enabled = switched_on("LEGO_DNNL"); }
 
 static int winograd = -1;
 static pthread_once_t winograd_once = PTHREAD_ONCE_INIT;
 
-static void read_winograd(void)
-{
-    const char *s = getenv("LEGO_WINOGRAD");
-    winograd = !(s && strcmp(s, "0") == 0);
-}
+static void read_winograd(void) { winograd = switched_on("LEGO_WINOGRAD"); }
 
 void dnnl_conv_set_winograd(bool on)
 {
