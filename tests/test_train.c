@@ -413,7 +413,7 @@ static void test_plan_through_shape_nodes(void)
 }
 
 /* Activations and gradients share memory by lifetime: the plan must take
- * well under one buffer per value, and a step that follows a step on other
+ * well under one buffer per value, gradients must reuse activations', and a step that follows a step on other
  * data must give the same gradients bit for bit (every gradient is cleared
  * before its first +=, whatever an earlier value left in its memory). */
 static void test_storage_by_lifetime(void)
@@ -434,6 +434,18 @@ static void test_storage_by_lifetime(void)
             one_each += lego_tensor_bytes(&g.values[nd->out[o]].t) * (p.needs_grad[nd->out[o]] ? 2 : 1);
     }
     CHECK(train_plan_storage_bytes(&p) < one_each * 7 / 10);
+    /* one timeline for both: some gradient takes the memory of an
+     * activation that backward no longer needs */
+    bool reused = false;
+    for (int v = 0; v < g.n_values; v++)
+        for (int u = 0; u < g.n_values && p.gt[v].data; u++) {
+            const unsigned char *a = p.vt[u].data, *d = p.gt[v].data;
+            uintptr_t lo = (uintptr_t)p.mem, hi = lo + p.mem_bytes;
+            if (a && (uintptr_t)a >= lo && (uintptr_t)a < hi && a < d + lego_tensor_bytes(&p.gt[v]) &&
+                d < a + lego_tensor_bytes(&p.vt[u]))
+                reused = true;
+        }
+    CHECK(reused);
     lego_tensor x[2];
     for (int k = 0; k < 2; k++) {
         x[k] = g.values[in].t;

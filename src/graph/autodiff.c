@@ -64,10 +64,8 @@ void train_plan_free(train_plan *p)
     free(p->inputs);
     free(p->outputs);
     free(p->params);
-    if (!p->shared) {
-        lego_aligned_free(p->act);
-        lego_aligned_free(p->grad);
-    }
+    if (!p->shared)
+        lego_aligned_free(p->mem);
     memset(p, 0, sizeof *p);
 }
 
@@ -114,115 +112,97 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
 
 #define ZERO_AT_START (-2)
 
-/* Per value: its bytes (zeroed), the step defining it and the last one
- * reading it, for arena_layout; plus n_extra int arrays of scratch. */
-typedef struct lifetimes {
-    size_t *bytes;
-    int *def, *last, *extra[2];
-} lifetimes;
-
-static void lifetimes_free(lifetimes *lt)
-{
-    free(lt->bytes), free(lt->def), free(lt->last), free(lt->extra[0]), free(lt->extra[1]);
-}
-
-static lego_status lifetimes_alloc(lifetimes *lt, int nv, int n_extra)
-{
-    memset(lt, 0, sizeof *lt);
-    size_t n = (size_t)nv + 1;
-    lt->bytes = calloc(n, sizeof *lt->bytes);
-    lt->def = malloc(sizeof *lt->def * n);
-    lt->last = malloc(sizeof *lt->last * n);
-    bool ok = lt->bytes && lt->def && lt->last;
-    for (int i = 0; i < n_extra; i++)
-        ok &= (lt->extra[i] = malloc(sizeof *lt->extra[i] * n)) != NULL;
-    if (!ok) {
-        lifetimes_free(lt);
-        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
-    }
-    return lego_ok();
-}
-
-/* Activation storage by lifetime over the forward pass. A value backward
- * reads (as an input or output of a step, unless its op declares that slot
- * unread: op_desc.in_unread/out_unread) and the plan's outputs live to the
- * end; any other value only until its last reader in the forward pass.
- * The inputs take no storage: forward reads the caller's tensors in place. */
-static lego_status plan_activations(train_plan *p, size_t *offset, size_t *total)
+/* Storage for activations and gradients, one arena laid out by lifetimes
+ * over one timeline: forward step s at time s, the caller's turn (it reads
+ * the outputs and seeds their gradients) at time n, backward of step s at
+ * time 2n - s, and the end (the caller reads the parameters' and inputs'
+ * gradients) at 2n + 1. A value backward reads (as an input or output of a
+ * step, unless its op declares that slot unread: op_desc.in_unread/
+ * out_unread) lives until the backward of the earliest step reading it, so
+ * the gradients of later steps reuse what the first ones no longer need;
+ * any other value only until its last reader in the forward pass. The
+ * plan's outputs live to the end (train_output: valid until the next
+ * pass). The inputs take no storage: forward reads the caller's tensors in
+ * place.
+ *
+ * A gradient lives from its first writer to its producer: backward runs the
+ * steps in reverse, so the gradient of an inner value is first written by
+ * its last reader and last read by its producer. The seeded outputs' live
+ * from the caller's turn; the parameters' and inputs' until the end.
+ * zero_at[v] is the backward time (step n-1-t) at which v's gradient is
+ * cleared before the first += (-1: never, the caller seeds it;
+ * ZERO_AT_START: before the first step, for a parameter no step reads).
+ *
+ * Slots [0, nv) of the layout are the activations, [nv, 2nv) the
+ * gradients. */
+static lego_status plan_storage(train_plan *p, size_t *act_off, size_t *grad_off, size_t *total)
 {
     const lego_graph *g = p->g;
-    int nv = g->n_values, n = p->n_steps;
-    lifetimes lt;
-    LEGO_TRY(lifetimes_alloc(&lt, nv, 0));
-    size_t *bytes = lt.bytes;
-    int *def = lt.def, *last = lt.last;
-    for (int v = 0; v < nv; v++)
+    int nv = g->n_values, n = p->n_steps, end = 2 * n + 1;
+    size_t m = 2 * (size_t)nv + 1;
+    size_t *bytes = calloc(m, sizeof *bytes), *off = malloc(sizeof *off * m);
+    int *def = malloc(sizeof *def * m), *last = malloc(sizeof *last * m);
+    int *producer = malloc(sizeof *producer * ((size_t)nv + 1)), *reader = malloc(sizeof *reader * ((size_t)nv + 1));
+    if (!bytes || !off || !def || !last || !producer || !reader) {
+        free(bytes), free(off), free(def), free(last), free(producer), free(reader);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (size_t v = 0; v < m; v++)
         def[v] = last[v] = -1;
+    for (int v = 0; v < nv; v++)
+        producer[v] = reader[v] = -1;
+    /* activations: def and last use in the forward pass, then the backward
+     * reads (the earliest reading step's backward comes last) */
     for (int s = 0; s < n; s++) {
         const gnode *nd = &g->nodes[p->steps[s]];
         for (int o = 0; o < nd->n_out; o++) {
             int v = nd->out[o];
+            producer[v] = s;
             def[v] = last[v] = s;
             bytes[v] = lego_tensor_bytes(&p->vt[v]);
-            if (!(nd->op->out_unread >> o & 1u) || contains(p->outputs, p->n_outputs, v))
-                last[v] = n;
+            if (contains(p->outputs, p->n_outputs, v))
+                last[v] = end;
+            else if (!(nd->op->out_unread >> o & 1u))
+                last[v] = 2 * n - s;
         }
         for (int i = 0; i < nd->n_in; i++) {
             int v = nd->in[i];
-            if (v < 0 || def[v] < 0 || last[v] == n)
-                continue; /* not the plan's (an input or a constant), or kept already */
-            last[v] = nd->op->in_unread >> i & 1u ? s : n;
+            if (v < 0)
+                continue;
+            reader[v] = s;
+            if (def[v] < 0)
+                continue; /* not the plan's (an input or a constant) */
+            int t = nd->op->in_unread >> i & 1u ? s : 2 * n - s;
+            if (t > last[v])
+                last[v] = t;
         }
     }
-    lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
-    lifetimes_free(&lt);
-    return st;
-}
-
-/* Gradient storage by lifetime. Backward runs the steps in reverse, so in
- * backward time t (step n-1-t) the gradient of an inner value is first
- * written by its last reader and last read by its producer; only then can
- * its memory go to another gradient. The seeded outputs live from the start;
- * the parameters' and inputs' gradients (read by the caller afterwards)
- * until the end. zero_at[v] is the backward time at which v's gradient is
- * cleared before the first += (-1: never, the caller seeds it;
- * ZERO_AT_START: before the first step, for a parameter no step reads). */
-static lego_status plan_gradients(train_plan *p, size_t *offset, size_t *total)
-{
-    const lego_graph *g = p->g;
-    int nv = g->n_values, n = p->n_steps;
-    lifetimes lt;
-    LEGO_TRY(lifetimes_alloc(&lt, nv, 2));
-    size_t *bytes = lt.bytes;
-    int *def = lt.def, *last = lt.last, *producer = lt.extra[0], *reader = lt.extra[1];
-    for (int v = 0; v < nv; v++)
-        producer[v] = reader[v] = -1;
-    for (int s = 0; s < n; s++) { /* the step of each value's producer and last reader */
-        const gnode *nd = &g->nodes[p->steps[s]];
-        for (int i = 0; i < nd->n_in; i++)
-            if (nd->in[i] >= 0)
-                reader[nd->in[i]] = s;
-        for (int o = 0; o < nd->n_out; o++)
-            producer[nd->out[o]] = s;
-    }
+    /* gradients, in backward time t first (step n-1-t), then on the timeline */
     for (int v = 0; v < nv; v++) {
-        def[v] = p->zero_at[v] = -1;
+        p->zero_at[v] = -1;
         if (!p->needs_grad[v])
             continue;
-        bytes[v] = lego_tensor_bytes(&p->gt[v]);
+        int k = nv + v, first, final;
+        bytes[k] = lego_tensor_bytes(&p->gt[v]);
         if (contains(p->outputs, p->n_outputs, v)) {
-            def[v] = 0;
+            first = -1; /* the caller's turn */
         } else if (reader[v] < 0 && producer[v] < 0) { /* a parameter no step reads */
-            def[v] = 0;
+            first = 0;
             p->zero_at[v] = ZERO_AT_START;
         } else {
-            def[v] = n - 1 - (reader[v] >= 0 ? reader[v] : producer[v]);
-            p->zero_at[v] = def[v];
+            first = n - 1 - (reader[v] >= 0 ? reader[v] : producer[v]);
+            p->zero_at[v] = first;
         }
-        last[v] = producer[v] >= 0 ? n - 1 - producer[v] : n;
+        final = producer[v] >= 0 ? n - 1 - producer[v] : n;
+        def[k] = n + 1 + first;
+        last[k] = n + 1 + final;
     }
-    lego_status st = arena_layout(nv, bytes, def, last, n, offset, total);
-    lifetimes_free(&lt);
+    lego_status st = arena_layout(2 * nv, bytes, def, last, end + 1, off, total);
+    if (st.code == LEGO_OK) {
+        memcpy(act_off, off, sizeof *off * (size_t)nv);
+        memcpy(grad_off, off + nv, sizeof *off * (size_t)nv);
+    }
+    free(bytes), free(off), free(def), free(last), free(producer), free(reader);
     return st;
 }
 
@@ -305,8 +285,7 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
             p->needs_grad[n->out[o]] = g->values[n->out[o]].t.dtype == LEGO_F32;
     }
 
-    /* Storage: activations and gradients, each laid out by lifetimes. */
-    size_t act_bytes = 0, grad_bytes = 0;
+    /* Storage: activations and gradients, in one arena by lifetimes. */
     for (int v = 0; v < nv; v++) {
         p->vt[v] = g->values[v].t;
         p->vt[v].owns = 0;
@@ -314,68 +293,53 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
         p->gt[v].owns = 0;
         p->gt[v].data = NULL;
     }
+    size_t bytes = 0;
     size_t *act_off = malloc(sizeof *act_off * ((size_t)nv + 1));
-    lego_status lay = act_off ? plan_activations(p, act_off, &act_bytes)
-                              : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
-    if (lay.code) {
-        free(act_off);
-        train_plan_free(p);
-        return lay;
-    }
     size_t *grad_off = malloc(sizeof *grad_off * ((size_t)nv + 1));
     p->zero_at = malloc(sizeof *p->zero_at * ((size_t)nv + 1));
-    lay = grad_off && p->zero_at ? plan_gradients(p, grad_off, &grad_bytes)
-                                             : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    lego_status lay = act_off && grad_off && p->zero_at
+                          ? plan_storage(p, act_off, grad_off, &bytes)
+                          : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    if (lay.code == LEGO_OK && !(p->mem = lego_aligned_alloc(bytes ? bytes : 64)))
+        lay = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes of activations and gradients", bytes);
     if (lay.code) {
         free(act_off), free(grad_off);
         train_plan_free(p);
         return lay;
-    }
-    p->act = lego_aligned_alloc(act_bytes ? act_bytes : 64);
-    p->grad = lego_aligned_alloc(grad_bytes ? grad_bytes : 64);
-    if (!p->act || !p->grad) {
-        free(act_off), free(grad_off);
-        train_plan_free(p);
-        return lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes of activations and %zu of gradients",
-                          act_bytes, grad_bytes);
     }
     for (int v = 0; v < nv; v++) {
         if (act_off[v] != SIZE_MAX)
-            p->vt[v].data = p->act + act_off[v];
+            p->vt[v].data = p->mem + act_off[v];
         if (grad_off[v] != SIZE_MAX)
-            p->gt[v].data = p->grad + grad_off[v];
+            p->gt[v].data = p->mem + grad_off[v];
     }
     free(act_off), free(grad_off);
-    memset(p->grad, 0, grad_bytes);
-    p->act_bytes = act_bytes;
-    p->grad_bytes = grad_bytes;
+    memset(p->mem, 0, bytes);
+    p->mem_bytes = bytes;
     st = pack_steps(p);
     if (st.code)
         train_plan_free(p);
     return st;
 }
 
-size_t train_plan_storage_bytes(const train_plan *p) { return p->act_bytes + p->grad_bytes; }
+size_t train_plan_storage_bytes(const train_plan *p) { return p->mem_bytes; }
 
 void train_plan_use_storage(train_plan *p, void *mem)
 {
-    unsigned char *act = mem, *grad = act + p->act_bytes;
-    uintptr_t a0 = (uintptr_t)p->act, g0 = (uintptr_t)p->grad;
+    unsigned char *to = mem;
+    uintptr_t m0 = (uintptr_t)p->mem;
     for (int v = 0; v < p->g->n_values; v++) {
         /* only the pointers into the plan's own storage move (initializers stay) */
         uintptr_t d = (uintptr_t)p->vt[v].data;
-        if (d && d - a0 < p->act_bytes)
-            p->vt[v].data = act + (d - a0);
+        if (d && d - m0 < p->mem_bytes)
+            p->vt[v].data = to + (d - m0);
         d = (uintptr_t)p->gt[v].data;
-        if (d && d - g0 < p->grad_bytes)
-            p->gt[v].data = grad + (d - g0);
+        if (d && d - m0 < p->mem_bytes)
+            p->gt[v].data = to + (d - m0);
     }
-    if (!p->shared) {
-        lego_aligned_free(p->act);
-        lego_aligned_free(p->grad);
-    }
-    p->act = act;
-    p->grad = grad;
+    if (!p->shared)
+        lego_aligned_free(p->mem);
+    p->mem = to;
     p->shared = true;
 }
 

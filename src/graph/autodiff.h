@@ -2,10 +2,12 @@
  * over any sub-graph between given values.
  *
  * A train plan keeps alive the activations backward reads (op_desc says
- * which it never does) and one gradient per value that needs one; the other
- * activations share memory by their lifetimes in the forward pass, the
- * gradients by theirs in the backward pass (an inner value's gradient is
- * valid only while backward runs). Backward visits
+ * which it never does) and one gradient per value that needs one, all in
+ * one buffer shared by lifetimes: an activation lives until the last step
+ * reading it, in the forward pass or in backward, a gradient while backward
+ * needs it, so later gradients take the memory of activations backward is
+ * done with (an inner value's activation and gradient are valid only while
+ * the passes need them; the outputs until the next pass). Backward visits
  * the nodes in reverse, and each op accumulates (+=) into its inputs'
  * gradients, so a value read by several nodes needs no special case. Only the
  * parameters named at build time receive gradients. */
@@ -24,9 +26,9 @@ typedef struct train_plan {
     int *inputs, n_inputs;   /* values fed by the caller */
     int *outputs, n_outputs; /* values whose gradients the caller seeds */
     int *params, n_params;   /* values that receive gradients */
-    unsigned char *act, *grad; /* storage behind vt and gt */
-    size_t act_bytes, grad_bytes;
-    bool shared;          /* act and grad are the caller's (train_plan_use_storage) */
+    unsigned char *mem;   /* storage behind vt and gt */
+    size_t mem_bytes;
+    bool shared;          /* mem is the caller's (train_plan_use_storage) */
     bool training;        /* the mode of the last forward pass; backward matches it */
     void **kstate;        /* per step: what op_desc.train_pack built, or NULL */
     workspace *ws;        /* the kernels' scratch: the caller's (train_plan_use_workspace) */
