@@ -121,8 +121,8 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
  * out_unread) lives until the backward of the earliest step reading it, so
  * the gradients of later steps reuse what the first ones no longer need;
  * any other value only until its last reader in the forward pass. The
- * plan's outputs live to the end (train_output: valid until the next
- * pass). The inputs take no storage: forward reads the caller's tensors in
+ * plan's outputs live at least to the caller's turn (train_output: valid
+ * until train_backward). The inputs take no storage: forward reads the caller's tensors in
  * place.
  *
  * A gradient lives from its first writer to its producer: backward runs the
@@ -160,10 +160,10 @@ static lego_status plan_storage(train_plan *p, size_t *act_off, size_t *grad_off
             producer[v] = s;
             def[v] = last[v] = s;
             bytes[v] = lego_tensor_bytes(&p->vt[v]);
-            if (contains(p->outputs, p->n_outputs, v))
-                last[v] = end;
-            else if (!(nd->op->out_unread >> o & 1u))
+            if (!(nd->op->out_unread >> o & 1u))
                 last[v] = 2 * n - s;
+            if (contains(p->outputs, p->n_outputs, v) && last[v] < n)
+                last[v] = n;
         }
         for (int i = 0; i < nd->n_in; i++) {
             int v = nd->in[i];

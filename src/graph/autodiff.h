@@ -7,7 +7,7 @@
  * reading it, in the forward pass or in backward, a gradient while backward
  * needs it, so later gradients take the memory of activations backward is
  * done with (an inner value's activation and gradient are valid only while
- * the passes need them; the outputs until the next pass). Backward visits
+ * the passes need them; the outputs until backward). Backward visits
  * the nodes in reverse, and each op accumulates (+=) into its inputs'
  * gradients, so a value read by several nodes needs no special case. Only the
  * parameters named at build time receive gradients. */
@@ -69,7 +69,8 @@ void train_plan_use_workspace(train_plan *p, workspace *ws);
  * training=true runs BatchNormalization on batch statistics and updates its
  * running statistics. */
 lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool training);
-/* Output i of the last forward pass (data valid until the next pass). */
+/* Output i of the last forward pass (data valid until train_backward,
+ * whose gradients may take its memory, or the next forward pass). */
 lego_tensor *train_output(train_plan *p, int i);
 /* The gradient buffer of output i: fill it before train_backward. Zeroed by
  * train_forward. */

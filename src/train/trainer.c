@@ -384,10 +384,10 @@ static lego_status train_epoch(session *s, const train_options *o, const classif
         if (!isfinite(loss))
             return lego_error(LEGO_ERR_ARG, "the loss became %s at epoch %d, batch %lld (learning rate %g may be too high)",
                               isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)b + 1, lr);
+        score_batch(logits, s->y, got, m->classes, ps); /* before backward reuses their memory */
         train_backward(&s->plan);
         optim_step(&s->opt, lr);
         ps->loss_sum += loss * (double)got;
-        score_batch(logits, s->y, got, m->classes, ps);
         b++;
         double el = now_seconds() - t0;
         char msg[96];
