@@ -300,6 +300,21 @@ static void test_run(const char *data)
         lego_set_num_threads(threads);
         CHECK(same_descendants(dir, dir4));
     }
+    /* one thread and no cache: the students run block by block inside every
+     * teacher pass, in the teacher's own memory (what it still needs waits
+     * aside meanwhile); the same bits again */
+    char dir6[512];
+    if (extract("one-thread-nocache.lib", dir6, sizeof dir6)) {
+        int threads = par_threads();
+        lego_set_num_threads(1);
+        o.cache_bytes = 0;
+        CHECK_OK(retrain_library(dir6, &o, NULL, NULL, &r));
+        CHECK(r.shared_memory);
+        retrain_result_free(&r);
+        lego_set_num_threads(threads);
+        o.cache_bytes = -1;
+        CHECK(same_descendants(dir, dir6));
+    }
 
     /* interrupted after epoch 1: the library is exactly as it was, the
      * checkpoint is there; resuming ends where the uninterrupted run did */

@@ -433,8 +433,23 @@ void exec_plan_free(exec_plan *p)
     free(p->vt);
     free(p->offset);
     free(p->steps);
-    lego_aligned_free(p->arena);
+    free(p->def);
+    free(p->last);
+    if (!p->shared)
+        lego_aligned_free(p->arena);
     memset(p, 0, sizeof *p);
+}
+
+void exec_plan_use_arena(exec_plan *p, void *mem)
+{
+    unsigned char *to = mem;
+    for (int v = 0; p->offset && p->vt && v < p->n_values; v++)
+        if (p->offset[v] != SIZE_MAX)
+            p->vt[v].data = to + p->offset[v];
+    if (!p->shared)
+        lego_aligned_free(p->arena);
+    p->arena = to;
+    p->shared = true;
 }
 
 lego_status exec_plan_build(lego_graph *g, exec_plan *p) { return exec_plan_build_until(g, NULL, p); }
@@ -512,7 +527,8 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
     }
     size_t high = 0;
     lego_status st = arena_layout(nv, bytes, def, last_use, p->n_steps, p->offset, &high);
-    free(last_use), free(def), free(bytes);
+    free(bytes);
+    p->def = def, p->last = last_use, p->n_values = nv;
     if (st.code) {
         exec_plan_free(p);
         return st;

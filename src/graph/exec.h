@@ -51,8 +51,11 @@ typedef struct exec_plan {
     size_t *offset;       /* per value: offset in the arena, or SIZE_MAX */
     int *steps, n_steps;  /* nodes to run, in order (folded and fused ones left out) */
     step_state *st;       /* per step */
+    int *def, *last;      /* per value: the steps defining it and last using it (-1: none) */
+    int n_values;
     size_t arena_bytes;
     unsigned char *arena;
+    bool shared;          /* the arena is the caller's (exec_plan_use_arena) */
 } exec_plan;
 
 /* Lay values out in one arena by lifetime: value v (bytes[v], defined at
@@ -71,6 +74,11 @@ lego_status exec_plan_build(lego_graph *g, exec_plan *p);
  * outputs with until[v] < 0 live to the end. until is per value. */
 lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p);
 void exec_plan_free(exec_plan *p);
+/* Move the plan's activations into `mem` (64-byte aligned, arena_bytes
+ * long, outliving the plan), freeing its own arena. A caller that lends the
+ * memory to others between steps keeps what is live across them: values v
+ * with def[v] <= step < last[v]. */
+void exec_plan_use_arena(exec_plan *p, void *mem);
 
 /* inputs[i] matches graph input i; outputs[i] receives a new tensor. */
 lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inputs,

@@ -80,6 +80,13 @@ typedef struct run {
      * them once per batch keeps the groups balanced and the threads busy,
      * and the boundaries then live to the end of the pass. */
     bool interleave;
+    /* Interleaved, the students' buffer and the teacher's activations may be
+     * one: while a block's students run, what the teacher still needs (the
+     * values live across that step, and the block's boundaries the students
+     * read) waits in `carry`, and is put back before the teacher goes on. */
+    bool share;
+    unsigned char *carry;
+    size_t carry_bytes;
     task_data *data;
     lego_tensor x;      /* a batch of inputs (B,C,H,W) */
     slot *slots;
@@ -93,6 +100,7 @@ typedef struct run {
      * another on one thread and share one buffer for their activations and
      * gradients, so memory holds one plan per thread, not per student. */
     int *group_of, n_groups;
+    size_t *arena_bytes; /* per group: its largest student's storage */
     void **arena;       /* per group */
     workspace *ws;      /* per group: its kernels' scratch (train_plan_use_workspace) */
     int64_t nb, nt, nh; /* batches: all, training, held out */
@@ -126,6 +134,8 @@ static void run_free(run *r)
     for (int g = 0; r->arena && g < r->n_groups; g++)
         lego_aligned_free(r->arena[g]);
     free(r->arena);
+    free(r->arena_bytes);
+    lego_aligned_free(r->carry);
     for (int g = 0; r->ws && g < r->n_groups; g++)
         workspace_free(&r->ws[g]);
     free(r->ws);
@@ -260,7 +270,7 @@ static lego_status build_trunk(const lego_graph *full, const int *keep, int n_ke
 
 /* ---- setting a run up ------------------------------------------------------ */
 
-static int slot_of(run *r, const char *name)
+static int slot_of(const run *r, const char *name)
 {
     int v = graph_find_value(&r->trunk, name);
     for (int i = 0; i < r->n_slots; i++)
@@ -426,7 +436,7 @@ static lego_status setup_student(run *r, student *s)
     LEGO_TRY(train_plan_build_ex(g, &in, 1, &out, 1, s->params, s->n_params, false, &s->plan));
     s->planned = true;
     /* Park the plan in memory nobody touches (so not resident) until
-     * group_students gives it its group's buffer: otherwise every student's
+     * give_storage gives it its group's buffer: otherwise every student's
      * own buffers, zeroed gradients included, would be resident together
      * (GBs at full width). */
     size_t bytes = train_plan_storage_bytes(&s->plan);
@@ -578,19 +588,77 @@ static lego_status group_students(run *r)
         most = 1;
     r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
     r->arena = calloc((size_t)most, sizeof *r->arena);
+    r->arena_bytes = calloc((size_t)most, sizeof *r->arena_bytes);
     r->ws = calloc((size_t)most, sizeof *r->ws);
     double *load = calloc((size_t)most, sizeof *load);
-    size_t *bytes = calloc((size_t)most, sizeof *bytes);
-    lego_status st = r->group_of && r->arena && r->ws && load && bytes ? lego_ok() : nomem();
+    lego_status st = r->group_of && r->arena && r->arena_bytes && r->ws && load ? lego_ok() : nomem();
     r->n_groups = most;
     while (st.code == LEGO_OK && r->n_groups > 1 &&
-           assign_groups(r, r->n_groups, load, bytes) > RETRAIN_SIDE_BY_SIDE_BYTES)
+           assign_groups(r, r->n_groups, load, r->arena_bytes) > RETRAIN_SIDE_BY_SIDE_BYTES)
         r->n_groups--;
     if (st.code == LEGO_OK)
-        assign_groups(r, r->n_groups, load, bytes);
+        assign_groups(r, r->n_groups, load, r->arena_bytes);
+    free(load);
+    return st;
+}
+
+/* Value v of the teacher's arena waits in the carry while the students of
+ * the blocks ready at step s run: it is live across s, or one of their
+ * boundaries. */
+static bool carried(const run *r, int s, int v)
+{
+    const exec_plan *p = &r->teacher;
+    if (p->offset[v] == SIZE_MAX)
+        return false;
+    if (p->def[v] <= s && p->last[v] > s)
+        return true;
+    for (int b = 0; b < r->lib.n_blocks; b++)
+        if (r->ready[b] == s && (r->slots[slot_of(r, r->lib.blocks[b].entry)].tv == v ||
+                                 r->slots[slot_of(r, r->lib.blocks[b].exit)].tv == v))
+            return true;
+    return false;
+}
+
+/* Whether the teacher lends its activations to the students (r->share),
+ * and the carry that takes: the most any pause holds. Sharing needs the
+ * carry to be smaller than the memory it saves. */
+static lego_status plan_sharing(run *r)
+{
+    if (!r->interleave)
+        return lego_ok();
+    const exec_plan *p = &r->teacher;
+    size_t most = 0;
+    for (int b = 0; b < r->lib.n_blocks; b++) {
+        size_t n = 0;
+        for (int v = 0; v < p->n_values; v++)
+            if (carried(r, r->ready[b], v))
+                n += (lego_tensor_bytes(&p->vt[v]) + 63) / 64 * 64;
+        if (n > most)
+            most = n;
+    }
+    size_t t = p->arena_bytes, u = r->arena_bytes[0];
+    if (most >= (t < u ? t : u))
+        return lego_ok();
+    if (!(r->carry = lego_aligned_alloc(most ? most : 64)))
+        return nomem();
+    r->carry_bytes = most;
+    r->share = true;
+    if (t > u)
+        r->arena_bytes[0] = t;
+    return lego_ok();
+}
+
+/* Each group's buffer, given to its students (and, sharing, to the
+ * teacher), then the students' optimizers, which point into it. */
+static lego_status give_storage(run *r)
+{
+    lego_status st = lego_ok();
     for (int g = 0; st.code == LEGO_OK && g < r->n_groups; g++)
-        if (!(r->arena[g] = lego_aligned_alloc(bytes[g] ? bytes[g] : 64)))
-            st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants", bytes[g]);
+        if (!(r->arena[g] = lego_aligned_alloc(r->arena_bytes[g] ? r->arena_bytes[g] : 64)))
+            st = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes for training the descendants",
+                            r->arena_bytes[g]);
+    if (st.code == LEGO_OK && r->share)
+        exec_plan_use_arena(&r->teacher, r->arena[0]);
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
         train_plan_use_workspace(&r->st[i].plan, &r->ws[r->group_of[i]]);
@@ -598,8 +666,6 @@ static lego_status group_students(run *r)
         r->st[i].parked = NULL;
         st = setup_optimizer(&r->st[i]);
     }
-    free(load);
-    free(bytes);
     return st;
 }
 
@@ -673,7 +739,9 @@ static lego_status setup(run *r, const char *dir)
     /* an inference plan (a train plan would keep every activation of the
      * trunk, GBs at full width), whose boundaries live until their blocks'
      * students have run */
-    return plan_teacher(r);
+    LEGO_TRY(plan_teacher(r));
+    LEGO_TRY(plan_sharing(r));
+    return give_storage(r);
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -697,6 +765,31 @@ static void cached_features(const run *r, int64_t k, const float **feat)
 
 static lego_status step_all(run *r, const float **feat, bool training, int epoch, int block);
 
+/* Sharing (r->share), before the students of the blocks ready at step s
+ * run: what the teacher keeps across s into the carry, and the features
+ * that pointed at the teacher's copies to the carry's; after them (!out),
+ * what the teacher reads later back into its arena. */
+static void carry(run *r, int s, const float **feat, bool out)
+{
+    exec_plan *p = &r->teacher;
+    size_t at = 0;
+    for (int v = 0; v < p->n_values; v++) {
+        if (!carried(r, s, v))
+            continue;
+        size_t n = lego_tensor_bytes(&p->vt[v]);
+        unsigned char *c = r->carry + at;
+        if (out) {
+            memcpy(c, p->vt[v].data, n);
+            for (int i = 0; i < r->n_slots; i++)
+                if (feat[i] == p->vt[v].data)
+                    feat[i] = (const float *)c;
+        } else if (p->last[v] > s) {
+            memcpy(p->vt[v].data, c, n);
+        }
+        at += (n + 63) / 64 * 64;
+    }
+}
+
 /* The teacher on r->x (batch k), a step at a time. With r->interleave, as
  * soon as a block's boundaries exist its students take one step on them
  * (when `students`), before later steps reuse their memory; otherwise all
@@ -718,9 +811,9 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c); /* fused and packed steps */
         n->op->forward(&c);
-        for (; next < nb && r->ready[r->by_ready[next]] == s && st.code == LEGO_OK; next++) {
+        int first = next;
+        for (; next < nb && r->ready[r->by_ready[next]] == s; next++) {
             int b = r->by_ready[next];
-            r->teacher_seconds += now_seconds() - t0;
             int sl[2] = {slot_of(r, r->lib.blocks[b].entry), slot_of(r, r->lib.blocks[b].exit)};
             for (int e = 0; e < 2; e++) {
                 const slot *x = &r->slots[sl[e]];
@@ -730,10 +823,17 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
                     feat[sl[e]] = rec + x->off;
                 }
             }
-            if (students && r->interleave)
-                st = step_all(r, feat, training, epoch, b);
-            t0 = now_seconds();
         }
+        if (!students || !r->interleave || first == next)
+            continue;
+        r->teacher_seconds += now_seconds() - t0;
+        if (r->share)
+            carry(r, s, feat, true);
+        for (int i = first; i < next && st.code == LEGO_OK; i++)
+            st = step_all(r, feat, training, epoch, r->by_ready[i]);
+        if (r->share)
+            carry(r, s, feat, false);
+        t0 = now_seconds();
     }
     r->teacher_seconds += now_seconds() - t0;
     if (students && !r->interleave && st.code == LEGO_OK)
@@ -1405,6 +1505,7 @@ static lego_status fill_result(const run *r, retrain_result *res)
     res->batches = r->nb;
     res->train_samples = r->nt * r->o->batch;
     res->holdout_samples = r->nh * r->o->batch;
+    res->shared_memory = r->share;
     res->cached_batches = r->cached;
     res->cache_bytes = r->cached * r->record * (int64_t)sizeof(float);
     res->teacher_total = r->teacher_count;

@@ -116,6 +116,8 @@ typedef struct retrain_result {
     double seconds;             /* this run's wall time */
     double teacher_seconds;     /* of which running the teacher */
     double student_seconds;     /* and training and evaluating the students */
+    bool shared_memory;         /* the students ran in the teacher's activation memory
+                                   (one at a time, block by block inside its passes) */
     retrain_student *students;  /* the descendants with s > 0, block by block */
     int n_students;
 } retrain_result;
