@@ -44,7 +44,11 @@ bool conv_dnnl_geometry(const conv_shape *s, dnnl_dims_t strides, dnnl_dims_t di
 /* The algorithm to try first for shape s: Winograd for 3x3 convolutions of
  * stride and dilation 1 and at least 16 input channels (oneDNN's F(4x4,3x3)
  * and F(2x2,3x3) kernels, 1.5 to 3 times faster than its direct ones here,
- * forward and backward; with 3 input channels 4 times slower) up to 256x256
+ * forward and backward; with 3 input channels 4 times slower) and at least
+ * 16 output channels (its training kernels take no fewer, and inference
+ * must round as training's forward does, so that profiling's block
+ * executor and a composed model's evaluation agree) on maps of at least
+ * 16 outputs (a smaller one is mostly the padding of one 4x4 tile) up to 256x256
  * channels, direct otherwise, or everywhere under LEGO_WINOGRAD=0. The
  * limit is memory: F(4x4,3x3) keeps its weights transformed, four times
  * their size (28 MB more per 512x512 layer), and its weight gradient's
