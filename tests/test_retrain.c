@@ -467,6 +467,13 @@ static void test_failures(const char *data, const char *wide)
     o.resume = true;
     CHECK_FAILS(retrain_library(dir, &o, NULL, NULL, &r), LEGO_ERR_FORMAT, "damaged");
     retrain_result_free(&r);
+    /* one of an older format (version 2 ended in a SHA-256): named as such */
+    unsigned char old[8 + 4 + 40] = "LEGORTRN";
+    uint32_t two = 2;
+    memcpy(old + 8, &two, 4);
+    CHECK_OK(file_write_atomic(path, old, sizeof old));
+    CHECK_FAILS(retrain_library(dir, &o, NULL, NULL, &r), LEGO_ERR_FORMAT, "format 2, from an older legodnn");
+    retrain_result_free(&r);
     unlink(path);
 
     char *after = snapshot(dir);
