@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/threads.h"
+
 optim_config optim_defaults(optim_kind kind)
 {
     optim_config c = {0};
@@ -54,49 +56,71 @@ void optim_free(optimizer *o)
     memset(o, 0, sizeof *o);
 }
 
+/* One parameter's update over elements [begin, end): every element on its
+ * own, so a split among the threads changes no bits. */
+typedef struct update {
+    const optim_config *c;
+    optim_param *p;
+    float lr;
+    int64_t t;             /* the step, from 1 */
+    float step_size, bc2_sqrt; /* Adam's bias corrections */
+} update;
+
 /* torch.optim.SGD with dampening 0: the first step seeds the buffer with the
  * gradient itself rather than decaying from zero. */
-static void sgd_update(const optim_config *c, optim_param *p, float lr, bool first)
+static void sgd_range(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    for (int64_t i = 0; i < p->n; i++) {
+    (void)thread;
+    const update *u = ctx;
+    const optim_config *c = u->c;
+    optim_param *p = u->p;
+    for (int64_t i = begin; i < end; i++) {
         float g = p->g[i] + c->weight_decay * p->w[i];
         if (c->momentum != 0) {
-            float buf = first ? g : c->momentum * p->m[i] + g;
+            float buf = u->t == 1 ? g : c->momentum * p->m[i] + g;
             p->m[i] = buf;
             g = c->nesterov ? g + c->momentum * buf : buf;
         }
-        p->w[i] -= lr * g;
+        p->w[i] -= u->lr * g;
     }
 }
 
-static void adam_update(const optim_config *c, optim_param *p, float lr, int64_t t)
+static void adam_range(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    double bc1 = 1.0 - pow(c->beta1, (double)t);
-    double bc2 = 1.0 - pow(c->beta2, (double)t);
-    float step_size = (float)(lr / bc1);
-    float bc2_sqrt = (float)sqrt(bc2);
+    (void)thread;
+    const update *u = ctx;
+    const optim_config *c = u->c;
+    optim_param *p = u->p;
     bool decoupled = c->kind == OPTIM_ADAMW;
-    for (int64_t i = 0; i < p->n; i++) {
+    for (int64_t i = begin; i < end; i++) {
         float g = p->g[i];
         if (decoupled)
-            p->w[i] *= 1.0f - lr * c->weight_decay;
+            p->w[i] *= 1.0f - u->lr * c->weight_decay;
         else
             g += c->weight_decay * p->w[i];
         p->m[i] = c->beta1 * p->m[i] + (1.0f - c->beta1) * g;
         p->v[i] = c->beta2 * p->v[i] + (1.0f - c->beta2) * g * g;
-        float denom = sqrtf(p->v[i]) / bc2_sqrt + c->eps;
-        p->w[i] -= step_size * p->m[i] / denom;
+        float denom = sqrtf(p->v[i]) / u->bc2_sqrt + c->eps;
+        p->w[i] -= u->step_size * p->m[i] / denom;
     }
 }
 
+/* Large parameters (a 512x512 convolution's 2.4M weights) are split among
+ * the threads; the rest run inline. */
 void optim_step(optimizer *o, float lr)
 {
     o->steps++;
+    const optim_config *c = &o->cfg;
+    update u = {c, NULL, lr, o->steps, 0, 0};
+    if (c->kind != OPTIM_SGD) {
+        double bc1 = 1.0 - pow(c->beta1, (double)u.t);
+        double bc2 = 1.0 - pow(c->beta2, (double)u.t);
+        u.step_size = (float)(lr / bc1);
+        u.bc2_sqrt = (float)sqrt(bc2);
+    }
     for (int i = 0; i < o->n_params; i++) {
-        if (o->cfg.kind == OPTIM_SGD)
-            sgd_update(&o->cfg, &o->p[i], lr, o->steps == 1);
-        else
-            adam_update(&o->cfg, &o->p[i], lr, o->steps);
+        u.p = &o->p[i];
+        parallel_run(u.p->n, par_split_work(u.p->n, 12.0), c->kind == OPTIM_SGD ? sgd_range : adam_range, &u);
     }
 }
 

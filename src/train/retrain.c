@@ -860,36 +860,71 @@ static lego_status batch_pass(run *r, int64_t k, const float **feat, bool studen
 
 /* Mean squared error of pred against target (n floats) and, when grad is
  * not NULL, its gradient 2(pred - target)/n, as loss_mse gives them but
- * written for the vectorizer: 16 float lanes summed per 1024 elements into
- * a double, and a division hoisted out of the loop. It runs for every
- * student on every batch, over whole feature maps. */
-static double mse(const float *pred, const float *target, int64_t n, float *grad)
+ * written for the vectorizer: 16 float lanes summed per block of MSE_BLOCK
+ * elements into a double, the blocks' sums added in order, and a division
+ * hoisted out of the loop. It runs for every student on every batch, over
+ * whole feature maps, so the blocks are split among the threads: each
+ * block's sum is the same on any thread, and their order is fixed, so the
+ * loss has the same bits for any thread count. */
+#define MSE_BLOCK 1024
+
+typedef struct mse_run {
+    const float *pred, *target;
+    float *grad;
+    int64_t n;
+    double *part; /* per block */
+    float scale;
+} mse_run;
+
+static void mse_blocks(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    double total = 0;
-    for (int64_t b = 0; b < n; b += 1024) {
-        int64_t e = n - b < 1024 ? n : b + 1024;
+    (void)thread;
+    const mse_run *m = ctx;
+    for (int64_t k = begin; k < end; k++) {
+        int64_t b = k * MSE_BLOCK, e = m->n - b < MSE_BLOCK ? m->n : b + MSE_BLOCK;
+        const float *pred = m->pred, *target = m->target;
         float lane[16] = {0};
         int64_t i = b;
         for (; i + 16 <= e; i += 16)
-            for (int k = 0; k < 16; k++) {
-                float d = pred[i + k] - target[i + k];
-                lane[k] += d * d;
+            for (int l = 0; l < 16; l++) {
+                float d = pred[i + l] - target[i + l];
+                lane[l] += d * d;
             }
         for (; i < e; i++) {
             float d = pred[i] - target[i];
             lane[0] += d * d;
         }
         double part = 0;
-        for (int k = 0; k < 16; k++)
-            part += lane[k];
-        total += part;
+        for (int l = 0; l < 16; l++)
+            part += lane[l];
+        m->part[k] = part;
+        if (m->grad)
+            for (i = b; i < e; i++)
+                m->grad[i] = m->scale * (pred[i] - target[i]);
     }
-    if (grad) {
-        const float scale = n ? 2.0f / (float)n : 0;
-        for (int64_t i = 0; i < n; i++)
-            grad[i] = scale * (pred[i] - target[i]);
+}
+
+static double mse(const float *pred, const float *target, int64_t n, float *grad)
+{
+    if (n <= 0)
+        return 0;
+    int64_t blocks = (n + MSE_BLOCK - 1) / MSE_BLOCK;
+    double one, total = 0, *part = blocks == 1 ? NULL : malloc(sizeof *part * (size_t)blocks);
+    mse_run m = {pred, target, grad, n, part, 2.0f / (float)n};
+    if (part) {
+        parallel_run(blocks, par_split_work(blocks, 4.0 * MSE_BLOCK), mse_blocks, &m);
+        for (int64_t k = 0; k < blocks; k++)
+            total += part[k];
+        free(part);
+        return total / (double)n;
     }
-    return n ? total / (double)n : 0;
+    for (int64_t b = 0; b < n; b += MSE_BLOCK) { /* one block, or no memory for their sums */
+        mse_run one_block = {pred + b, target + b, grad ? grad + b : NULL,
+                             n - b < MSE_BLOCK ? n - b : MSE_BLOCK, &one, m.scale};
+        mse_blocks(&one_block, 0, 1, 0);
+        total += one;
+    }
+    return total / (double)n;
 }
 
 typedef struct step_ctx {
