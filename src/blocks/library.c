@@ -347,7 +347,7 @@ static lego_status jnum(const jreader *r, const cJSON *o, const char *where, con
 
 static lego_status jint(const jreader *r, const cJSON *o, const char *where, const char *key, int64_t *out)
 {
-    double d;
+    double d = 0; /* set by jnum on success; -O3 cannot tell */
     LEGO_TRY(jnum(r, o, where, key, &d));
     if (d != floor(d) || fabs(d) > 9007199254740992.0)
         return missing(r, where, key, "a whole number");
@@ -484,7 +484,7 @@ static lego_status parse_block(const jreader *r, const cJSON *o, int i, const bl
 {
     char where[64];
     snprintf(where, sizeof where, "blocks[%d]: ", i);
-    int64_t idx;
+    int64_t idx = -1;
     LEGO_TRY(jint(r, o, where, "index", &idx));
     if (idx != i)
         return lego_error(LEGO_ERR_FORMAT, "%s: %sindex is %lld", r->file, where, (long long)idx);
