@@ -681,7 +681,7 @@ static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t o
         else if (kd->lay == OP_LAYOUT_NCHW16C)
             epilogue_nchw16c(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
         else if (kd->padded16) /* whole blocks, the padding included (dense_dsts) */
-            epilogue_nchw16c(y + i * (kd->oc + 15) / 16 * 16 * kd->pix, kd->oc, kd->pix, a, b, k->ep.clamp,
+            epilogue_nchw16c(y + i * ((kd->oc + 15) / 16 * 16) * kd->pix, kd->oc, kd->pix, a, b, k->ep.clamp,
                              k->ep.lo, k->ep.hi);
         else
             epilogue_nchw(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
