@@ -86,7 +86,6 @@ typedef struct run {
      * read) waits in `carry`, and is put back before the teacher goes on. */
     bool share;
     unsigned char *carry;
-    size_t carry_bytes;
     task_data *data;
     lego_tensor x;      /* a batch of inputs (B,C,H,W) */
     slot *slots;
@@ -641,7 +640,6 @@ static lego_status plan_sharing(run *r)
         return lego_ok();
     if (!(r->carry = lego_aligned_alloc(most ? most : 64)))
         return nomem();
-    r->carry_bytes = most;
     r->share = true;
     if (t > u)
         r->arena_bytes[0] = t;
