@@ -314,7 +314,6 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
             p->gt[v].data = p->mem + grad_off[v];
     }
     free(act_off), free(grad_off);
-    memset(p->mem, 0, bytes);
     p->mem_bytes = bytes;
     st = pack_steps(p);
     if (st.code)
