@@ -324,6 +324,7 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
     g->portable_kernels = !f->fastest; /* see bx_frame_open */
     LEGO_TRY(exec_plan_build(g, &p));
     lego_aligned_free(p.arena); /* runs use the context's block arena */
+    free(p.def), free(p.last);   /* nor its lifetimes */
     d->steps = p.steps;
     d->n_steps = p.n_steps;
     d->st = p.st;
