@@ -457,12 +457,17 @@ static int64_t pick_wn(const conv_shape *s, int64_t n)
 }
 
 /* The blocks: up to WEIGHT_BLOCKS of at least MIN_WBLOCK channels, a
- * multiple of 16; one for grouped convolutions. Shapes alone decide. */
+ * multiple of 16, and two for any layer wider than MIN_WBLOCK (pruned layers
+ * of 33 to 63 channels ran as one block, on one thread while the other
+ * waited: a third of retraining's weight-gradient time at full width); one
+ * for grouped convolutions. Shapes alone decide. */
 static bool create_bw(dnnl_conv_train *k)
 {
     const conv_shape *s = &k->s;
     k->wn = pick_wn(s, k->n);
     int64_t most = s->m / MIN_WBLOCK, blocks = s->group > 1 ? 1 : WEIGHT_BLOCKS < most ? WEIGHT_BLOCKS : most;
+    if (s->group == 1 && s->m > MIN_WBLOCK && blocks < 2)
+        blocks = 2;
     blocks = blocks > 1 ? blocks : 1;
     int64_t oc = blocks > 1 ? ((s->m + blocks - 1) / blocks + 15) / 16 * 16 : s->m;
     k->woc = oc;
