@@ -1132,15 +1132,22 @@ typedef struct wbuf {
     bool failed;
 } wbuf;
 
+/* crc extended by n bytes at d (crc32 takes a uInt length). */
+static uLong crc_add(uLong crc, const void *d, size_t n)
+{
+    for (size_t at = 0; at < n;) {
+        uInt part = n - at > (1u << 30) ? 1u << 30 : (uInt)(n - at);
+        crc = crc32(crc, (const Bytef *)d + at, part);
+        at += part;
+    }
+    return crc;
+}
+
 static void put(wbuf *w, const void *d, size_t n)
 {
     if (w->failed || n == 0)
         return;
-    for (size_t at = 0; at < n;) { /* crc32's length is a uInt */
-        uInt part = n - at > (1u << 30) ? 1u << 30 : (uInt)(n - at);
-        w->crc = crc32(w->crc, (const Bytef *)d + at, part);
-        at += part;
-    }
+    w->crc = crc_add(w->crc, d, n);
     w->failed = fwrite(d, 1, n, w->f) != n;
 }
 
@@ -1348,12 +1355,7 @@ static lego_status read_state(run *r, int *epochs_done)
         st = lego_error(LEGO_ERR_FORMAT, "%s is a checkpoint of format %u, from an older legodnn (this one writes %u); delete it (or run without --resume) to start over",
                         r->state_path, older, STATE_VERSION);
     } else {
-        uLong crc = crc32(0L, Z_NULL, 0);
-        for (size_t at = 0; at < len - 4;) {
-            uInt part = len - 4 - at > (1u << 30) ? 1u << 30 : (uInt)(len - 4 - at);
-            crc = crc32(crc, buf + at, part);
-            at += part;
-        }
+        uLong crc = crc_add(crc32(0L, Z_NULL, 0), buf, len - 4);
         uint32_t want;
         memcpy(&want, buf + len - 4, 4);
         if ((uint32_t)crc != want)
