@@ -674,15 +674,14 @@ static SIMD_CLONES void epilogue_nchw16c(float *y, int64_t oc, int64_t pix, cons
 static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t oc0)
 {
     const float *a = k->scale ? k->scale + oc0 : NULL, *b = k->shift ? k->shift + oc0 : NULL;
+    /* a padded16 image is whole blocks, the padding included (dense_dsts) */
+    int64_t chans = kd->padded16 ? (kd->oc + 15) / 16 * 16 : kd->oc;
     for (int64_t i = 0; i < k->ipu; i++) {
-        float *yi = y + i * kd->oc * kd->pix;
+        float *yi = y + i * chans * kd->pix;
         if (kd->lay == OP_LAYOUT_NHWC)
             epilogue_nhwc(yi, kd->pix, kd->oc, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
-        else if (kd->lay == OP_LAYOUT_NCHW16C)
+        else if (kd->lay == OP_LAYOUT_NCHW16C || kd->padded16)
             epilogue_nchw16c(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
-        else if (kd->padded16) /* whole blocks, the padding included (dense_dsts) */
-            epilogue_nchw16c(y + i * ((kd->oc + 15) / 16 * 16) * kd->pix, kd->oc, kd->pix, a, b, k->ep.clamp,
-                             k->ep.lo, k->ep.hi);
         else
             epilogue_nchw(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
     }
