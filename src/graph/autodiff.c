@@ -122,8 +122,8 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
  * the gradients of later steps reuse what the first ones no longer need;
  * any other value only until its last reader in the forward pass. The
  * plan's outputs live at least to the caller's turn (train_output: valid
- * until train_backward). The inputs take no storage: forward reads the caller's tensors in
- * place.
+ * until train_backward). The inputs take no storage: forward reads the
+ * caller's tensors in place.
  *
  * A gradient lives from its first writer to its producer: backward runs the
  * steps in reverse, so the gradient of an inner value is first written by
@@ -133,18 +133,18 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
  * cleared before the first += (-1: never, the caller seeds it;
  * ZERO_AT_START: before the first step, for a parameter no step reads).
  *
- * Slots [0, nv) of the layout are the activations, [nv, 2nv) the
- * gradients. */
-static lego_status plan_storage(train_plan *p, size_t *act_off, size_t *grad_off, size_t *total)
+ * off receives the offsets: [0, nv) the activations', [nv, 2nv) the
+ * gradients' (SIZE_MAX: none). */
+static lego_status plan_storage(train_plan *p, size_t *off, size_t *total)
 {
     const lego_graph *g = p->g;
     int nv = g->n_values, n = p->n_steps, end = 2 * n + 1;
     size_t m = 2 * (size_t)nv + 1;
-    size_t *bytes = calloc(m, sizeof *bytes), *off = malloc(sizeof *off * m);
+    size_t *bytes = calloc(m, sizeof *bytes);
     int *def = malloc(sizeof *def * m), *last = malloc(sizeof *last * m);
     int *producer = malloc(sizeof *producer * ((size_t)nv + 1)), *reader = malloc(sizeof *reader * ((size_t)nv + 1));
-    if (!bytes || !off || !def || !last || !producer || !reader) {
-        free(bytes), free(off), free(def), free(last), free(producer), free(reader);
+    if (!bytes || !def || !last || !producer || !reader) {
+        free(bytes), free(def), free(last), free(producer), free(reader);
         return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
     }
     for (size_t v = 0; v < m; v++)
@@ -198,11 +198,7 @@ static lego_status plan_storage(train_plan *p, size_t *act_off, size_t *grad_off
         last[k] = n + 1 + final;
     }
     lego_status st = arena_layout(2 * nv, bytes, def, last, end + 1, off, total);
-    if (st.code == LEGO_OK) {
-        memcpy(act_off, off, sizeof *off * (size_t)nv);
-        memcpy(grad_off, off + nv, sizeof *off * (size_t)nv);
-    }
-    free(bytes), free(off), free(def), free(last), free(producer), free(reader);
+    free(bytes), free(def), free(last), free(producer), free(reader);
     return st;
 }
 
@@ -294,26 +290,24 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
         p->gt[v].data = NULL;
     }
     size_t bytes = 0;
-    size_t *act_off = malloc(sizeof *act_off * ((size_t)nv + 1));
-    size_t *grad_off = malloc(sizeof *grad_off * ((size_t)nv + 1));
+    size_t *off = malloc(sizeof *off * (2 * (size_t)nv + 1));
     p->zero_at = malloc(sizeof *p->zero_at * ((size_t)nv + 1));
-    lego_status lay = act_off && grad_off && p->zero_at
-                          ? plan_storage(p, act_off, grad_off, &bytes)
-                          : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    lego_status lay = off && p->zero_at ? plan_storage(p, off, &bytes)
+                                        : lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
     if (lay.code == LEGO_OK && !(p->mem = lego_aligned_alloc(bytes ? bytes : 64)))
         lay = lego_error(LEGO_ERR_NOMEM, "cannot allocate %zu bytes of activations and gradients", bytes);
     if (lay.code) {
-        free(act_off), free(grad_off);
+        free(off);
         train_plan_free(p);
         return lay;
     }
     for (int v = 0; v < nv; v++) {
-        if (act_off[v] != SIZE_MAX)
-            p->vt[v].data = p->mem + act_off[v];
-        if (grad_off[v] != SIZE_MAX)
-            p->gt[v].data = p->mem + grad_off[v];
+        if (off[v] != SIZE_MAX)
+            p->vt[v].data = p->mem + off[v];
+        if (off[nv + v] != SIZE_MAX)
+            p->gt[v].data = p->mem + off[nv + v];
     }
-    free(act_off), free(grad_off);
+    free(off);
     p->mem_bytes = bytes;
     st = pack_steps(p);
     if (st.code)
