@@ -21,6 +21,7 @@
 
 #include "core/threads.h"
 #include "graph/exec.h"
+#include "onnx/onnx_export.h"
 #include "ops/conv_dnnl.h"
 #include "op_test.h"
 
@@ -653,6 +654,59 @@ static void no_openmp_threads(void)
     }
 }
 
+/* A plan that only runs frees the weights its oneDNN kernels copied
+ * (exec_release_packed) and computes the same bits after; the graph then
+ * refuses a new plan and an export, and keeps what other readers (the
+ * BatchNormalizations' statistics, fused or not) or a portable plan need. */
+static void released_weights(const int64_t d[4])
+{
+    test_seed(5u);
+    for (int portable = 0; portable < 2; portable++) {
+        builder b;
+        build(&b, d);
+        b.g.portable_kernels = portable;
+        lego_tensor x;
+        make(&x, LEGO_F32, 4, d, 1);
+        exec_plan p;
+        CHECK_OK(exec_plan_build(&b.g, &p));
+        const lego_tensor *ins[1] = {&x};
+        lego_tensor *before[2] = {0}, *after[2] = {0};
+        CHECK_OK(exec_run(&b.g, &p, ins, before));
+        size_t freed = exec_release_packed(&b.g, p.steps, p.n_steps, p.st, p.vt);
+        int w = graph_find_value(&b.g, "a.w"), bn = graph_find_value(&b.g, "c.bn.0");
+        int fused = graph_find_value(&b.g, "a.bn.0");
+        CHECK(w >= 0 && bn >= 0 && fused >= 0);
+        bool dnnl = dnnl_conv_enabled() && !portable;
+        CHECK(dnnl ? freed > 0 : freed == 0);
+        CHECK(b.g.weights_released == (freed > 0));
+        if (w >= 0)
+            CHECK(dnnl ? !b.g.values[w].t.data && !p.vt[w].data : b.g.values[w].t.data != NULL);
+        if (bn >= 0 && fused >= 0)
+            CHECK(b.g.values[bn].t.data && b.g.values[fused].t.data);
+        CHECK_OK(exec_run(&b.g, &p, ins, after));
+        for (int i = 0; i < 2; i++) {
+            CHECK(before[i] && after[i] && same_values(before[i], after[i]));
+            lego_tensor_free(before[i]);
+            lego_tensor_free(after[i]);
+        }
+        exec_plan q;
+        lego_status st = exec_plan_build(&b.g, &q);
+        CHECK(dnnl ? st.code != LEGO_OK && strstr(lego_status_msg(st), "released") : st.code == LEGO_OK);
+        if (st.code == LEGO_OK)
+            exec_plan_free(&q);
+        lego_status_free(&st);
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        st = onnx_export(&b.g, NULL, NULL, &buf, &len);
+        CHECK(dnnl ? st.code != LEGO_OK : st.code == LEGO_OK);
+        lego_status_free(&st);
+        free(buf);
+        exec_plan_free(&p);
+        tensor_release(&x);
+        graph_free(&b.g);
+    }
+}
+
 int main(void)
 {
     sweep();
@@ -666,6 +720,7 @@ int main(void)
     inverted_residual((const int64_t[4]){8, 32, 7, 7});
     computed_weights();
     portable_plans((const int64_t[4]){2, 16, 9, 9});
+    released_weights((const int64_t[4]){2, 16, 9, 9});
     no_openmp_threads();
     return harness_finish();
 }

@@ -399,6 +399,14 @@ static void test_failures(void)
     CHECK_FAILS(library_descendant(&lib, 2, 2, &dg), LEGO_ERR_FORMAT, "SHA-256 differs");
     flip_byte(path, 100);
     CHECK_OK(library_descendant(&lib, 2, 2, &dg));
+    /* unloaded, it is read (and checked) again on the next use */
+    library_unload(&lib, 2, 2);
+    CHECK(lib.blocks[2].desc[2].g == NULL);
+    flip_byte(path, 100);
+    CHECK_FAILS(library_descendant(&lib, 2, 2, &dg), LEGO_ERR_FORMAT, "SHA-256 differs");
+    flip_byte(path, 100);
+    CHECK_OK(library_descendant(&lib, 2, 2, &dg));
+    CHECK(dg && lib.blocks[2].desc[2].g == dg);
     library_free(&lib);
     /* a file grown, one missing */
     unsigned char *buf;

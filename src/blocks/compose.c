@@ -143,6 +143,10 @@ static lego_status compose_in(const lego_graph *frame, int model_inputs, int mod
 lego_status compose_graphs(const lego_graph *frame, int model_inputs, int model_outputs,
                            const lego_graph *const *desc, int n_blocks, const char *name, lego_graph *out)
 {
+    for (int b = 0; b < n_blocks; b++)
+        if (frame->weights_released || desc[b]->weights_released)
+            return lego_error(LEGO_ERR_INTERNAL, "%s: its weights were released by a plan; it cannot be composed",
+                              frame->weights_released ? frame->name : desc[b]->name);
     LEGO_TRY(graph_init(out, name ? name : frame->name));
     int *map = malloc(sizeof *map * ((size_t)frame->n_values + 1));
     lego_status st = map ? compose_in(frame, model_inputs, model_outputs, desc, n_blocks, out, map) : nomem();

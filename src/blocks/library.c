@@ -679,6 +679,15 @@ lego_status library_open(const char *dir, block_library *out)
     return st;
 }
 
+static void unload(lib_descendant *x)
+{
+    if (x->g) {
+        graph_free(x->g);
+        free(x->g);
+        x->g = NULL;
+    }
+}
+
 void library_free(block_library *lib)
 {
     /* files written for an update that was never saved: nothing names them */
@@ -704,10 +713,7 @@ void library_free(block_library *lib)
             for (int c = 0; c < x->n_cuts; c++)
                 free(x->cuts[c].conv), free(x->cuts[c].kept);
             free(x->cuts);
-            if (x->g) {
-                graph_free(x->g);
-                free(x->g);
-            }
+            unload(x);
         }
         free(bl->desc);
     }
@@ -824,6 +830,12 @@ lego_status library_descendant(block_library *lib, int b, int d, lego_graph **ou
     }
     *out = x->g;
     return lego_ok();
+}
+
+void library_unload(block_library *lib, int b, int d)
+{
+    if (b >= 0 && b < lib->n_blocks && d >= 0 && d < lib->blocks[b].n_desc)
+        unload(&lib->blocks[b].desc[d]);
 }
 
 /* ---- extraction --------------------------------------------------------------------------- */

@@ -163,6 +163,10 @@ void library_free(block_library *lib);
  * lib. */
 lego_status library_frame(block_library *lib, lego_graph **out);
 lego_status library_descendant(block_library *lib, int b, int d, lego_graph **out);
+/* Free descendant d of block b's graph if loaded (a stage done with it: its
+ * weights are often the largest thing held); the next library_descendant
+ * reads it again. Pointers library_descendant gave for it become invalid. */
+void library_unload(block_library *lib, int b, int d);
 
 /* Updates by the later stages (retrain, profile, latency). They change the
  * library in memory; library_save writes manifest.json (atomically), so a

@@ -213,6 +213,8 @@ lego_status train_plan_build_ex(lego_graph *g, const int *inputs, int n_inputs, 
                                 train_plan *p)
 {
     memset(p, 0, sizeof *p);
+    if (g->weights_released)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: its weights were released by an inference plan", g->name);
     p->g = g;
     int nv = g->n_values, nn = g->n_nodes;
     p->inputs = dup_list(inputs, n_inputs);

@@ -452,11 +452,51 @@ void exec_plan_use_arena(exec_plan *p, void *mem)
     p->shared = true;
 }
 
+size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const step_state *st,
+                           lego_tensor *vt)
+{
+    int nv = g->n_values;
+    int *reads = calloc((size_t)nv + 1, sizeof *reads), *owned = calloc((size_t)nv + 1, sizeof *owned);
+    if (!reads || !owned) { /* nothing freed is always safe */
+        free(reads), free(owned);
+        return 0;
+    }
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_in; i++)
+            if (g->nodes[k].in[i] >= 0)
+                reads[g->nodes[k].in[i]]++;
+    for (int i = 0; i < g->n_outputs; i++)
+        reads[g->outputs[i]]++;
+    for (int s = 0; s < n_steps; s++) {
+        const gnode *n = &g->nodes[steps[s]];
+        unsigned own = n->op->packed_owns && st[s].packed ? n->op->packed_owns(st[s].packed) : 0;
+        for (int i = 0; i < n->n_in; i++)
+            if (own >> i & 1u && n->in[i] >= 0)
+                owned[n->in[i]]++;
+    }
+    size_t freed = 0;
+    for (int v = 0; v < nv; v++) {
+        lego_tensor *t = &g->values[v].t;
+        if (g->values[v].kind != VALUE_INITIALIZER || !t->data || !t->owns || reads[v] == 0 ||
+            owned[v] != reads[v])
+            continue;
+        freed += lego_tensor_bytes(t);
+        tensor_release(t);
+        if (vt)
+            vt[v].data = NULL;
+        g->weights_released = true;
+    }
+    free(reads), free(owned);
+    return freed;
+}
+
 lego_status exec_plan_build(lego_graph *g, exec_plan *p) { return exec_plan_build_until(g, NULL, p); }
 
 lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
 {
     memset(p, 0, sizeof *p);
+    if (g->weights_released)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: its weights were released by an earlier plan", g->name);
     int nv = g->n_values, nn = g->n_nodes;
     p->vt = calloc((size_t)nv + 1, sizeof *p->vt);
     p->offset = malloc(sizeof *p->offset * ((size_t)nv + 1));

@@ -66,6 +66,15 @@ typedef struct exec_plan {
 lego_status arena_layout(int n_values, const size_t *bytes, const int *def, const int *last,
                          int n_steps, size_t *offset, size_t *total);
 
+/* Free the initializers that only packed steps read, each of which holds
+ * its own copy (op_desc.packed_owns: oneDNN's reordered Conv weights), so
+ * a plan that only runs does not keep the weights twice. For a caller done
+ * with g's weights otherwise: g is marked (weights_released) and later
+ * plans, train plans and exports of it fail. vt (the plan's value tensors,
+ * or NULL) forgets them too. Returns the bytes freed. */
+size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const step_state *st,
+                           lego_tensor *vt);
+
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
 /* The same, where a caller reads graph outputs between steps: output v

@@ -64,6 +64,10 @@ typedef struct lego_graph {
      * the block runtime sets it, because its memory budget counts each weight
      * once and oneDNN's packed copies and primitives are not counted. */
     bool portable_kernels;
+    /* A plan freed the weights its packed kernels copied
+     * (exec_release_packed): nothing can plan, train or export the graph
+     * again. */
+    bool weights_released;
 } lego_graph;
 
 lego_status graph_init(lego_graph *g, const char *name);

@@ -345,6 +345,9 @@ lego_status onnx_export(const lego_graph *g, const char *const *meta_keys,
 {
     *buf = NULL;
     *len = 0;
+    if (g->weights_released)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: its weights were released by a plan; nothing to export",
+                          g->name ? g->name : "model");
     exporter x = {.g = g};
     arena_init(&x.a, 1u << 16);
     Onnx__ModelProto *mp = NULL;

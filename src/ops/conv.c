@@ -679,6 +679,14 @@ static bool conv_forward_images(const op_call *c, int64_t i0, int64_t i1, void *
                                 c->native & 2, i0, i1, scratch);
 }
 
+/* oneDNN's kernels copy the weights and bias when they pack, and a packed
+ * forward never falls back to the im2col path that reads the graph's. */
+static unsigned conv_packed_owns(const void *state)
+{
+    const conv_packed *k = state;
+    return k && k->dnnl ? 6u : 0u;
+}
+
 bool conv_packed_dnnl(const void *packed)
 {
     return packed && ((const conv_packed *)packed)->dnnl;
@@ -1088,6 +1096,7 @@ const op_desc op_desc_Conv = {
     .pack = conv_pack,
     .unpack = conv_unpack,
     .layout = conv_layout,
+    .packed_owns = conv_packed_owns,
     .image_scratch = conv_image_scratch,
     .forward_images = conv_forward_images,
     .train_pack = conv_train_pack,

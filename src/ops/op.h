@@ -101,6 +101,11 @@ typedef struct op_desc {
      * using the same layout (OP_LAYOUT_*), < 0 when it cannot. Plans keep a
      * value between two such kernels in their layout (graph/exec.c). */
     int (*layout)(const void *state, bool output);
+    /* (optional) Bit i set: the packed state holds its own copy of constant
+     * input i, and a packed forward never reads the graph's (oneDNN's
+     * reordered weights). Lets a plan free those weights
+     * (exec_release_packed). */
+    unsigned (*packed_owns)(const void *state);
     /* Bit i set: backward never reads input i's (out_unread: output i's)
      * data, only its shape. A training plan then lets that activation's
      * memory go to later values once the forward pass is done with it

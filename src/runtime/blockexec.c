@@ -342,6 +342,11 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
     return lego_ok();
 }
 
+size_t bx_desc_release_weights(bx_desc *d)
+{
+    return exec_release_packed(d->g, d->steps, d->n_steps, d->st, d->vt);
+}
+
 lego_status bx_desc_open(block_library *lib, const bx_frame *f, int b, int d, bx_desc **out)
 {
     *out = NULL;

@@ -98,6 +98,10 @@ void bx_frame_free(bx_frame *f);
  * batch and checked against the frame's boundary shapes. */
 lego_status bx_desc_open(block_library *lib, const bx_frame *f, int b, int d, bx_desc **out);
 void bx_desc_free(bx_desc *d);
+/* Free d's weights that its packed kernels copied (exec_release_packed),
+ * for a caller that only runs d from now on: d can no longer be composed
+ * (bx_compose fails). Returns the bytes freed. */
+size_t bx_desc_release_weights(bx_desc *d);
 
 void bx_ctx_init(bx_ctx *c);
 void bx_ctx_free(bx_ctx *c);

@@ -331,6 +331,8 @@ static lego_status plan_teacher(run *r)
     free(until);
     LEGO_TRY(st);
     r->teacher_planned = true;
+    /* the teacher only runs: its packed kernels' copies of the weights do */
+    exec_release_packed(t, r->teacher.steps, r->teacher.n_steps, r->teacher.st, r->teacher.vt);
     for (int b = 0; b < nb; b++) {
         r->ready[b] = plan_def(t, &r->teacher, graph_find_value(t, lib->blocks[b].exit));
         if (r->ready[b] < 0)
@@ -703,6 +705,9 @@ static lego_status setup(run *r, const char *dir)
     if (st.code == LEGO_OK)
         st = setup_teacher(r, &full);
     graph_free(&full);
+    /* the trunk has its own copy of the teacher's blocks */
+    for (int b = 0; b < lib->n_blocks; b++)
+        library_unload(lib, b, 0);
     LEGO_TRY(st);
 
     r->nb = task_batches(r->data, SPLIT_TRAIN);
