@@ -139,6 +139,8 @@ struct dnnl_conv {
     float *scale, *shift;  /* (M) or NULL: the epilogue's */
     conv_epilogue ep;
     size_t scratch;        /* bytes of per-thread scratch: dst buffer + scratchpad */
+    struct binding *bind;  /* per participant of dnnl_conv_run (bind_threads) */
+    int n_bind;
 };
 
 static const kind *block_kind(const dnnl_conv *k, int64_t b)
@@ -174,6 +176,82 @@ static bool execute(dnnl_primitive_t prim, const arg *args, int nargs)
     for (int i = 0; i < made; i++)
         dnnl_memory_destroy(mem[i]);
     return ok;
+}
+
+/* What one participant of our pool (threads.h's `thread`) runs a state's
+ * primitives with: a stream and a memory object per (argument, descriptor)
+ * it has used, rebound to each call's data. Creating them per call (a
+ * stream and four to seven objects) was 10-15% of MobileNetV2's time at
+ * batch 1, in libdnnl and malloc. A participant runs one unit at a time,
+ * and a plan one call at a time, so no two threads share a binding. Setting
+ * a handle zero-fills a blocked layout's padding, as creating the object
+ * did. (conv_dnnl_train.c keeps the same per train state.) */
+#define MAX_MEMS 40 /* MAX_UNITS kinds of 7 arguments, and the input reorder's 2 */
+
+typedef struct binding {
+    dnnl_stream_t stream;
+    int n;
+    int arg[MAX_MEMS];
+    const dnnl_memory_desc_t *md[MAX_MEMS];
+    dnnl_memory_t mem[MAX_MEMS];
+} binding;
+
+/* Bindings for participants [0, threads), made before they start. */
+static bool bind_threads(dnnl_conv *k, int threads)
+{
+    if (threads <= k->n_bind)
+        return true;
+    binding *b = realloc(k->bind, sizeof *b * (size_t)threads);
+    if (!b)
+        return false;
+    memset(b + k->n_bind, 0, sizeof *b * (size_t)(threads - k->n_bind));
+    k->bind = b;
+    k->n_bind = threads;
+    return true;
+}
+
+static void unbind(dnnl_conv *k)
+{
+    for (int t = 0; t < k->n_bind; t++) {
+        binding *b = &k->bind[t];
+        for (int i = 0; i < b->n; i++)
+            dnnl_memory_destroy(b->mem[i]);
+        if (b->stream)
+            dnnl_stream_destroy(b->stream);
+    }
+    free(k->bind);
+    k->bind = NULL;
+    k->n_bind = 0;
+}
+
+/* execute() on participant `thread`'s binding of k. */
+static bool execute_bound(dnnl_conv *k, int thread, dnnl_primitive_t prim, const arg *args, int nargs)
+{
+    binding *b = &k->bind[thread];
+    if (!b->stream && dnnl_stream_create(&b->stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        b->stream = NULL;
+        return false;
+    }
+    dnnl_exec_arg_t ea[8];
+    for (int i = 0; i < nargs; i++) {
+        dnnl_memory_t m = NULL;
+        for (int j = 0; j < b->n && !m; j++)
+            if (b->md[j] == args[i].md && b->arg[j] == args[i].arg)
+                m = b->mem[j];
+        if (m) {
+            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
+                return false;
+        } else {
+            if (b->n == MAX_MEMS || dnnl_memory_create(&m, args[i].md, engine, args[i].data) != dnnl_success)
+                return false;
+            b->arg[b->n] = args[i].arg;
+            b->md[b->n] = args[i].md;
+            b->mem[b->n++] = m;
+        }
+        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
+    }
+    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
+           dnnl_stream_wait(b->stream) == dnnl_success;
 }
 
 static bool make_primitive(dnnl_primitive_t *prim, const_dnnl_primitive_desc_t pd)
@@ -595,6 +673,7 @@ void dnnl_conv_free(dnnl_conv *k)
         dnnl_primitive_destroy(k->to_src);
     lego_aligned_free(k->wei);
     free(k->bias), free(k->scale), free(k->shift);
+    unbind(k);
     free(k);
 }
 
@@ -689,6 +768,7 @@ static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t o
 
 typedef struct run {
     const dnnl_conv *k;
+    dnnl_conv *bound;   /* k, whose bindings the participants run on; NULL: fresh objects per call */
     const float *x;
     float *y;
     bool y_native;
@@ -699,7 +779,6 @@ typedef struct run {
 
 static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    (void)thread;
     run *r = ctx;
     const dnnl_conv *k = r->k;
     one_thread();
@@ -707,7 +786,7 @@ static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
     for (int64_t i = begin; i < end; i++) {
         arg a[2] = {{DNNL_ARG_FROM, &k->plain_src_md, (void *)(r->x + i * img)},
                     {DNNL_ARG_TO, &k->src_md, r->src + (size_t)i * k->src_bytes}};
-        if (!execute(k->to_src, a, 2))
+        if (!(r->bound ? execute_bound(r->bound, thread, k->to_src, a, 2) : execute(k->to_src, a, 2)))
             atomic_store(&r->failed, true);
     }
 }
@@ -752,7 +831,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
             a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, &kd->chan_md,
                             k->shift + oc0};
         }
-        bool ok = execute(kd->conv, a, na);
+        bool ok = r->bound ? execute_bound(r->bound, thread, kd->conv, a, na) : execute(kd->conv, a, na);
         if (ok && k->own_ep)
             own_epilogue(k, kd, dst, oc0);
         if (ok && copy_y) {
@@ -762,7 +841,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
         }
         if (ok && reorder_y) {
             arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
-            ok = execute(kd->to_plain, t, 2);
+            ok = r->bound ? execute_bound(r->bound, thread, kd->to_plain, t, 2) : execute(kd->to_plain, t, 2);
         }
         if (!ok)
             atomic_store(&r->failed, true);
@@ -780,6 +859,8 @@ size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group
 bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
                           bool y_native, int64_t i0, int64_t i1, void *scratch)
 {
+    /* chains call this from every thread at once with no participant
+     * index: fresh objects per call */
     run r = {.k = k, .x = x, .y = y, .y_native = y_native, .scratch = scratch};
     r.src = x_native ? (unsigned char *)x : NULL;
     atomic_init(&r.failed, false);
@@ -787,7 +868,7 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
     return !atomic_load(&r.failed);
 }
 
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     const conv_shape *s = &k->s;
     double flops = 2.0 * (double)(k->ipu * k->oc * s->ho * s->wo) *
@@ -801,7 +882,9 @@ bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, 
     bool reorder_x = k->to_src && !x_native;
     size_t src_total = reorder_x ? (size_t)calls * k->src_bytes : 0;
     size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
+    par_split sx = par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w));
     run r = {.k = k, .x = x, .y = y, .y_native = y_native};
+    r.bound = bind_threads(k, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
     atomic_init(&r.failed, false);
     unsigned char *buf = lego_aligned_alloc(total ? total : 64);
     if (!buf)
@@ -809,8 +892,7 @@ bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, 
     r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
     r.scratch = buf + (src_total + 63) / 64 * 64;
     if (reorder_x)
-        parallel_run(calls, par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w)),
-                     src_images, &r);
+        parallel_run(calls, sx, src_images, &r);
     if (!atomic_load(&r.failed))
         parallel_run(units, sp, conv_units, &r);
     lego_aligned_free(buf);
@@ -877,7 +959,7 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     return lego_ok();
 }
 
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
 {
     (void)k, (void)x, (void)y, (void)x_native, (void)y_native;
     return false;

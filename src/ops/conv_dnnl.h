@@ -62,7 +62,7 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
 /* y (n, M, Ho, Wo) from x (n, C, H, W), n as created, both NCHW unless
  * x_native / y_native: then in the layout dnnl_conv_layout names. false
  * when scratch memory or oneDNN failed (y is then undefined). */
-bool dnnl_conv_run(const dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native);
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native);
 
 /* The layout (OP_LAYOUT_* of ops/op.h) the primitives read an image in
  * (dst false) or write it in (dst true); -1 when it is none of those or,
