@@ -138,7 +138,7 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
     r->dnnl = state != NULL;
     r->winograd = state && dnnl_conv_train_winograd(state);
     c.train_state = state;
-    c.train_ws = step_ws;
+    c.ws = step_ws;
     lego_tensor *dout[1] = {&dy}, *din[3] = {&r->dx, &r->dw, q->bias ? &r->db : NULL};
     for (int s = 0; s < steps; s++) {
         if (s > 0) { /* an optimizer step: new weights, fresh gradients */

@@ -365,7 +365,7 @@ lego_status train_forward(train_plan *p, const lego_tensor *const *x, bool train
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = training;
         c.train_state = p->kstate[s];
-        c.train_ws = p->ws ? p->ws : &p->own_ws;
+        c.ws = p->ws ? p->ws : &p->own_ws;
         n->op->forward(&c);
     }
     for (int i = 0; i < p->n_outputs; i++) {
@@ -421,7 +421,7 @@ void train_backward(train_plan *p)
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = p->training;
         c.train_state = p->kstate[s];
-        c.train_ws = p->ws ? p->ws : &p->own_ws;
+        c.ws = p->ws ? p->ws : &p->own_ws;
         n->op->backward(&c, dout, din);
     }
 }

@@ -437,8 +437,17 @@ void exec_plan_free(exec_plan *p)
     free(p->last);
     if (!p->shared)
         lego_aligned_free(p->arena);
+    workspace_free(&p->own_ws);
     memset(p, 0, sizeof *p);
 }
+
+void exec_plan_use_workspace(exec_plan *p, workspace *ws)
+{
+    workspace_free(&p->own_ws);
+    p->ws = ws;
+}
+
+workspace *exec_plan_workspace(exec_plan *p) { return p->ws ? p->ws : &p->own_ws; }
 
 void exec_plan_use_arena(exec_plan *p, void *mem)
 {
@@ -708,6 +717,7 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c);
+        c.ws = exec_plan_workspace(p);
         n->op->forward(&c);
     }
     for (int i = 0; i < g->n_outputs; i++)

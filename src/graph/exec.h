@@ -56,6 +56,8 @@ typedef struct exec_plan {
     size_t arena_bytes;
     unsigned char *arena;
     bool shared;          /* the arena is the caller's (exec_plan_use_arena) */
+    workspace *ws;        /* the kernels' scratch: the caller's (exec_plan_use_workspace) */
+    workspace own_ws;     /* or, when ws is NULL, the plan's own */
 } exec_plan;
 
 /* Lay values out in one arena by lifetime: value v (bytes[v], defined at
@@ -77,6 +79,12 @@ size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const s
 
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
+/* Let the plan's kernels take their scratch from ws (which must outlive
+ * the plan) instead of the plan's own, as train_plan_use_workspace does. */
+void exec_plan_use_workspace(exec_plan *p, workspace *ws);
+/* The workspace the plan's kernels use (op_call.ws), for callers that run
+ * its steps themselves. */
+workspace *exec_plan_workspace(exec_plan *p);
 /* The same, where a caller reads graph outputs between steps: output v
  * with until[v] >= 0 (a value index) keeps its memory only until the step
  * that defines value until[v] has run, and may be overwritten after it;

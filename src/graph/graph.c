@@ -264,7 +264,7 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->native = 0;
     c->portable = g->portable_kernels;
     c->train_state = NULL;
-    c->train_ws = NULL;
+    c->ws = NULL;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -635,10 +635,10 @@ static void conv_forward(const op_call *c)
     const conv_packed *k = c->packed;
     dnnl_conv_train *t = train_state(c);
     if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
-                                     c->out[0]->data, c->training, c->train_ws))
+                                     c->out[0]->data, c->training, c->ws))
         return; /* else (no memory, oneDNN failed) the portable path below */
     if (k && k->dnnl) {
-        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2))
+        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2, c->ws))
             fill_nan(c);
         return;
     }
@@ -981,7 +981,7 @@ static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tenso
     if (t && dout[0] &&
         dnnl_conv_train_backward(t, c->in[0]->data, c->in[1]->data, dout[0]->data,
                                  din[0] ? din[0]->data : NULL, din[1] ? din[1]->data : NULL,
-                                 c->n_in > 2 && din[2] ? din[2]->data : NULL, c->train_ws))
+                                 c->n_in > 2 && din[2] ? din[2]->data : NULL, c->ws))
         return; /* else (no kernel for this backward, no memory) the portable path */
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     if (!begin_backward(c, dout, din, &r))

@@ -868,7 +868,7 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
     return !atomic_load(&r.failed);
 }
 
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws)
 {
     const conv_shape *s = &k->s;
     double flops = 2.0 * (double)(k->ipu * k->oc * s->ho * s->wo) *
@@ -886,7 +886,7 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
     run r = {.k = k, .x = x, .y = y, .y_native = y_native};
     r.bound = bind_threads(k, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
     atomic_init(&r.failed, false);
-    unsigned char *buf = lego_aligned_alloc(total ? total : 64);
+    unsigned char *buf = ws ? workspace_get(ws, total ? total : 64) : lego_aligned_alloc(total ? total : 64);
     if (!buf)
         return false;
     r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
@@ -895,7 +895,8 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
         parallel_run(calls, sx, src_images, &r);
     if (!atomic_load(&r.failed))
         parallel_run(units, sp, conv_units, &r);
-    lego_aligned_free(buf);
+    if (!ws)
+        lego_aligned_free(buf);
     return !atomic_load(&r.failed);
 }
 
@@ -959,9 +960,9 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     return lego_ok();
 }
 
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws)
 {
-    (void)k, (void)x, (void)y, (void)x_native, (void)y_native;
+    (void)k, (void)x, (void)y, (void)x_native, (void)y_native, (void)ws;
     return false;
 }
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "../core/workspace.h"
 
 /* One Conv's geometry: input (C,H,W), output (M,Ho,Wo), leading pads. */
 typedef struct conv_shape {
@@ -60,9 +61,11 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
                              const conv_epilogue *ep, dnnl_conv **out);
 
 /* y (n, M, Ho, Wo) from x (n, C, H, W), n as created, both NCHW unless
- * x_native / y_native: then in the layout dnnl_conv_layout names. false
- * when scratch memory or oneDNN failed (y is then undefined). */
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native);
+ * x_native / y_native: then in the layout dnnl_conv_layout names. Scratch
+ * (the batch reordered, each thread's output block) comes from ws, or from
+ * malloc when ws is NULL. false when scratch memory or oneDNN failed (y is
+ * then undefined). */
+bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws);
 
 /* The layout (OP_LAYOUT_* of ops/op.h) the primitives read an image in
  * (dst false) or write it in (dst true); -1 when it is none of those or,

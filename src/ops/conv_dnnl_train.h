@@ -18,7 +18,7 @@
  * batch, or for large maps over chunks of it taken in order (a function of
  * the shape and batch), so no partial sums of threads are ever combined.
  * A call's buffers come from the workspace given (a train plan's,
- * op_call.train_ws), so that none is allocated per call. */
+ * op_call.ws), so that none is allocated per call. */
 #ifndef LEGO_OPS_CONV_DNNL_TRAIN_H
 #define LEGO_OPS_CONV_DNNL_TRAIN_H
 

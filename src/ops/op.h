@@ -33,7 +33,7 @@
  *             then find it in c->train_state, which they may update (a
  *             forward may leave there what its backward reuses).
  *             train_unpack frees it. *state NULL: nothing to keep. Transient
-             buffers of a call come from c->train_ws, one for the whole
+             buffers of a call come from c->ws, one for the whole
              plan (sized by its largest need), not from malloc.
  * c->training is set for a forward pass in training mode: BatchNormalization
  * then normalises with batch statistics and updates its running statistics
@@ -78,8 +78,8 @@ typedef struct op_call {
                               layout (op_desc.layout); bit 1, output 0 is written in it */
     bool portable;         /* pack: no library kernels (lego_graph.portable_kernels) */
     void *train_state;     /* the state op_desc.train_pack built, or NULL */
-    workspace *train_ws;   /* with train_state: scratch the plan's steps share (one step
-                              runs at a time; contents do not survive the call), or NULL */
+    workspace *ws;         /* scratch the plan's steps share (one step runs at a time;
+                              contents do not survive the call), or NULL: malloc's */
 } op_call;
 
 typedef struct op_desc {

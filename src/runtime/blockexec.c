@@ -374,6 +374,7 @@ void bx_ctx_free(bx_ctx *c)
     lego_aligned_free(c->block_arena);
     free(c->fvt);
     free(c->dvt);
+    workspace_free(&c->ws);
     memset(c, 0, sizeof *c);
 }
 
@@ -421,13 +422,14 @@ size_t bx_ctx_bytes(const bx_ctx *c, const bx_frame *f)
 /* ---- running -------------------------------------------------------------------- */
 
 static void run_nodes(lego_graph *g, const int *steps, const step_state *st, int n_steps,
-                      lego_tensor *vt)
+                      lego_tensor *vt, workspace *ws)
 {
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     for (int s = 0; s < n_steps; s++) {
         const gnode *n = &g->nodes[steps[s]];
         op_call call;
         exec_step_call(g, n, &st[s], vt, in, out, &call);
+        call.ws = ws;
         n->op->forward(&call);
     }
 }
@@ -446,7 +448,7 @@ static lego_status run_block(const bx_desc *d, bx_ctx *c, const void *x, void *y
     vt[d->in_v].data = (void *)x; /* kernels never write their inputs */
     if (d->bind_out)
         vt[d->out_v].data = y;
-    run_nodes(d->g, d->steps, d->st, d->n_steps, vt);
+    run_nodes(d->g, d->steps, d->st, d->n_steps, vt, &c->ws);
     if (!d->bind_out)
         memmove(y, vt[d->out_v].data, lego_tensor_bytes(&vt[d->out_v]));
     return lego_ok();
@@ -460,7 +462,7 @@ static lego_status run_items(const bx_frame *f, const bx_desc *const *desc, bx_c
     for (int s = from; s < to; s++) {
         const bx_item *it = &f->items[s];
         if (it->kind == BX_NODE) {
-            run_nodes(f->g, &it->index, &f->ist[s], 1, c->fvt);
+            run_nodes(f->g, &it->index, &f->ist[s], 1, c->fvt, &c->ws);
             continue;
         }
         int b = it->index;

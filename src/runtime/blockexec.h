@@ -79,6 +79,7 @@ typedef struct bx_ctx {
     lego_tensor *fvt;     /* the frame's values, bound to frame_arena */
     lego_tensor *dvt;     /* one descendant's values while it runs */
     int dvt_cap;
+    workspace ws;         /* the kernels' scratch (op_call.ws) */
 } bx_ctx;
 
 /* Set the first dimension of every input of g to batch and infer again

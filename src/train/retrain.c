@@ -659,6 +659,8 @@ static lego_status give_storage(run *r)
                             r->arena_bytes[g]);
     if (st.code == LEGO_OK && r->share)
         exec_plan_use_arena(&r->teacher, r->arena[0]);
+    /* the teacher never runs beside the students: one scratch serves both */
+    exec_plan_use_workspace(&r->teacher, &r->ws[0]);
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
         train_plan_use_workspace(&r->st[i].plan, &r->ws[r->group_of[i]]);
@@ -813,6 +815,7 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
         exec_step_call(g, n, &p->st[s], p->vt, in, out, &c); /* fused and packed steps */
+        c.ws = exec_plan_workspace(p);
         n->op->forward(&c);
         int first = next;
         for (; next < nb && r->ready[r->by_ready[next]] == s; next++) {
