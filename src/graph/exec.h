@@ -79,18 +79,18 @@ size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const s
 
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
-/* Let the plan's kernels take their scratch from ws (which must outlive
- * the plan) instead of the plan's own, as train_plan_use_workspace does. */
-void exec_plan_use_workspace(exec_plan *p, workspace *ws);
-/* The workspace the plan's kernels use (op_call.ws), for callers that run
- * its steps themselves. */
-workspace *exec_plan_workspace(exec_plan *p);
 /* The same, where a caller reads graph outputs between steps: output v
  * with until[v] >= 0 (a value index) keeps its memory only until the step
  * that defines value until[v] has run, and may be overwritten after it;
  * outputs with until[v] < 0 live to the end. until is per value. */
 lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p);
 void exec_plan_free(exec_plan *p);
+/* Let the plan's kernels take their scratch from ws (which must outlive
+ * the plan) instead of the plan's own, as train_plan_use_workspace does. */
+void exec_plan_use_workspace(exec_plan *p, workspace *ws);
+/* The workspace the plan's kernels use (op_call.ws), for callers that run
+ * its steps themselves. */
+workspace *exec_plan_workspace(exec_plan *p);
 /* Move the plan's activations into `mem` (64-byte aligned, arena_bytes
  * long, outliving the plan), freeing its own arena. A caller that lends the
  * memory to others between steps keeps what is live across them: values v

@@ -139,8 +139,7 @@ struct dnnl_conv {
     float *scale, *shift;  /* (M) or NULL: the epilogue's */
     conv_epilogue ep;
     size_t scratch;        /* bytes of per-thread scratch: dst buffer + scratchpad */
-    struct binding *bind;  /* per participant of dnnl_conv_run (bind_threads) */
-    int n_bind;
+    conv_dnnl_bindings bind; /* per participant of dnnl_conv_run */
 };
 
 static const kind *block_kind(const dnnl_conv *k, int64_t b)
@@ -176,82 +175,6 @@ static bool execute(dnnl_primitive_t prim, const arg *args, int nargs)
     for (int i = 0; i < made; i++)
         dnnl_memory_destroy(mem[i]);
     return ok;
-}
-
-/* What one participant of our pool (threads.h's `thread`) runs a state's
- * primitives with: a stream and a memory object per (argument, descriptor)
- * it has used, rebound to each call's data. Creating them per call (a
- * stream and four to seven objects) was 10-15% of MobileNetV2's time at
- * batch 1, in libdnnl and malloc. A participant runs one unit at a time,
- * and a plan one call at a time, so no two threads share a binding. Setting
- * a handle zero-fills a blocked layout's padding, as creating the object
- * did. (conv_dnnl_train.c keeps the same per train state.) */
-#define MAX_MEMS 40 /* MAX_UNITS kinds of 7 arguments, and the input reorder's 2 */
-
-typedef struct binding {
-    dnnl_stream_t stream;
-    int n;
-    int arg[MAX_MEMS];
-    const dnnl_memory_desc_t *md[MAX_MEMS];
-    dnnl_memory_t mem[MAX_MEMS];
-} binding;
-
-/* Bindings for participants [0, threads), made before they start. */
-static bool bind_threads(dnnl_conv *k, int threads)
-{
-    if (threads <= k->n_bind)
-        return true;
-    binding *b = realloc(k->bind, sizeof *b * (size_t)threads);
-    if (!b)
-        return false;
-    memset(b + k->n_bind, 0, sizeof *b * (size_t)(threads - k->n_bind));
-    k->bind = b;
-    k->n_bind = threads;
-    return true;
-}
-
-static void unbind(dnnl_conv *k)
-{
-    for (int t = 0; t < k->n_bind; t++) {
-        binding *b = &k->bind[t];
-        for (int i = 0; i < b->n; i++)
-            dnnl_memory_destroy(b->mem[i]);
-        if (b->stream)
-            dnnl_stream_destroy(b->stream);
-    }
-    free(k->bind);
-    k->bind = NULL;
-    k->n_bind = 0;
-}
-
-/* execute() on participant `thread`'s binding of k. */
-static bool execute_bound(dnnl_conv *k, int thread, dnnl_primitive_t prim, const arg *args, int nargs)
-{
-    binding *b = &k->bind[thread];
-    if (!b->stream && dnnl_stream_create(&b->stream, engine, dnnl_stream_default_flags) != dnnl_success) {
-        b->stream = NULL;
-        return false;
-    }
-    dnnl_exec_arg_t ea[8];
-    for (int i = 0; i < nargs; i++) {
-        dnnl_memory_t m = NULL;
-        for (int j = 0; j < b->n && !m; j++)
-            if (b->md[j] == args[i].md && b->arg[j] == args[i].arg)
-                m = b->mem[j];
-        if (m) {
-            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
-                return false;
-        } else {
-            if (b->n == MAX_MEMS || dnnl_memory_create(&m, args[i].md, engine, args[i].data) != dnnl_success)
-                return false;
-            b->arg[b->n] = args[i].arg;
-            b->md[b->n] = args[i].md;
-            b->mem[b->n++] = m;
-        }
-        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
-    }
-    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
-           dnnl_stream_wait(b->stream) == dnnl_success;
 }
 
 static bool make_primitive(dnnl_primitive_t *prim, const_dnnl_primitive_desc_t pd)
@@ -673,7 +596,7 @@ void dnnl_conv_free(dnnl_conv *k)
         dnnl_primitive_destroy(k->to_src);
     lego_aligned_free(k->wei);
     free(k->bias), free(k->scale), free(k->shift);
-    unbind(k);
+    conv_dnnl_unbind(&k->bind);
     free(k);
 }
 
@@ -777,6 +700,11 @@ typedef struct run {
     atomic_bool failed;
 } run;
 
+static bool run_prim(const run *r, int thread, dnnl_primitive_t prim, const arg *a, int n)
+{
+    return r->bound ? conv_dnnl_execute_bound(&r->bound->bind, thread, prim, a, n) : execute(prim, a, n);
+}
+
 static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
 {
     run *r = ctx;
@@ -786,7 +714,7 @@ static void src_images(void *ctx, int64_t begin, int64_t end, int thread)
     for (int64_t i = begin; i < end; i++) {
         arg a[2] = {{DNNL_ARG_FROM, &k->plain_src_md, (void *)(r->x + i * img)},
                     {DNNL_ARG_TO, &k->src_md, r->src + (size_t)i * k->src_bytes}};
-        if (!(r->bound ? execute_bound(r->bound, thread, k->to_src, a, 2) : execute(k->to_src, a, 2)))
+        if (!run_prim(r, thread, k->to_src, a, 2))
             atomic_store(&r->failed, true);
     }
 }
@@ -831,7 +759,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
             a[na++] = (arg){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, &kd->chan_md,
                             k->shift + oc0};
         }
-        bool ok = r->bound ? execute_bound(r->bound, thread, kd->conv, a, na) : execute(kd->conv, a, na);
+        bool ok = run_prim(r, thread, kd->conv, a, na);
         if (ok && k->own_ep)
             own_epilogue(k, kd, dst, oc0);
         if (ok && copy_y) {
@@ -841,7 +769,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
         }
         if (ok && reorder_y) {
             arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
-            ok = r->bound ? execute_bound(r->bound, thread, kd->to_plain, t, 2) : execute(kd->to_plain, t, 2);
+            ok = run_prim(r, thread, kd->to_plain, t, 2);
         }
         if (!ok)
             atomic_store(&r->failed, true);
@@ -884,7 +812,7 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
     size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
     par_split sx = par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w));
     run r = {.k = k, .x = x, .y = y, .y_native = y_native};
-    r.bound = bind_threads(k, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
+    r.bound = conv_dnnl_bind(&k->bind, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
     atomic_init(&r.failed, false);
     unsigned char *buf = ws ? workspace_get(ws, total ? total : 64) : lego_aligned_alloc(total ? total : 64);
     if (!buf)
@@ -915,6 +843,73 @@ void conv_dnnl_one_thread(void) { one_thread(); }
 bool conv_dnnl_execute(dnnl_primitive_t prim, const conv_dnnl_arg *args, int nargs)
 {
     return execute(prim, args, nargs);
+}
+
+#define MAX_MEMS 40 /* arguments x layouts a state's calls bind: 26 in training, 30 at inference */
+
+struct conv_dnnl_binding {
+    dnnl_stream_t stream;
+    int n;
+    int arg[MAX_MEMS];
+    const dnnl_memory_desc_t *md[MAX_MEMS];
+    dnnl_memory_t mem[MAX_MEMS];
+};
+
+bool conv_dnnl_bind(conv_dnnl_bindings *bs, int threads)
+{
+    if (threads <= bs->n)
+        return true;
+    conv_dnnl_binding *b = realloc(bs->b, sizeof *b * (size_t)threads);
+    if (!b)
+        return false;
+    memset(b + bs->n, 0, sizeof *b * (size_t)(threads - bs->n));
+    bs->b = b;
+    bs->n = threads;
+    return true;
+}
+
+void conv_dnnl_unbind(conv_dnnl_bindings *bs)
+{
+    for (int t = 0; t < bs->n; t++) {
+        conv_dnnl_binding *b = &bs->b[t];
+        for (int i = 0; i < b->n; i++)
+            dnnl_memory_destroy(b->mem[i]);
+        if (b->stream)
+            dnnl_stream_destroy(b->stream);
+    }
+    free(bs->b);
+    bs->b = NULL;
+    bs->n = 0;
+}
+
+bool conv_dnnl_execute_bound(conv_dnnl_bindings *bs, int thread, dnnl_primitive_t prim,
+                             const conv_dnnl_arg *args, int nargs)
+{
+    conv_dnnl_binding *b = &bs->b[thread];
+    if (!b->stream && dnnl_stream_create(&b->stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        b->stream = NULL;
+        return false;
+    }
+    dnnl_exec_arg_t ea[8];
+    for (int i = 0; i < nargs; i++) {
+        dnnl_memory_t m = NULL;
+        for (int j = 0; j < b->n && !m; j++)
+            if (b->md[j] == args[i].md && b->arg[j] == args[i].arg)
+                m = b->mem[j];
+        if (m) {
+            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
+                return false;
+        } else {
+            if (b->n == MAX_MEMS || dnnl_memory_create(&m, args[i].md, engine, args[i].data) != dnnl_success)
+                return false;
+            b->arg[b->n] = args[i].arg;
+            b->md[b->n] = args[i].md;
+            b->mem[b->n++] = m;
+        }
+        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
+    }
+    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
+           dnnl_stream_wait(b->stream) == dnnl_success;
 }
 
 bool conv_dnnl_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, bool sum,

@@ -55,19 +55,6 @@
 
 typedef conv_dnnl_arg arg;
 
-/* What one participant of our pool (threads.h's `thread`) runs a state's
- * primitives with: a stream, and a memory object per layout it has used
- * (keyed by the descriptor's address in the state), each rebound to the
- * data of the call at hand. A participant runs one chunk at a time, so no
- * two threads ever use one binding at once. */
-#define MAX_MEMS 32 /* a state has 26 descriptors a call can bind */
-
-typedef struct binding {
-    dnnl_stream_t stream;
-    int n;
-    const dnnl_memory_desc_t *md[MAX_MEMS];
-    dnnl_memory_t mem[MAX_MEMS];
-} binding;
 
 /* A primitive with its user-mode scratchpad. */
 typedef struct prim {
@@ -113,8 +100,7 @@ struct dnnl_conv_train {
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
     dnnl_memory_desc_t plain_wsrc, wsrc_md;
     size_t wsrc_bytes;
-    binding *bind; /* per participant of a call, n_bind of them */
-    int n_bind;
+    conv_dnnl_bindings bind; /* per participant of a call (conv_dnnl_impl.h) */
 };
 
 static void one_thread(void) { conv_dnnl_one_thread(); }
@@ -509,14 +495,7 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     destroy(&k->wsrc);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
-    for (int t = 0; t < k->n_bind; t++) {
-        binding *b = &k->bind[t];
-        for (int i = 0; i < b->n; i++)
-            dnnl_memory_destroy(b->mem[i]);
-        if (b->stream)
-            dnnl_stream_destroy(b->stream);
-    }
-    free(k->bind);
+    conv_dnnl_unbind(&k->bind);
     lego_aligned_free(k->wei);
     free(k);
 }
@@ -525,52 +504,13 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
 
 /* Bindings for participants [0, threads); made by the caller, before the
  * participants start (this moves them). */
-static bool bind_threads(dnnl_conv_train *k, int threads)
-{
-    if (threads <= k->n_bind)
-        return true;
-    binding *b = realloc(k->bind, sizeof *b * (size_t)threads);
-    if (!b)
-        return false;
-    memset(b + k->n_bind, 0, sizeof *b * (size_t)(threads - k->n_bind));
-    k->bind = b;
-    k->n_bind = threads;
-    return true;
-}
+static bool bind_threads(dnnl_conv_train *k, int threads) { return conv_dnnl_bind(&k->bind, threads); }
 
-/* Runs prim with args on participant `thread`'s stream, its memory objects
- * pointed at the args' data (no two args of a call share a descriptor).
- * Setting a handle zero-fills a blocked layout's padding, as creating the
- * object did. */
+/* Runs prim with args on participant `thread`'s stream and memory objects. */
 static bool execute(dnnl_conv_train *k, int thread, dnnl_primitive_t prim, const arg *args,
                     int nargs)
 {
-    binding *b = &k->bind[thread];
-    if (!b->stream &&
-        dnnl_stream_create(&b->stream, conv_dnnl_engine(), dnnl_stream_default_flags) != dnnl_success) {
-        b->stream = NULL;
-        return false;
-    }
-    dnnl_exec_arg_t ea[8];
-    for (int i = 0; i < nargs; i++) {
-        dnnl_memory_t m = NULL;
-        for (int j = 0; j < b->n && !m; j++)
-            if (b->md[j] == args[i].md)
-                m = b->mem[j];
-        if (m) {
-            if (dnnl_memory_set_data_handle(m, args[i].data) != dnnl_success)
-                return false;
-        } else {
-            if (b->n == MAX_MEMS ||
-                dnnl_memory_create(&m, args[i].md, conv_dnnl_engine(), args[i].data) != dnnl_success)
-                return false;
-            b->md[b->n] = args[i].md;
-            b->mem[b->n++] = m;
-        }
-        ea[i] = (dnnl_exec_arg_t){args[i].arg, m};
-    }
-    return dnnl_primitive_execute(prim, b->stream, nargs, ea) == dnnl_success &&
-           dnnl_stream_wait(b->stream) == dnnl_success;
+    return conv_dnnl_execute_bound(&k->bind, thread, prim, args, nargs);
 }
 
 typedef struct run {
