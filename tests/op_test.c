@@ -228,6 +228,23 @@ int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, un
         d->backward(&c, dout, one);
         const float *z = zero[i].data, *o = ones[i].data, *a = alone.data;
         int ok = 1;
+        if (d->grad_writes >> i & 1u) {
+            lego_tensor fresh;
+            make(&fresh, LEGO_F32, in[i]->rank, in[i]->dims, 1);
+            for (int64_t k = 0; k < lego_tensor_numel(&fresh); k++)
+                ((float *)fresh.data)[k] = NAN;
+            one[i] = &fresh;
+            c.fresh = 1u << i;
+            d->backward(&c, dout, one);
+            c.fresh = 0;
+            for (int64_t k = 0; k < lego_tensor_numel(&fresh) && ok; k++)
+                if (!(((float *)fresh.data)[k] == a[k])) {
+                    fprintf(stderr, "%s: input %d element %lld: written fresh %g, into zeros %g\n", what, i,
+                            (long long)k, ((float *)fresh.data)[k], a[k]);
+                    ok = 0;
+                }
+            tensor_release(&fresh);
+        }
         for (int64_t k = 0; k < lego_tensor_numel(in[i]) && ok; k++) {
             float tol = 1e-5f * (1.0f + fabsf(z[k]));
             if (!(fabsf(o[k] - (z[k] + 1.0f)) <= tol) || !(fabsf(a[k] - z[k]) <= tol)) {

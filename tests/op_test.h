@@ -64,7 +64,10 @@ lego_status run_backward(const op_desc *d, attrs *l, int training, int n_in, leg
 /* The backward contract beyond the values gradcheck sees: for one forward
  * and one random dY, backward with din[i] prefilled with ones must give
  * exactly one more than into zeros (it adds, never overwrites), and asking
- * for each masked input alone must give what asking for all of them gives.
+ * for each masked input alone must give what asking for all of them gives;
+ * an input in op_desc.grad_writes, told its gradient is fresh
+ * (op_call.fresh), must write every element of a buffer of NaN with what
+ * adding into zeros gives.
  * Records one CHECK per masked input; returns nonzero when all hold. */
 int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, unsigned mask,
                       int training, const char *what);

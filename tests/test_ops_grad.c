@@ -4,7 +4,9 @@
  *
  * Every case runs gradcheck() (op_test.h) over every element of every float
  * input, then check_adds(): backward must ADD into a gradient that already
- * holds values, never overwrite it. Inputs are chosen away from
+ * holds values, never overwrite it, unless told the gradient is fresh
+ * (op_call.fresh, for the inputs in op_desc.grad_writes): then it must
+ * write every element (the buffer starts as NaN). Inputs are chosen away from
  * kinks (ReLU at 0, Clip at its bounds, ties in ReduceMax) so that central
  * differences are exact up to rounding; the few rules that live at a kink
  * (which tie ReduceMax picks) are checked directly. */
@@ -181,6 +183,26 @@ static void check_adds(const op_desc *d, attrs *l, int opset, int n_in, lego_ten
         memset(alone.data, 0, lego_tensor_bytes(&alone));
         one[i] = &alone;
         d->backward(&c, dout, one);
+        if (d->grad_writes >> i & 1u) { /* written, not added, into a fresh buffer */
+            lego_tensor fresh;
+            make(&fresh, LEGO_F32, in[i]->rank, in[i]->dims, 1);
+            for (int64_t k = 0; k < lego_tensor_numel(&fresh); k++)
+                ((float *)fresh.data)[k] = NAN;
+            one[i] = &fresh;
+            c.fresh = 1u << i;
+            d->backward(&c, dout, one);
+            c.fresh = 0;
+            const float *f = fresh.data, *o = alone.data;
+            int same = 1;
+            for (int64_t k = 0; k < lego_tensor_numel(&fresh) && same; k++)
+                if (!(f[k] == o[k])) {
+                    fprintf(stderr, "%s: input %d element %lld: written fresh %g, into zeros %g\n", what, i,
+                            (long long)k, f[k], o[k]);
+                    same = 0;
+                }
+            CHECK(same);
+            tensor_release(&fresh);
+        }
         const float *z = zero[i].data, *a = acc[i].data, *s = start[i].data, *o = alone.data;
         int ok = 1;
         for (int64_t k = 0; k < lego_tensor_numel(&zero[i]) && ok; k++) {

@@ -385,14 +385,25 @@ lego_tensor *train_input_grad(train_plan *p, int i) { return &p->gt[p->inputs[i]
 /* Ops add into gradients, so each starts from zero, cleared just before
  * the step that writes it first (it may share memory with gradients that
  * died earlier). Those are the step's inputs, or its outputs that nothing
- * read (their producer reads zeros). */
-static void clear_gradients(train_plan *p, const gnode *n, int t)
+ * read (their producer reads zeros). An op that can write an input's
+ * gradient outright (op_desc.grad_writes) is told so instead (the returned
+ * op_call.fresh bits), unless the step reads that value twice. */
+static unsigned clear_gradients(train_plan *p, const gnode *n, int t)
 {
+    unsigned fresh = 0;
     for (int i = 0; i < n->n_in + n->n_out; i++) {
         int v = i < n->n_in ? n->in[i] : n->out[i - n->n_in];
-        if (v >= 0 && p->zero_at[v] == t)
+        if (v < 0 || p->zero_at[v] != t)
+            continue;
+        int reads = 0;
+        for (int j = 0; j < n->n_in; j++)
+            reads += n->in[j] == v;
+        if (i < n->n_in && n->op->grad_writes >> i & 1u && reads == 1)
+            fresh |= 1u << i;
+        else
             memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
     }
+    return fresh;
 }
 
 void train_backward(train_plan *p)
@@ -404,7 +415,7 @@ void train_backward(train_plan *p)
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO], *dout[OP_MAX_IO], *din[OP_MAX_IO];
     for (int s = p->n_steps - 1; s >= 0; s--) {
         const gnode *n = &g->nodes[p->steps[s]];
-        clear_gradients(p, n, p->n_steps - 1 - s);
+        unsigned fresh = clear_gradients(p, n, p->n_steps - 1 - s);
         bool flows = false;
         for (int o = 0; o < n->n_out; o++) {
             dout[o] = p->gt[n->out[o]].data ? &p->gt[n->out[o]] : NULL;
@@ -415,13 +426,18 @@ void train_backward(train_plan *p)
             din[i] = n->in[i] >= 0 && p->gt[n->in[i]].data ? &p->gt[n->in[i]] : NULL;
             wanted |= din[i] != NULL;
         }
-        if (!flows || !wanted)
+        if (!flows || !wanted) { /* nothing flows: a fresh gradient is zero */
+            for (int i = 0; i < n->n_in; i++)
+                if (fresh >> i & 1u && din[i])
+                    memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
             continue;
+        }
         op_call c;
         graph_node_call(g, n, p->vt, in, out, &c);
         c.training = p->training;
         c.train_state = p->kstate[s];
         c.ws = p->ws ? p->ws : &p->own_ws;
+        c.fresh = fresh;
         n->op->backward(&c, dout, din);
     }
 }

@@ -265,6 +265,7 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->portable = g->portable_kernels;
     c->train_state = NULL;
     c->ws = NULL;
+    c->fresh = 0;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

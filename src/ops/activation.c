@@ -3,6 +3,7 @@
  * passes through unchanged, as in PyTorch. */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "../core/threads.h"
 #include "op.h"
@@ -83,6 +84,7 @@ typedef struct act_job {
     float *out;             /* y (forward) or dX (backward) */
     float lo, hi;           /* Clip */
     float *dlo, *dhi;       /* Clip's bound gradients, NULL when not wanted */
+    bool assign;            /* Relu's backward: dX = rather than += (op_call.fresh) */
 } act_job;
 
 /* Elements [b, e) of the forward. */
@@ -155,10 +157,16 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
     switch (k->p->kind) {
     /* g[i] is read whatever the sign, so the select vectorizes */
     case ACT_RELU: /* y > 0 exactly where x > 0, so x need not be kept */
-        for (int64_t i = b; i < e; i++) {
-            float gi = g[i];
-            dx[i] += y[i] > 0 ? gi : 0.0f;
-        }
+        if (k->assign)
+            for (int64_t i = b; i < e; i++) {
+                float gi = g[i];
+                dx[i] = y[i] > 0 ? gi : 0.0f;
+            }
+        else
+            for (int64_t i = b; i < e; i++) {
+                float gi = g[i];
+                dx[i] += y[i] > 0 ? gi : 0.0f;
+            }
         break;
     case ACT_LEAKY: {
         float alpha = k->p->alpha;
@@ -210,8 +218,11 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
 static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const act_params *p = c->params;
-    if (!dout[0])
+    if (!dout[0]) {
+        if (din[0] && c->fresh & 1u)
+            memset(din[0]->data, 0, lego_tensor_bytes(din[0]));
         return;
+    }
     act_job k = {.p = p, .x = c->in[0]->data, .y = c->out[0]->data, .g = dout[0]->data,
                  .out = din[0] ? din[0]->data : NULL};
     if (p->kind == ACT_CLIP) {
@@ -219,9 +230,14 @@ static void act_backward(const op_call *c, lego_tensor *const *dout, lego_tensor
         k.dlo = bound_grad(c, din, 1);
         k.dhi = bound_grad(c, din, 2);
     }
+    int64_t n = lego_tensor_numel(c->out[0]);
+    if (k.out && c->fresh & 1u) { /* dX holds nothing yet: Relu writes it, the others add to zeros */
+        k.assign = p->kind == ACT_RELU;
+        if (!k.assign)
+            memset(k.out, 0, sizeof(float) * (size_t)n);
+    }
     if (!k.out && !k.dlo && !k.dhi)
         return;
-    int64_t n = lego_tensor_numel(c->out[0]);
     par_split one = {1, 1, 0}, s = k.dlo || k.dhi ? one : par_split_work(n, act_work(p->kind));
     parallel_run(n, s, act_backward_range, &k);
 }
@@ -239,7 +255,7 @@ static lego_status tanh_prepare(op_call *c) { return act_prepare(c, ACT_TANH); }
                                     .max_out = 1, .params_size = sizeof(act_params),         \
                                     .prepare = prep, .forward = act_forward,                 \
                                     .flops = act_flops, .backward = act_backward,           \
-                                    .in_unread = unread};
+                                    .in_unread = unread, .grad_writes = 1u};
 ACT_DESC(Relu, relu_prepare, 1, 1u) /* backward reads y only */
 ACT_DESC(LeakyRelu, leaky_prepare, 1, 0)
 ACT_DESC(Clip, clip_prepare, 3, 0)

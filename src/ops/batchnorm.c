@@ -16,6 +16,7 @@
  * gradient either way. Channels run in parallel, each in a fixed order, so
  * the results do not depend on the thread count. */
 #include <math.h>
+#include <string.h>
 
 #include "../core/threads.h"
 #include "op.h"
@@ -205,6 +206,7 @@ typedef struct bn_grad {
     const op_call *c;
     const float *dy;
     float *dx, *dscale, *db; /* NULL when not wanted */
+    bool assign;             /* dx = rather than += (op_call.fresh) */
 } bn_grad;
 
 /* Channels [b, e) of bn_backward. */
@@ -240,10 +242,16 @@ static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int thread)
         double mean_dy_xhat = c->training && cnt > 0 ? sum_dy_xhat / cnt : 0.0;
         for (int64_t n = 0; n < p->n; n++) {
             int64_t off = (n * p->c + ch) * p->plane;
-            for (int64_t i = 0; i < p->plane; i++) {
-                double xhat = (x[off + i] - mean) * inv_std;
-                dx[off + i] += (float)(kk * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
-            }
+            if (k->assign)
+                for (int64_t i = 0; i < p->plane; i++) {
+                    double xhat = (x[off + i] - mean) * inv_std;
+                    dx[off + i] = (float)(kk * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
+                }
+            else
+                for (int64_t i = 0; i < p->plane; i++) {
+                    double xhat = (x[off + i] - mean) * inv_std;
+                    dx[off + i] += (float)(kk * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
+                }
         }
     }
 }
@@ -257,10 +265,13 @@ static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int thread)
 static void bn_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const bn_params *p = c->params;
+    if (!dout[0] && din[0] && c->fresh & 1u)
+        memset(din[0]->data, 0, lego_tensor_bytes(din[0]));
     if (!dout[0] || (!din[0] && !din[1] && !din[2]))
         return;
     bn_grad k = {.c = c, .dy = dout[0]->data, .dx = din[0] ? din[0]->data : NULL,
-                 .dscale = din[1] ? din[1]->data : NULL, .db = din[2] ? din[2]->data : NULL};
+                 .dscale = din[1] ? din[1]->data : NULL, .db = din[2] ? din[2]->data : NULL,
+                 .assign = (c->fresh & 1u) != 0};
     double work = (double)(p->n * p->plane) * (c->training ? 8.0 : 4.0);
     parallel_run(p->c, par_split_work(p->c, work), bn_backward_channels, &k);
 }
@@ -277,4 +288,5 @@ const op_desc op_desc_BatchNormalization = {
     .flops = bn_flops,
     .backward = bn_backward,
     .out_unread = 1u, /* x̂ is recomputed from x */
+    .grad_writes = 1u,
 };

@@ -90,6 +90,7 @@ struct dnnl_conv_train {
     int bd_state;
     prim bd;
     dnnl_primitive_t bd_ddst, bd_add, bd_wei; /* bd_ddst: NULL when NCHW; bd_wei: NULL when wei_md */
+    dnnl_primitive_t bd_copy; /* dX written, not added (a fresh gradient); NULL when NCHW */
     dnnl_memory_desc_t bd_ddst_md, bd_dsrc_md, bd_wei_md;
     size_t bd_ddst_bytes, bd_dsrc_bytes, bd_wei_bytes;
     /* backward weights (same states) */
@@ -350,6 +351,7 @@ static bool create_bd(dnnl_conv_train *k)
         /* the forward's weight copy serves when the layouts agree */
         ok = reorder_unless_same(&k->plain_dst, &k->bd_ddst_md, &k->bd_ddst) &&
              conv_dnnl_reorder(&k->bd_dsrc_md, &k->plain_src, true, &k->bd_add) &&
+             reorder_unless_same(&k->bd_dsrc_md, &k->plain_src, &k->bd_copy) &&
              (dnnl_memory_desc_equal(&k->bd_wei_md, &k->wei_md) ||
               conv_dnnl_reorder(&k->plain_wei, &k->bd_wei_md, false, &k->bd_wei));
     }
@@ -491,7 +493,7 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     prim_free(&k->fwd);
     prim_free(&k->bd);
     destroy(&k->to_src), destroy(&k->to_plain), destroy(&k->to_wei);
-    destroy(&k->bd_ddst), destroy(&k->bd_add), destroy(&k->bd_wei);
+    destroy(&k->bd_ddst), destroy(&k->bd_add), destroy(&k->bd_wei), destroy(&k->bd_copy);
     destroy(&k->wsrc);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
@@ -518,6 +520,7 @@ typedef struct run {
     const float *x, *b, *dy;
     const float *wdy;      /* backward weights: the chunk's dY */
     float *y, *dx;
+    bool dx_fresh;         /* dx holds nothing yet: written, not added to */
     float *dw, *db;
     void *wei;             /* backward data's weights */
     unsigned char *scratch; /* per thread */
@@ -625,13 +628,16 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
             arg a[2] = {{DNNL_ARG_FROM, &k->plain_dst, dy}, {DNNL_ARG_TO, &k->bd_ddst_md, ddst}};
             ok = execute(k, thread, k->bd_ddst, a, 2);
         }
+        /* a fresh dX in the primitive's own layout is written in place */
+        bool direct = r->dx_fresh && !k->bd_copy;
         arg a[4] = {{DNNL_ARG_DIFF_DST, &k->bd_ddst_md, k->bd_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_WEIGHTS, &k->bd_wei_md, r->wei},
-                    {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, dsrc},
+                    {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, direct ? (void *)dx : dsrc},
                     {DNNL_ARG_SCRATCHPAD, &k->bd.pad_md, pad}};
         ok = ok && execute(k, thread, k->bd.p, a, 4);
         arg t[2] = {{DNNL_ARG_FROM, &k->bd_dsrc_md, dsrc}, {DNNL_ARG_TO, &k->plain_src, dx}};
-        ok = ok && execute(k, thread, k->bd_add, t, 2); /* dx += */
+        if (!direct) /* dx = (fresh), else dx += */
+            ok = ok && execute(k, thread, r->dx_fresh ? k->bd_copy : k->bd_add, t, 2);
         if (!ok)
             atomic_store(&r->failed, true);
     }
@@ -705,7 +711,7 @@ static void add_nan(float *v, int64_t n)
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db, workspace *ws)
+                              float *dx, bool dx_fresh, float *dw, float *db, workspace *ws)
 {
     const conv_shape *s = &k->s;
     bool want_w = dw || db;
@@ -722,7 +728,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     int64_t units = k->n / k->ipu;
     par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
     par_split sw = par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
-    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dw = dw, .db = db};
+    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dx_fresh = dx_fresh, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
     /* The weight gradient, then the input gradient, one after the other in
      * one buffer: each phase's per-thread scratch, then the chunk's copy of
@@ -830,9 +836,9 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, float *dw, float *db, workspace *ws)
+                              float *dx, bool dx_fresh, float *dw, float *db, workspace *ws)
 {
-    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)ws;
+    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dx_fresh, (void)dw, (void)db, (void)ws;
     return false;
 }
 

@@ -180,6 +180,13 @@ static void add_row(float *dst, int64_t inc, const float *v, int64_t len)
         dst[i * inc] += v[i];
 }
 
+/* dst[i * inc] = v[i] for i < len (an input that is not broadcast). */
+static void set_row(float *dst, int64_t inc, const float *v, int64_t len)
+{
+    for (int64_t i = 0; i < len; i++)
+        dst[i * inc] = v[i];
+}
+
 /* ---- binary ops -------------------------------------------------------- */
 
 typedef struct binary_params {
@@ -352,6 +359,7 @@ typedef struct binary_grad {
     const float *g, *y, *a, *b; /* dL/dy, y, the inputs */
     const int64_t *bi;          /* Pow's exponent when it is int64, else NULL */
     float *da, *db;             /* NULL when not wanted */
+    bool set_a, set_b;          /* write da / db rather than add (op_call.fresh) */
 } binary_grad;
 
 /* One output row: g is dL/dy, and
@@ -374,9 +382,9 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
             for (int64_t i = 0; i < n; i++)
                 ga[i] = g[i], gb[i] = k->kind == BIN_ADD ? g[i] : -g[i];
             if (k->da)
-                add_row(k->da + ia, inc[0], ga, n);
+                (k->set_a ? set_row : add_row)(k->da + ia, inc[0], ga, n);
             if (k->db)
-                add_row(k->db + ib, inc[1], gb, n);
+                (k->set_b ? set_row : add_row)(k->db + ib, inc[1], gb, n);
             continue;
         }
         for (int64_t i = 0; i < n; i++) {
@@ -392,9 +400,9 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
             }
         }
         if (k->da)
-            add_row(k->da + ia, inc[0], ga, n);
+            (k->set_a ? set_row : add_row)(k->da + ia, inc[0], ga, n);
         if (k->db)
-            add_row(k->db + ib, inc[1], gb, n);
+            (k->set_b ? set_row : add_row)(k->db + ib, inc[1], gb, n);
     }
 }
 
@@ -404,6 +412,10 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
 static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const binary_params *p = c->params;
+    for (int i = 0; i < 2; i++) /* whatever is not written below starts from zero */
+        if (c->fresh >> i & 1u && din[i] &&
+            (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL || c->in[1]->dtype == LEGO_I64))
+            memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
     if (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL)
         return;
     const lego_tensor *in[2] = {c->in[0], c->in[1]};
@@ -419,6 +431,17 @@ static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_ten
         return;
     bcast b;
     bcast_init(&b, c->out[0], in, 2);
+    /* a fresh gradient is written where each element gets one value; a
+     * broadcast one, which sums over rows, is cleared first */
+    for (int i = 0; i < 2; i++) {
+        float *d = i ? k.db : k.da;
+        if (!(c->fresh >> i & 1u) || !d)
+            continue;
+        if (is_broadcast(&b, i))
+            memset(d, 0, lego_tensor_bytes(din[i]));
+        else
+            *(i ? &k.set_b : &k.set_a) = true;
+    }
     /* a broadcast input's gradient sums over rows: one chunk keeps its order */
     bool parallel = !(k.da && is_broadcast(&b, 0)) && !(k.db && is_broadcast(&b, 1));
     bcast_walk(&b, binary_grad_row, &k, parallel, p->kind == BIN_POW ? 40.0 : 2.0);
@@ -469,7 +492,7 @@ static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *s
                                     .prepare = prep, .forward = binary_forward,             \
                                     .flops = numel_flops, .backward = binary_backward,      \
                                     .in_unread = unread, .out_unread = unread ? 1u : 0,    \
-                                    __VA_ARGS__};
+                                    .grad_writes = 3u, __VA_ARGS__};
 BINARY_DESC(Add, add_prepare, 3u, /* the gradient is dY's */
             .image_scratch = add_image_scratch, .forward_images = add_forward_images)
 BINARY_DESC(Sub, sub_prepare, 3u)

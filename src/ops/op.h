@@ -17,6 +17,11 @@
  *             data; backward recomputes whatever else it needs (BN batch
  *             statistics, max-pool winners), so forward saves nothing. `+=`
  *             makes fan-out free: a value read twice just receives twice.
+ *             An op listing input i in `grad_writes` may be told that
+ *             din[i] holds no contribution yet (c->fresh bit i; its
+ *             contents are then undefined): it WRITES that gradient, every
+ *             element, instead of adding. The plan spares the buffer's
+ *             clearing and the op a read of it.
  *   pack    - (optional; inference plans only, graph/exec.c) build what
  *             forward needs beyond params once, from the call's shapes and
  *             constant inputs (weights in the kernel's own layout, kernel
@@ -80,6 +85,8 @@ typedef struct op_call {
     void *train_state;     /* the state op_desc.train_pack built, or NULL */
     workspace *ws;         /* scratch the plan's steps share (one step runs at a time;
                               contents do not survive the call), or NULL: malloc's */
+    unsigned fresh;        /* backward: bit i set, din[i] holds no contribution yet and
+                              must be written, not added to (op_desc.grad_writes) */
 } op_call;
 
 typedef struct op_desc {
@@ -111,6 +118,9 @@ typedef struct op_desc {
      * memory go to later values once the forward pass is done with it
      * (graph/autodiff.c). Zero, the default, is always safe. */
     unsigned in_unread, out_unread;
+    /* Bit i set: backward handles op_call.fresh bit i (writes input i's
+     * gradient when told it holds nothing yet). */
+    unsigned grad_writes;
     /* (optional) a packed forward that works image by image, each image's
      * output from that image's input alone, computed the same whatever
      * images a call covers, in groups of *group images: image_scratch gives
