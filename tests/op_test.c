@@ -245,6 +245,23 @@ int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, un
                 }
             tensor_release(&fresh);
         }
+        if (d->grad_inplace >> i & 1u && tensor_same_shape(in[i], &dy)) {
+            /* in place: the gradient written over dY itself */
+            lego_tensor both;
+            tensor_clone(&dy, &both);
+            lego_tensor *bo[1] = {&both}, *bi[8] = {NULL};
+            bi[i] = &both;
+            c.fresh = 1u << i;
+            d->backward(&c, bo, bi);
+            c.fresh = 0;
+            for (int64_t k = 0; k < lego_tensor_numel(&both) && ok; k++)
+                if (!(((float *)both.data)[k] == a[k])) {
+                    fprintf(stderr, "%s: input %d element %lld: in place %g, into zeros %g\n", what, i,
+                            (long long)k, ((float *)both.data)[k], a[k]);
+                    ok = 0;
+                }
+            tensor_release(&both);
+        }
         for (int64_t k = 0; k < lego_tensor_numel(in[i]) && ok; k++) {
             float tol = 1e-5f * (1.0f + fabsf(z[k]));
             if (!(fabsf(o[k] - (z[k] + 1.0f)) <= tol) || !(fabsf(a[k] - z[k]) <= tol)) {

@@ -67,7 +67,8 @@ lego_status run_backward(const op_desc *d, attrs *l, int training, int n_in, leg
  * for each masked input alone must give what asking for all of them gives;
  * an input in op_desc.grad_writes, told its gradient is fresh
  * (op_call.fresh), must write every element of a buffer of NaN with what
- * adding into zeros gives.
+ * adding into zeros gives, and one in grad_inplace the same over dY's own
+ * buffer.
  * Records one CHECK per masked input; returns nonzero when all hold. */
 int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, unsigned mask,
                       int training, const char *what);

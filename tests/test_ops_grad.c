@@ -6,7 +6,8 @@
  * input, then check_adds(): backward must ADD into a gradient that already
  * holds values, never overwrite it, unless told the gradient is fresh
  * (op_call.fresh, for the inputs in op_desc.grad_writes): then it must
- * write every element (the buffer starts as NaN). Inputs are chosen away from
+ * write every element (the buffer starts as NaN), also over dY's own buffer
+ * for the inputs in grad_inplace. Inputs are chosen away from
  * kinks (ReLU at 0, Clip at its bounds, ties in ReduceMax) so that central
  * differences are exact up to rounding; the few rules that live at a kink
  * (which tie ReduceMax picks) are checked directly. */
@@ -202,6 +203,26 @@ static void check_adds(const op_desc *d, attrs *l, int opset, int n_in, lego_ten
                 }
             CHECK(same);
             tensor_release(&fresh);
+        }
+        if (d->grad_inplace >> i & 1u && tensor_same_shape(in[i], &g)) {
+            /* in place: the gradient written over dY itself */
+            lego_tensor both;
+            tensor_clone(&g, &both);
+            lego_tensor *bo[1] = {&both}, *bi[8] = {NULL};
+            bi[i] = &both;
+            c.fresh = 1u << i;
+            d->backward(&c, bo, bi);
+            c.fresh = 0;
+            const float *f = both.data, *o = alone.data;
+            int same = 1;
+            for (int64_t k = 0; k < lego_tensor_numel(&both) && same; k++)
+                if (!(f[k] == o[k])) {
+                    fprintf(stderr, "%s: input %d element %lld: in place %g, into zeros %g\n", what, i,
+                            (long long)k, f[k], o[k]);
+                    same = 0;
+                }
+            CHECK(same);
+            tensor_release(&both);
         }
         const float *z = zero[i].data, *a = acc[i].data, *s = start[i].data, *o = alone.data;
         int ok = 1;

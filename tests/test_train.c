@@ -446,6 +446,15 @@ static void test_storage_by_lifetime(void)
                 reused = true;
         }
     CHECK(reused);
+    /* a Relu's input gradient is computed in its output gradient's memory */
+    int inplace = 0;
+    for (int s = 0; s < p.n_steps; s++) {
+        const gnode *nd = &g.nodes[p.steps[s]];
+        if (strcmp(nd->op_type, "Relu") == 0 && p.gt[nd->in[0]].data &&
+            p.gt[nd->in[0]].data == p.gt[nd->out[0]].data)
+            inplace++;
+    }
+    CHECK(inplace > 0);
     lego_tensor x[2];
     for (int k = 0; k < 2; k++) {
         x[k] = g.values[in].t;

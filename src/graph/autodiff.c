@@ -112,6 +112,30 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
 
 #define ZERO_AT_START (-2)
 
+/* The input of step s (node nd) whose gradient may take output 0's
+ * gradient's memory, or -1: the op computes it in place and writes it
+ * fresh (clear_gradients' conditions: s is the value's last reader and
+ * reads it once), the two gradients have one shape, and the input is not
+ * one whose gradient the caller seeds. */
+static int inplace_input(const train_plan *p, const gnode *nd, int s, const int *reader)
+{
+    int y = nd->out[0];
+    if (nd->n_out < 1 || !p->needs_grad[y])
+        return -1;
+    for (int i = 0; i < nd->n_in; i++) {
+        int v = nd->in[i], reads = 0;
+        if (v < 0 || !(nd->op->grad_inplace >> i & 1u) || !(nd->op->grad_writes >> i & 1u) ||
+            !p->needs_grad[v] || reader[v] != s || contains(p->outputs, p->n_outputs, v) ||
+            !tensor_same_shape(&p->gt[v], &p->gt[y]) || p->gt[v].dtype != p->gt[y].dtype)
+            continue;
+        for (int j = 0; j < nd->n_in; j++)
+            reads += nd->in[j] == v;
+        if (reads == 1)
+            return v;
+    }
+    return -1;
+}
+
 /* Storage for activations and gradients, one arena laid out by lifetimes
  * over one timeline: forward step s at time s, the caller's turn (it reads
  * the outputs and seeds their gradients) at time n, backward of step s at
@@ -132,6 +156,10 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
  * zero_at[v] is the backward time (step n-1-t) at which v's gradient is
  * cleared before the first += (-1: never, the caller seeds it;
  * ZERO_AT_START: before the first step, for a parameter no step reads).
+ *
+ * A fresh gradient that an op computes in place (op_desc.grad_inplace) takes
+ * its output's gradient's memory, which dies at that very step: the two
+ * share one interval (inplace_input).
  *
  * off receives the offsets: [0, nv) the activations', [nv, 2nv) the
  * gradients' (SIZE_MAX: none). */
@@ -197,7 +225,39 @@ static lego_status plan_storage(train_plan *p, size_t *off, size_t *total)
         def[k] = n + 1 + first;
         last[k] = n + 1 + final;
     }
+    /* in-place gradients: share[k] is the gradient whose memory k takes;
+     * steps run backward, so a chain (Relu's input takes its output's,
+     * BatchNormalization's input then takes that) resolves in order */
+    int *share = malloc(sizeof *share * m);
+    if (!share) {
+        free(bytes), free(def), free(last), free(producer), free(reader);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning training");
+    }
+    for (size_t k = 0; k < m; k++)
+        share[k] = -1;
+    for (int s = n - 1; s >= 0; s--) {
+        const gnode *nd = &g->nodes[p->steps[s]];
+        int v = inplace_input(p, nd, s, reader);
+        if (v < 0)
+            continue;
+        int to = nv + nd->out[0];
+        while (share[to] >= 0)
+            to = share[to];
+        share[nv + v] = to;
+        if (last[nv + v] > last[to])
+            last[to] = last[nv + v];
+        def[nv + v] = last[nv + v] = -1;
+        bytes[nv + v] = 0;
+    }
     lego_status st = arena_layout(2 * nv, bytes, def, last, end + 1, off, total);
+    for (size_t k = 0; st.code == LEGO_OK && k < m; k++)
+        if (share[k] >= 0) {
+            int to = share[k];
+            while (share[to] >= 0)
+                to = share[to];
+            off[k] = off[to];
+        }
+    free(share);
     free(bytes), free(def), free(last), free(producer), free(reader);
     return st;
 }

@@ -157,7 +157,12 @@ static void act_backward_range(void *ctx, int64_t b, int64_t e, int thread)
     switch (k->p->kind) {
     /* g[i] is read whatever the sign, so the select vectorizes */
     case ACT_RELU: /* y > 0 exactly where x > 0, so x need not be kept */
-        if (k->assign)
+        if (k->assign && dx == g) /* in place: one pointer, or the vectorizer's overlap check fails */
+            for (int64_t i = b; i < e; i++) {
+                float gi = dx[i];
+                dx[i] = y[i] > 0 ? gi : 0.0f;
+            }
+        else if (k->assign)
             for (int64_t i = b; i < e; i++) {
                 float gi = g[i];
                 dx[i] = y[i] > 0 ? gi : 0.0f;
@@ -250,14 +255,15 @@ static lego_status clip_prepare(op_call *c) { return act_prepare(c, ACT_CLIP); }
 static lego_status sigmoid_prepare(op_call *c) { return act_prepare(c, ACT_SIGMOID); }
 static lego_status tanh_prepare(op_call *c) { return act_prepare(c, ACT_TANH); }
 
-#define ACT_DESC(Name, prep, nmax, unread)                                                   \
+/* Relu writes a fresh dX (so in place too); the others clear it first. */
+#define ACT_DESC(Name, prep, nmax, unread, inplace)                                          \
     const op_desc op_desc_##Name = {.name = #Name, .min_in = 1, .max_in = nmax, .min_out = 1, \
                                     .max_out = 1, .params_size = sizeof(act_params),         \
                                     .prepare = prep, .forward = act_forward,                 \
                                     .flops = act_flops, .backward = act_backward,           \
-                                    .in_unread = unread, .grad_writes = 1u};
-ACT_DESC(Relu, relu_prepare, 1, 1u) /* backward reads y only */
-ACT_DESC(LeakyRelu, leaky_prepare, 1, 0)
-ACT_DESC(Clip, clip_prepare, 3, 0)
-ACT_DESC(Sigmoid, sigmoid_prepare, 1, 0)
-ACT_DESC(Tanh, tanh_prepare, 1, 0)
+                                    .in_unread = unread, .grad_writes = 1u, .grad_inplace = inplace};
+ACT_DESC(Relu, relu_prepare, 1, 1u, 1u) /* backward reads y only */
+ACT_DESC(LeakyRelu, leaky_prepare, 1, 0, 0)
+ACT_DESC(Clip, clip_prepare, 3, 0, 0)
+ACT_DESC(Sigmoid, sigmoid_prepare, 1, 0, 0)
+ACT_DESC(Tanh, tanh_prepare, 1, 0, 0)

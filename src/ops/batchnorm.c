@@ -242,7 +242,12 @@ static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int thread)
         double mean_dy_xhat = c->training && cnt > 0 ? sum_dy_xhat / cnt : 0.0;
         for (int64_t n = 0; n < p->n; n++) {
             int64_t off = (n * p->c + ch) * p->plane;
-            if (k->assign)
+            if (k->assign && dx == dy) /* in place: one pointer, or the vectorizer's overlap check fails */
+                for (int64_t i = 0; i < p->plane; i++) {
+                    double xhat = (x[off + i] - mean) * inv_std;
+                    dx[off + i] = (float)(kk * (dx[off + i] - mean_dy - xhat * mean_dy_xhat));
+                }
+            else if (k->assign)
                 for (int64_t i = 0; i < p->plane; i++) {
                     double xhat = (x[off + i] - mean) * inv_std;
                     dx[off + i] = (float)(kk * (dy[off + i] - mean_dy - xhat * mean_dy_xhat));
@@ -289,4 +294,5 @@ const op_desc op_desc_BatchNormalization = {
     .backward = bn_backward,
     .out_unread = 1u, /* x̂ is recomputed from x */
     .grad_writes = 1u,
+    .grad_inplace = 1u, /* a channel's sums are taken before its dX is written */
 };

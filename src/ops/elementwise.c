@@ -414,7 +414,8 @@ static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_ten
     const binary_params *p = c->params;
     for (int i = 0; i < 2; i++) /* whatever is not written below starts from zero */
         if (c->fresh >> i & 1u && din[i] &&
-            (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL || c->in[1]->dtype == LEGO_I64))
+            (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL ||
+             (i == 1 && c->in[1]->dtype == LEGO_I64)))
             memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
     if (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL)
         return;
@@ -492,7 +493,7 @@ static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *s
                                     .prepare = prep, .forward = binary_forward,             \
                                     .flops = numel_flops, .backward = binary_backward,      \
                                     .in_unread = unread, .out_unread = unread ? 1u : 0,    \
-                                    .grad_writes = 3u, __VA_ARGS__};
+                                    .grad_writes = 3u, .grad_inplace = 3u, __VA_ARGS__};
 BINARY_DESC(Add, add_prepare, 3u, /* the gradient is dY's */
             .image_scratch = add_image_scratch, .forward_images = add_forward_images)
 BINARY_DESC(Sub, sub_prepare, 3u)

@@ -121,6 +121,12 @@ typedef struct op_desc {
     /* Bit i set: backward handles op_call.fresh bit i (writes input i's
      * gradient when told it holds nothing yet). */
     unsigned grad_writes;
+    /* Bit i set (with grad_writes): a fresh gradient of input i, of output
+     * 0's shape, comes out right when it is the very memory of output 0's
+     * gradient (element i of each read before it is written, as
+     * elementwise and per-channel ops do). A train plan then gives the two
+     * one buffer when output 0's gradient dies at this step. */
+    unsigned grad_inplace;
     /* (optional) a packed forward that works image by image, each image's
      * output from that image's input alone, computed the same whatever
      * images a call covers, in groups of *group images: image_scratch gives
