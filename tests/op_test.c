@@ -181,6 +181,49 @@ lego_status run_backward(const op_desc *d, attrs *l, int training, int n_in, leg
     return st;
 }
 
+/* Whether backward, for input i alone with c.fresh set, leaves exactly
+ * `want` in its gradient: a buffer of NaN (got NULL) or dy's copy (both
+ * the output gradient and the input's). */
+static int written(const op_desc *d, op_call *c, const lego_tensor *dy, int i, const float *want, bool in_place,
+                   const char *what)
+{
+    lego_tensor buf, g;
+    lego_tensor *dout[1] = {&g}, *din[8] = {NULL};
+    if (in_place) {
+        tensor_clone(dy, &buf);
+        dout[0] = &buf;
+    } else {
+        make(&buf, LEGO_F32, c->in[i]->rank, c->in[i]->dims, 1);
+        for (int64_t k = 0; k < lego_tensor_numel(&buf); k++)
+            ((float *)buf.data)[k] = NAN;
+        g = *dy;
+    }
+    din[i] = &buf;
+    c->fresh = 1u << i;
+    d->backward(c, dout, din);
+    c->fresh = 0;
+    int ok = 1;
+    for (int64_t k = 0; k < lego_tensor_numel(&buf) && ok; k++)
+        if (!(((float *)buf.data)[k] == want[k])) {
+            fprintf(stderr, "%s: input %d element %lld: %s %g, into zeros %g\n", what, i, (long long)k,
+                    in_place ? "in place" : "written fresh", ((float *)buf.data)[k], want[k]);
+            ok = 0;
+        }
+    tensor_release(&buf);
+    return ok;
+}
+
+int check_writes(const op_desc *d, op_call *c, const lego_tensor *dy, int i, const lego_tensor *alone,
+                 const char *what)
+{
+    int ok = 1;
+    if (d->grad_writes >> i & 1u)
+        ok &= written(d, c, dy, i, alone->data, false, what);
+    if (d->grad_inplace >> i & 1u && tensor_same_shape(c->in[i], dy))
+        ok &= written(d, c, dy, i, alone->data, true, what);
+    return ok;
+}
+
 int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, unsigned mask,
                       int training, const char *what)
 {
@@ -228,40 +271,7 @@ int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, un
         d->backward(&c, dout, one);
         const float *z = zero[i].data, *o = ones[i].data, *a = alone.data;
         int ok = 1;
-        if (d->grad_writes >> i & 1u) {
-            lego_tensor fresh;
-            make(&fresh, LEGO_F32, in[i]->rank, in[i]->dims, 1);
-            for (int64_t k = 0; k < lego_tensor_numel(&fresh); k++)
-                ((float *)fresh.data)[k] = NAN;
-            one[i] = &fresh;
-            c.fresh = 1u << i;
-            d->backward(&c, dout, one);
-            c.fresh = 0;
-            for (int64_t k = 0; k < lego_tensor_numel(&fresh) && ok; k++)
-                if (!(((float *)fresh.data)[k] == a[k])) {
-                    fprintf(stderr, "%s: input %d element %lld: written fresh %g, into zeros %g\n", what, i,
-                            (long long)k, ((float *)fresh.data)[k], a[k]);
-                    ok = 0;
-                }
-            tensor_release(&fresh);
-        }
-        if (d->grad_inplace >> i & 1u && tensor_same_shape(in[i], &dy)) {
-            /* in place: the gradient written over dY itself */
-            lego_tensor both;
-            tensor_clone(&dy, &both);
-            lego_tensor *bo[1] = {&both}, *bi[8] = {NULL};
-            bi[i] = &both;
-            c.fresh = 1u << i;
-            d->backward(&c, bo, bi);
-            c.fresh = 0;
-            for (int64_t k = 0; k < lego_tensor_numel(&both) && ok; k++)
-                if (!(((float *)both.data)[k] == a[k])) {
-                    fprintf(stderr, "%s: input %d element %lld: in place %g, into zeros %g\n", what, i,
-                            (long long)k, ((float *)both.data)[k], a[k]);
-                    ok = 0;
-                }
-            tensor_release(&both);
-        }
+        ok = check_writes(d, &c, &dy, i, &alone, what);
         for (int64_t k = 0; k < lego_tensor_numel(in[i]) && ok; k++) {
             float tol = 1e-5f * (1.0f + fabsf(z[k]));
             if (!(fabsf(o[k] - (z[k] + 1.0f)) <= tol) || !(fabsf(a[k] - z[k]) <= tol)) {

@@ -73,4 +73,14 @@ lego_status run_backward(const op_desc *d, attrs *l, int training, int n_in, leg
 int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, unsigned mask,
                       int training, const char *what);
 
+/* For input i of the forward call c (dy its output gradient, `alone` the
+ * gradient backward added into zeros for input i alone): when the op
+ * writes a fresh gradient (op_desc.grad_writes), backward told so must
+ * write a buffer of NaN with exactly `alone`; when it may do so in place
+ * (grad_inplace, one shape), the same over a copy of dy that is both its
+ * output gradient and the input's. Returns nonzero when both hold (or do
+ * not apply); says what differs on stderr. */
+int check_writes(const op_desc *d, op_call *c, const lego_tensor *dy, int i, const lego_tensor *alone,
+                 const char *what);
+
 #endif

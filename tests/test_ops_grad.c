@@ -184,46 +184,7 @@ static void check_adds(const op_desc *d, attrs *l, int opset, int n_in, lego_ten
         memset(alone.data, 0, lego_tensor_bytes(&alone));
         one[i] = &alone;
         d->backward(&c, dout, one);
-        if (d->grad_writes >> i & 1u) { /* written, not added, into a fresh buffer */
-            lego_tensor fresh;
-            make(&fresh, LEGO_F32, in[i]->rank, in[i]->dims, 1);
-            for (int64_t k = 0; k < lego_tensor_numel(&fresh); k++)
-                ((float *)fresh.data)[k] = NAN;
-            one[i] = &fresh;
-            c.fresh = 1u << i;
-            d->backward(&c, dout, one);
-            c.fresh = 0;
-            const float *f = fresh.data, *o = alone.data;
-            int same = 1;
-            for (int64_t k = 0; k < lego_tensor_numel(&fresh) && same; k++)
-                if (!(f[k] == o[k])) {
-                    fprintf(stderr, "%s: input %d element %lld: written fresh %g, into zeros %g\n", what, i,
-                            (long long)k, f[k], o[k]);
-                    same = 0;
-                }
-            CHECK(same);
-            tensor_release(&fresh);
-        }
-        if (d->grad_inplace >> i & 1u && tensor_same_shape(in[i], &g)) {
-            /* in place: the gradient written over dY itself */
-            lego_tensor both;
-            tensor_clone(&g, &both);
-            lego_tensor *bo[1] = {&both}, *bi[8] = {NULL};
-            bi[i] = &both;
-            c.fresh = 1u << i;
-            d->backward(&c, bo, bi);
-            c.fresh = 0;
-            const float *f = both.data, *o = alone.data;
-            int same = 1;
-            for (int64_t k = 0; k < lego_tensor_numel(&both) && same; k++)
-                if (!(f[k] == o[k])) {
-                    fprintf(stderr, "%s: input %d element %lld: in place %g, into zeros %g\n", what, i,
-                            (long long)k, f[k], o[k]);
-                    same = 0;
-                }
-            CHECK(same);
-            tensor_release(&both);
-        }
+        CHECK(check_writes(d, &c, &g, i, &alone, what)); /* written, not added, when fresh */
         const float *z = zero[i].data, *a = acc[i].data, *s = start[i].data, *o = alone.data;
         int ok = 1;
         for (int64_t k = 0; k < lego_tensor_numel(&zero[i]) && ok; k++) {
