@@ -9,8 +9,8 @@
  *  - the same bits with 1, 2 and 3 threads (the weight gradient's blocks
  *    of output channels depend on the shape only);
  *  - a second step after the weights change uses the new weights;
- *  - dX written into a buffer of NaN when told it is fresh (op_call.fresh)
- *    equals dX added into zeros;
+ *  - dX, dW and dB written into buffers of NaN when told they are fresh
+ *    (op_call.fresh) equal what is added into zeros;
  *  - scratch from a workspace filled with NaN between calls (what a
  *    shared workspace may hold from other layers) changes nothing, and
  *    the weight gradient taken over the batch in chunks agrees too;
@@ -159,22 +159,30 @@ static void step(const tcase *q, bool train, bool portable, int threads, int ste
         poison(step_ws);
         op_desc_Conv.backward(&c, dout, din);
     }
-    lego_tensor zx, fx; /* dX into zeros, and written fresh over NaN */
-    make(&zx, LEGO_F32, 4, xd, 1);
-    make(&fx, LEGO_F32, 4, xd, 1);
-    memset(zx.data, 0, lego_tensor_bytes(&zx));
-    for (int64_t i = 0; i < lego_tensor_numel(&fx); i++)
-        ((float *)fx.data)[i] = NAN;
-    lego_tensor *dz[3] = {&zx, NULL, NULL}, *df[3] = {&fx, NULL, NULL};
+    /* dX, dW and dB into zeros, and written fresh over NaN */
+    const lego_tensor *like[3] = {&x, &w, &b};
+    lego_tensor z[3], f[3];
+    lego_tensor *dz[3] = {NULL}, *df[3] = {NULL};
+    int grads = q->bias ? 3 : 2;
+    for (int i = 0; i < grads; i++) {
+        make(&z[i], LEGO_F32, like[i]->rank, like[i]->dims, 1);
+        make(&f[i], LEGO_F32, like[i]->rank, like[i]->dims, 1);
+        memset(z[i].data, 0, lego_tensor_bytes(&z[i]));
+        for (int64_t k = 0; k < lego_tensor_numel(&f[i]); k++)
+            ((float *)f[i].data)[k] = NAN;
+        dz[i] = &z[i], df[i] = &f[i];
+    }
     op_desc_Conv.backward(&c, dout, dz);
-    c.fresh = 1u;
+    c.fresh = 7u;
     op_desc_Conv.backward(&c, dout, df);
     c.fresh = 0;
-    bool same = true;
-    for (int64_t i = 0; i < lego_tensor_numel(&fx) && same; i++)
-        same = ((float *)fx.data)[i] == ((float *)zx.data)[i];
-    CHECK(same);
-    tensor_release(&zx), tensor_release(&fx);
+    for (int i = 0; i < grads; i++) {
+        bool same = true;
+        for (int64_t k = 0; k < lego_tensor_numel(&f[i]) && same; k++)
+            same = ((float *)f[i].data)[k] == ((float *)z[i].data)[k];
+        CHECK(same);
+        tensor_release(&z[i]), tensor_release(&f[i]);
+    }
     r->chunks = state ? dnnl_conv_train_chunks(state) : 0;
     if (state)
         op_desc_Conv.train_unpack(state);

@@ -980,11 +980,12 @@ static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tenso
     dnnl_conv_train *t = train_state(c);
     if (t && dout[0] &&
         dnnl_conv_train_backward(t, c->in[0]->data, c->in[1]->data, dout[0]->data,
-                                 din[0] ? din[0]->data : NULL, c->fresh & 1u, din[1] ? din[1]->data : NULL,
-                                 c->n_in > 2 && din[2] ? din[2]->data : NULL, c->ws))
+                                 din[0] ? din[0]->data : NULL, din[1] ? din[1]->data : NULL,
+                                 c->n_in > 2 && din[2] ? din[2]->data : NULL, c->fresh, c->ws))
         return; /* else (no kernel for this backward, no memory) the portable path */
-    if (din[0] && c->fresh & 1u) /* which adds into dX */
-        memset(din[0]->data, 0, lego_tensor_bytes(din[0]));
+    for (int i = 0; i < c->n_in && i < 3; i++) /* which adds into each gradient */
+        if (din[i] && c->fresh >> i & 1u)
+            memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     if (!begin_backward(c, dout, din, &r))
         return;
@@ -1095,7 +1096,7 @@ const op_desc op_desc_Conv = {
     .flops = conv_flops,
     .backward = conv_backward,
     .out_unread = 1u, /* dW and dX need x, W and dY only */
-    .grad_writes = 1u,
+    .grad_writes = 7u,
     .pack = conv_pack,
     .unpack = conv_unpack,
     .layout = conv_layout,

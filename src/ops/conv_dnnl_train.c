@@ -69,6 +69,7 @@ typedef struct wblock {
     int64_t oc;
     prim bw;
     dnnl_primitive_t to_ddst, dw_add; /* to_ddst: NULL when the primitive reads NCHW */
+    dnnl_primitive_t dw_copy; /* the first chunk's dW written, not added (fresh); NULL when OIHW */
     dnnl_memory_desc_t plain_dst, ddst_md, dwei_md, plain_wei, dbias_md;
     size_t ddst_bytes, dwei_bytes;
 } wblock;
@@ -412,7 +413,8 @@ static bool create_wblock(dnnl_conv_train *k, wblock *wb, const dnnl_memory_desc
         ok = dnnl_memory_desc_init_by_strides(&wb->plain_dst, 4, dd, dnnl_f32, strides) ==
                  dnnl_success &&
              reorder_unless_same(&wb->plain_dst, &wb->ddst_md, &wb->to_ddst) &&
-             conv_dnnl_reorder(&wb->dwei_md, &wb->plain_wei, true, &wb->dw_add);
+             conv_dnnl_reorder(&wb->dwei_md, &wb->plain_wei, true, &wb->dw_add) &&
+             reorder_unless_same(&wb->dwei_md, &wb->plain_wei, &wb->dw_copy);
     }
     if (pd)
         dnnl_primitive_desc_destroy(pd);
@@ -476,7 +478,7 @@ static void wblock_free(wblock *wb)
 {
     prim_free(&wb->bw);
     destroy(&wb->to_ddst);
-    destroy(&wb->dw_add);
+    destroy(&wb->dw_add), destroy(&wb->dw_copy);
 }
 
 bool dnnl_conv_train_winograd(const dnnl_conv_train *k)
@@ -521,6 +523,7 @@ typedef struct run {
     const float *wdy;      /* backward weights: the chunk's dY */
     float *y, *dx;
     bool dx_fresh;         /* dx holds nothing yet: written, not added to */
+    bool w_write, b_write; /* this chunk writes dw / db (fresh, first chunk) rather than adding */
     float *dw, *db;
     void *wei;             /* backward data's weights */
     unsigned char *scratch; /* per thread */
@@ -664,18 +667,22 @@ static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
             arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
             ok = execute(k, thread, wb->to_ddst, a, 2);
         }
+        /* a written dW in OIHW comes straight from the primitive */
+        float *dw = r->dw ? r->dw + m0 * per_oc : NULL;
+        bool direct = dw && r->w_write && !wb->dw_copy;
         arg a[5] = {{DNNL_ARG_SRC, &k->wsrc_md, (void *)r->wsrc},
                     {DNNL_ARG_DIFF_DST, &wb->ddst_md, wb->to_ddst ? (void *)ddst : dy},
-                    {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, dwei},
+                    {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, direct ? (void *)dw : dwei},
                     {DNNL_ARG_SCRATCHPAD, &wb->bw.pad_md, pad},
                     {DNNL_ARG_DIFF_BIAS, &wb->dbias_md, dbias}};
         ok = ok && execute(k, thread, wb->bw.p, a, k->bias ? 5 : 4);
-        if (ok && r->dw) {
-            arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei},
-                        {DNNL_ARG_TO, &wb->plain_wei, r->dw + m0 * per_oc}};
-            ok = execute(k, thread, wb->dw_add, t, 2); /* dw += */
+        if (ok && dw && !direct) {
+            arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei}, {DNNL_ARG_TO, &wb->plain_wei, dw}};
+            ok = execute(k, thread, r->w_write ? wb->dw_copy : wb->dw_add, t, 2); /* dw = or += */
         }
-        if (ok && r->db)
+        if (ok && r->db && r->b_write)
+            memcpy(r->db + m0, dbias, sizeof(float) * (size_t)wb->oc);
+        else if (ok && r->db)
             for (int64_t m = 0; m < wb->oc; m++)
                 r->db[m0 + m] += dbias[m];
         if (!ok)
@@ -711,7 +718,7 @@ static void add_nan(float *v, int64_t n)
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, bool dx_fresh, float *dw, float *db, workspace *ws)
+                              float *dx, float *dw, float *db, unsigned fresh, workspace *ws)
 {
     const conv_shape *s = &k->s;
     bool want_w = dw || db;
@@ -728,7 +735,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     int64_t units = k->n / k->ipu;
     par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
     par_split sw = par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
-    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dx_fresh = dx_fresh, .dw = dw, .db = db};
+    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dx_fresh = fresh & 1u, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
     /* The weight gradient, then the input gradient, one after the other in
      * one buffer: each phase's per-thread scratch, then the chunk's copy of
@@ -761,6 +768,8 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
         unsigned char *wsrc = buf + bw_thread * (size_t)sw.threads;
         int64_t in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
         for (int64_t i = 0; ok && i < k->n / k->wn; i++) { /* chunks in order: dW += each */
+            r.w_write = i == 0 && fresh & 2u; /* a fresh dW (dB) takes the first chunk's */
+            r.b_write = i == 0 && fresh & 4u;
             r.wsrc = x + i * in;
             r.wdy = dy + i * on;
             if (k->wsrc) {
@@ -836,9 +845,9 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
 }
 
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, bool dx_fresh, float *dw, float *db, workspace *ws)
+                              float *dx, float *dw, float *db, unsigned fresh, workspace *ws)
 {
-    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dx_fresh, (void)dw, (void)db, (void)ws;
+    (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)fresh, (void)ws;
     return false;
 }
 

@@ -53,13 +53,14 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
                              float *y, bool keep, workspace *ws);
 
 /* ADDS the gradients of x, w and b (each NULL when not wanted) for dy,
- * x and w being the last forward's; with dx_fresh dx holds nothing yet and
- * is written instead (op_call.fresh). false when nothing was touched (no
+ * x and w being the last forward's; those whose bit is set in fresh (bit
+ * 0 dx, 1 dw, 2 db, as op_call.fresh) hold nothing yet and are written
+ * instead. false when nothing was touched (no
  * kernel for the backward of this shape, or no memory): the caller then
  * runs its own backward. A failure part way adds NaN to what was asked,
  * as conv.c does. */
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
-                              float *dx, bool dx_fresh, float *dw, float *db, workspace *ws);
+                              float *dx, float *dw, float *db, unsigned fresh, workspace *ws);
 
 void dnnl_conv_train_free(dnnl_conv_train *k);
 
