@@ -315,7 +315,7 @@ static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_s
         return 0;
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     op_call c;
-    exec_step_call(g, n, &st[s], NULL, in, out, &c);
+    exec_step_call(g, n, &st[s], NULL, NULL, in, out, &c);
     if (!c.out[0] || c.out[0]->rank != 4)
         return 0;
     size_t b = n->op->image_scratch(&c, group);
@@ -412,10 +412,11 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     return r;
 }
 
-void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt,
+void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt, workspace *ws,
                     lego_tensor **in, lego_tensor **out, op_call *c)
 {
     graph_node_call(g, n, vt, in, out, c);
+    c->ws = ws;
     if (!st)
         return;
     c->packed = st->packed;
@@ -659,7 +660,7 @@ static bool run_chain(lego_graph *g, exec_plan *p, int s, int len, lego_tensor *
     double work = 0;
     for (int j = 0; j < len; j++) {
         const gnode *n = &g->nodes[p->steps[s + j]];
-        exec_step_call(g, n, &p->st[s + j], p->vt, in[j], out[j], &r.c[j]);
+        exec_step_call(g, n, &p->st[s + j], p->vt, NULL, in[j], out[j], &r.c[j]);
         r.op[j] = n->op;
         size_t b = n->op->image_scratch(&r.c[j], &r.group);
         r.scratch = b > r.scratch ? b : r.scratch;
@@ -716,8 +717,7 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
         }
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
-        exec_step_call(g, n, &p->st[s], p->vt, in, out, &c);
-        c.ws = exec_plan_workspace(p);
+        exec_step_call(g, n, &p->st[s], p->vt, exec_plan_workspace(p), in, out, &c);
         n->op->forward(&c);
     }
     for (int i = 0; i < g->n_outputs; i++)

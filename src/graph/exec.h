@@ -39,8 +39,9 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
                            step_state *st);
 void exec_unpack(step_state *st, int n);
 
-/* The op_call of node n run with state st (NULL: none), over vt. */
-void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt,
+/* The op_call of node n run with state st (NULL: none), over vt, its
+ * kernels' scratch from ws (NULL: malloc's). */
+void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt, workspace *ws,
                     lego_tensor **in, lego_tensor **out, op_call *c);
 
 /* A plan runs one graph at its current shapes with its weights as they

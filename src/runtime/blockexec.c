@@ -428,8 +428,7 @@ static void run_nodes(lego_graph *g, const int *steps, const step_state *st, int
     for (int s = 0; s < n_steps; s++) {
         const gnode *n = &g->nodes[steps[s]];
         op_call call;
-        exec_step_call(g, n, &st[s], vt, in, out, &call);
-        call.ws = ws;
+        exec_step_call(g, n, &st[s], vt, ws, in, out, &call);
         n->op->forward(&call);
     }
 }

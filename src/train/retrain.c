@@ -814,8 +814,8 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
     for (int s = 0; s < p->n_steps && st.code == LEGO_OK; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
         op_call c;
-        exec_step_call(g, n, &p->st[s], p->vt, in, out, &c); /* fused and packed steps */
-        c.ws = exec_plan_workspace(p);
+        /* fused and packed steps */
+        exec_step_call(g, n, &p->st[s], p->vt, exec_plan_workspace(p), in, out, &c);
         n->op->forward(&c);
         int first = next;
         for (; next < nb && r->ready[r->by_ready[next]] == s; next++) {
