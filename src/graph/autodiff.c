@@ -112,25 +112,32 @@ static lego_status select_nodes(train_plan *p, bool *in_sub)
 
 #define ZERO_AT_START (-2)
 
+/* Whether node n's backward writes input i's gradient outright when it is
+ * the first to write it (op_desc.grad_writes), rather than adding into a
+ * cleared buffer: not when n reads that value through another input too. */
+static bool writes_fresh(const gnode *n, int i)
+{
+    int reads = 0;
+    for (int j = 0; j < n->n_in; j++)
+        reads += n->in[j] == n->in[i];
+    return n->op->grad_writes >> i & 1u && reads == 1;
+}
+
 /* The input of step s (node nd) whose gradient may take output 0's
- * gradient's memory, or -1: the op computes it in place and writes it
- * fresh (clear_gradients' conditions: s is the value's last reader and
- * reads it once), the two gradients have one shape, and the input is not
- * one whose gradient the caller seeds. */
+ * gradient's memory, or -1: s is the value's last reader (its gradient's
+ * first writer), writes it fresh (writes_fresh, as clear_gradients then
+ * decides) and in place, the two gradients have one shape, and the input
+ * is not one whose gradient the caller seeds. */
 static int inplace_input(const train_plan *p, const gnode *nd, int s, const int *reader)
 {
     int y = nd->out[0];
     if (nd->n_out < 1 || !p->needs_grad[y])
         return -1;
     for (int i = 0; i < nd->n_in; i++) {
-        int v = nd->in[i], reads = 0;
-        if (v < 0 || !(nd->op->grad_inplace >> i & 1u) || !(nd->op->grad_writes >> i & 1u) ||
-            !p->needs_grad[v] || reader[v] != s || contains(p->outputs, p->n_outputs, v) ||
-            !tensor_same_shape(&p->gt[v], &p->gt[y]) || p->gt[v].dtype != p->gt[y].dtype)
-            continue;
-        for (int j = 0; j < nd->n_in; j++)
-            reads += nd->in[j] == v;
-        if (reads == 1)
+        int v = nd->in[i];
+        if (v >= 0 && nd->op->grad_inplace >> i & 1u && writes_fresh(nd, i) && p->needs_grad[v] &&
+            reader[v] == s && !contains(p->outputs, p->n_outputs, v) &&
+            tensor_same_shape(&p->gt[v], &p->gt[y]) && p->gt[v].dtype == p->gt[y].dtype)
             return v;
     }
     return -1;
@@ -455,10 +462,7 @@ static unsigned clear_gradients(train_plan *p, const gnode *n, int t)
         int v = i < n->n_in ? n->in[i] : n->out[i - n->n_in];
         if (v < 0 || p->zero_at[v] != t)
             continue;
-        int reads = 0;
-        for (int j = 0; j < n->n_in; j++)
-            reads += n->in[j] == v;
-        if (i < n->n_in && n->op->grad_writes >> i & 1u && reads == 1)
+        if (i < n->n_in && writes_fresh(n, i))
             fresh |= 1u << i;
         else
             memset(p->gt[v].data, 0, lego_tensor_bytes(&p->gt[v]));
