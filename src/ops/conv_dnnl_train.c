@@ -55,7 +55,6 @@
 
 typedef conv_dnnl_arg arg;
 
-
 /* A primitive with its user-mode scratchpad. */
 typedef struct prim {
     dnnl_primitive_t p;
