@@ -381,22 +381,18 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
         if (k->kind == BIN_ADD || k->kind == BIN_SUB) { /* the inputs' data is never read */
             for (int64_t i = 0; i < n; i++)
                 ga[i] = g[i], gb[i] = k->kind == BIN_ADD ? g[i] : -g[i];
-            if (k->da)
-                (k->set_a ? set_row : add_row)(k->da + ia, inc[0], ga, n);
-            if (k->db)
-                (k->set_b ? set_row : add_row)(k->db + ib, inc[1], gb, n);
-            continue;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            float a = k->a[ia + i * inc[0]];
-            float b = k->bi ? (float)k->bi[ib + i * inc[1]] : k->b[ib + i * inc[1]];
-            switch (k->kind) {
-            case BIN_MUL: ga[i] = g[i] * b, gb[i] = g[i] * a; break;
-            case BIN_DIV: ga[i] = g[i] / b, gb[i] = -g[i] * y[i] / b; break;
-            default: /* BIN_POW */
-                ga[i] = b == 0 ? 0.0f : g[i] * b * powf(a, b - 1.0f);
-                gb[i] = a == 0 && b >= 0 ? 0.0f : g[i] * y[i] * logf(a);
-                break;
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                float a = k->a[ia + i * inc[0]];
+                float b = k->bi ? (float)k->bi[ib + i * inc[1]] : k->b[ib + i * inc[1]];
+                switch (k->kind) {
+                case BIN_MUL: ga[i] = g[i] * b, gb[i] = g[i] * a; break;
+                case BIN_DIV: ga[i] = g[i] / b, gb[i] = -g[i] * y[i] / b; break;
+                default: /* BIN_POW */
+                    ga[i] = b == 0 ? 0.0f : g[i] * b * powf(a, b - 1.0f);
+                    gb[i] = a == 0 && b >= 0 ? 0.0f : g[i] * y[i] * logf(a);
+                    break;
+                }
             }
         }
         if (k->da)
