@@ -19,7 +19,11 @@
  * batch's copies would be large (WCHUNK_BYTES: 64 channels at 32x32 and
  * batch 128 took 57 MB) does the batch go in chunks of `wn` images, one
  * after another, each chunk's blocks adding into dW in turn: a function of
- * the shape and batch, so still the same bits for any thread count.
+ * the shape and batch, so still the same bits for any thread count. A layer
+ * of one block (32 output channels or fewer, and grouped ones) would leave
+ * every thread but one waiting: its chunks go in two halves of the batch
+ * instead, each half's adding into its own dW, the second half's added to
+ * the first's at the end (`halves`: the shape decides, not the threads).
  *
  * oneDNN's reference kernels are far slower than our own path: a primitive
  * that comes out as one ("ref:" in its name) declines the shape. Memory:
@@ -96,9 +100,12 @@ struct dnnl_conv_train {
     /* backward weights (same states) */
     int bw_state;
     int64_t wn;           /* images per call (a divisor of n) */
+    bool halves;          /* one block: the chunks in two halves of the batch, one per thread */
     int64_t wblocks, woc; /* blocks of woc output channels; the last may be shorter */
     wblock wb[2];         /* a whole block, and a shorter last one (oc 0: none) */
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
+    dnnl_primitive_t wsrc_part[2]; /* the same for each half of its images (NULL: whole only) */
+    dnnl_memory_desc_t plain_part[2], wsrc_part_md[2];
     dnnl_memory_desc_t plain_wsrc, wsrc_md;
     size_t wsrc_bytes;
     conv_dnnl_bindings bind; /* per participant of a call (conv_dnnl_impl.h) */
@@ -428,15 +435,16 @@ void dnnl_conv_train_set_chunk(size_t bytes) { atomic_store(&wchunk_bytes, bytes
 
 int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k) { return k->wn ? k->n / k->wn : 0; }
 
-/* Images per weight-gradient call: the whole batch, unless its copies of x
- * and dY (in oneDNN's layouts) would pass WCHUNK_BYTES; then the largest
- * divisor of the batch within it (at least one image). */
-static int64_t pick_wn(const conv_shape *s, int64_t n)
+/* Images per weight-gradient call: the whole batch (at most `most`
+ * images), unless its copies of x and dY (in oneDNN's layouts) would pass
+ * WCHUNK_BYTES; then the largest divisor of the batch within both (at least
+ * one image). */
+static int64_t pick_wn(const conv_shape *s, int64_t n, int64_t most)
 {
     size_t limit = atomic_load(&wchunk_bytes);
     size_t image = sizeof(float) * (size_t)(s->c * s->h * s->w + s->m * s->ho * s->wo);
     int64_t wn = n;
-    while (wn > 1 && (size_t)wn * image > limit) {
+    while (wn > 1 && (wn > most || (size_t)wn * image > limit)) {
         int64_t d = wn - 1;
         while (n % d)
             d--;
@@ -453,11 +461,13 @@ static int64_t pick_wn(const conv_shape *s, int64_t n)
 static bool create_bw(dnnl_conv_train *k)
 {
     const conv_shape *s = &k->s;
-    k->wn = pick_wn(s, k->n);
     int64_t most = s->m / MIN_WBLOCK, blocks = s->group > 1 ? 1 : WEIGHT_BLOCKS < most ? WEIGHT_BLOCKS : most;
     if (s->group == 1 && s->m > MIN_WBLOCK && blocks < 2)
         blocks = 2;
     blocks = blocks > 1 ? blocks : 1;
+    /* one block: at least two chunks, for two halves */
+    k->wn = pick_wn(s, k->n, blocks == 1 ? k->n / 2 : k->n);
+    k->halves = blocks == 1 && k->n / k->wn >= 2;
     int64_t oc = blocks > 1 ? ((s->m + blocks - 1) / blocks + 15) / 16 * 16 : s->m;
     k->woc = oc;
     k->wblocks = (s->m + oc - 1) / oc;
@@ -470,7 +480,21 @@ static bool create_bw(dnnl_conv_train *k)
         if (!create_wblock(k, &k->wb[1], &k->wsrc_md))
             return false;
     }
-    return reorder_unless_same(&k->plain_wsrc, &k->wsrc_md, &k->wsrc);
+    if (!reorder_unless_same(&k->plain_wsrc, &k->wsrc_md, &k->wsrc))
+        return false;
+    /* several blocks read one copy of each chunk: the threads make it, a
+     * half of its images each (where oneDNN can cut its layout there) */
+    if (k->wsrc && !k->halves && k->wn % 2 == 0)
+        for (int h = 0; h < 2; h++) {
+            dnnl_dims_t d = {k->wn / 2, s->c, s->h, s->w}, at = {h * k->wn / 2, 0, 0, 0};
+            if (dnnl_memory_desc_init_submemory(&k->plain_part[h], &k->plain_wsrc, d, at) != dnnl_success ||
+                dnnl_memory_desc_init_submemory(&k->wsrc_part_md[h], &k->wsrc_md, d, at) != dnnl_success ||
+                !conv_dnnl_reorder(&k->plain_part[h], &k->wsrc_part_md[h], false, &k->wsrc_part[h])) {
+                destroy(&k->wsrc_part[0]), destroy(&k->wsrc_part[1]);
+                break;
+            }
+        }
+    return true;
 }
 
 static void wblock_free(wblock *wb)
@@ -495,7 +519,7 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     prim_free(&k->bd);
     destroy(&k->to_src), destroy(&k->to_plain), destroy(&k->to_wei);
     destroy(&k->bd_ddst), destroy(&k->bd_add), destroy(&k->bd_wei), destroy(&k->bd_copy);
-    destroy(&k->wsrc);
+    destroy(&k->wsrc), destroy(&k->wsrc_part[0]), destroy(&k->wsrc_part[1]);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
     conv_dnnl_unbind(&k->bind);
@@ -528,6 +552,8 @@ typedef struct run {
     unsigned char *scratch; /* per thread */
     size_t per_thread;
     const void *wsrc;      /* backward weights: the batch in wsrc_md */
+    float *dw2, *db2;      /* halves: the second half's dW and dB (plain layouts) */
+    size_t wsrc_bytes;     /* halves: each half's copy of its chunk, after its scratch */
     atomic_bool failed;
 } run;
 
@@ -645,48 +671,105 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
-/* Weight-gradient blocks [begin, end): each adds its rows of dW and dB. */
+/* Weight-gradient block b of one chunk: wsrc (the chunk in wsrc_md) and
+ * wdy (its dY) give the block's rows of dw and db, written (w_write,
+ * b_write: the first chunk of a fresh gradient) or added. */
+typedef struct bw_chunk {
+    const void *wsrc;
+    const float *wdy;
+    float *dw, *db;
+    bool w_write, b_write;
+} bw_chunk;
+
+static bool bw_block(run *r, int thread, int64_t b, const bw_chunk *ch)
+{
+    dnnl_conv_train *k = r->k;
+    const conv_shape *s = &k->s;
+    int64_t per_oc = s->c / s->group * s->kh * s->kw;
+    const wblock *wb = &k->wb[b == k->wblocks - 1 && k->wb[1].oc ? 1 : 0];
+    int64_t m0 = b * k->woc;
+    unsigned char *ddst = r->scratch + (size_t)thread * r->per_thread;
+    unsigned char *dwei = ddst + (wb->to_ddst ? ALIGN(wb->ddst_bytes) : 0);
+    float *dbias = (float *)(dwei + ALIGN(wb->dwei_bytes));
+    unsigned char *pad = (unsigned char *)dbias + bias_bytes(k);
+    float *dy = (float *)ch->wdy + m0 * s->ho * s->wo;
+    bool ok = true;
+    if (wb->to_ddst) {
+        arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
+        ok = execute(k, thread, wb->to_ddst, a, 2);
+    }
+    /* a written dW in OIHW comes straight from the primitive */
+    float *dw = ch->dw ? ch->dw + m0 * per_oc : NULL;
+    bool direct = dw && ch->w_write && !wb->dw_copy;
+    arg a[5] = {{DNNL_ARG_SRC, &k->wsrc_md, (void *)ch->wsrc},
+                {DNNL_ARG_DIFF_DST, &wb->ddst_md, wb->to_ddst ? (void *)ddst : dy},
+                {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, direct ? (void *)dw : dwei},
+                {DNNL_ARG_SCRATCHPAD, &wb->bw.pad_md, pad},
+                {DNNL_ARG_DIFF_BIAS, &wb->dbias_md, dbias}};
+    ok = ok && execute(k, thread, wb->bw.p, a, k->bias ? 5 : 4);
+    if (ok && dw && !direct) {
+        arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei}, {DNNL_ARG_TO, &wb->plain_wei, dw}};
+        ok = execute(k, thread, ch->w_write ? wb->dw_copy : wb->dw_add, t, 2); /* dw = or += */
+    }
+    if (ok && ch->db && ch->b_write)
+        memcpy(ch->db + m0, dbias, sizeof(float) * (size_t)wb->oc);
+    else if (ok && ch->db)
+        for (int64_t m = 0; m < wb->oc; m++)
+            ch->db[m0 + m] += dbias[m];
+    return ok;
+}
+
+/* Weight-gradient blocks [begin, end) of the chunk r->wsrc, r->wdy. */
 static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    one_thread();
+    bw_chunk ch = {r->wsrc, r->wdy, r->dw, r->db, r->w_write, r->b_write};
+    for (int64_t b = begin; b < end && !atomic_load(&r->failed); b++)
+        if (!bw_block(r, thread, b, &ch))
+            atomic_store(&r->failed, true);
+}
+
+/* Halves [begin, end) of a chunk's images into wsrc_md: r->wsrc from
+ * r->x (the chunk's NCHW images). */
+static void wsrc_halves(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    run *r = ctx;
+    dnnl_conv_train *k = r->k;
+    one_thread();
+    for (int64_t h = begin; h < end; h++) {
+        arg a[2] = {{DNNL_ARG_FROM, &k->plain_part[h], (void *)r->x},
+                    {DNNL_ARG_TO, &k->wsrc_part_md[h], (void *)r->wsrc}};
+        if (!execute(k, thread, k->wsrc_part[h], a, 2))
+            atomic_store(&r->failed, true);
+    }
+}
+
+/* Halves [begin, end) of a one-block layer's batch: half h runs its chunks
+ * in order, each reordered into its own copy, into dw and db (half 0: as
+ * the call asks; half 1: r->dw2 and r->db2, written by its first chunk). */
+static void bw_halves(void *ctx, int64_t begin, int64_t end, int thread)
 {
     run *r = ctx;
     dnnl_conv_train *k = r->k;
     const conv_shape *s = &k->s;
     one_thread();
-    int64_t per_oc = s->c / s->group * s->kh * s->kw;
-    for (int64_t b = begin; b < end && !atomic_load(&r->failed); b++) {
-        const wblock *wb = &k->wb[b == k->wblocks - 1 && k->wb[1].oc ? 1 : 0];
-        int64_t m0 = b * k->woc;
-        unsigned char *ddst = r->scratch + (size_t)thread * r->per_thread;
-        unsigned char *dwei = ddst + (wb->to_ddst ? ALIGN(wb->ddst_bytes) : 0);
-        float *dbias = (float *)(dwei + ALIGN(wb->dwei_bytes));
-        unsigned char *pad = (unsigned char *)dbias + bias_bytes(k);
-        float *dy = (float *)r->wdy + m0 * s->ho * s->wo;
-        bool ok = true;
-        if (wb->to_ddst) {
-            arg a[2] = {{DNNL_ARG_FROM, &wb->plain_dst, dy}, {DNNL_ARG_TO, &wb->ddst_md, ddst}};
-            ok = execute(k, thread, wb->to_ddst, a, 2);
+    int64_t chunks = k->n / k->wn, in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
+    unsigned char *wsrc = r->scratch + (size_t)thread * r->per_thread + (r->per_thread - r->wsrc_bytes);
+    for (int64_t h = begin; h < end; h++)
+        for (int64_t i = h * chunks / 2; i < (h + 1) * chunks / 2 && !atomic_load(&r->failed); i++) {
+            bool first = i == h * chunks / 2;
+            bw_chunk ch = {r->x + i * in, r->dy + i * on, h ? r->dw2 : r->dw, h ? r->db2 : r->db,
+                           first && (h || r->w_write), first && (h || r->b_write)};
+            bool ok = true;
+            if (k->wsrc) {
+                arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)ch.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
+                ok = execute(k, thread, k->wsrc, a, 2);
+                ch.wsrc = wsrc;
+            }
+            if (!(ok && bw_block(r, thread, 0, &ch)))
+                atomic_store(&r->failed, true);
         }
-        /* a written dW in OIHW comes straight from the primitive */
-        float *dw = r->dw ? r->dw + m0 * per_oc : NULL;
-        bool direct = dw && r->w_write && !wb->dw_copy;
-        arg a[5] = {{DNNL_ARG_SRC, &k->wsrc_md, (void *)r->wsrc},
-                    {DNNL_ARG_DIFF_DST, &wb->ddst_md, wb->to_ddst ? (void *)ddst : dy},
-                    {DNNL_ARG_DIFF_WEIGHTS, &wb->dwei_md, direct ? (void *)dw : dwei},
-                    {DNNL_ARG_SCRATCHPAD, &wb->bw.pad_md, pad},
-                    {DNNL_ARG_DIFF_BIAS, &wb->dbias_md, dbias}};
-        ok = ok && execute(k, thread, wb->bw.p, a, k->bias ? 5 : 4);
-        if (ok && dw && !direct) {
-            arg t[2] = {{DNNL_ARG_FROM, &wb->dwei_md, dwei}, {DNNL_ARG_TO, &wb->plain_wei, dw}};
-            ok = execute(k, thread, r->w_write ? wb->dw_copy : wb->dw_add, t, 2); /* dw = or += */
-        }
-        if (ok && r->db && r->b_write)
-            memcpy(r->db + m0, dbias, sizeof(float) * (size_t)wb->oc);
-        else if (ok && r->db)
-            for (int64_t m = 0; m < wb->oc; m++)
-                r->db[m0 + m] += dbias[m];
-        if (!ok)
-            atomic_store(&r->failed, true);
-    }
 }
 
 static size_t bd_per_thread(const dnnl_conv_train *k)
@@ -733,19 +816,30 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
 
     int64_t units = k->n / k->ipu;
     par_split sd = par_split_work(units, unit_flops(k, k->ipu) / 16.0);
-    par_split sw = par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
+    par_split sw = k->halves ? par_split_work(2, unit_flops(k, k->n / 2) / 16.0)
+                             : par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
+    par_split sp = par_split_work(2, (double)(k->wsrc_bytes / 8)); /* wsrc_halves: a copy's floats */
     run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dx_fresh = fresh & 1u, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
     /* The weight gradient, then the input gradient, one after the other in
      * one buffer: each phase's per-thread scratch, then the chunk's copy of
-     * x (weights) or the weights in backward data's layout (input) */
-    size_t bw_thread = 0, bd_thread = 0, wsrc_bytes = 0, wei_bytes = 0, total = 0;
+     * x (weights; with halves, one per thread at the end of its scratch,
+     * and the second half's dW and dB) or the weights in backward data's
+     * layout (input) */
+    size_t bw_thread = 0, bd_thread = 0, wsrc_bytes = 0, wei_bytes = 0, half_bytes = 0, total = 0;
+    int64_t dw_n = s->m * s->c / s->group * s->kh * s->kw;
     int threads = 1;
     if (want_w) {
         bw_thread = ALIGN(bw_per_thread(k));
         wsrc_bytes = k->wsrc ? ALIGN(k->wsrc_bytes) : 0;
-        total = bw_thread * (size_t)sw.threads + wsrc_bytes;
-        threads = sw.threads;
+        if (k->halves) {
+            bw_thread += wsrc_bytes;
+            half_bytes = ALIGN(sizeof(float) * (size_t)dw_n) + bias_bytes(k);
+            total = bw_thread * (size_t)sw.threads + half_bytes;
+        } else {
+            total = bw_thread * (size_t)sw.threads + wsrc_bytes;
+        }
+        threads = sw.threads > sp.threads ? sw.threads : sp.threads;
     }
     if (dx) {
         bd_thread = ALIGN(bd_per_thread(k));
@@ -762,7 +856,20 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
         return false;
     r.scratch = buf;
     bool ok = true;
-    if (want_w) {
+    if (want_w && k->halves) {
+        r.per_thread = bw_thread;
+        r.wsrc_bytes = wsrc_bytes;
+        r.w_write = fresh & 2u;
+        r.b_write = fresh & 4u;
+        r.dw2 = dw ? (float *)(buf + bw_thread * (size_t)sw.threads) : NULL;
+        r.db2 = db ? (float *)(buf + bw_thread * (size_t)sw.threads + ALIGN(sizeof(float) * (size_t)dw_n)) : NULL;
+        parallel_run(2, sw, bw_halves, &r);
+        ok = !atomic_load(&r.failed);
+        for (int64_t i = 0; ok && dw && i < dw_n; i++)
+            dw[i] += r.dw2[i];
+        for (int64_t i = 0; ok && db && i < s->m; i++)
+            db[i] += r.db2[i];
+    } else if (want_w) {
         r.per_thread = bw_thread;
         unsigned char *wsrc = buf + bw_thread * (size_t)sw.threads;
         int64_t in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
@@ -771,7 +878,13 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
             r.b_write = i == 0 && fresh & 4u;
             r.wsrc = x + i * in;
             r.wdy = dy + i * on;
-            if (k->wsrc) {
+            if (k->wsrc_part[1]) {
+                run part = {.k = k, .x = r.wsrc, .wsrc = wsrc};
+                atomic_init(&part.failed, false);
+                parallel_run(2, sp, wsrc_halves, &part);
+                ok = !atomic_load(&part.failed);
+                r.wsrc = wsrc;
+            } else if (k->wsrc) {
                 arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)r.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
                 ok = execute(k, 0, k->wsrc, a, 2);
                 r.wsrc = wsrc;
