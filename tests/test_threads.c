@@ -1,7 +1,8 @@
 /* test_threads.c - the thread pool: the default from LEGO_NUM_THREADS,
  * chunk boundaries and thread indices, every item run exactly once, chunks
  * really running on two threads at once, nested and concurrent calls (run
- * inline), splits, resizing and shutting down. */
+ * inline), splits, resizing and shutting down; parallel_memcpy copies
+ * every byte, at sizes that end inside a piece. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -235,6 +236,28 @@ static void configuration(void)
     CHECK(par_sum(values, 4096, 2) == 4096 * 4095 / 2);
 }
 
+/* ---- parallel_memcpy ------------------------------------------------------ */
+
+static void copies(void)
+{
+    static const size_t sizes[] = {0, 1, 65535, 65536, 65537, (size_t)3 << 20 | 77};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        size_t n = sizes[i];
+        unsigned char *src = malloc(n + 1), *dst = malloc(n + 2);
+        CHECK(src && dst);
+        if (!src || !dst) {
+            free(src), free(dst);
+            continue;
+        }
+        for (size_t k = 0; k < n; k++)
+            src[k] = (unsigned char)(k * 2654435761u >> 13);
+        memset(dst, 0xA5, n + 2);
+        parallel_memcpy(dst, src, n);
+        CHECK(memcmp(dst, src, n) == 0 && dst[n] == 0xA5 && dst[n + 1] == 0xA5);
+        free(src), free(dst);
+    }
+}
+
 int main(void)
 {
     /* read once, at the first use: set before anything asks */
@@ -246,5 +269,6 @@ int main(void)
     runs_in_parallel();
     nested_and_concurrent();
     configuration();
+    copies();
     return harness_finish();
 }

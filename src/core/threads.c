@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,4 +410,32 @@ void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx)
 {
     par_split s = {chunks, par_threads(), 0};
     parallel_run(n, s, fn, ctx);
+}
+
+/* Pieces of a parallel copy: 64 KiB, so that a piece is a few microseconds
+ * and every thread gets several (threads.h: PAR_CHUNKS_PER_THREAD). */
+#define COPY_PIECE ((size_t)64 << 10)
+
+typedef struct copy_job {
+    unsigned char *dst;
+    const unsigned char *src;
+    size_t bytes;
+} copy_job;
+
+static void copy_pieces(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    const copy_job *j = ctx;
+    size_t from = (size_t)begin * COPY_PIECE, to = (size_t)end * COPY_PIECE;
+    if (to > j->bytes)
+        to = j->bytes;
+    memcpy(j->dst + from, j->src + from, to - from);
+}
+
+void parallel_memcpy(void *dst, const void *src, size_t bytes)
+{
+    copy_job j = {dst, src, bytes};
+    int64_t pieces = (int64_t)((bytes + COPY_PIECE - 1) / COPY_PIECE);
+    if (pieces > 0)
+        parallel_run(pieces, par_split_work(pieces, (double)COPY_PIECE), copy_pieces, &j);
 }

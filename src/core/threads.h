@@ -87,4 +87,8 @@ void parallel_for(int64_t n, par_fn *fn, void *ctx);
  * indices below min(chunks, par_threads()) at the time of the call). */
 void parallel_for_chunks(int64_t n, int chunks, par_fn *fn, void *ctx);
 
+/* memcpy(dst, src, bytes) over the threads, for copies of megabytes (one
+ * core's copy bandwidth is well below the machine's). */
+void parallel_memcpy(void *dst, const void *src, size_t bytes);
+
 #endif

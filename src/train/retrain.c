@@ -784,12 +784,12 @@ static void carry(run *r, int s, const float **feat, bool out)
         size_t n = lego_tensor_bytes(&p->vt[v]);
         unsigned char *c = r->carry + at;
         if (out) {
-            memcpy(c, p->vt[v].data, n);
+            parallel_memcpy(c, p->vt[v].data, n);
             for (int i = 0; i < r->n_slots; i++)
                 if (feat[i] == p->vt[v].data)
                     feat[i] = (const float *)c;
         } else if (p->last[v] > s) {
-            memcpy(p->vt[v].data, c, n);
+            parallel_memcpy(p->vt[v].data, c, n);
         }
         at += (n + 63) / 64 * 64;
     }
