@@ -22,6 +22,7 @@ pkgs=(
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev # ONNX: schema + protobuf-c
   libblis-pthread-dev                               # CBLAS (picks AVX-512 by itself)
   libcjson-dev zlib1g-dev libpng-dev libjpeg-dev    # JSON manifests, gzip datasets, image folders
+  nettle-dev                                        # SHA-256 of the block library's files
   dataset-fashion-mnist                             # the bundled default dataset
   gnuplot-nox                                       # `legodnn report --plot`
   libglpk-dev                                       # tests only: MILP cross-check of the optimizer
@@ -37,7 +38,7 @@ fi
 if [[ "${1:-}" == "--arm" ]]; then
   pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user cmake ninja-build protobuf-c-compiler
         libonnx-dev)
-  for p in libblis-pthread-dev libprotobuf-c-dev libcjson-dev zlib1g-dev libpng-dev libjpeg-dev; do
+  for p in libblis-pthread-dev libprotobuf-c-dev libcjson-dev zlib1g-dev libpng-dev libjpeg-dev nettle-dev; do
     pkgs+=("$p:arm64")
   done
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
