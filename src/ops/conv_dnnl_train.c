@@ -104,8 +104,9 @@ struct dnnl_conv_train {
     int64_t wblocks, woc; /* blocks of woc output channels; the last may be shorter */
     wblock wb[2];         /* a whole block, and a shorter last one (oc 0: none) */
     dnnl_primitive_t wsrc; /* the batch from NCHW into wsrc_md; NULL when the same */
-    dnnl_primitive_t wsrc_part[2]; /* the same for each half of its images (NULL: whole only) */
-    dnnl_memory_desc_t plain_part[2], wsrc_part_md[2];
+    dnnl_primitive_t wsrc_half; /* the same for half of its images (NULL: whole only) */
+    dnnl_memory_desc_t plain_half, wsrc_half_md;
+    size_t plain_half_bytes, wsrc_half_bytes; /* where the second half starts */
     dnnl_memory_desc_t plain_wsrc, wsrc_md;
     size_t wsrc_bytes;
     conv_dnnl_bindings bind; /* per participant of a call (conv_dnnl_impl.h) */
@@ -435,6 +436,25 @@ void dnnl_conv_train_set_chunk(size_t bytes) { atomic_store(&wchunk_bytes, bytes
 
 int64_t dnnl_conv_train_chunks(const dnnl_conv_train *k) { return k->wn ? k->n / k->wn : 0; }
 
+/* *half: md for half of its images, when md is a plain blocked layout with
+ * images outermost (each image's data contiguous, the second half right
+ * after the first); false otherwise. */
+static bool half_images(const dnnl_memory_desc_t *md, dnnl_memory_desc_t *half)
+{
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->format_kind != dnnl_blocked || md->offset0 != 0 || md->padded_dims[0] != md->dims[0] ||
+        md->dims[0] % 2 || md->padded_offsets[0] != 0)
+        return false;
+    for (int i = 0; i < b->inner_nblks; i++)
+        if (b->inner_idxs[i] == 0)
+            return false;
+    if (dnnl_memory_desc_get_size(md) != sizeof(float) * (size_t)(b->strides[0] * md->dims[0]))
+        return false;
+    *half = *md;
+    half->dims[0] = half->padded_dims[0] = md->dims[0] / 2;
+    return dnnl_memory_desc_get_size(half) * 2 == dnnl_memory_desc_get_size(md);
+}
+
 /* Images per weight-gradient call: the whole batch (at most `most`
  * images), unless its copies of x and dY (in oneDNN's layouts) would pass
  * WCHUNK_BYTES; then the largest divisor of the batch within both (at least
@@ -483,17 +503,16 @@ static bool create_bw(dnnl_conv_train *k)
     if (!reorder_unless_same(&k->plain_wsrc, &k->wsrc_md, &k->wsrc))
         return false;
     /* several blocks read one copy of each chunk: the threads make it, a
-     * half of its images each (where oneDNN can cut its layout there) */
-    if (k->wsrc && !k->halves && k->wn % 2 == 0)
-        for (int h = 0; h < 2; h++) {
-            dnnl_dims_t d = {k->wn / 2, s->c, s->h, s->w}, at = {h * k->wn / 2, 0, 0, 0};
-            if (dnnl_memory_desc_init_submemory(&k->plain_part[h], &k->plain_wsrc, d, at) != dnnl_success ||
-                dnnl_memory_desc_init_submemory(&k->wsrc_part_md[h], &k->wsrc_md, d, at) != dnnl_success ||
-                !conv_dnnl_reorder(&k->plain_part[h], &k->wsrc_part_md[h], false, &k->wsrc_part[h])) {
-                destroy(&k->wsrc_part[0]), destroy(&k->wsrc_part[1]);
-                break;
-            }
-        }
+     * half of its images each, where images are the layout's outermost
+     * dimension (one primitive for both halves, at two offsets; oneDNN's
+     * sub-memory descriptors took a slower reorder for the second half) */
+    if (k->wsrc && !k->halves && k->wn % 2 == 0 && half_images(&k->plain_wsrc, &k->plain_half) &&
+        half_images(&k->wsrc_md, &k->wsrc_half_md)) {
+        k->plain_half_bytes = dnnl_memory_desc_get_size(&k->plain_half);
+        k->wsrc_half_bytes = dnnl_memory_desc_get_size(&k->wsrc_half_md);
+        if (!conv_dnnl_reorder(&k->plain_half, &k->wsrc_half_md, false, &k->wsrc_half))
+            k->wsrc_half = NULL;
+    }
     return true;
 }
 
@@ -519,7 +538,7 @@ void dnnl_conv_train_free(dnnl_conv_train *k)
     prim_free(&k->bd);
     destroy(&k->to_src), destroy(&k->to_plain), destroy(&k->to_wei);
     destroy(&k->bd_ddst), destroy(&k->bd_add), destroy(&k->bd_wei), destroy(&k->bd_copy);
-    destroy(&k->wsrc), destroy(&k->wsrc_part[0]), destroy(&k->wsrc_part[1]);
+    destroy(&k->wsrc), destroy(&k->wsrc_half);
     wblock_free(&k->wb[0]);
     wblock_free(&k->wb[1]);
     conv_dnnl_unbind(&k->bind);
@@ -738,9 +757,9 @@ static void wsrc_halves(void *ctx, int64_t begin, int64_t end, int thread)
     dnnl_conv_train *k = r->k;
     one_thread();
     for (int64_t h = begin; h < end; h++) {
-        arg a[2] = {{DNNL_ARG_FROM, &k->plain_part[h], (void *)r->x},
-                    {DNNL_ARG_TO, &k->wsrc_part_md[h], (void *)r->wsrc}};
-        if (!execute(k, thread, k->wsrc_part[h], a, 2))
+        arg a[2] = {{DNNL_ARG_FROM, &k->plain_half, (unsigned char *)r->x + h * k->plain_half_bytes},
+                    {DNNL_ARG_TO, &k->wsrc_half_md, (unsigned char *)r->wsrc + h * k->wsrc_half_bytes}};
+        if (!execute(k, thread, k->wsrc_half, a, 2))
             atomic_store(&r->failed, true);
     }
 }
@@ -878,7 +897,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
             r.b_write = i == 0 && fresh & 4u;
             r.wsrc = x + i * in;
             r.wdy = dy + i * on;
-            if (k->wsrc_part[1]) {
+            if (k->wsrc_half && sp.threads > 1) { /* on one thread, the whole in one call */
                 run part = {.k = k, .x = r.wsrc, .wsrc = wsrc};
                 atomic_init(&part.failed, false);
                 parallel_run(2, sp, wsrc_halves, &part);
