@@ -1168,20 +1168,34 @@ static void put_str(wbuf *w, const char *s)
     put(w, s, strlen(s));
 }
 
+/* The checkpoint is read as it was written, a piece at a time: in memory
+ * it would be as large again as every student's weights and moments. */
 typedef struct rbuf {
-    const unsigned char *p, *end;
+    FILE *f;
+    int64_t left; /* bytes before the checksum */
     bool bad;
 } rbuf;
 
 static void get(rbuf *r, void *d, size_t n)
 {
-    if (r->bad || (size_t)(r->end - r->p) < n) {
+    if (r->bad || r->left < (int64_t)n || fread(d, 1, n, r->f) != n) {
         r->bad = true;
         memset(d, 0, n);
         return;
     }
-    memcpy(d, r->p, n);
-    r->p += n;
+    r->left -= (int64_t)n;
+}
+
+/* Skips n bytes; returns where they started. */
+static int64_t skip(rbuf *r, size_t n)
+{
+    long at = ftell(r->f);
+    if (r->bad || at < 0 || r->left < (int64_t)n || fseek(r->f, (long)n, SEEK_CUR) != 0) {
+        r->bad = true;
+        return -1;
+    }
+    r->left -= (int64_t)n;
+    return at;
 }
 
 static uint32_t get_u32(rbuf *r)
@@ -1206,12 +1220,22 @@ static double get_f64(rbuf *r)
 static bool get_str_is(rbuf *r, const char *want)
 {
     uint32_t n = get_u32(r);
-    if (r->bad || (size_t)(r->end - r->p) < n) {
+    if (r->bad || r->left < (int64_t)n) {
         r->bad = true;
         return false;
     }
-    bool same = n == strlen(want) && memcmp(r->p, want, n) == 0;
-    r->p += n;
+    if (n != strlen(want)) {
+        skip(r, n);
+        return false;
+    }
+    char *got = malloc((size_t)n + 1);
+    if (!got) {
+        r->bad = true;
+        return false;
+    }
+    get(r, got, n);
+    bool same = !r->bad && memcmp(got, want, n) == 0;
+    free(got);
     return same;
 }
 
@@ -1350,27 +1374,47 @@ static lego_status state_mismatch(const run *r, const char *what)
 static lego_status read_state(run *r, int *epochs_done)
 {
     const retrain_options *o = r->o;
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(r->state_path, &buf, &len));
+    FILE *f = fopen(r->state_path, "rb");
+    if (!f)
+        return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", r->state_path, strerror(errno));
+    long flen = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    int64_t len = flen > 0 ? (int64_t)flen : 0;
+    unsigned char head[12];
+    bool headed = flen >= 0 && fseek(f, 0, SEEK_SET) == 0 && fread(head, 1, sizeof head, f) == sizeof head;
     lego_status st = lego_ok();
-    uint32_t older;
-    if (len < 8 + 4 + 4 || memcmp(buf, STATE_MAGIC, 8) != 0) {
+    uint32_t older = 0;
+    if (headed)
+        memcpy(&older, head + 8, 4);
+    if (!headed || len < 8 + 4 + 4 || memcmp(head, STATE_MAGIC, 8) != 0) {
         st = lego_error(LEGO_ERR_FORMAT, "%s is not a retraining checkpoint; delete it (or run without --resume) to start over",
                         r->state_path);
-    } else if (memcpy(&older, buf + 8, 4), older >= 1 && older < STATE_VERSION) {
+    } else if (older >= 1 && older < STATE_VERSION) {
         /* its checksum is another kind: say so rather than "damaged" */
         st = lego_error(LEGO_ERR_FORMAT, "%s is a checkpoint of format %u, from an older legodnn (this one writes %u); delete it (or run without --resume) to start over",
                         r->state_path, older, STATE_VERSION);
-    } else {
-        uLong crc = crc_add(crc32(0L, Z_NULL, 0), buf, len - 4);
-        uint32_t want;
-        memcpy(&want, buf + len - 4, 4);
-        if ((uint32_t)crc != want)
+    } else { /* the checksum first, over the whole file, before anything is taken from it */
+        uLong crc = crc32(0L, Z_NULL, 0);
+        unsigned char piece[1 << 16];
+        int64_t left = len - 4;
+        bool read_ok = fseek(f, 0, SEEK_SET) == 0;
+        while (read_ok && left > 0) {
+            size_t n = left < (int64_t)sizeof piece ? (size_t)left : sizeof piece;
+            read_ok = fread(piece, 1, n, f) == n;
+            crc = crc_add(crc, piece, n);
+            left -= (int64_t)n;
+        }
+        uint32_t want = 0;
+        read_ok = read_ok && fread(&want, 1, 4, f) == 4;
+        if (!read_ok)
+            st = lego_error(LEGO_ERR_IO, "%s: read error", r->state_path);
+        else if ((uint32_t)crc != want)
             st = lego_error(LEGO_ERR_FORMAT, "%s is damaged (its checksum fails); delete it (or run without --resume) to start over",
                             r->state_path);
     }
-    rbuf rb = {buf + 8, buf + (len >= 4 ? len - 4 : 0), false};
+    rbuf rb = {f, len - 4 - 8, false};
+    if (st.code == LEGO_OK && fseek(f, 8, SEEK_SET) != 0)
+        st = lego_error(LEGO_ERR_IO, "%s: read error", r->state_path);
+    float *cur = NULL; /* one student's weights at a time */
     char what[256];
     if (st.code == LEGO_OK) {
         uint32_t version = get_u32(&rb);
@@ -1432,18 +1476,23 @@ static lego_status read_state(run *r, int *epochs_done)
         s->best_epoch = (int)get_u32(&rb);
         int64_t steps = get_i64(&rb);
         int64_t nf = get_i64(&rb);
-        size_t copies = s->best_epoch > 0 ? 2 : 1; /* the current weights, and the kept ones if any */
-        if (rb.bad || nf != s->n_floats || (size_t)(rb.end - rb.p) < copies * sizeof(float) * (size_t)nf) {
+        int64_t copies = s->best_epoch > 0 ? 2 : 1; /* the current weights, and the kept ones if any */
+        if (rb.bad || nf != s->n_floats || rb.left < copies * (int64_t)sizeof(float) * nf) {
             st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's weights; run without --resume to start over",
                             r->state_path, x->file);
             break;
         }
-        set_weights(s, (const float *)(const void *)rb.p); /* memcpy: alignment does not matter */
-        rb.p += sizeof(float) * (size_t)nf;
-        if (s->best_epoch > 0) { /* left in the file until the commit */
-            s->best_at = rb.p - buf;
-            rb.p += sizeof(float) * (size_t)nf;
+        float *c = realloc(cur, sizeof *c * ((size_t)nf + 1));
+        if (!c) {
+            st = nomem();
+            break;
         }
+        cur = c;
+        get(&rb, cur, sizeof *cur * (size_t)nf);
+        if (!rb.bad)
+            set_weights(s, cur);
+        if (s->best_epoch > 0) /* left in the file until the commit */
+            s->best_at = skip(&rb, sizeof(float) * (size_t)nf);
         uint32_t np = get_u32(&rb);
         if (np != (uint32_t)s->n_params)
             rb.bad = true;
@@ -1461,9 +1510,10 @@ static lego_status read_state(run *r, int *epochs_done)
             st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's parameters; run without --resume to start over",
                             r->state_path, x->file);
     }
-    if (st.code == LEGO_OK && rb.p != rb.end)
+    if (st.code == LEGO_OK && rb.left != 0)
         st = lego_error(LEGO_ERR_FORMAT, "%s has trailing data; run without --resume to start over", r->state_path);
-    free(buf);
+    free(cur);
+    fclose(f);
     return st;
 }
 
