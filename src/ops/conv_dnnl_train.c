@@ -559,18 +559,26 @@ static bool execute(dnnl_conv_train *k, int thread, dnnl_primitive_t prim, const
     return conv_dnnl_execute_bound(&k->bind, thread, prim, args, nargs);
 }
 
+/* One chunk of the weight gradient: wsrc (the chunk in wsrc_md) and wdy
+ * (its dY) give rows of dw and db, written (w_write, b_write: the first
+ * chunk of a fresh gradient) or added. */
+typedef struct bw_chunk {
+    const void *wsrc;
+    const float *wdy;
+    float *dw, *db;
+    bool w_write, b_write;
+} bw_chunk;
+
 typedef struct run {
     dnnl_conv_train *k;
     const float *x, *b, *dy;
-    const float *wdy;      /* backward weights: the chunk's dY */
     float *y, *dx;
-    bool dx_fresh;         /* dx holds nothing yet: written, not added to */
-    bool w_write, b_write; /* this chunk writes dw / db (fresh, first chunk) rather than adding */
+    unsigned fresh;        /* op_call.fresh: bit 0 dx, 1 dw, 2 db hold nothing yet */
     float *dw, *db;
     void *wei;             /* backward data's weights */
     unsigned char *scratch; /* per thread */
     size_t per_thread;
-    const void *wsrc;      /* backward weights: the batch in wsrc_md */
+    bw_chunk ch;           /* backward weights, by blocks: the chunk at hand */
     float *dw2, *db2;      /* halves: the second half's dW and dB (plain layouts) */
     size_t wsrc_bytes;     /* halves: each half's copy of its chunk, after its scratch */
     atomic_bool failed;
@@ -676,7 +684,7 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
             ok = execute(k, thread, k->bd_ddst, a, 2);
         }
         /* a fresh dX in the primitive's own layout is written in place */
-        bool direct = r->dx_fresh && !k->bd_copy;
+        bool direct = r->fresh & 1u && !k->bd_copy;
         arg a[4] = {{DNNL_ARG_DIFF_DST, &k->bd_ddst_md, k->bd_ddst ? (void *)ddst : dy},
                     {DNNL_ARG_WEIGHTS, &k->bd_wei_md, r->wei},
                     {DNNL_ARG_DIFF_SRC, &k->bd_dsrc_md, direct ? (void *)dx : dsrc},
@@ -684,22 +692,13 @@ static void bd_units(void *ctx, int64_t begin, int64_t end, int thread)
         ok = ok && execute(k, thread, k->bd.p, a, 4);
         arg t[2] = {{DNNL_ARG_FROM, &k->bd_dsrc_md, dsrc}, {DNNL_ARG_TO, &k->plain_src, dx}};
         if (!direct) /* dx = (fresh), else dx += */
-            ok = ok && execute(k, thread, r->dx_fresh ? k->bd_copy : k->bd_add, t, 2);
+            ok = ok && execute(k, thread, r->fresh & 1u ? k->bd_copy : k->bd_add, t, 2);
         if (!ok)
             atomic_store(&r->failed, true);
     }
 }
 
-/* Weight-gradient block b of one chunk: wsrc (the chunk in wsrc_md) and
- * wdy (its dY) give the block's rows of dw and db, written (w_write,
- * b_write: the first chunk of a fresh gradient) or added. */
-typedef struct bw_chunk {
-    const void *wsrc;
-    const float *wdy;
-    float *dw, *db;
-    bool w_write, b_write;
-} bw_chunk;
-
+/* Weight-gradient block b of chunk ch: the block's rows of dw and db. */
 static bool bw_block(run *r, int thread, int64_t b, const bw_chunk *ch)
 {
     dnnl_conv_train *k = r->k;
@@ -738,30 +737,42 @@ static bool bw_block(run *r, int thread, int64_t b, const bw_chunk *ch)
     return ok;
 }
 
-/* Weight-gradient blocks [begin, end) of the chunk r->wsrc, r->wdy. */
+/* Weight-gradient blocks [begin, end) of the chunk r->ch. */
 static void bw_blocks(void *ctx, int64_t begin, int64_t end, int thread)
 {
     run *r = ctx;
     one_thread();
-    bw_chunk ch = {r->wsrc, r->wdy, r->dw, r->db, r->w_write, r->b_write};
     for (int64_t b = begin; b < end && !atomic_load(&r->failed); b++)
-        if (!bw_block(r, thread, b, &ch))
+        if (!bw_block(r, thread, b, &r->ch))
             atomic_store(&r->failed, true);
 }
 
-/* Halves [begin, end) of a chunk's images into wsrc_md: r->wsrc from
- * r->x (the chunk's NCHW images). */
+/* A chunk of NCHW images (from) into wsrc_md (to), whole or, by the
+ * threads, half of its images each (wsrc_halves). */
+typedef struct wsrc_job {
+    dnnl_conv_train *k;
+    const void *from;
+    void *to;
+    atomic_bool failed;
+} wsrc_job;
+
 static void wsrc_halves(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    run *r = ctx;
-    dnnl_conv_train *k = r->k;
+    wsrc_job *j = ctx;
+    dnnl_conv_train *k = j->k;
     one_thread();
     for (int64_t h = begin; h < end; h++) {
-        arg a[2] = {{DNNL_ARG_FROM, &k->plain_half, (unsigned char *)r->x + h * k->plain_half_bytes},
-                    {DNNL_ARG_TO, &k->wsrc_half_md, (unsigned char *)r->wsrc + h * k->wsrc_half_bytes}};
+        arg a[2] = {{DNNL_ARG_FROM, &k->plain_half, (unsigned char *)j->from + h * k->plain_half_bytes},
+                    {DNNL_ARG_TO, &k->wsrc_half_md, (unsigned char *)j->to + h * k->wsrc_half_bytes}};
         if (!execute(k, thread, k->wsrc_half, a, 2))
-            atomic_store(&r->failed, true);
+            atomic_store(&j->failed, true);
     }
+}
+
+static bool to_wsrc(dnnl_conv_train *k, int thread, const void *from, void *to)
+{
+    arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)from}, {DNNL_ARG_TO, &k->wsrc_md, to}};
+    return execute(k, thread, k->wsrc, a, 2);
 }
 
 /* Halves [begin, end) of a one-block layer's batch: half h runs its chunks
@@ -779,11 +790,10 @@ static void bw_halves(void *ctx, int64_t begin, int64_t end, int thread)
         for (int64_t i = h * chunks / 2; i < (h + 1) * chunks / 2 && !atomic_load(&r->failed); i++) {
             bool first = i == h * chunks / 2;
             bw_chunk ch = {r->x + i * in, r->dy + i * on, h ? r->dw2 : r->dw, h ? r->db2 : r->db,
-                           first && (h || r->w_write), first && (h || r->b_write)};
+                           first && (h || r->fresh & 2u), first && (h || r->fresh & 4u)};
             bool ok = true;
             if (k->wsrc) {
-                arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)ch.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
-                ok = execute(k, thread, k->wsrc, a, 2);
+                ok = to_wsrc(k, thread, ch.wsrc, wsrc);
                 ch.wsrc = wsrc;
             }
             if (!(ok && bw_block(r, thread, 0, &ch)))
@@ -838,7 +848,7 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     par_split sw = k->halves ? par_split_work(2, unit_flops(k, k->n / 2) / 16.0)
                              : par_split_work(k->wblocks, unit_flops(k, k->wn) / (double)k->wblocks / 16.0);
     par_split sp = par_split_work(2, (double)(k->wsrc_bytes / 8)); /* wsrc_halves: a copy's floats */
-    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .dx_fresh = fresh & 1u, .dw = dw, .db = db};
+    run r = {.k = k, .x = x, .dy = dy, .dx = dx, .fresh = fresh, .dw = dw, .db = db};
     atomic_init(&r.failed, false);
     /* The weight gradient, then the input gradient, one after the other in
      * one buffer: each phase's per-thread scratch, then the chunk's copy of
@@ -878,8 +888,6 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     if (want_w && k->halves) {
         r.per_thread = bw_thread;
         r.wsrc_bytes = wsrc_bytes;
-        r.w_write = fresh & 2u;
-        r.b_write = fresh & 4u;
         r.dw2 = dw ? (float *)(buf + bw_thread * (size_t)sw.threads) : NULL;
         r.db2 = db ? (float *)(buf + bw_thread * (size_t)sw.threads + ALIGN(sizeof(float) * (size_t)dw_n)) : NULL;
         parallel_run(2, sw, bw_halves, &r);
@@ -893,21 +901,18 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
         unsigned char *wsrc = buf + bw_thread * (size_t)sw.threads;
         int64_t in = k->wn * s->c * s->h * s->w, on = k->wn * s->m * s->ho * s->wo;
         for (int64_t i = 0; ok && i < k->n / k->wn; i++) { /* chunks in order: dW += each */
-            r.w_write = i == 0 && fresh & 2u; /* a fresh dW (dB) takes the first chunk's */
-            r.b_write = i == 0 && fresh & 4u;
-            r.wsrc = x + i * in;
-            r.wdy = dy + i * on;
+            /* a fresh dW (dB) takes the first chunk's */
+            r.ch = (bw_chunk){x + i * in, dy + i * on, dw, db, i == 0 && fresh & 2u, i == 0 && fresh & 4u};
             if (k->wsrc_half && sp.threads > 1) { /* on one thread, the whole in one call */
-                run part = {.k = k, .x = r.wsrc, .wsrc = wsrc};
-                atomic_init(&part.failed, false);
-                parallel_run(2, sp, wsrc_halves, &part);
-                ok = !atomic_load(&part.failed);
-                r.wsrc = wsrc;
+                wsrc_job j = {.k = k, .from = r.ch.wsrc, .to = wsrc};
+                atomic_init(&j.failed, false);
+                parallel_run(2, sp, wsrc_halves, &j);
+                ok = !atomic_load(&j.failed);
             } else if (k->wsrc) {
-                arg a[2] = {{DNNL_ARG_FROM, &k->plain_wsrc, (void *)r.wsrc}, {DNNL_ARG_TO, &k->wsrc_md, wsrc}};
-                ok = execute(k, 0, k->wsrc, a, 2);
-                r.wsrc = wsrc;
+                ok = to_wsrc(k, 0, r.ch.wsrc, wsrc);
             }
+            if (k->wsrc)
+                r.ch.wsrc = wsrc;
             if (ok)
                 parallel_run(k->wblocks, sw, bw_blocks, &r);
             ok = ok && !atomic_load(&r.failed);
