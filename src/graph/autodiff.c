@@ -143,6 +143,14 @@ static int inplace_input(const train_plan *p, const gnode *nd, int s, const int 
     return -1;
 }
 
+/* The gradient whose memory gradient k ends up in (share[k] < 0: its own). */
+static int share_root(const int *share, int k)
+{
+    while (share[k] >= 0)
+        k = share[k];
+    return k;
+}
+
 /* Storage for activations and gradients, one arena laid out by lifetimes
  * over one timeline: forward step s at time s, the caller's turn (it reads
  * the outputs and seeds their gradients) at time n, backward of step s at
@@ -247,9 +255,7 @@ static lego_status plan_storage(train_plan *p, size_t *off, size_t *total)
         int v = inplace_input(p, nd, s, reader);
         if (v < 0)
             continue;
-        int to = nv + nd->out[0];
-        while (share[to] >= 0)
-            to = share[to];
+        int to = share_root(share, nv + nd->out[0]);
         share[nv + v] = to;
         if (last[nv + v] > last[to])
             last[to] = last[nv + v];
@@ -258,12 +264,8 @@ static lego_status plan_storage(train_plan *p, size_t *off, size_t *total)
     }
     lego_status st = arena_layout(2 * nv, bytes, def, last, end + 1, off, total);
     for (size_t k = 0; st.code == LEGO_OK && k < m; k++)
-        if (share[k] >= 0) {
-            int to = share[k];
-            while (share[to] >= 0)
-                to = share[to];
-            off[k] = off[to];
-        }
+        if (share[k] >= 0)
+            off[k] = off[share_root(share, (int)k)];
     free(share);
     free(bytes), free(def), free(last), free(producer), free(reader);
     return st;
