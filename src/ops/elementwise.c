@@ -408,37 +408,35 @@ static void binary_grad_row(void *ctx, int64_t o, const int64_t *off, const int6
 static void binary_backward(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din)
 {
     const binary_params *p = c->params;
-    for (int i = 0; i < 2; i++) /* whatever is not written below starts from zero */
-        if (c->fresh >> i & 1u && din[i] &&
-            (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL ||
-             (i == 1 && c->in[1]->dtype == LEGO_I64)))
-            memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
-    if (!dout[0] || c->out[0]->dtype != LEGO_F32 || p->kind == BIN_EQUAL)
-        return;
+    bool flows = dout[0] && c->out[0]->dtype == LEGO_F32 && p->kind != BIN_EQUAL;
     const lego_tensor *in[2] = {c->in[0], c->in[1]};
-    binary_grad k = {.kind = p->kind, .g = dout[0]->data, .y = c->out[0]->data,
-                     .a = in[0]->data, .da = grad_of(din, 0), .db = grad_of(din, 1)};
-    if (in[1]->dtype == LEGO_I64) {
-        k.bi = in[1]->data;
-        k.db = NULL; /* an integer exponent takes no gradient */
-    } else {
-        k.b = in[1]->data;
+    binary_grad k = {.kind = p->kind};
+    bcast b;
+    if (flows) {
+        k.g = dout[0]->data, k.y = c->out[0]->data, k.a = in[0]->data;
+        k.da = grad_of(din, 0), k.db = grad_of(din, 1);
+        if (in[1]->dtype == LEGO_I64) {
+            k.bi = in[1]->data;
+            k.db = NULL; /* an integer exponent takes no gradient */
+        } else {
+            k.b = in[1]->data;
+        }
+        bcast_init(&b, c->out[0], in, 2);
+    }
+    /* a fresh gradient is written where each element gets one value; one
+     * that gets none (nothing flows, an integer exponent) or a sum over
+     * rows (a broadcast input) is cleared first */
+    for (int i = 0; i < 2; i++) {
+        float *d = i ? k.db : k.da;
+        if (!(c->fresh >> i & 1u) || !din[i])
+            continue;
+        if (d && !is_broadcast(&b, i))
+            *(i ? &k.set_b : &k.set_a) = true;
+        else
+            memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
     }
     if (!k.da && !k.db)
         return;
-    bcast b;
-    bcast_init(&b, c->out[0], in, 2);
-    /* a fresh gradient is written where each element gets one value; a
-     * broadcast one, which sums over rows, is cleared first */
-    for (int i = 0; i < 2; i++) {
-        float *d = i ? k.db : k.da;
-        if (!(c->fresh >> i & 1u) || !d)
-            continue;
-        if (is_broadcast(&b, i))
-            memset(d, 0, lego_tensor_bytes(din[i]));
-        else
-            *(i ? &k.set_b : &k.set_a) = true;
-    }
     /* a broadcast input's gradient sums over rows: one chunk keeps its order */
     bool parallel = !(k.da && is_broadcast(&b, 0)) && !(k.db && is_broadcast(&b, 1));
     bcast_walk(&b, binary_grad_row, &k, parallel, p->kind == BIN_POW ? 40.0 : 2.0);
