@@ -270,8 +270,7 @@ int check_accumulates(const op_desc *d, attrs *l, int n_in, lego_tensor **in, un
         one[i] = &alone;
         d->backward(&c, dout, one);
         const float *z = zero[i].data, *o = ones[i].data, *a = alone.data;
-        int ok = 1;
-        ok = check_writes(d, &c, &dy, i, &alone, what);
+        int ok = check_writes(d, &c, &dy, i, &alone, what);
         for (int64_t k = 0; k < lego_tensor_numel(in[i]) && ok; k++) {
             float tol = 1e-5f * (1.0f + fabsf(z[k]));
             if (!(fabsf(o[k] - (z[k] + 1.0f)) <= tol) || !(fabsf(a[k] - z[k]) <= tol)) {
