@@ -222,8 +222,11 @@ extern const lego_task lego_task_classification;
  * current when it started, whole, to its end; a budget change never waits
  * for runs and runs never wait for it (beyond a pointer swap).
  *
- * Memory estimate (what the memory budget is compared with): the weight
- * bytes of the chosen descendants + the frame's weight bytes + an
+ * Memory estimate (what the memory budget is compared with): the bytes
+ * the weights of the chosen descendants and of the frame take in this
+ * device's kernels (recorded by `legodnn latency`: oneDNN keeps its own
+ * packed copies, Winograd's four times the weights, and the runtime frees
+ * the ONNX weights they replace) + an
  * activation bound: the frame's arena (planned once over the block-by-block
  * schedule) + the largest arena any descendant of the library needs at this
  * batch (one block runs at a time, so one block arena serves them all). A

@@ -56,9 +56,8 @@ half=$((mem * 3 / 4))
 expect 0 "exported .*mid.onnx" -- "$bin" scale "$lib" --latency none --memory "$half" --export "$tmp/mid.onnx" \
   --input "$in" --output "$tmp/rt.bin"
 expect 0 "params" -- "$bin" info "$tmp/mid.onnx"
-# the runtime's blocks use the portable kernels (their memory is what the budget counts);
-# `legodnn run` on the same kernels gives the same bits
-LEGO_DNNL=0 "$bin" run "$tmp/mid.onnx" --input "$in" --output "$tmp/run.bin" >/dev/null 2>&1
+# the runtime's blocks run the same kernels as `legodnn run`: the same bits
+"$bin" run "$tmp/mid.onnx" --input "$in" --output "$tmp/run.bin" >/dev/null 2>&1
 check "legodnn run of the export equals the runtime's output bit for bit" cmp -s "$tmp/rt.bin" "$tmp/run.bin"
 check "the mid budget thinned some blocks" bash -c "\"$bin\" scale \"$lib\" --latency none --memory $half --json |
   grep '\"choice\"' | grep -qE '[1-9]'"

@@ -42,6 +42,8 @@
 #include "graph/exec.h"
 #include "harness.h"
 #include "onnx/onnx_import.h"
+#include "ops/conv_dnnl.h"
+#include "runtime/blockexec.h"
 #include "runtime/latency.h"
 #include "runtime/optimizer.h"
 #include "runtime/runtime.h"
@@ -151,7 +153,33 @@ static void test_latency(const char *dir)
     CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(l, "median_ms")));
     CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(l, "iqr_ms")));
     CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(l, "arena_bytes")));
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(l, "weight_bytes");
+    CHECK(cJSON_IsNumber(w) && w->valuedouble == (double)r.weights[2][1]);
+    w = cJSON_GetObjectItemCaseSensitive(dev, "frame_weight_bytes");
+    CHECK(cJSON_IsNumber(w) && w->valuedouble == (double)r.frame_weights && r.frame_weights > 0);
     latency_result_free(&r);
+    library_free(&lib);
+    /* the weights recorded are those of a descendant that only runs: on
+     * oneDNN its kernels' copies, the ONNX weights they replace freed */
+    CHECK_OK(library_open(dir, &lib));
+    bx_frame f;
+    CHECK_OK(bx_frame_open(&lib, 1, &f));
+    bx_desc *d = NULL;
+    CHECK_OK(bx_desc_open(&lib, &f, 2, 1, &d));
+    if (d) {
+        int64_t before = d->weight_bytes;
+        size_t freed = bx_desc_release_weights(d);
+        CHECK(d->weight_bytes == before - (int64_t)freed);
+        CHECK(dnnl_conv_enabled() ? freed > 0 : freed == 0);
+        CHECK(d->weight_bytes == (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+                                     cJSON_GetObjectItemCaseSensitive(
+                                         cJSON_GetObjectItemCaseSensitive(library_descendant_json(&lib, 2, 1),
+                                                                          "latency"),
+                                         key),
+                                     "weight_bytes")));
+    }
+    bx_desc_free(d);
+    bx_frame_free(&f);
     library_free(&lib);
     CHECK_FAILS(latency_measure(&(block_library){0}, &(latency_options){.repeat = 1}, &r), LEGO_ERR_ARG, "repeat 1");
 }
@@ -176,7 +204,6 @@ static lego_status reference(block_library *lib, const int *choice, const lego_t
 {
     lego_graph g;
     LEGO_TRY(compose_model(lib, choice, &g));
-    g.portable_kernels = true; /* the kernels the runtime's blocks use */
     exec_plan p;
     lego_status st = exec_plan_build(&g, &p);
     if (st.code == LEGO_OK) {
@@ -287,6 +314,13 @@ static void test_decisions(const char *dir)
                 lego_run_info info;
                 CHECK_OK(lego_runtime_run(rt, ins, &got, &info));
                 CHECK(info.composition == ch.composition && info.latency_ms > 0);
+                /* the weights it holds are what `latency` recorded for this device */
+                lego_runtime_stats now;
+                CHECK_OK(lego_runtime_stats_get(rt, &now));
+                int64_t weights = e.frame_weight_bytes;
+                for (int b = 0; b < nb; b++)
+                    weights += e.memory[b][ch.option[b]];
+                CHECK(now.weights_bytes == weights);
                 CHECK_OK(reference(&lib, ch.option, &x, &ref));
                 CHECK(same_bits(got, ref));
                 lego_tensor_free(got);
@@ -463,7 +497,6 @@ static void test_batch(void)
         lego_graph g;
         CHECK_OK(compose_model(&lib, ch.option, &g));
         g.values[g.inputs[0]].t.dims[0] = 2;
-        g.portable_kernels = true;
         CHECK_OK(graph_infer(&g));
         exec_plan p;
         CHECK_OK(exec_plan_build(&g, &p));

@@ -574,7 +574,8 @@ static void print_table(const block_library *lib, const rt_estimates *e, const r
     print_named(lib, &r->middle);
     printf("\n  est.: teacher accuracy minus the summed accuracy loss of the chosen descendants (what the\n"
            "  optimizer maximises); measured: the composition's accuracy as `profile` evaluated it.\n"
-           "  memory: weights plus activation arenas, as the runtime accounts it.\n\n");
+           "  memory: the weights as this device's kernels hold them plus activation arenas, as the\n"
+           "  runtime accounts it.\n\n");
     printf("frontier     %d Pareto-optimal compositions against memory (none both smaller and more accurate),\n"
            "             %d against latency (--json lists them)\n", r->front[0].n_points, r->front[1].n_points);
     printf("optimizer    %.1f us median, %.1f us p90 per decision (%d random budgets, exact)\n", r->opt_median_us,

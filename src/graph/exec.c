@@ -500,6 +500,20 @@ size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const s
     return freed;
 }
 
+int64_t exec_weight_bytes(const lego_graph *g, const int *steps, int n_steps, const step_state *st)
+{
+    int64_t n = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.data)
+            n += (int64_t)lego_tensor_bytes(&g->values[v].t);
+    for (int s = 0; s < n_steps; s++) {
+        const gnode *x = &g->nodes[steps[s]];
+        if (st[s].packed && x->op->packed_bytes)
+            n += (int64_t)x->op->packed_bytes(st[s].packed);
+    }
+    return n;
+}
+
 lego_status exec_plan_build(lego_graph *g, exec_plan *p) { return exec_plan_build_until(g, NULL, p); }
 
 lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)

@@ -78,6 +78,11 @@ lego_status arena_layout(int n_values, const size_t *bytes, const int *def, cons
 size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const step_state *st,
                            lego_tensor *vt);
 
+/* The memory g's weights take for a plan of these steps: the initializers
+ * still allocated (all of them, unless exec_release_packed freed some) plus
+ * what each packed step holds of its own (op_desc.packed_bytes). */
+int64_t exec_weight_bytes(const lego_graph *g, const int *steps, int n_steps, const step_state *st);
+
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
 /* The same, where a caller reads graph outputs between steps: output v

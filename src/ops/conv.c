@@ -568,7 +568,8 @@ static void epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
  * of the BatchNormalization and Relu/Clip fused after it, and oneDNN's
  * kernels when they run this shape (NULL: im2col + BLAS). */
 typedef struct conv_packed {
-    float *scale, *shift; /* the epilogue's, owned */
+    float *scale, *shift; /* the epilogue's, owned: m each */
+    int64_t m;
     conv_epilogue ep;
     dnnl_conv *dnnl;
 } conv_packed;
@@ -687,6 +688,15 @@ static unsigned conv_packed_owns(const void *state)
     return k && k->dnnl ? 6u : 0u;
 }
 
+static size_t conv_packed_bytes(const void *state)
+{
+    const conv_packed *k = state;
+    if (!k)
+        return 0;
+    size_t ep = k->scale ? 2 * sizeof(float) * (size_t)k->m : 0;
+    return ep + (k->dnnl ? dnnl_conv_packed_bytes(k->dnnl) : 0);
+}
+
 bool conv_packed_dnnl(const void *packed)
 {
     return packed && ((const conv_packed *)packed)->dnnl;
@@ -713,6 +723,7 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     const conv_params *p = c->params;
     const lego_tensor *bt = op_input(c, 2);
     if (f && f->scale) {
+        k->m = p->m;
         k->scale = malloc(sizeof(float) * (size_t)p->m);
         k->shift = malloc(sizeof(float) * (size_t)p->m);
         if (!k->scale || !k->shift)
@@ -1101,6 +1112,7 @@ const op_desc op_desc_Conv = {
     .unpack = conv_unpack,
     .layout = conv_layout,
     .packed_owns = conv_packed_owns,
+    .packed_bytes = conv_packed_bytes,
     .image_scratch = conv_image_scratch,
     .forward_images = conv_forward_images,
     .train_pack = conv_train_pack,

@@ -134,12 +134,17 @@ struct dnnl_conv {
     dnnl_primitive_t to_src; /* NCHW image -> src_md; NULL when src_md is NCHW */
     dnnl_memory_desc_t plain_src_md, src_md;
     size_t src_bytes;
-    float *wei;            /* packed weights of every block, one after another */
+    float *wei;            /* packed weights of every block, one after another (bands
+                              whose layouts agree share one copy: same_weights) */
+    size_t wei_bytes;
     float *bias;           /* (M) or NULL */
     float *scale, *shift;  /* (M) or NULL: the epilogue's */
     conv_epilogue ep;
     size_t scratch;        /* bytes of per-thread scratch: dst buffer + scratchpad */
     conv_dnnl_bindings bind; /* per participant of dnnl_conv_run */
+    atomic_bool binding;   /* true while a run uses bind: concurrent runs (the block
+                              runtime's, lego_runtime_run from several threads) take
+                              fresh objects instead */
 };
 
 static const kind *block_kind(const dnnl_conv *k, int64_t b)
@@ -438,19 +443,35 @@ static bool try_bands(dnnl_conv *k)
     return true;
 }
 
+/* The earlier unit whose packed weights unit b can read: bands hold every
+ * weight each, and usually in one layout (b itself when none). */
+static int64_t same_weights(const dnnl_conv *k, int64_t b)
+{
+    for (int64_t a = 0; k->bands && a < b; a++)
+        if (dnnl_memory_desc_equal(&block_kind(k, a)->wei_md, &block_kind(k, b)->wei_md))
+            return a;
+    return b;
+}
+
 static bool pack_weights(dnnl_conv *k, const float *w)
 {
     const conv_shape *s = &k->s;
     int64_t per_oc = s->c / s->group * s->kh * s->kw;
     size_t total = 0;
     for (int64_t b = 0; b < k->blocks; b++)
-        total += block_kind(k, b)->wei_bytes;
+        total += same_weights(k, b) == b ? block_kind(k, b)->wei_bytes : 0;
+    k->wei_bytes = total;
     k->wei = lego_aligned_alloc(total ? total : 64);
     if (!k->wei)
         return false;
     unsigned char *at = (unsigned char *)k->wei;
     for (int64_t b = 0; b < k->blocks; b++) {
         const kind *kd = block_kind(k, b);
+        int64_t same = same_weights(k, b);
+        if (same != b) {
+            k->wei_off[b] = k->wei_off[same];
+            continue;
+        }
         k->wei_off[b] = (size_t)(at - (unsigned char *)k->wei);
         dnnl_memory_desc_t plain;
         if (s->group > 1) {
@@ -573,12 +594,19 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     k->s = *s;
     k->n = n;
     k->ep = *ep;
+    atomic_init(&k->binding, false);
     if (!create_in(k, w, b)) {
         dnnl_conv_free(k); /* no kernel for this shape: conv.c's path runs it */
         return lego_ok();
     }
     *out = k;
     return lego_ok();
+}
+
+size_t dnnl_conv_packed_bytes(const dnnl_conv *k)
+{
+    size_t chans = sizeof(float) * (size_t)(k->s.m + 15) / 16 * 16; /* copy_of's */
+    return k->wei_bytes + (k->bias ? chans : 0) + (k->scale ? 2 * chans : 0);
 }
 
 bool dnnl_conv_winograd(const dnnl_conv *k)
@@ -812,11 +840,15 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
     size_t total = (src_total + 63) / 64 * 64 + k->scratch * (size_t)sp.threads;
     par_split sx = par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w));
     run r = {.k = k, .x = x, .y = y, .y_native = y_native};
-    r.bound = conv_dnnl_bind(&k->bind, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
+    bool claimed = !atomic_exchange(&k->binding, true);
+    r.bound = claimed && conv_dnnl_bind(&k->bind, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
     atomic_init(&r.failed, false);
     unsigned char *buf = ws ? workspace_get(ws, total ? total : 64) : lego_aligned_alloc(total ? total : 64);
-    if (!buf)
+    if (!buf) {
+        if (claimed)
+            atomic_store(&k->binding, false);
         return false;
+    }
     r.src = reorder_x ? buf : x_native ? (unsigned char *)x : NULL;
     r.scratch = buf + (src_total + 63) / 64 * 64;
     if (reorder_x)
@@ -825,6 +857,8 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
         parallel_run(units, sp, conv_units, &r);
     if (!ws)
         lego_aligned_free(buf);
+    if (claimed)
+        atomic_store(&k->binding, false);
     return !atomic_load(&r.failed);
 }
 
@@ -991,6 +1025,12 @@ void dnnl_conv_free(dnnl_conv *k) { (void)k; }
 void dnnl_conv_set_winograd(bool on) { (void)on; }
 
 bool dnnl_conv_winograd_available(void) { return false; }
+
+size_t dnnl_conv_packed_bytes(const dnnl_conv *k)
+{
+    (void)k;
+    return 0;
+}
 
 bool dnnl_conv_winograd(const dnnl_conv *k)
 {

@@ -18,6 +18,7 @@
 #define LEGO_OPS_CONV_DNNL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/status.h"
@@ -81,6 +82,10 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
                           bool y_native, int64_t i0, int64_t i1, void *scratch);
 
 void dnnl_conv_free(dnnl_conv *k);
+
+/* The bytes k holds of the layer's own: its packed weights (Winograd's
+ * transformed ones four times the weights), bias and epilogue. */
+size_t dnnl_conv_packed_bytes(const dnnl_conv *k);
 
 /* Whether k's primitives run Winograd (see conv_dnnl_algorithm). */
 bool dnnl_conv_winograd(const dnnl_conv *k);

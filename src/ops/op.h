@@ -113,6 +113,10 @@ typedef struct op_desc {
      * reordered weights). Lets a plan free those weights
      * (exec_release_packed). */
     unsigned (*packed_owns)(const void *state);
+    /* (optional) The bytes the packed state holds of the layer's own data
+     * (reordered weights, fused epilogue): with the initializers a plan
+     * keeps, the memory its weights take (exec_weight_bytes). */
+    size_t (*packed_bytes)(const void *state);
     /* Bit i set: backward never reads input i's (out_unread: output i's)
      * data, only its shape. A training plan then lets that activation's
      * memory go to later values once the forward pass is done with it

@@ -263,7 +263,7 @@ static lego_status shared_open(shared *sh, block_library *lib, const evaluator *
     sh->snap = calloc((size_t)B + 1, sizeof *sh->snap);
     if (!sh->desc || !sh->cur || !sh->slot_block || !sh->slot_item || !sh->live || !sh->n_live || !sh->snap)
         return nomem();
-    LEGO_TRY(bx_frame_open(lib, e->batch, true, &sh->f));
+    LEGO_TRY(bx_frame_open(lib, e->batch, &sh->f));
     sh->have_frame = true;
     sh->outs = calloc((size_t)sh->f.n_model_outputs + 1, sizeof *sh->outs);
     if (!sh->outs)

@@ -125,9 +125,6 @@ static lego_status fuse_frame(bx_frame *f)
         ext[g->outputs[i]] = true;
     for (int b = 0; b < f->n_blocks; b++)
         ext[f->entry_v[b]] = true;
-    /* bx_frame_open says why the runtime's plans are portable; BN and Relu
-     * are fused into the Conv either way. */
-    g->portable_kernels = !f->fastest;
     lego_status r = exec_fuse_pack(g, steps, &n, ext, st);
     free(ext);
     if (r.code) {
@@ -220,18 +217,33 @@ void bx_frame_free(bx_frame *f)
     memset(f, 0, sizeof *f);
 }
 
-static int64_t initializer_bytes(const lego_graph *g)
+/* f->weight_bytes, after freeing the weights its packed kernels copied
+ * when `release` (*freed, when not NULL, gets the bytes): the frame's steps
+ * are its node items. */
+static lego_status frame_weights(bx_frame *f, bool release, size_t *freed)
 {
-    int64_t n = 0;
-    for (int v = 0; v < g->n_values; v++)
-        if (g->values[v].kind == VALUE_INITIALIZER)
-            n += (int64_t)lego_tensor_bytes(&g->values[v].t);
-    return n;
+    int *steps = malloc(sizeof *steps * ((size_t)f->n_items + 1));
+    step_state *st = malloc(sizeof *st * ((size_t)f->n_items + 1));
+    if (!steps || !st) {
+        free(steps), free(st);
+        return nomem();
+    }
+    int n = 0;
+    for (int i = 0; i < f->n_items; i++)
+        if (f->items[i].kind == BX_NODE) {
+            steps[n] = f->items[i].index;
+            st[n++] = f->ist[i];
+        }
+    size_t gone = release ? exec_release_packed(f->g, steps, n, st, f->vt) : 0;
+    if (freed)
+        *freed = gone;
+    f->weight_bytes = exec_weight_bytes(f->g, steps, n, st);
+    free(steps), free(st);
+    return lego_ok();
 }
 
-static lego_status frame_open_in(block_library *lib, int64_t batch, bool fastest, bx_frame *f)
+static lego_status frame_open_in(block_library *lib, int64_t batch, bx_frame *f)
 {
-    f->fastest = fastest;
     lego_graph *g;
     LEGO_TRY(library_frame(lib, &g));
     lib->frame = NULL; /* ours now */
@@ -266,14 +278,13 @@ static lego_status frame_open_in(block_library *lib, int64_t batch, bool fastest
     LEGO_TRY(schedule(f));
     LEGO_TRY(fuse_frame(f));
     LEGO_TRY(plan_frame(f));
-    f->weight_bytes = initializer_bytes(g);
-    return lego_ok();
+    return frame_weights(f, false, NULL);
 }
 
-lego_status bx_frame_open(block_library *lib, int64_t batch, bool fastest, bx_frame *out)
+lego_status bx_frame_open(block_library *lib, int64_t batch, bx_frame *out)
 {
     memset(out, 0, sizeof *out);
-    lego_status st = frame_open_in(lib, batch, fastest, out);
+    lego_status st = frame_open_in(lib, batch, out);
     if (st.code)
         bx_frame_free(out);
     return st;
@@ -321,7 +332,6 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
                           tensor_shape_str(in, c, sizeof c), b, dtype_name(want_out->dtype),
                           tensor_shape_str(want_out, c, sizeof c));
     exec_plan p;
-    g->portable_kernels = !f->fastest; /* see bx_frame_open */
     LEGO_TRY(exec_plan_build(g, &p));
     lego_aligned_free(p.arena); /* runs use the context's block arena */
     free(p.def), free(p.last);   /* nor its lifetimes */
@@ -338,13 +348,23 @@ static lego_status desc_open_in(block_library *lib, const bx_frame *f, int b, in
     const gvalue *ov = &g->values[d->out_v];
     d->bind_out = ov->kind == VALUE_ACTIVATION && ov->producer >= 0 && !g->nodes[ov->producer].folded &&
                   d->out_v != d->in_v;
-    d->weight_bytes = initializer_bytes(g);
+    d->weight_bytes = exec_weight_bytes(g, d->steps, d->n_steps, d->st);
     return lego_ok();
 }
 
 size_t bx_desc_release_weights(bx_desc *d)
 {
-    return exec_release_packed(d->g, d->steps, d->n_steps, d->st, d->vt);
+    size_t freed = exec_release_packed(d->g, d->steps, d->n_steps, d->st, d->vt);
+    d->weight_bytes = exec_weight_bytes(d->g, d->steps, d->n_steps, d->st);
+    return freed;
+}
+
+size_t bx_frame_release_weights(bx_frame *f)
+{
+    size_t freed = 0;
+    lego_status st = frame_weights(f, true, &freed);
+    lego_status_free(&st); /* out of memory: nothing freed, the count unchanged */
+    return freed;
 }
 
 lego_status bx_desc_open(block_library *lib, const bx_frame *f, int b, int d, bx_desc **out)

@@ -44,7 +44,8 @@ typedef struct bx_desc {
     lego_tensor *vt;      /* per value: shape; data for constants */
     size_t *offset;       /* per value: arena offset, or SIZE_MAX */
     size_t arena_bytes;
-    int64_t weight_bytes; /* bytes of its initializers (all dtypes) */
+    int64_t weight_bytes; /* the memory its weights take (exec_weight_bytes): the
+                             initializers it keeps, all dtypes, and its packed kernels' copies */
     int n_values;
     int bind_out;         /* 1: the output is written in place in the frame */
 } bx_desc;
@@ -67,9 +68,8 @@ typedef struct bx_frame {
     lego_tensor *vt;      /* per value: shape; data for constants */
     size_t *offset;       /* per value: frame arena offset, or SIZE_MAX */
     size_t arena_bytes;
-    int64_t weight_bytes;
+    int64_t weight_bytes; /* as bx_desc's */
     int n_values;
-    bool fastest;         /* plans may use library kernels (bx_frame_open) */
 } bx_frame;
 
 typedef struct bx_ctx {
@@ -88,11 +88,10 @@ lego_status bx_set_batch(lego_graph *g, int64_t batch);
 
 /* The frame of lib, taken over from the library (lib->frame is cleared, so
  * library_free does not free it), at the given batch. Its plans and its
- * descendants' use the portable kernels unless `fastest`: the runtime's
- * memory budget counts each weight once, and oneDNN's packed copies and
- * primitives (one to two and a half times the weights) would go uncounted;
- * offline profiling has no budget and takes the fastest kernels. */
-lego_status bx_frame_open(block_library *lib, int64_t batch, bool fastest, bx_frame *out);
+ * descendants' take the fastest kernels built in (oneDNN's, where present,
+ * in their own layouts); their packed copies of the weights count in
+ * weight_bytes, so a memory budget sees them. */
+lego_status bx_frame_open(block_library *lib, int64_t batch, bx_frame *out);
 void bx_frame_free(bx_frame *f);
 
 /* Descendant d of block b, taken over from the library, at the frame's
@@ -101,8 +100,10 @@ lego_status bx_desc_open(block_library *lib, const bx_frame *f, int b, int d, bx
 void bx_desc_free(bx_desc *d);
 /* Free d's weights that its packed kernels copied (exec_release_packed),
  * for a caller that only runs d from now on: d can no longer be composed
- * (bx_compose fails). Returns the bytes freed. */
+ * (bx_compose fails). weight_bytes drops by the bytes freed, which are
+ * returned. bx_frame_release_weights does the same for the frame. */
 size_t bx_desc_release_weights(bx_desc *d);
+size_t bx_frame_release_weights(bx_frame *f);
 
 void bx_ctx_init(bx_ctx *c);
 void bx_ctx_free(bx_ctx *c);

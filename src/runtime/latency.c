@@ -174,7 +174,7 @@ static lego_status setup(meas *m)
     block_library *lib = m->lib;
     latency_result *r = m->r;
     const latency_options *opt = m->opt;
-    LEGO_TRY(bx_frame_open(lib, opt->batch, false, &m->frame));
+    LEGO_TRY(bx_frame_open(lib, opt->batch, &m->frame));
     int nb = lib->n_blocks;
     r->n_blocks = nb;
     r->n_desc = calloc((size_t)nb + 1, sizeof *r->n_desc);
@@ -183,9 +183,11 @@ static lego_status setup(meas *m)
     r->raw_median = calloc((size_t)nb + 1, sizeof *r->raw_median);
     r->flops = calloc((size_t)nb + 1, sizeof *r->flops);
     r->arena = calloc((size_t)nb + 1, sizeof *r->arena);
+    r->weights = calloc((size_t)nb + 1, sizeof *r->weights);
     m->desc = calloc((size_t)nb + 1, sizeof *m->desc);
     m->block_ms = calloc((size_t)nb + 1, sizeof *m->block_ms);
-    if (!r->n_desc || !r->median || !r->iqr || !r->raw_median || !r->flops || !r->arena || !m->desc || !m->block_ms)
+    if (!r->n_desc || !r->median || !r->iqr || !r->raw_median || !r->flops || !r->arena || !r->weights || !m->desc ||
+        !m->block_ms)
         return nomem();
     size_t max_arena = 0;
     int max_values = 0;
@@ -198,8 +200,10 @@ static lego_status setup(meas *m)
         r->raw_median[b] = calloc((size_t)nd, sizeof **r->raw_median);
         r->flops[b] = calloc((size_t)nd, sizeof **r->flops);
         r->arena[b] = calloc((size_t)nd, sizeof **r->arena);
+        r->weights[b] = calloc((size_t)nd, sizeof **r->weights);
         m->desc[b] = calloc((size_t)nd, sizeof **m->desc);
-        if (!r->median[b] || !r->iqr[b] || !r->raw_median[b] || !r->flops[b] || !r->arena[b] || !m->desc[b])
+        if (!r->median[b] || !r->iqr[b] || !r->raw_median[b] || !r->flops[b] || !r->arena[b] || !r->weights[b] ||
+            !m->desc[b])
             return nomem();
         for (int d = 0; d < nd; d++) {
             LEGO_TRY(bx_desc_open(lib, &m->frame, b, d, &m->desc[b][d]));
@@ -279,13 +283,23 @@ static lego_status setup(meas *m)
     lego_status st = bx_compose(&m->frame, s0, &m->teacher);
     free(s0);
     LEGO_TRY(st);
-    m->teacher.portable_kernels = true; /* as the runtime's blocks run (blockexec.c) */
     st = exec_plan_build(&m->teacher, &m->teacher_plan);
     if (st.code) {
         graph_free(&m->teacher);
         return st;
     }
     m->have_teacher = true;
+    exec_release_packed(&m->teacher, m->teacher_plan.steps, m->teacher_plan.n_steps, m->teacher_plan.st,
+                        m->teacher_plan.vt);
+    /* composed: from here on everything only runs, holding its weights as the
+     * runtime does (runtime.c), which is what the manifest records */
+    bx_frame_release_weights(&m->frame);
+    r->frame_weights = m->frame.weight_bytes;
+    for (int b = 0; b < nb; b++)
+        for (int d = 0; d < r->n_desc[b]; d++) {
+            bx_desc_release_weights(m->desc[b][d]);
+            r->weights[b][d] = m->desc[b][d]->weight_bytes;
+        }
     /* the items */
     int total = 0;
     for (int b = 0; b < nb; b++)
@@ -457,8 +471,11 @@ void latency_result_free(latency_result *r)
             free(r->flops[b]);
         if (r->arena)
             free(r->arena[b]);
+        if (r->weights)
+            free(r->weights[b]);
     }
-    free(r->median), free(r->iqr), free(r->raw_median), free(r->flops), free(r->arena), free(r->n_desc);
+    free(r->median), free(r->iqr), free(r->raw_median), free(r->flops), free(r->arena), free(r->weights);
+    free(r->n_desc);
     for (int c = 0; c < r->n_checks; c++)
         free(r->checks[c].choice);
     free(r->checks);
@@ -514,6 +531,7 @@ lego_status latency_store(block_library *lib, const latency_result *r)
             cJSON_AddNumberToObject(e, "median_ms", r->median[b][d]);
             cJSON_AddNumberToObject(e, "iqr_ms", r->iqr[b][d]);
             cJSON_AddNumberToObject(e, "arena_bytes", (double)r->arena[b][d]);
+            cJSON_AddNumberToObject(e, "weight_bytes", (double)r->weights[b][d]);
             if (r->raw_median[b][d] != r->median[b][d])
                 cJSON_AddNumberToObject(e, "raw_median_ms", r->raw_median[b][d]);
             ok = ok && put(lat, r->profile, e);
@@ -538,6 +556,7 @@ lego_status latency_store(block_library *lib, const latency_result *r)
     cJSON_AddNumberToObject(p, "teacher_ms", r->teacher_ms);
     cJSON_AddNumberToObject(p, "teacher_iqr_ms", r->teacher_iqr_ms);
     cJSON_AddNumberToObject(p, "frame_arena_bytes", (double)r->frame_arena);
+    cJSON_AddNumberToObject(p, "frame_weight_bytes", (double)r->frame_weights);
     cJSON_AddNumberToObject(p, "repeat", r->repeat);
     cJSON_AddStringToObject(p, "measured_at", when);
     cJSON_AddStringToObject(p, "generator", "legodnn " LEGO_VERSION);

@@ -36,14 +36,18 @@
  *    measured latency are reported and stored.
  *
  * Manifest (library.h), for profile P:
- *   descendants[].latency[P] = {median_ms, iqr_ms, arena_bytes
- *                               [, raw_median_ms]}
+ *   descendants[].latency[P] = {median_ms, iqr_ms, arena_bytes,
+ *                               weight_bytes [, raw_median_ms]}
  *   devices[P] = {cpu, threads, batch, frame_ms, frame_iqr_ms, teacher_ms,
- *                 teacher_iqr_ms, frame_arena_bytes, repeat, measured_at
- *                 (UTC, ISO 8601), generator, checks: [{name, choice:
- *                 [option per block], predicted_ms, measured_ms, error}]}
- * arena_bytes are the activation bytes each descendant needs at that batch
- * (the runtime's memory estimate uses them). */
+ *                 teacher_iqr_ms, frame_arena_bytes, frame_weight_bytes,
+ *                 repeat, measured_at (UTC, ISO 8601), generator, checks:
+ *                 [{name, choice: [option per block], predicted_ms,
+ *                 measured_ms, error}]}
+ * arena_bytes are the activation bytes each descendant needs at that batch,
+ * weight_bytes the bytes its weights take in the kernels that run it here
+ * (oneDNN keeps its own copies, Winograd's four times the weights, and the
+ * ONNX weights those copies replace are freed: bx_desc_release_weights);
+ * the runtime's memory estimate uses both. */
 #ifndef LEGO_RUNTIME_LATENCY_H
 #define LEGO_RUNTIME_LATENCY_H
 
@@ -86,8 +90,10 @@ typedef struct latency_result {
     double **raw_median;         /* [b][d], as measured */
     int64_t **flops;             /* [b][d] at this batch */
     size_t **arena;              /* [b][d] activation bytes */
+    int64_t **weights;           /* [b][d] the bytes its weights take as it runs here */
     double frame_ms, frame_iqr_ms, teacher_ms, teacher_iqr_ms;
     size_t frame_arena;
+    int64_t frame_weights;
     latency_check *checks;
     int n_checks;
     double seconds;              /* wall time of the measurement */

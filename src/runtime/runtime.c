@@ -87,12 +87,16 @@ static lego_status estimates_in(block_library *lib, const char *profile, int thr
         return no_profile(lib, profile, threads, batch);
     char hint[600];
     latency_hint(lib, threads, batch, hint, sizeof hint);
-    double frame_arena = 0;
+    double frame_arena = 0, frame_weights = 0;
     if (!json_number(dev, "frame_ms", &e->frame_ms) || !json_number(dev, "frame_arena_bytes", &frame_arena) ||
-        e->frame_ms < 0 || frame_arena < 0)
-        return lego_error(LEGO_ERR_FORMAT, "%s/manifest.json: devices['%s'] lacks frame_ms or frame_arena_bytes: %s",
+        !json_number(dev, "frame_weight_bytes", &frame_weights) || e->frame_ms < 0 || frame_arena < 0 ||
+        frame_weights < 0)
+        return lego_error(LEGO_ERR_FORMAT,
+                          "%s/manifest.json: devices['%s'] lacks frame_ms, frame_arena_bytes or frame_weight_bytes "
+                          "(an older legodnn measured it): %s",
                           lib->dir, profile, hint);
     e->frame_arena_bytes = (int64_t)frame_arena;
+    e->frame_weight_bytes = (int64_t)frame_weights;
     if (!json_number(dev, "teacher_ms", &e->teacher_ms))
         e->teacher_ms = NAN;
     const cJSON *prof = cJSON_GetObjectItemCaseSensitive(lib->manifest, "profile");
@@ -102,7 +106,6 @@ static lego_status estimates_in(block_library *lib, const char *profile, int thr
     const cJSON *metric = cJSON_GetObjectItemCaseSensitive(prof, "metric");
     if (cJSON_IsString(metric))
         snprintf(e->metric, sizeof e->metric, "%s", metric->valuestring);
-    e->frame_weight_bytes = lib->frame_param_bytes;
     int nb = lib->n_blocks;
     if (nb < 1 || nb > LEGO_MAX_BLOCKS)
         return lego_error(LEGO_ERR_UNSUPPORTED, "%s: %d blocks; the runtime handles 1 to %d", lib->dir, nb,
@@ -127,15 +130,17 @@ static lego_status estimates_in(block_library *lib, const char *profile, int thr
             const cJSON *dj = library_descendant_json(lib, b, d);
             const cJSON *lat = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(dj, "latency"),
                                                                 profile);
-            double med, arena;
-            if (!json_number(lat, "median_ms", &med) || !json_number(lat, "arena_bytes", &arena) || med < 0 ||
-                arena < 0)
-                return lego_error(LEGO_ERR_FORMAT, "%s: block %d at sparsity %g has no latency for this device: %s",
+            double med, arena, weights;
+            if (!json_number(lat, "median_ms", &med) || !json_number(lat, "arena_bytes", &arena) ||
+                !json_number(lat, "weight_bytes", &weights) || med < 0 || arena < 0 || weights < 0)
+                return lego_error(LEGO_ERR_FORMAT,
+                                  "%s: block %d at sparsity %g has no latency, arena_bytes or weight_bytes for this "
+                                  "device: %s",
                                   lib->dir, b, bl->desc[d].sparsity, hint);
             e->latency[b][d] = med;
             if ((int64_t)arena > e->block_arena_bytes)
                 e->block_arena_bytes = (int64_t)arena;
-            e->memory[b][d] = bl->desc[d].weight_bytes;
+            e->memory[b][d] = (int64_t)weights;
         }
     }
     for (int b = 0; b < nb; b++) {
@@ -396,7 +401,7 @@ static lego_status apply(lego_runtime *rt, const int *choice, double nominal_ms,
         if (held[b])
             continue;
         pthread_mutex_lock(&rt->lock);
-        int nv = evict_locked(rt, rt->lib.blocks[b].desc[choice[b]].weight_bytes, victims, 64);
+        int nv = evict_locked(rt, rt->est.memory[b][choice[b]], victims, 64);
         pthread_mutex_unlock(&rt->lock);
         free_victims(victims, nv);
         double t0 = now_ms();
@@ -404,6 +409,7 @@ static lego_status apply(lego_runtime *rt, const int *choice, double nominal_ms,
         st = bx_desc_open(&rt->lib, &rt->frame, b, choice[b], &d);
         if (st.code)
             break;
+        bx_desc_release_weights(d); /* it only runs: its kernels' copies serve */
         *load_ms += now_ms() - t0;
         (*loaded)++;
         pthread_mutex_lock(&rt->lock);
@@ -457,7 +463,8 @@ static lego_status open_in(lego_runtime *rt, const char *dir)
     device_profile_key(rt->threads, rt->batch, profile, sizeof profile);
     LEGO_TRY(rt_estimates_load(&rt->lib, profile, rt->threads, rt->batch, &rt->est));
     LEGO_TRY(scale_prepare(&rt->est.problem, &rt->sp));
-    LEGO_TRY(bx_frame_open(&rt->lib, rt->batch, false, &rt->frame));
+    LEGO_TRY(bx_frame_open(&rt->lib, rt->batch, &rt->frame));
+    bx_frame_release_weights(&rt->frame);
     const lego_graph *g = rt->frame.g;
     int nb = rt->frame.n_blocks;
     rt->in_shapes = calloc((size_t)rt->frame.n_model_inputs, sizeof *rt->in_shapes);
