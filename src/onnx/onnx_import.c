@@ -360,26 +360,37 @@ static lego_status import_graph(const Onnx__ModelProto *mp, lego_graph *g)
     return lego_ok();
 }
 
-lego_status onnx_import(const void *buf, size_t len, const char *name, lego_graph *g)
+static lego_status unpack(const void *buf, size_t len, const char *name, Onnx__ModelProto **mp)
 {
-    LEGO_TRY(graph_init(g, name));
-    if (len == 0) {
-        graph_free(g);
+    if (len == 0)
         return lego_error(LEGO_ERR_FORMAT, "%s: the file is empty", name);
-    }
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
-    if (!mp) {
-        graph_free(g);
+    *mp = onnx__model_proto__unpack(NULL, len, buf);
+    if (!*mp)
         return lego_error(LEGO_ERR_FORMAT, "%s: not a valid ONNX model (the protobuf data is malformed or truncated)",
                           name);
-    }
-    lego_status st = import_graph(mp, g);
+    return lego_ok();
+}
+
+/* g from the parsed model, which is freed. */
+static lego_status import_unpacked(Onnx__ModelProto *mp, const char *name, lego_graph *g)
+{
+    lego_status st = graph_init(g, name);
+    if (st.code == LEGO_OK)
+        st = import_graph(mp, g);
     onnx__model_proto__free_unpacked(mp, NULL);
     if (st.code) {
         graph_free(g);
         return lego_error_context(st, "%s", name);
     }
     return lego_ok();
+}
+
+lego_status onnx_import(const void *buf, size_t len, const char *name, lego_graph *g)
+{
+    memset(g, 0, sizeof *g);
+    Onnx__ModelProto *mp;
+    LEGO_TRY(unpack(buf, len, name, &mp));
+    return import_unpacked(mp, name, g);
 }
 
 lego_status onnx_load_file(const char *path, lego_graph *g)
@@ -389,8 +400,12 @@ lego_status onnx_load_file(const char *path, lego_graph *g)
     size_t len;
     LEGO_TRY(file_read_all(path, &buf, &len));
     const char *base = strrchr(path, '/');
-    lego_status st = onnx_import(buf, len, base ? base + 1 : path, g);
-    free(buf);
+    base = base ? base + 1 : path;
+    Onnx__ModelProto *mp;
+    lego_status st = unpack(buf, len, base, &mp);
+    free(buf); /* parsed: the model's bytes are in mp now */
+    LEGO_TRY(st);
+    st = import_unpacked(mp, base, g);
     if (st.code)
         return st;
     st = graph_infer(g);
