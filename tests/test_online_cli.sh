@@ -72,6 +72,14 @@ cp -r "$lib" "$tmp/other"
 perl -0pi -e 's/\| batch 1"/| batch 1 (elsewhere)"/g' "$tmp/other/manifest.json"
 expect 1 "no latency for this device .*run \`legodnn latency .*other --threads [0-9]+\` on this machine first" -- \
   "$bin" scale "$tmp/other" --latency 1 --memory none
+# measured by an older legodnn, which kept no weight bytes per device: say so
+cp -r "$lib" "$tmp/older"
+perl -0pi -e 's/("arena_bytes":\s*[0-9]+),\s*"weight_bytes":\s*[0-9]+/$1/g' "$tmp/older/manifest.json"
+expect 1 "block 0 at sparsity 0 has no latency, arena_bytes or weight_bytes for this device: run \`legodnn latency" -- \
+  "$bin" scale "$tmp/older" --latency 1 --memory none
+perl -0pi -e 's/,\s*"frame_weight_bytes":\s*[0-9]+//g' "$tmp/older/manifest.json"
+expect 1 "lacks frame_ms, frame_arena_bytes or frame_weight_bytes \(an older legodnn measured it\)" -- \
+  "$bin" scale "$tmp/older" --latency 1 --memory none
 
 # ---- serve
 printf 'time_s,latency_ms,memory_bytes\n0,none,none\n0.15,0.001,none\n0.3,none,%s\n' "$half" >"$tmp/trace.csv"
