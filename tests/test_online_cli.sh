@@ -27,6 +27,12 @@ expect 0 '"checks"' -- "$bin" latency "$lib" --repeat 5 --json
 check "the manifest has a device profile" grep -q '"devices"' "$lib/manifest.json"
 check "the profile names threads and batch" grep -qE '\| [0-9]+ threads? \| batch 1"' "$lib/manifest.json"
 check "every descendant has a latency" test "$(grep -c '"median_ms"' "$lib/manifest.json")" -eq 32
+# kernels switched off for a measurement file their numbers under their own key
+cp -r "$lib" "$tmp/nodnnl"
+expect 0 "LEGO_DNNL=0" -- env LEGO_DNNL=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
+check "the LEGO_DNNL=0 profile is a key of its own, beside the default one" \
+  test "$(grep -c 'batch 1 | LEGO_DNNL=0"' "$tmp/nodnnl/manifest.json")" -eq 33 -a \
+  "$(grep -c 'batch 1"' "$tmp/nodnnl/manifest.json")" -eq 33
 expect 1 "cannot run at batch 2 .*dynamic batch axis" -- "$bin" latency "$lib" --repeat 3 --batch 2 --quiet
 
 # ---- scale: needs accuracy loss first

@@ -91,6 +91,14 @@ bool dnnl_conv_winograd_available(void)
     return dnnl_conv_enabled() && dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
 }
 
+const char *dnnl_conv_switched_off(void)
+{
+    if (!dnnl_conv_enabled())
+        return "LEGO_DNNL=0";
+    pthread_once(&winograd_once, read_winograd);
+    return winograd ? "" : "LEGO_WINOGRAD=0";
+}
+
 dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
 {
     pthread_once(&winograd_once, read_winograd);
@@ -1025,6 +1033,8 @@ void dnnl_conv_free(dnnl_conv *k) { (void)k; }
 void dnnl_conv_set_winograd(bool on) { (void)on; }
 
 bool dnnl_conv_winograd_available(void) { return false; }
+
+const char *dnnl_conv_switched_off(void) { return ""; }
 
 size_t dnnl_conv_packed_bytes(const dnnl_conv *k)
 {

@@ -55,6 +55,11 @@ void dnnl_conv_set_winograd(bool on);
  * (AVX-512); for the tests, which expect them then. */
 bool dnnl_conv_winograd_available(void);
 
+/* "LEGO_DNNL=0" or "LEGO_WINOGRAD=0" when the environment turned oneDNN or
+ * its Winograd kernels off in a build that has them, else "": kernels other
+ * than this build's own, which time and hold weights differently. */
+const char *dnnl_conv_switched_off(void);
+
 /* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
  * bias b (M) or NULL, then the epilogue (copied). *out is NULL (and the
  * status ok) when oneDNN is absent or has no kernel for the shape. */

@@ -12,6 +12,7 @@
 #include "../core/rng.h"
 #include "../core/tensor.h"
 #include "../graph/exec.h"
+#include "../ops/conv_dnnl.h"
 #include "blockexec.h"
 
 static lego_status nomem(void) { return lego_error(LEGO_ERR_NOMEM, "out of memory measuring latency"); }
@@ -76,7 +77,11 @@ void device_profile_key(int threads, int64_t batch, char *buf, size_t len)
 {
     char cpu[128];
     device_cpu_name(cpu, sizeof cpu);
-    snprintf(buf, len, "%s | %d thread%s | batch %lld", cpu, threads, threads == 1 ? "" : "s", (long long)batch);
+    /* kernels switched off for a measurement time and hold weights
+     * differently: their numbers go under their own key */
+    const char *off = dnnl_conv_switched_off();
+    snprintf(buf, len, "%s | %d thread%s | batch %lld%s%s", cpu, threads, threads == 1 ? "" : "s", (long long)batch,
+             off[0] ? " | " : "", off);
 }
 
 /* ---- statistics ----------------------------------------------------------------- */

@@ -4,9 +4,11 @@
  * Device profile. Latency depends on the CPU, the thread count and the
  * batch, so measurements are filed under a key naming all three:
  * "<cpu> | <threads> thread(s) | batch <b>", the CPU being /proc/cpuinfo's
- * "model name" (else "Hardware", else "unknown cpu"). The runtime looks up
- * the key of the machine it runs on and refuses a library measured
- * elsewhere.
+ * "model name" (else "Hardware", else "unknown cpu"), followed by
+ * " | LEGO_DNNL=0" or " | LEGO_WINOGRAD=0" when the environment switched
+ * those kernels off (they time and hold weights differently). The runtime
+ * looks up the key of the machine it runs on and refuses a library
+ * measured elsewhere.
  *
  * Method (the original times each block 100 times with time.time() and
  * gets negative savings from noise; see legodnn-method.md §7):
