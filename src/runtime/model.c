@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/file.h"
 #include "../graph/exec.h"
 #include "../onnx/onnx_import.h"
 
@@ -14,12 +13,6 @@ struct lego_model {
     lego_op_count *op_counts;
     int n_op_counts;
 };
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
 
 static lego_status model_prepare(lego_model *m)
 {
@@ -33,14 +26,9 @@ static lego_status model_prepare(lego_model *m)
     return lego_ok();
 }
 
-lego_status lego_model_load_memory(const void *buf, size_t len, const char *name,
-                                   lego_model **out)
+/* m (allocated, its graph imported or st failed) prepared into *out, or freed. */
+static lego_status finish_load(lego_model *m, lego_status st, lego_model **out)
 {
-    *out = NULL;
-    lego_model *m = calloc(1, sizeof *m);
-    if (!m)
-        return lego_error(LEGO_ERR_NOMEM, "out of memory");
-    lego_status st = onnx_import(buf, len, name ? name : "model", &m->g);
     if (st.code == LEGO_OK)
         st = model_prepare(m);
     if (st.code) {
@@ -51,15 +39,25 @@ lego_status lego_model_load_memory(const void *buf, size_t len, const char *name
     return lego_ok();
 }
 
+lego_status lego_model_load_memory(const void *buf, size_t len, const char *name,
+                                   lego_model **out)
+{
+    *out = NULL;
+    lego_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    return finish_load(m, onnx_import(buf, len, name ? name : "model", &m->g), out);
+}
+
+/* Through onnx_load_file, which frees the file's bytes once parsed: the
+ * weights are in memory twice at most while loading, not three times. */
 lego_status lego_model_load(const char *path, lego_model **out)
 {
     *out = NULL;
-    unsigned char *buf;
-    size_t len;
-    LEGO_TRY(file_read_all(path, &buf, &len));
-    lego_status st = lego_model_load_memory(buf, len, base_name(path), out);
-    free(buf);
-    return st;
+    lego_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory");
+    return finish_load(m, onnx_load_file(path, &m->g), out);
 }
 
 void lego_model_free(lego_model *m)
