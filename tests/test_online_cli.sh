@@ -33,6 +33,8 @@ expect 0 "LEGO_DNNL=0" -- env LEGO_DNNL=0 "$bin" latency "$tmp/nodnnl" --repeat 
 check "the LEGO_DNNL=0 profile is a key of its own, beside the default one" \
   test "$(grep -c 'batch 1 | LEGO_DNNL=0"' "$tmp/nodnnl/manifest.json")" -eq 33 -a \
   "$(grep -c 'batch 1"' "$tmp/nodnnl/manifest.json")" -eq 33
+expect 0 "LEGO_FUSE=0" -- env LEGO_FUSE=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
+check "so is the LEGO_FUSE=0 one" test "$(grep -c 'batch 1 | LEGO_FUSE=0"' "$tmp/nodnnl/manifest.json")" -eq 33
 expect 1 "cannot run at batch 2 .*dynamic batch axis" -- "$bin" latency "$lib" --repeat 3 --batch 2 --quiet
 
 # ---- scale: needs accuracy loss first

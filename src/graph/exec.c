@@ -163,7 +163,7 @@ static bool clamp_of(const lego_graph *g, const gnode *n, float *lo, float *hi)
 
 /* LEGO_FUSE=0 in the environment turns fusion off, to measure what it buys
  * (docs/PERFORMANCE.md); results are the same bits either way. */
-static bool fuse_enabled(void)
+bool exec_fusion_enabled(void)
 {
     const char *s = getenv("LEGO_FUSE");
     return !(s && strcmp(s, "0") == 0);
@@ -385,7 +385,7 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
         st[s] = (step_state){.out_v = -1};
     }
     lego_status r = lego_ok();
-    bool fuse = fuse_enabled();
+    bool fuse = exec_fusion_enabled();
     for (int s = 0; s < n && !r.code; s++) {
         const gnode *x = &g->nodes[steps[s]];
         if (gone[s] || !x->op->pack)

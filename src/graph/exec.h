@@ -83,6 +83,10 @@ size_t exec_release_packed(lego_graph *g, const int *steps, int n_steps, const s
  * what each packed step holds of its own (op_desc.packed_bytes). */
 int64_t exec_weight_bytes(const lego_graph *g, const int *steps, int n_steps, const step_state *st);
 
+/* Whether inference plans fuse BatchNormalization and Relu/Clip into the
+ * Conv before them: unless LEGO_FUSE=0 is in the environment. */
+bool exec_fusion_enabled(void);
+
 /* Build a plan for g's current shapes (after graph_infer). */
 lego_status exec_plan_build(lego_graph *g, exec_plan *p);
 /* The same, where a caller reads graph outputs between steps: output v

@@ -77,11 +77,11 @@ void device_profile_key(int threads, int64_t batch, char *buf, size_t len)
 {
     char cpu[128];
     device_cpu_name(cpu, sizeof cpu);
-    /* kernels switched off for a measurement time and hold weights
-     * differently: their numbers go under their own key */
+    /* kernels or fusion switched off for a measurement time and hold
+     * weights differently: their numbers go under their own key */
     const char *off = dnnl_conv_switched_off();
-    snprintf(buf, len, "%s | %d thread%s | batch %lld%s%s", cpu, threads, threads == 1 ? "" : "s", (long long)batch,
-             off[0] ? " | " : "", off);
+    snprintf(buf, len, "%s | %d thread%s | batch %lld%s%s%s", cpu, threads, threads == 1 ? "" : "s",
+             (long long)batch, off[0] ? " | " : "", off, exec_fusion_enabled() ? "" : " | LEGO_FUSE=0");
 }
 
 /* ---- statistics ----------------------------------------------------------------- */

@@ -5,8 +5,9 @@
  * batch, so measurements are filed under a key naming all three:
  * "<cpu> | <threads> thread(s) | batch <b>", the CPU being /proc/cpuinfo's
  * "model name" (else "Hardware", else "unknown cpu"), followed by
- * " | LEGO_DNNL=0" or " | LEGO_WINOGRAD=0" when the environment switched
- * those kernels off (they time and hold weights differently). The runtime
+ * " | LEGO_DNNL=0" or " | LEGO_WINOGRAD=0", and " | LEGO_FUSE=0", when the
+ * environment switched those kernels or the fusion off (they time and hold
+ * weights differently). The runtime
  * looks up the key of the machine it runs on and refuses a library
  * measured elsewhere.
  *
