@@ -613,7 +613,7 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
 
 size_t dnnl_conv_packed_bytes(const dnnl_conv *k)
 {
-    size_t chans = sizeof(float) * (size_t)(k->s.m + 15) / 16 * 16; /* copy_of's */
+    size_t chans = sizeof(float) * (size_t)((k->s.m + 15) / 16 * 16); /* copy_of's floats */
     return k->wei_bytes + (k->bias ? chans : 0) + (k->scale ? 2 * chans : 0);
 }
 
