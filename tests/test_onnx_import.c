@@ -419,6 +419,17 @@ static long status_kb(const char *key)
     return kb;
 }
 
+/* The resident size, with the peak (VmHWM) reset to it: writing 5 to
+ * clear_refs does that. -1 when it cannot. */
+static long reset_peak(void)
+{
+    FILE *cr = fopen("/proc/self/clear_refs", "w");
+    bool reset = cr && fputs("5", cr) >= 0;
+    if (cr)
+        reset = fclose(cr) == 0 && reset;
+    return reset ? status_kb("VmRSS") : -1;
+}
+
 /* Loading holds at most two copies of the weights (the file is freed once
  * parsed, before the tensors are made from the parsed message: three copies
  * before), through onnx_load_file and lego_model_load, and they come out
@@ -446,19 +457,14 @@ static void test_large_weights_load_once(void)
     CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
     close(fd);
     free(buf);
-    /* the peak from here on: writing 5 to clear_refs resets VmHWM */
-    FILE *cr = fopen("/proc/self/clear_refs", "w");
-    bool reset = cr && fputs("5", cr) >= 0;
-    if (cr)
-        reset = fclose(cr) == 0 && reset;
-    long rss0 = status_kb("VmRSS");
+    long rss0 = reset_peak();
     long weights = 512 * 256 * 9 * (long)sizeof(float);
     (void)weights; /* the peak checks are off under ASan */
     lego_graph g;
     CHECK_OK(onnx_load_file(path, &g));
     long grew = status_kb("VmHWM") - rss0;
 #ifndef __SANITIZE_ADDRESS__ /* its allocator keeps freed memory (quarantine) and shadows it */
-    if (reset && rss0 > 0)
+    if (rss0 > 0)
         CHECK(grew * 1024 < weights * 5 / 2); /* two copies, with room for the rest */
 #endif
     (void)grew;
@@ -473,16 +479,12 @@ static void test_large_weights_load_once(void)
     }
     graph_free(&g);
     /* the public loader the same way */
-    cr = fopen("/proc/self/clear_refs", "w");
-    reset = cr && fputs("5", cr) >= 0;
-    if (cr)
-        reset = fclose(cr) == 0 && reset;
-    rss0 = status_kb("VmRSS");
+    rss0 = reset_peak();
     lego_model *m = NULL;
     CHECK_OK(lego_model_load(path, &m));
     grew = status_kb("VmHWM") - rss0;
 #ifndef __SANITIZE_ADDRESS__
-    if (reset && rss0 > 0)
+    if (rss0 > 0)
         CHECK(grew * 1024 < weights * 5 / 2);
 #endif
     lego_model_free(m);
