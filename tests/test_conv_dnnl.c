@@ -12,7 +12,9 @@
  *    and shapes that must not fuse: a Conv output read twice, a Conv output
  *    that is a graph output);
  *  - oneDNN's OpenMP never starts a thread of its own: after packed convs
- *    on 3 threads, the process has at most our pool's threads. */
+ *    on 3 threads, the process has at most our pool's threads;
+ *  - our Winograd weight transforms (conv_dnnl_wino.c) write the bits
+ *    oneDNN's own reorder writes, padding included. */
 #include <dirent.h>
 #include <math.h>
 #include <stdbool.h>
@@ -24,6 +26,9 @@
 #include "onnx/onnx_export.h"
 #include "ops/conv_dnnl.h"
 #include "op_test.h"
+#ifdef LEGO_HAVE_DNNL
+#include "ops/conv_dnnl_impl.h"
+#endif
 
 extern const op_desc op_desc_Conv;
 
@@ -721,10 +726,88 @@ static void released_weights(const int64_t d[4])
     }
 }
 
+/* ---- Winograd weights packed by us ------------------------------------------ */
+
+#ifdef LEGO_HAVE_DNNL
+/* The weights layout oneDNN's Winograd inference primitive picks for oc x ic
+ * 3x3 filters on an hw x hw map; false when it has none. */
+static bool wino_weights_md(int64_t oc, int64_t ic, int64_t hw, dnnl_memory_desc_t *wei)
+{
+    dnnl_memory_desc_t src, dst, any;
+    int64_t sd[4] = {1, ic, hw, hw}, dd[4] = {1, oc, hw, hw}, wd[4] = {oc, ic, 3, 3};
+    conv_dnnl_md(&src, 4, sd, dnnl_nChw16c);
+    conv_dnnl_md(&dst, 4, dd, dnnl_nChw16c);
+    conv_dnnl_md(&any, 4, wd, dnnl_format_tag_any);
+    dnnl_dims_t st = {1, 1}, pad = {1, 1};
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &src,
+                                           &any, NULL, &dst, st, pad, pad) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &cd, NULL, conv_dnnl_engine(), NULL) != dnnl_success)
+        return false;
+    *wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    return true;
+}
+#endif
+
+static void wino_packing(void)
+{
+#ifdef LEGO_HAVE_DNNL
+    if (!dnnl_conv_winograd_available())
+        return;
+    /* oc, ic, map: blocks of 16 whole and cut on both sides, and layers the
+     * runtime packs, in each of the three layouts oneDNN picks here */
+    static const int64_t shapes[][3] = {
+        {64, 64, 16}, {45, 64, 16}, {64, 45, 16}, {16, 26, 16}, {90, 32, 16}, {128, 128, 16},
+        {256, 256, 16}, {48, 256, 16}, {103, 128, 16}, {64, 256, 8}, {64, 52, 8}, {45, 180, 8},
+        {32, 128, 8}, {128, 103, 4}};
+    int ours = 0, formats[8] = {0};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int64_t oc = shapes[i][0], ic = shapes[i][1];
+        dnnl_memory_desc_t wei, plain;
+        if (!wino_weights_md(oc, ic, shapes[i][2], &wei) || !dnnl_wino_packs(&wei))
+            continue;
+        ours++;
+        formats[wei.format_desc.wino_desc.wino_format & 7]++;
+        int64_t wd[4] = {oc, ic, 3, 3};
+        conv_dnnl_md(&plain, 4, wd, dnnl_oihw);
+        size_t bytes = dnnl_memory_desc_get_size(&wei);
+        int64_t n = oc * ic * 9;
+        float *w = malloc(sizeof *w * (size_t)n);
+        float *got = malloc(bytes), *want = malloc(bytes);
+        test_seed(77 + (uint32_t)i);
+        for (int64_t k = 0; k < n; k++)
+            w[k] = frand();
+        memset(got, 0x7f, bytes); /* every byte must be written, the padding too */
+        dnnl_wino_pack(&wei, w, oc, ic, got);
+        dnnl_primitive_t r;
+        CHECK(conv_dnnl_reorder(&plain, &wei, false, &r));
+        conv_dnnl_arg a[2] = {{DNNL_ARG_FROM, &plain, w}, {DNNL_ARG_TO, &wei, want}};
+        CHECK(conv_dnnl_execute(r, a, 2));
+        dnnl_primitive_destroy(r);
+        /* the same operations in the same order: the same bits */
+        bool same = memcmp(got, want, bytes) == 0;
+        if (!same)
+            fprintf(stderr, "wino packing %lldx%lld differs from oneDNN's reorder\n", (long long)oc,
+                    (long long)ic);
+        CHECK(same);
+        free(w), free(got), free(want);
+    }
+    CHECK(ours == (int)(sizeof shapes / sizeof *shapes));
+    CHECK(formats[dnnl_wino_wei_OBaaIBOIio] && formats[dnnl_wino_wei_aaOBiOo] &&
+          formats[dnnl_wino_wei_aaOio]);
+    printf("winograd packing: %d of %zu shapes ours (F(4x4,3x3) %d, F(2x2,3x3) %d + %d)\n", ours,
+           sizeof shapes / sizeof *shapes, formats[dnnl_wino_wei_OBaaIBOIio],
+           formats[dnnl_wino_wei_aaOBiOo], formats[dnnl_wino_wei_aaOio]);
+#endif
+}
+
 int main(void)
 {
     sweep();
     winograd();
+    wino_packing();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
     inverted_residual((const int64_t[4]){1, 32, 6, 6});

@@ -489,10 +489,15 @@ static bool pack_weights(dnnl_conv *k, const float *w)
             int64_t wd[4] = {kd->oc, s->c, s->kh, s->kw};
             set_md(&plain, 4, wd, dnnl_oihw);
         }
+        const float *from = k->bands ? w : w + b * k->oc * per_oc;
+        if (s->group == 1 && s->kh == 3 && s->kw == 3 && dnnl_wino_packs(&kd->wei_md)) {
+            dnnl_wino_pack(&kd->wei_md, from, kd->oc, s->c, at);
+            at += kd->wei_bytes;
+            continue;
+        }
         dnnl_primitive_t r;
         if (!reorder(&plain, &kd->wei_md, &r))
             return false;
-        const float *from = k->bands ? w : w + b * k->oc * per_oc;
         arg a[2] = {{DNNL_ARG_FROM, &plain, (void *)from},
                     {DNNL_ARG_TO, &kd->wei_md, at}};
         bool ok = execute(r, a, 2);

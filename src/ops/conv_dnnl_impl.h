@@ -81,4 +81,13 @@ bool conv_dnnl_geometry(const conv_shape *s, dnnl_dims_t strides, dnnl_dims_t di
  * or post-ops asked, callers fall back to direct. */
 dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s);
 
+/* Whether dnnl_wino_pack writes weights of layout md: oneDNN's F(4x4,3x3)
+ * and F(2x2,3x3) inference weights (conv_dnnl_wino.c; anything else goes
+ * through oneDNN's reorder). */
+bool dnnl_wino_packs(const dnnl_memory_desc_t *md);
+/* Transforms OIHW 3x3 weights w (oc x ic) into md's layout at out (md's
+ * size, zero-padded): the bits oneDNN's reorder writes (test_conv_dnnl),
+ * far faster. */
+void dnnl_wino_pack(const dnnl_memory_desc_t *md, const float *w, int64_t oc, int64_t ic, void *out);
+
 #endif
