@@ -115,7 +115,7 @@ static char *snapshot(const char *dir)
             char file[900], hex[65] = "-";
             snprintf(file, sizeof file, "%s/%s", path, names[i]->d_name);
             if (names[i]->d_name[0] != '.' && strcmp(names[i]->d_name, "blocks") != 0) {
-                lego_status st = sha256_file_hex(file, hex);
+                lego_status st = sha256_file_hex(file, hex, NULL);
                 lego_status_free(&st);
                 len += (size_t)snprintf(out + len, cap - len, "%s%s/%s %s\n", subs[s], "", names[i]->d_name, hex);
             }

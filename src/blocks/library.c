@@ -601,14 +601,16 @@ static void remove_files(const char *dir, char **list, int n);
 
 /* ---- checking files ----------------------------------------------------------------------- */
 
-static lego_status verify_file(const char *dir, const char *rel, int64_t bytes, const char *sha)
+static lego_status verify_file(block_library *lib, const char *rel, int64_t bytes, const char *sha,
+                               lib_checked *checked)
 {
-    char *path = join(dir, rel);
+    char *path = join(lib->dir, rel);
     if (!path)
         return nomem();
     lego_status st = lego_ok();
     int64_t size = file_size(path);
     char hex[65];
+    file_id id;
     if (size < 0)
         st = lego_error(LEGO_ERR_FORMAT, "%s is missing: the library is incomplete", path);
     else if (size != bytes)
@@ -616,22 +618,26 @@ static lego_status verify_file(const char *dir, const char *rel, int64_t bytes, 
                         "%s does not match the manifest (%lld bytes, the manifest says %lld): the library was "
                         "modified after extraction",
                         path, (long long)size, (long long)bytes);
-    else if ((st = sha256_file_hex(path, hex)).code == LEGO_OK && strcmp(hex, sha) != 0)
+    else if ((st = sha256_file_hex(path, hex, &id)).code == LEGO_OK && strcmp(hex, sha) != 0)
         st = lego_error(LEGO_ERR_FORMAT,
                         "%s does not match the manifest (SHA-256 differs): the library was modified after "
                         "extraction",
                         path);
+    if (size == bytes)
+        lib->files_hashed++;
+    if (st.code == LEGO_OK)
+        *checked = (lib_checked){.id = id, .valid = true};
     free(path);
     return st;
 }
 
-static lego_status verify_files(const block_library *lib)
+static lego_status verify_files(block_library *lib)
 {
-    LEGO_TRY(verify_file(lib->dir, lib->frame_file, lib->frame_bytes, lib->frame_sha256));
+    LEGO_TRY(verify_file(lib, lib->frame_file, lib->frame_bytes, lib->frame_sha256, &lib->frame_checked));
     for (int b = 0; b < lib->n_blocks; b++)
         for (int d = 0; d < lib->blocks[b].n_desc; d++) {
-            const lib_descendant *x = &lib->blocks[b].desc[d];
-            LEGO_TRY(verify_file(lib->dir, x->file, x->bytes, x->sha256));
+            lib_descendant *x = &lib->blocks[b].desc[d];
+            LEGO_TRY(verify_file(lib, x->file, x->bytes, x->sha256, &x->checked));
         }
     return lego_ok();
 }
@@ -729,27 +735,34 @@ void library_free(block_library *lib)
 /* ---- loading on demand --------------------------------------------------------------------- */
 
 /* Read rel, check it against the manifest, import it. */
-static lego_status load_checked(const block_library *lib, const char *rel, int64_t bytes, const char *sha,
-                                lego_graph **out)
+static lego_status load_checked(block_library *lib, const char *rel, int64_t bytes, const char *sha,
+                                lib_checked *checked, lego_graph **out)
 {
     char *path = join(lib->dir, rel);
     if (!path)
         return nomem();
     unsigned char *buf;
     size_t len;
-    lego_status st = file_read_all(path, &buf, &len);
+    file_id id;
+    lego_status st = file_read_all_id(path, &buf, &len, &id);
     if (st.code) {
         free(path);
         return st;
     }
+    bool same = checked->valid && file_id_equal(&id, &checked->id);
     char hex[65];
-    sha256_hex(buf, len, hex);
-    if ((int64_t)len != bytes || strcmp(hex, sha) != 0) {
+    if (!same && (int64_t)len == bytes) {
+        sha256_hex(buf, len, hex);
+        lib->files_hashed++;
+    }
+    if ((int64_t)len != bytes || (!same && strcmp(hex, sha) != 0)) {
+        checked->valid = false;
         st = lego_error(LEGO_ERR_FORMAT,
                         "%s does not match the manifest (SHA-256 differs): the library was modified after "
                         "extraction",
                         path);
     } else {
+        *checked = (lib_checked){.id = id, .valid = true};
         lego_graph *g = malloc(sizeof *g);
         if (!g)
             st = nomem();
@@ -779,7 +792,7 @@ lego_status library_frame(block_library *lib, lego_graph **out)
 {
     if (!lib->frame) {
         lego_graph *g;
-        LEGO_TRY(load_checked(lib, lib->frame_file, lib->frame_bytes, lib->frame_sha256, &g));
+        LEGO_TRY(load_checked(lib, lib->frame_file, lib->frame_bytes, lib->frame_sha256, &lib->frame_checked, &g));
         lego_status st = lego_ok();
         if (g->n_inputs < lib->frame_model_inputs || g->n_outputs < lib->frame_model_outputs)
             st = lego_error(LEGO_ERR_FORMAT, "%s: fewer inputs or outputs than the manifest says", g->name);
@@ -811,7 +824,7 @@ lego_status library_descendant(block_library *lib, int b, int d, lego_graph **ou
     lib_descendant *x = &bl->desc[d];
     if (!x->g) {
         lego_graph *g;
-        LEGO_TRY(load_checked(lib, x->file, x->bytes, x->sha256, &g));
+        LEGO_TRY(load_checked(lib, x->file, x->bytes, x->sha256, &x->checked, &g));
         lego_status st = lego_ok();
         if (g->n_inputs != 1 || g->n_outputs != 1 || strcmp(g->values[g->inputs[0]].name, bl->entry) != 0 ||
             strcmp(g->values[g->outputs[0]].name, bl->exit) != 0)
@@ -957,7 +970,7 @@ static lego_status extract_into(extraction *x, const char *model_path, const cha
     char hex[65];
     int64_t bytes;
     if (model_path) {
-        LEGO_TRY(sha256_file_hex(model_path, hex));
+        LEGO_TRY(sha256_file_hex(model_path, hex, NULL));
         bytes = file_size(model_path);
     } else {
         unsigned char *buf;
@@ -1306,6 +1319,7 @@ lego_status library_replace_descendant(block_library *lib, int b, int d, const l
     }
     if (st.code == LEGO_OK) {
         memcpy(x->sha256, hex, sizeof hex);
+        x->checked.valid = false; /* another file: hashed on its first load */
         x->bytes = (int64_t)len;
         free(x->file);
         x->file = name;

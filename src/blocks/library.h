@@ -72,6 +72,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../core/file.h"
 #include "detect.h"
 
 #define LIBRARY_FORMAT_VERSION 1
@@ -82,6 +83,13 @@ typedef struct lib_cut {
     int64_t *kept, n_kept; /* kept output channels, ascending */
 } lib_cut;
 
+/* A file's identity (core/file.h) when its hash last matched the manifest:
+ * a load that finds the same identity skips hashing it again. */
+typedef struct lib_checked {
+    file_id id;
+    bool valid;
+} lib_checked;
+
 typedef struct lib_descendant {
     double sparsity;
     char *file;          /* relative to the library directory */
@@ -90,6 +98,7 @@ typedef struct lib_descendant {
     lib_cut *cuts;
     int n_cuts;
     lego_graph *g;       /* loaded on demand (library_descendant), else NULL */
+    lib_checked checked; /* its file as its SHA-256 was last found to match */
 } lib_descendant;
 
 typedef struct lib_block {
@@ -120,6 +129,8 @@ typedef struct block_library {
     int64_t frame_bytes, frame_params, frame_param_bytes, frame_flops;
     int frame_model_inputs, frame_model_outputs;
     lego_graph *frame;   /* loaded on demand (library_frame), else NULL */
+    lib_checked frame_checked;
+    int64_t files_hashed; /* SHA-256s computed of its files since opened */
     lib_block *blocks;
     int n_blocks;
     struct cJSON *manifest; /* the parsed manifest.json, for the stages' updates */
@@ -158,9 +169,13 @@ lego_status library_extract(const lego_graph *model, const block_set *bs, const 
 lego_status library_open(const char *dir, block_library *out);
 void library_free(block_library *lib);
 
-/* The frame, or descendant `d` of block `b`, read on first use (its hash
- * checked again), imported and prepared at the library's shapes. Owned by
- * lib. */
+/* The frame, or descendant `d` of block `b`, read on first use, imported
+ * and prepared at the library's shapes. Owned by lib. Its hash is checked
+ * again unless the file's identity (file.h: inode, size and times) is the
+ * one it had when its hash last matched, at library_open or an earlier
+ * load: hashing was some 40% of reloading a block into the runtime. So a
+ * file replaced or rewritten after opening is caught, except a rewrite of
+ * the same size within the clock tick of the version checked. */
 lego_status library_frame(block_library *lib, lego_graph **out);
 lego_status library_descendant(block_library *lib, int b, int d, lego_graph **out);
 /* Free descendant d of block b's graph if loaded (a stage done with it: its

@@ -9,15 +9,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+bool file_id_equal(const file_id *a, const file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_s == b->mtime_s &&
+           a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s && a->ctime_ns == b->ctime_ns;
+}
+
+lego_status file_id_of(FILE *f, const char *path, file_id *id)
+{
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0)
+        return lego_error(LEGO_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    *id = (file_id){.dev = (uint64_t)sb.st_dev,
+                    .ino = (uint64_t)sb.st_ino,
+                    .size = (int64_t)sb.st_size,
+                    .mtime_s = (int64_t)sb.st_mtim.tv_sec,
+                    .mtime_ns = (int64_t)sb.st_mtim.tv_nsec,
+                    .ctime_s = (int64_t)sb.st_ctim.tv_sec,
+                    .ctime_ns = (int64_t)sb.st_ctim.tv_nsec};
+    return lego_ok();
+}
+
 lego_status file_read_all(const char *path, unsigned char **buf, size_t *len)
+{
+    return file_read_all_id(path, buf, len, NULL);
+}
+
+lego_status file_read_all_id(const char *path, unsigned char **buf, size_t *len, file_id *id)
 {
     *buf = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    /* Grow as we read rather than trusting a size: works for pipes too. */
-    size_t cap = 1 << 16, n = 0;
+    file_id seen = {0};
+    lego_status st = file_id_of(f, path, &seen);
+    if (st.code) {
+        fclose(f);
+        return st;
+    }
+    if (id)
+        *id = seen;
+    /* A regular file's size sizes the buffer; grow as we read all the same
+     * (a pipe has none, and a file may grow while read). One byte more than
+     * the size lets a read that hits the end stop without growing. */
+    size_t cap = seen.size > 0 ? (size_t)seen.size + 1 : (size_t)1 << 16, n = 0;
     unsigned char *b = malloc(cap + 1);
     while (b) {
         n += fread(b + n, 1, cap - n, f);

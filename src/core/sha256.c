@@ -26,11 +26,18 @@ void sha256_hex(const void *data, size_t len, char hex[65])
     to_hex(d, hex);
 }
 
-lego_status sha256_file_hex(const char *path, char hex[65])
+lego_status sha256_file_hex(const char *path, char hex[65], file_id *id)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (id) {
+        lego_status st = file_id_of(f, path, id);
+        if (st.code) {
+            fclose(f);
+            return st;
+        }
+    }
     struct sha256_ctx c;
     sha256_init(&c);
     unsigned char buf[1 << 16];

@@ -11,11 +11,13 @@
 
 #include <stddef.h>
 
+#include "file.h"
 #include "status.h"
 
 /* The digest of data as 64 lowercase hex digits and a NUL. */
 void sha256_hex(const void *data, size_t len, char hex[65]);
-/* The same for a whole file. */
-lego_status sha256_file_hex(const char *path, char hex[65]);
+/* The same for a whole file; id (may be NULL) receives the identity the
+ * file had when opened, before it was read (file.h). */
+lego_status sha256_file_hex(const char *path, char hex[65], file_id *id);
 
 #endif
