@@ -316,7 +316,8 @@ static void flip_byte(const char *path, long at)
     int c = (fseek(f, at, SEEK_SET), fgetc(f));
     CHECK(c != EOF && fseek(f, at, SEEK_SET) == 0 && fputc(c ^ 0x5a, f) != EOF);
     CHECK(fclose(f) == 0);
-    struct timespec t[2] = {{.tv_sec = 1000000000 + ++flips}, {.tv_sec = 1000000000 + flips}};
+    flips++;
+    struct timespec t[2] = {{.tv_sec = 1000000000 + flips}, {.tv_sec = 1000000000 + flips}};
     CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
 }
 
