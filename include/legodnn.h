@@ -78,7 +78,12 @@ void lego_shutdown_threads(void);
 
 typedef struct lego_model lego_model;
 
-/* Load an ONNX model from a file or from memory. `name` labels messages. */
+/* Load an ONNX model from a file or from memory. `name` labels messages.
+ * Loaded from a file, the model holds its weights once from its first run
+ * on: the kernels' own copies (oneDNN's reordered Conv weights) serve, and
+ * the graph's are freed; a later lego_model_set_input_shape reads them
+ * again from the file, which must not have changed meanwhile. Loaded from
+ * memory, it keeps both. */
 lego_status lego_model_load(const char *path, lego_model **out);
 lego_status lego_model_load_memory(const void *buf, size_t len, const char *name,
                                    lego_model **out);
@@ -95,7 +100,9 @@ const lego_tensor *lego_model_input(const lego_model *m, int i);
 const lego_tensor *lego_model_output(const lego_model *m, int i);
 
 /* Fix the shape of input i (e.g. choose the batch size) and re-infer every
- * shape downstream. Folded shape arithmetic is recomputed too. */
+ * shape downstream. Folded shape arithmetic is recomputed too. On failure
+ * (a bad shape; a model file changed since it was loaded) the model keeps
+ * its previous shapes and stays runnable. */
 lego_status lego_model_set_input_shape(lego_model *m, int i, int rank,
                                        const int64_t *dims);
 
@@ -119,6 +126,8 @@ typedef struct lego_model_stats {
     int num_folded;     /* nodes folded into constants at load */
     int64_t params;     /* float parameters in initializers */
     int64_t param_bytes;
+    int64_t held_weight_bytes; /* the weights' memory as held now: initializers still
+                                  allocated plus the kernels' own copies */
     int64_t flops;      /* one forward pass at the current input shapes */
     int opset;
     const char *producer; /* e.g. "pytorch 1.13.1"; "" when absent */

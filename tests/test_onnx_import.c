@@ -1,9 +1,12 @@
 /* test_onnx_import.c - the importer, shape inference, constant folding and
  * the executor on models built here through protobuf-c, and every kind of
  * bad input we promise a clear error for. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -13,6 +16,7 @@
 #include "harness.h"
 #include "onnx/onnx.pb-c.h"
 #include "onnx/onnx_import.h"
+#include "ops/conv_dnnl.h"
 
 /* ---- a tiny model builder (owns everything through a free list) ---- */
 
@@ -492,6 +496,72 @@ static void test_large_weights_load_once(void)
     builder_free(&b);
 }
 
+/* A model loaded from a file holds its Conv weights once (the kernels'
+ * packed copies serve; the graph's are freed), reads them again from the
+ * file for a new input shape, and refuses to when the file changed, staying
+ * runnable at its old shape. */
+static void test_weights_held_once(void)
+{
+    static const int64_t x_any[4] = {-1, 256, 8, 8}, w1x1[4] = {512, 256, 1, 1};
+    static const char *in[] = {"x", "w"};
+    builder b;
+    builder_init(&b, 13);
+    add_input(&b, "x", 4, x_any);
+    add_float_init(&b, "w", 4, w1x1);
+    add_node(&b, "Conv", "conv", 2, in, "y");
+    add_output(&b, "y");
+    char path[] = "/tmp/lego_import_XXXXXX";
+    int fd = mkstemp(path);
+    size_t len = onnx__model_proto__get_packed_size(&b.model);
+    uint8_t *buf = malloc(len);
+    onnx__model_proto__pack(&b.model, buf);
+    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
+    close(fd);
+    float *xs = malloc(sizeof *xs * 3 * 256 * 64);
+    for (int i = 0; i < 3 * 256 * 64; i++)
+        xs[i] = (float)(i % 11) * 0.25f - 1.0f;
+    lego_tensor *y1[1] = {0}, *y3[1] = {0}, *y3b[1] = {0};
+    int64_t one[4] = {1, 256, 8, 8}, three[4] = {3, 256, 8, 8}, two[4] = {2, 256, 8, 8};
+    lego_model *m = NULL;
+    CHECK_OK(lego_model_load(path, &m));
+    if (m) {
+        CHECK_OK(lego_model_set_input_shape(m, 0, 4, one));
+        lego_model_stats s;
+        CHECK_OK(lego_model_stats_get(m, &s));
+        int64_t before = s.held_weight_bytes, weights = s.param_bytes;
+        CHECK(weights == 512 * 256 * 4);
+        /* oneDNN's copy beside the graph's until the first run */
+        CHECK(before >= weights && (!dnnl_conv_enabled() || before >= 2 * weights));
+        lego_tensor x = *lego_model_input(m, 0);
+        x.data = xs;
+        const lego_tensor *ins[] = {&x};
+        CHECK_OK(lego_model_run(m, ins, y1));
+        CHECK_OK(lego_model_stats_get(m, &s));
+        CHECK(s.held_weight_bytes >= weights && s.held_weight_bytes < weights * 3 / 2);
+        /* a new shape: the weights read again, the same results */
+        CHECK_OK(lego_model_set_input_shape(m, 0, 4, three));
+        x = *lego_model_input(m, 0);
+        x.data = xs;
+        CHECK_OK(lego_model_run(m, ins, y3));
+        CHECK(y1[0] && y3[0] && memcmp(y1[0]->data, y3[0]->data, lego_tensor_bytes(y1[0])) == 0);
+        CHECK_OK(lego_model_stats_get(m, &s));
+        CHECK(s.held_weight_bytes < weights * 3 / 2);
+        /* the file rewritten (same bytes, a new modification time) */
+        struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+        CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
+        CHECK_FAILS(lego_model_set_input_shape(m, 0, 4, two), LEGO_ERR_IO, "changed since the model was loaded");
+        CHECK(lego_model_input(m, 0)->dims[0] == 3 && lego_model_output(m, 0)->dims[0] == 3);
+        CHECK_OK(lego_model_run(m, ins, y3b));
+        CHECK(y3b[0] && memcmp(y3[0]->data, y3b[0]->data, lego_tensor_bytes(y3[0])) == 0);
+    }
+    lego_tensor_free(y1[0]), lego_tensor_free(y3[0]), lego_tensor_free(y3b[0]);
+    free(xs);
+    lego_model_free(m);
+    unlink(path);
+    free(buf);
+    builder_free(&b);
+}
+
 int main(void)
 {
     test_valid_model_runs();
@@ -500,5 +570,6 @@ int main(void)
     test_missing_and_inconsistent();
     test_shape_folding_follows_batch();
     test_large_weights_load_once();
+    test_weights_held_once();
     return harness_finish();
 }

@@ -1,8 +1,21 @@
 /* model.c - the public model handle: an imported graph plus its execution
- * plan, behind the lego_model_* calls of legodnn.h. */
+ * plan, behind the lego_model_* calls of legodnn.h.
+ *
+ * Weights are held once. The plan's packed kernels (oneDNN's Conv) keep
+ * their own copies of the weights they read, so a model loaded from a file
+ * frees the graph's copies (exec_release_packed): a 45 MB model ran holding
+ * 45 MB of them on top of oneDNN's. It does so at the first run, not when
+ * planned, because callers set their input shapes between loading and
+ * running, and each new shape needs a new plan, and so the weights: after
+ * a release they are read again from the file, which must be the one
+ * loaded (same identity, core/file.h). A model loaded from memory keeps its
+ * weights, having nowhere to read them again. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/file.h"
 #include "../graph/exec.h"
 #include "../onnx/onnx_import.h"
 
@@ -10,12 +23,65 @@ struct lego_model {
     lego_graph g;
     exec_plan plan;
     bool planned;
+    char *path;   /* the file it was loaded from (NULL: from memory) */
+    file_id id;   /* that file's identity when loaded */
+    bool release; /* free the weights the kernels copied at the next run */
     lego_op_count *op_counts;
     int n_op_counts;
 };
 
+static lego_status path_identity(const char *path, file_id *id)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    lego_status st = file_id_of(f, path, id);
+    fclose(f);
+    return st;
+}
+
+/* The initializers exec_release_packed freed, read again from m's file. */
+static lego_status restore_weights(lego_model *m)
+{
+    file_id now;
+    LEGO_TRY(path_identity(m->path, &now));
+    if (!file_id_equal(&now, &m->id))
+        return lego_error(LEGO_ERR_IO,
+                          "%s changed since the model was loaded: its weights (freed once the kernels "
+                          "copied them) cannot be read again for a new plan; load it again",
+                          m->path);
+    lego_graph again;
+    LEGO_TRY(onnx_load_file(m->path, &again));
+    lego_status st = lego_ok();
+    for (int v = 0; v < m->g.n_values && st.code == LEGO_OK; v++) {
+        lego_tensor *t = &m->g.values[v].t;
+        if (m->g.values[v].kind != VALUE_INITIALIZER || t->data)
+            continue;
+        int w = graph_find_value(&again, m->g.values[v].name);
+        lego_tensor *u = w >= 0 ? &again.values[w].t : NULL;
+        if (!u || again.values[w].kind != VALUE_INITIALIZER || !u->data || !u->owns || u->dtype != t->dtype ||
+            !tensor_same_shape(u, t)) {
+            st = lego_error(LEGO_ERR_FORMAT, "%s: initializer '%s' is not what it was when loaded", m->path,
+                            m->g.values[v].name);
+            break;
+        }
+        t->data = u->data; /* taken over */
+        t->owns = 1;
+        u->data = NULL;
+        u->owns = 0;
+    }
+    graph_free(&again);
+    if (st.code == LEGO_OK)
+        m->g.weights_released = false;
+    return st;
+}
+
+/* Plans m for its current input shapes. The weights come back first: when
+ * they cannot, the plan m had stays, whole and runnable. */
 static lego_status model_prepare(lego_model *m)
 {
+    if (m->g.weights_released)
+        LEGO_TRY(restore_weights(m));
     if (m->planned) {
         exec_plan_free(&m->plan);
         m->planned = false;
@@ -23,6 +89,7 @@ static lego_status model_prepare(lego_model *m)
     LEGO_TRY(graph_infer(&m->g));
     LEGO_TRY(exec_plan_build(&m->g, &m->plan));
     m->planned = true;
+    m->release = m->path != NULL;
     return lego_ok();
 }
 
@@ -50,14 +117,21 @@ lego_status lego_model_load_memory(const void *buf, size_t len, const char *name
 }
 
 /* Through onnx_load_file, which frees the file's bytes once parsed: the
- * weights are in memory twice at most while loading, not three times. */
+ * weights are in memory twice at most while loading, not three times. The
+ * identity is taken first, so a file replaced while being read is not
+ * taken for the one loaded. */
 lego_status lego_model_load(const char *path, lego_model **out)
 {
     *out = NULL;
     lego_model *m = calloc(1, sizeof *m);
     if (!m)
         return lego_error(LEGO_ERR_NOMEM, "out of memory");
-    return finish_load(m, onnx_load_file(path, &m->g), out);
+    lego_status st = path_identity(path, &m->id);
+    if (st.code == LEGO_OK && !(m->path = strdup(path)))
+        st = lego_error(LEGO_ERR_NOMEM, "out of memory");
+    if (st.code == LEGO_OK)
+        st = onnx_load_file(path, &m->g);
+    return finish_load(m, st, out);
 }
 
 void lego_model_free(lego_model *m)
@@ -67,6 +141,7 @@ void lego_model_free(lego_model *m)
     if (m->planned)
         exec_plan_free(&m->plan);
     graph_free(&m->g);
+    free(m->path);
     free(m->op_counts);
     free(m);
 }
@@ -125,6 +200,10 @@ lego_status lego_model_run(lego_model *m, const lego_tensor *const *inputs, lego
 {
     if (!m->planned)
         return lego_error(LEGO_ERR_ARG, "the model is not prepared");
+    if (m->release) {
+        exec_release_packed(&m->g, m->plan.steps, m->plan.n_steps, m->plan.st, m->plan.vt);
+        m->release = false;
+    }
     return exec_run(&m->g, &m->plan, inputs, outputs);
 }
 
@@ -160,6 +239,8 @@ lego_status lego_model_stats_get(lego_model *m, lego_model_stats *out)
     m->op_counts = counts;
     m->n_op_counts = n_types;
     out->params = graph_param_count(g, &out->param_bytes);
+    out->held_weight_bytes = m->planned ? exec_weight_bytes(g, m->plan.steps, m->plan.n_steps, m->plan.st)
+                                        : out->param_bytes;
     out->opset = g->opset;
     out->producer = g->producer;
     out->num_op_types = n_types;
