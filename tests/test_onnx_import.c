@@ -434,6 +434,19 @@ static long reset_peak(void)
     return reset ? status_kb("VmRSS") : -1;
 }
 
+/* b's model written to a fresh file named from path's XXXXXX template. */
+static void write_model(builder *b, char *path)
+{
+    int fd = mkstemp(path);
+    size_t len = onnx__model_proto__get_packed_size(&b->model);
+    uint8_t *buf = malloc(len);
+    onnx__model_proto__pack(&b->model, buf);
+    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+}
+
 /* Loading holds at most two copies of the weights (the file is freed once
  * parsed, before the tensors are made from the parsed message: three copies
  * before), through onnx_load_file and lego_model_load, and they come out
@@ -454,13 +467,7 @@ static void test_large_weights_load_once(void)
     add_node(&b, "Identity", "id", 1, id_in, "y");
     add_output(&b, "y");
     char path[] = "/tmp/lego_import_XXXXXX";
-    int fd = mkstemp(path);
-    size_t len = onnx__model_proto__get_packed_size(&b.model);
-    uint8_t *buf = malloc(len);
-    onnx__model_proto__pack(&b.model, buf);
-    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
-    close(fd);
-    free(buf);
+    write_model(&b, path);
     long rss0 = reset_peak();
     long weights = 512 * 256 * 9 * (long)sizeof(float);
     (void)weights; /* the peak checks are off under ASan */
@@ -511,12 +518,7 @@ static void test_weights_held_once(void)
     add_node(&b, "Conv", "conv", 2, in, "y");
     add_output(&b, "y");
     char path[] = "/tmp/lego_import_XXXXXX";
-    int fd = mkstemp(path);
-    size_t len = onnx__model_proto__get_packed_size(&b.model);
-    uint8_t *buf = malloc(len);
-    onnx__model_proto__pack(&b.model, buf);
-    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
-    close(fd);
+    write_model(&b, path);
     float *xs = malloc(sizeof *xs * 3 * 256 * 64);
     for (int i = 0; i < 3 * 256 * 64; i++)
         xs[i] = (float)(i % 11) * 0.25f - 1.0f;
@@ -558,7 +560,6 @@ static void test_weights_held_once(void)
     free(xs);
     lego_model_free(m);
     unlink(path);
-    free(buf);
     builder_free(&b);
 }
 
