@@ -433,6 +433,18 @@ static void test_failures(void)
     CHECK_OK(library_descendant(&lib, 2, 2, &dg));
     CHECK(dg && lib.blocks[2].desc[2].g == dg);
     CHECK(lib.files_hashed == files + 4);
+    /* cut short after opening: the error names both sizes */
+    library_unload(&lib, 2, 2);
+    unsigned char *whole;
+    size_t whole_len;
+    CHECK_OK(file_read_all(path, &whole, &whole_len));
+    CHECK_OK(file_write_atomic(path, whole, whole_len - 7));
+    char sizes[96];
+    snprintf(sizes, sizeof sizes, "(%zu bytes, the manifest says %zu)", whole_len - 7, whole_len);
+    CHECK_FAILS(library_descendant(&lib, 2, 2, &dg), LEGO_ERR_FORMAT, sizes);
+    CHECK_OK(file_write_atomic(path, whole, whole_len));
+    free(whole);
+    CHECK_OK(library_descendant(&lib, 2, 2, &dg));
     library_free(&lib);
     /* a file grown, one missing */
     unsigned char *buf;

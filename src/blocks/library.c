@@ -755,7 +755,13 @@ static lego_status load_checked(block_library *lib, const char *rel, int64_t byt
         sha256_hex(buf, len, hex);
         lib->files_hashed++;
     }
-    if ((int64_t)len != bytes || (!same && strcmp(hex, sha) != 0)) {
+    if ((int64_t)len != bytes) {
+        checked->valid = false;
+        st = lego_error(LEGO_ERR_FORMAT,
+                        "%s does not match the manifest (%lld bytes, the manifest says %lld): the library was "
+                        "modified after extraction",
+                        path, (long long)len, (long long)bytes);
+    } else if (!same && strcmp(hex, sha) != 0) {
         checked->valid = false;
         st = lego_error(LEGO_ERR_FORMAT,
                         "%s does not match the manifest (SHA-256 differs): the library was modified after "
