@@ -30,6 +30,16 @@ lego_status file_id_of(FILE *f, const char *path, file_id *id)
     return lego_ok();
 }
 
+lego_status file_id_of_path(const char *path, file_id *id)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    lego_status st = file_id_of(f, path, id);
+    fclose(f);
+    return st;
+}
+
 lego_status file_read_all(const char *path, unsigned char **buf, size_t *len)
 {
     return file_read_all_id(path, buf, len, NULL);

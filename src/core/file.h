@@ -22,6 +22,8 @@ typedef struct file_id {
 bool file_id_equal(const file_id *a, const file_id *b);
 /* The identity of the file open as f (fstat of its descriptor). */
 lego_status file_id_of(FILE *f, const char *path, file_id *id);
+/* The identity of the file at path now. */
+lego_status file_id_of_path(const char *path, file_id *id);
 
 /* Read a whole file into a malloc'd buffer (one spare byte, zeroed). */
 lego_status file_read_all(const char *path, unsigned char **buf, size_t *len);

@@ -10,8 +10,6 @@
  * a release they are read again from the file, which must be the one
  * loaded (same identity, core/file.h). A model loaded from memory keeps its
  * weights, having nowhere to read them again. */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,21 +28,11 @@ struct lego_model {
     int n_op_counts;
 };
 
-static lego_status path_identity(const char *path, file_id *id)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    lego_status st = file_id_of(f, path, id);
-    fclose(f);
-    return st;
-}
-
 /* The initializers exec_release_packed freed, read again from m's file. */
 static lego_status restore_weights(lego_model *m)
 {
     file_id now;
-    LEGO_TRY(path_identity(m->path, &now));
+    LEGO_TRY(file_id_of_path(m->path, &now));
     if (!file_id_equal(&now, &m->id))
         return lego_error(LEGO_ERR_IO,
                           "%s changed since the model was loaded: its weights (freed once the kernels "
@@ -126,7 +114,7 @@ lego_status lego_model_load(const char *path, lego_model **out)
     lego_model *m = calloc(1, sizeof *m);
     if (!m)
         return lego_error(LEGO_ERR_NOMEM, "out of memory");
-    lego_status st = path_identity(path, &m->id);
+    lego_status st = file_id_of_path(path, &m->id);
     if (st.code == LEGO_OK && !(m->path = strdup(path)))
         st = lego_error(LEGO_ERR_NOMEM, "out of memory");
     if (st.code == LEGO_OK)
