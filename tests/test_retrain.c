@@ -366,6 +366,121 @@ static void test_run(const char *data)
     }
 }
 
+/* ---- two stages ------------------------------------------------------------ */
+
+/* ctx: {epochs seen, the one after which to stop} */
+static bool stop_at(void *ctx, const retrain_epoch *e)
+{
+    int *c = ctx;
+    (void)e;
+    return ++c[0] != c[1];
+}
+
+static void lib_file(const char *dir, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+}
+
+/* Split in two stages, a run writes the same files as in one; interrupted
+ * after any epoch of either stage and resumed, it still does; the features
+ * file between the stages goes with the run, and one damaged or cut short
+ * stops a resume naming it, the library untouched; a run that fails before
+ * its first checkpoint leaves no features behind. */
+static void test_stages(const char *data)
+{
+    char one[512], two[512], state[600], feat[600];
+    if (!extract("one.lib", one, sizeof one) || !extract("two.lib", two, sizeof two))
+        return;
+    retrain_options o = options(data);
+    o.stages = 1;
+    retrain_result r;
+    CHECK_OK(retrain_library(one, &o, NULL, NULL, &r));
+    CHECK(r.stages == 1 && r.feature_file_bytes == 0);
+    retrain_result_free(&r);
+
+    o.stages = 2;
+    CHECK_OK(retrain_library(two, &o, NULL, NULL, &r));
+    CHECK(r.stages == 2 && r.stage_blocks[0] > 0 && r.stage_blocks[1] > 0 &&
+          r.stage_blocks[0] + r.stage_blocks[1] == blocks.n_blocks);
+    CHECK(r.feature_file_bytes > 0 && r.epochs_done == 2 && r.first_stage == 1);
+    retrain_result_free(&r);
+    CHECK(same_descendants(one, two));
+    lib_file(two, RETRAIN_FEATURES_FILE, feat, sizeof feat);
+    lib_file(two, RETRAIN_STATE_FILE, state, sizeof state);
+    CHECK(!file_exists(feat) && !file_exists(state));
+
+    /* stopped after epoch 1 or 2 of stage 1, or epoch 1 of stage 2 */
+    for (int stop = 1; stop <= 3; stop++) {
+        char dir[512], name[32];
+        snprintf(name, sizeof name, "stop%d.lib", stop);
+        if (!extract(name, dir, sizeof dir))
+            return;
+        int c[2] = {0, stop};
+        CHECK_FAILS(retrain_library(dir, &o, stop_at, c, &r), LEGO_ERR_ARG,
+                    stop == 1 ? "after stage 1's epoch 1 of 2" : stop == 2 ? "after stage 1's epoch 2 of 2"
+                                                                   : "after stage 2's epoch 1 of 2");
+        retrain_result_free(&r);
+        lib_file(dir, RETRAIN_FEATURES_FILE, feat, sizeof feat);
+        lib_file(dir, RETRAIN_STATE_FILE, state, sizeof state);
+        CHECK(file_exists(feat) && file_exists(state));
+        o.resume = true;
+        CHECK_OK(retrain_library(dir, &o, NULL, NULL, &r));
+        CHECK(r.first_stage == (stop <= 2 ? 1 : 2) && r.first_epoch == (stop == 3 ? 1 : stop));
+        retrain_result_free(&r);
+        o.resume = false;
+        CHECK(same_descendants(one, dir));
+        CHECK(!file_exists(feat) && !file_exists(state));
+    }
+
+    /* the features damaged, then cut short, between the stages */
+    char bad[512];
+    if (!extract("damaged.lib", bad, sizeof bad))
+        return;
+    int c[2] = {0, 2};
+    CHECK_FAILS(retrain_library(bad, &o, stop_at, c, &r), LEGO_ERR_ARG, "interrupted");
+    retrain_result_free(&r);
+    lib_file(bad, RETRAIN_FEATURES_FILE, feat, sizeof feat);
+    FILE *f = fopen(feat, "r+b");
+    CHECK(f != NULL);
+    long size = 0;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        size = ftell(f);
+        fseek(f, size / 2, SEEK_SET);
+        int ch = fgetc(f);
+        fseek(f, size / 2, SEEK_SET);
+        fputc(ch ^ 0x40, f);
+        fclose(f);
+    }
+    char *snap = snapshot(bad);
+    o.resume = true;
+    CHECK_FAILS(retrain_library(bad, &o, NULL, NULL, &r), LEGO_ERR_FORMAT, RETRAIN_FEATURES_FILE " is damaged (batch ");
+    retrain_result_free(&r);
+    char *after = snapshot(bad);
+    CHECK(strcmp(snap, after) == 0);
+    free(after);
+    CHECK(truncate(feat, size / 3) == 0);
+    CHECK_FAILS(retrain_library(bad, &o, NULL, NULL, &r), LEGO_ERR_FORMAT, RETRAIN_FEATURES_FILE " is cut short (batch ");
+    retrain_result_free(&r);
+    free(snap);
+
+    /* a run that fails in its first epoch: no checkpoint, no features */
+    char nan[512];
+    if (!extract("diverging.lib", nan, sizeof nan))
+        return;
+    o.resume = false;
+    o.lr = 1e30f;
+    CHECK_FAILS(retrain_library(nan, &o, NULL, NULL, &r), LEGO_ERR_ARG, "the loss became");
+    retrain_result_free(&r);
+    lib_file(nan, RETRAIN_FEATURES_FILE, feat, sizeof feat);
+    lib_file(nan, RETRAIN_STATE_FILE, state, sizeof state);
+    CHECK(!file_exists(feat) && !file_exists(state));
+    o.lr = 1e-3f;
+    o.stages = 3;
+    CHECK_FAILS(retrain_library(nan, &o, NULL, NULL, &r), LEGO_ERR_ARG, "stages must be 0 (decide), 1 or 2, not 3");
+    retrain_result_free(&r);
+}
+
 /* The kept weights come back from the checkpoint (they are not kept in
  * memory): at a learning rate high enough that some descendants do best
  * after epoch 1 or 2 of 3, each descendant's file is the one a run of as
@@ -533,6 +648,7 @@ int main(void)
             CHECK(blocks.n_blocks >= 4);
             test_run(data);
             test_kept(data);
+            test_stages(data);
             test_failures(data, wide);
             block_set_free(&blocks);
         }

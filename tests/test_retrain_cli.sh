@@ -40,6 +40,14 @@ expect 0 '"teacher_passes":[[:space:]]*\[6, 0, 0\]' -- "$bin" retrain "$tmp/a" "
 expect 0 '"teacher_passes":[[:space:]]*\[1, 6, 6\]' -- "$bin" retrain "$tmp/b" "${common[@]}" --json --cache-mb 0
 check "cached or not, the same files" diff <(cd "$tmp/a/blocks" && sha256sum *) <(cd "$tmp/b/blocks" && sha256sum *)
 
+# in two stages: said so, the same files, no features file left
+cp -r "$tmp/lib0" "$tmp/st2"
+expect 0 "in two stages \([0-9]+ blocks, then [0-9]+ from .* of features saved between them\)" -- \
+  "$bin" retrain "$tmp/st2" "${common[@]}" --cache-mb 0 --stages 2
+check "one stage or two, the same files" diff <(cd "$tmp/b/blocks" && sha256sum *) <(cd "$tmp/st2/blocks" && sha256sum *)
+check "the features go with the run" test ! -e "$tmp/st2/retrain.features"
+expect 2 "--stages takes auto, 1 or 2, not '3'" -- "$bin" retrain "$tmp/st2" --data "$tmp/idx" --stages 3
+
 # killed between epochs: the library is as it was, and --resume finishes
 # with the files an uninterrupted run writes
 cp -r "$tmp/lib0" "$tmp/full" && cp -r "$tmp/lib0" "$tmp/r"

@@ -13,11 +13,13 @@
 
 static const char usage[] =
     "legodnn retrain LIB --data DATASET [--epochs 2] [--batch 128] [--lr 3e-4] [--max-train N]\n"
-    "         [--holdout 0.1] [--cache-mb N] [--seed 1] [--task classification] [--resume] [--threads N]\n"
-    "         [--quiet] [--json]";
+    "         [--holdout 0.1] [--cache-mb N] [--stages auto|1|2] [--seed 1] [--task classification] [--resume]\n"
+    "         [--threads N] [--quiet] [--json]";
 
 static void print_epoch_line(const retrain_epoch *e)
 {
+    if (e->stages > 1)
+        printf("stage %d/%d (%d blocks)  ", e->stage, e->stages, e->stage_blocks);
     printf("epoch %3d/%d  train mse %.5g  held-out mse %.5g  %d improved  teacher passes %lld  %.0f samples/s  %.1f s\n",
            e->epoch, e->epochs, e->train_loss, e->holdout_loss, e->improved, (long long)e->teacher_batches,
            e->samples_per_sec, e->seconds);
@@ -41,6 +43,12 @@ static void print_json(const char *lib, const retrain_options *o, const retrain_
     cJSON_AddStringToObject(root, "data", o->data);
     cJSON_AddNumberToObject(root, "epochs", r->epochs_done);
     cJSON_AddNumberToObject(root, "resumed_at_epoch", r->first_epoch);
+    cJSON_AddNumberToObject(root, "stages", r->stages);
+    cJSON_AddNumberToObject(root, "resumed_at_stage", r->first_stage);
+    cJSON *sb = cJSON_AddArrayToObject(root, "stage_blocks");
+    for (int i = 0; i < r->stages && i < 2; i++)
+        cJSON_AddItemToArray(sb, cJSON_CreateNumber(r->stage_blocks[i]));
+    cJSON_AddNumberToObject(root, "feature_file_bytes", (double)r->feature_file_bytes);
     cJSON_AddNumberToObject(root, "batch", o->batch);
     cJSON_AddNumberToObject(root, "lr", (double)o->lr);
     cJSON_AddNumberToObject(root, "train_samples", (double)r->train_samples);
@@ -92,6 +100,9 @@ static void print_table(const char *lib, const retrain_result *r)
            r->n_students, lib, r->epochs_done, r->seconds, (long long)r->train_samples,
            (long long)r->holdout_samples, (long long)teacher, cli_bytes((double)r->cache_bytes, a),
            (long long)r->cached_batches, (long long)r->batches);
+    if (r->stages > 1)
+        printf("in two stages (%d blocks, then %d from %s of features saved between them)\n", r->stage_blocks[0],
+               r->stage_blocks[1], cli_bytes((double)r->feature_file_bytes, a));
 }
 
 int cmd_retrain(int argc, char **argv)
@@ -118,7 +129,7 @@ int cmd_retrain(int argc, char **argv)
             o.resume = true;
             continue;
         } else if (strcmp(a, "--data") && strcmp(a, "--cache-mb") && strcmp(a, "--task") && strcmp(a, "--lr") &&
-                   strcmp(a, "--holdout")) {
+                   strcmp(a, "--holdout") && strcmp(a, "--stages")) {
             if (cli_operand(usage, a, &lib, "library") != EXIT_OK)
                 return EXIT_USAGE;
             continue;
@@ -136,6 +147,13 @@ int cmd_retrain(int argc, char **argv)
             if (!task_find(v))
                 return cli_usage_error(usage, "unknown task '%s' (built in: %s)", v, task_names());
             o.task = v;
+        } else if (strcmp(a, "--stages") == 0) {
+            if (strcmp(v, "auto") == 0)
+                o.stages = 0;
+            else if (strcmp(v, "1") == 0 || strcmp(v, "2") == 0)
+                o.stages = v[0] - '0';
+            else
+                return cli_usage_error(usage, "--stages takes auto, 1 or 2, not '%s'", v);
         } else if (strcmp(a, "--lr") == 0) {
             if (!cli_parse_double(v, &f) || !(f > 0))
                 return cli_usage_error(usage, "--lr needs a positive number");

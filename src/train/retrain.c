@@ -3,10 +3,12 @@
  *
  * The pieces, in the order a run uses them: the teacher's trunk (the nodes
  * of the all-s=0 composition that lead to block boundaries, so the
- * classifier head never has to run, nor fit the batch size), one train plan
- * per student, the feature cache, the per-batch steps (all students at
- * once on the thread pool), the checkpoint file, and the final commit into
- * the library. */
+ * classifier head never has to run, nor fit the batch size), the split
+ * into stages and the features file between them, one train plan per
+ * student, the feature cache, the per-batch steps (all students at once on
+ * the thread pool), the checkpoint file, and the final commit into the
+ * library. A stage sets up its trunk, students and buffers (setup_stage)
+ * and lets them go (end_stage) before the next. */
 #include "retrain.h"
 
 #include <cjson/cJSON.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -43,7 +47,9 @@ typedef struct slot {
 
 typedef struct student {
     int block, desc;
-    lego_graph *g;      /* the library's graph, trained in place */
+    int stage;          /* the stage that trains it */
+    bool done;          /* its stage is over: graph, plan and optimizer are gone */
+    lego_graph *g;      /* the library's graph, trained in place (its stage only) */
     int in_slot, out_slot;
     train_plan plan;
     bool planned;
@@ -91,9 +97,23 @@ typedef struct run {
     slot *slots;
     int n_slots;
     int64_t record;     /* floats per cached batch */
-    student *st;
+    student *st;        /* every student, whatever its stage */
     int n_st;
-    int *order;         /* students by FLOPs, largest first */
+    int *order;         /* this stage's students by FLOPs, largest first */
+    int n_active;       /* how many: order[0, n_active) */
+    /* Stages (plan_stages; retrain.h): with two, stage 0 trains the blocks
+     * the cut does not precede and writes the cut's features of every
+     * batch to feat_path; stage 1's teacher reads them as its input. */
+    int n_stages, stage;
+    char *cut;          /* the value between the stages, or NULL */
+    bool *in_stage1;    /* per block */
+    char *feat_path;
+    int feat_fd;        /* -1: closed */
+    int64_t cut_floats; /* per batch */
+    int cut_def;        /* stage 0: the teacher step that computes the cut */
+    uint32_t *feat_crc; /* per batch: the CRC-32 of its features as written */
+    bool *feat_written; /* per batch */
+    int n_ready;        /* this stage's blocks: by_ready[0, n_ready) */
     /* The students split among the threads, balanced by FLOPs (largest
      * first onto the least loaded): a group's students run one after
      * another on one thread and share one buffer for their activations and
@@ -106,6 +126,7 @@ typedef struct run {
     float **cache;      /* per batch: its record, or NULL */
     bool *want;         /* per batch: cache it when computed */
     int64_t cached;
+    int64_t cached_before, cache_bytes_before; /* earlier stages' */
     int64_t teacher_count;
     double teacher_seconds, student_seconds; /* this run's */
     double seconds_before;   /* earlier runs' (from the checkpoint) */
@@ -113,46 +134,96 @@ typedef struct run {
     char *state_path;
 } run;
 
-static void run_free(run *r)
+/* Let go of a student's graph (back to the library's file), plan and
+ * optimizer: what remains is its losses and where its kept weights are. */
+static void drop_student(run *r, student *s)
+{
+    if (s->planned)
+        train_plan_free(&s->plan);
+    s->planned = false;
+    optim_free(&s->opt);
+    memset(&s->opt, 0, sizeof s->opt);
+    free(s->params);
+    free(s->vals);
+    s->params = s->vals = NULL;
+    s->n_params = s->n_vals = 0;
+    lego_aligned_free(s->parked);
+    s->parked = NULL;
+    lego_status_free(&s->err);
+    if (s->g && r->lib_open)
+        library_unload(&r->lib, s->block, s->desc);
+    s->g = NULL;
+}
+
+/* Everything a stage set up (setup_stage), its students' graphs included. */
+static void end_stage(run *r)
 {
     free(r->ready);
     free(r->by_ready);
-    for (int i = 0; r->st && i < r->n_st; i++) {
-        student *s = &r->st[i];
-        if (s->planned)
-            train_plan_free(&s->plan);
-        optim_free(&s->opt);
-        free(s->params);
-        free(s->vals);
-        lego_aligned_free(s->parked);
-        lego_status_free(&s->err);
-    }
-    free(r->st);
+    r->ready = r->by_ready = NULL;
+    r->n_ready = 0;
+    for (int i = 0; r->st && i < r->n_st; i++)
+        if (r->st[i].stage == r->stage && (r->st[i].g || r->st[i].planned)) {
+            drop_student(r, &r->st[i]);
+            r->st[i].done = true;
+        }
     free(r->order);
     free(r->group_of);
+    r->order = r->group_of = NULL;
+    r->n_active = 0;
     for (int g = 0; r->arena && g < r->n_groups; g++)
         lego_aligned_free(r->arena[g]);
     free(r->arena);
     free(r->arena_bytes);
+    r->arena = NULL, r->arena_bytes = NULL;
     lego_aligned_free(r->carry);
+    r->carry = NULL;
     for (int g = 0; r->ws && g < r->n_groups; g++)
         workspace_free(&r->ws[g]);
     free(r->ws);
+    r->ws = NULL;
+    r->n_groups = 0;
+    r->interleave = r->share = false;
     for (int64_t k = 0; r->cache && k < r->nb; k++)
         lego_aligned_free(r->cache[k]);
     free(r->cache);
     free(r->want);
+    r->cache = NULL, r->want = NULL;
+    r->cached_before += r->cached;
+    r->cache_bytes_before += r->cached * r->record * (int64_t)sizeof(float);
+    r->cached = 0;
     free(r->slots);
+    r->slots = NULL;
+    r->n_slots = 0;
+    r->record = 0;
     if (r->teacher_planned)
         exec_plan_free(&r->teacher);
+    r->teacher_planned = false;
     if (r->trunk_init)
         graph_free(&r->trunk);
+    r->trunk_init = false;
+    tensor_release(&r->x);
+    if (r->feat_fd >= 0)
+        close(r->feat_fd);
+    r->feat_fd = -1;
+}
+
+static void run_free(run *r)
+{
+    end_stage(r);
+    for (int i = 0; r->st && i < r->n_st; i++)
+        drop_student(r, &r->st[i]);
+    free(r->st);
     if (r->data)
         task_close(r->data);
-    tensor_release(&r->x);
     if (r->lib_open)
         library_free(&r->lib);
     free(r->state_path);
+    free(r->feat_path);
+    free(r->cut);
+    free(r->in_stage1);
+    free(r->feat_crc);
+    free(r->feat_written);
 }
 
 static lego_status check_options(const retrain_options *o)
@@ -169,6 +240,8 @@ static lego_status check_options(const retrain_options *o)
         return lego_error(LEGO_ERR_ARG, "the held-out fraction must be in (0, 0.5], not %g", o->holdout);
     if (o->max_train < 0)
         return lego_error(LEGO_ERR_ARG, "max_train must not be negative");
+    if (o->stages < 0 || o->stages > 2)
+        return lego_error(LEGO_ERR_ARG, "stages must be 0 (decide), 1 or 2, not %d", o->stages);
     return lego_ok();
 }
 
@@ -185,8 +258,9 @@ static lego_status push_int(int **list, int *n, int v)
 }
 
 /* Copy into t the nodes of `full` that the values keep[] depend on, with
- * keep[] as the outputs and the model input at batch `batch`. */
-static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n_keep, int batch,
+ * keep[] as the outputs and the model input at batch `batch`; with stop >=
+ * 0, value stop is the input instead, and what only leads to it stays out. */
+static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n_keep, int stop, int batch,
                                   lego_graph *t, bool *need_node, bool *used, int *map, int *stack)
 {
     int top = 0;
@@ -194,8 +268,8 @@ static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n
         if (!used[keep[i]])
             used[keep[i]] = true, stack[top++] = keep[i];
     while (top > 0) {
-        int p = full->values[stack[--top]].producer;
-        if (p < 0 || need_node[p])
+        int v = stack[--top], p = full->values[v].producer;
+        if (v == stop || p < 0 || need_node[p])
             continue;
         need_node[p] = true;
         const gnode *n = &full->nodes[p];
@@ -216,6 +290,8 @@ static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n
         value_kind kind = src->kind == VALUE_INPUT || src->kind == VALUE_INITIALIZER ? src->kind : VALUE_ACTIVATION;
         if (src->kind == VALUE_FOLDED && src->producer < 0)
             kind = VALUE_INITIALIZER; /* a constant with no node to fold it again */
+        if (v == stop)
+            kind = VALUE_INPUT;
         LEGO_TRY(graph_add_value(t, src->name, kind, &map[v]));
         gvalue *dst = &t->values[map[v]];
         if (kind == VALUE_INITIALIZER) {
@@ -224,8 +300,8 @@ static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n
             tensor_set_shape(&dst->t, src->t.dtype, src->t.rank, src->t.dims);
             if (dst->t.rank > 0)
                 dst->t.dims[0] = batch;
-            dst->declared_rank = src->declared_rank;
-            memcpy(dst->declared, src->declared, sizeof dst->declared);
+            dst->declared_rank = v == stop ? src->t.rank : src->declared_rank;
+            memcpy(dst->declared, v == stop ? src->t.dims : src->declared, sizeof dst->declared);
             if (dst->declared_rank > 0)
                 dst->declared[0] = -1;
             LEGO_TRY(push_int(&t->inputs, &t->n_inputs, map[v]));
@@ -251,7 +327,8 @@ static lego_status build_trunk_in(const lego_graph *full, const int *keep, int n
     return graph_infer(t);
 }
 
-static lego_status build_trunk(const lego_graph *full, const int *keep, int n_keep, int batch, lego_graph *t)
+static lego_status build_trunk(const lego_graph *full, const int *keep, int n_keep, int stop, int batch,
+                               lego_graph *t)
 {
     size_t nv = (size_t)full->n_values + 1;
     bool *need_node = calloc((size_t)full->n_nodes + 1, sizeof *need_node);
@@ -259,7 +336,7 @@ static lego_status build_trunk(const lego_graph *full, const int *keep, int n_ke
     int *map = malloc(sizeof *map * nv), *stack = malloc(sizeof *stack * nv);
     lego_status st = need_node && used && map && stack ? graph_init(t, full->name) : nomem();
     if (st.code == LEGO_OK) {
-        st = build_trunk_in(full, keep, n_keep, batch, t, need_node, used, map, stack);
+        st = build_trunk_in(full, keep, n_keep, stop, batch, t, need_node, used, map, stack);
         if (st.code)
             graph_free(t);
     }
@@ -303,6 +380,12 @@ static int plan_def(const lego_graph *g, const exec_plan *p, int v)
     return -1;
 }
 
+/* Whether this stage trains block b's descendants. */
+static bool block_active(const run *r, int b)
+{
+    return r->n_stages < 2 || (r->in_stage1[b] ? 1 : 0) == r->stage;
+}
+
 static lego_status plan_teacher(run *r)
 {
     lego_graph *t = &r->trunk;
@@ -319,6 +402,8 @@ static lego_status plan_teacher(run *r)
     for (int v = 0; v < t->n_values; v++)
         until[v] = -1;
     for (int b = 0; b < nb; b++) {
+        if (!block_active(r, b))
+            continue;
         int x = graph_find_value(t, lib->blocks[b].exit);
         const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
         for (int e = 0; e < 2; e++) {
@@ -333,13 +418,23 @@ static lego_status plan_teacher(run *r)
     r->teacher_planned = true;
     /* the teacher only runs: its packed kernels' copies of the weights do */
     exec_release_packed(t, r->teacher.steps, r->teacher.n_steps, r->teacher.st, r->teacher.vt);
+    r->n_ready = 0;
     for (int b = 0; b < nb; b++) {
+        r->ready[b] = -1;
+        if (!block_active(r, b))
+            continue;
         r->ready[b] = plan_def(t, &r->teacher, graph_find_value(t, lib->blocks[b].exit));
         if (r->ready[b] < 0)
             return lego_error(LEGO_ERR_INTERNAL, "block %d's exit is not computed by the teacher", b);
-        r->by_ready[b] = b;
+        r->by_ready[r->n_ready++] = b;
     }
-    for (int i = 1; i < nb; i++) /* insertion sort: a few dozen blocks */
+    r->cut_def = -1;
+    if (r->n_stages > 1 && r->stage == 0) {
+        r->cut_def = plan_def(t, &r->teacher, graph_find_value(t, r->cut));
+        if (r->cut_def < 0)
+            return lego_error(LEGO_ERR_INTERNAL, "the teacher does not compute '%s', where the stages meet", r->cut);
+    }
+    for (int i = 1; i < r->n_ready; i++) /* insertion sort: a few dozen blocks */
         for (int j = i; j > 0 && r->ready[r->by_ready[j]] < r->ready[r->by_ready[j - 1]]; j--) {
             int k = r->by_ready[j];
             r->by_ready[j] = r->by_ready[j - 1];
@@ -355,8 +450,13 @@ static lego_status setup_teacher(run *r, lego_graph *full)
     block_library *lib = &r->lib;
     int *keep = NULL, n_keep = 0;
     lego_status st = lego_ok();
-    for (int b = 0; b < lib->n_blocks && st.code == LEGO_OK; b++) {
-        const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
+    for (int b = 0; b < lib->n_blocks + 1 && st.code == LEGO_OK; b++) {
+        /* this stage's blocks' boundaries, and at the end, in stage 0 of
+         * two, the cut (it has to be computed and saved) */
+        bool cut = b == lib->n_blocks;
+        if (cut ? !(r->n_stages > 1 && r->stage == 0) : !block_active(r, b))
+            continue;
+        const char *names[2] = {cut ? r->cut : lib->blocks[b].entry, cut ? r->cut : lib->blocks[b].exit};
         for (int e = 0; e < 2 && st.code == LEGO_OK; e++) {
             int v = graph_find_value(full, names[e]);
             if (v < 0) {
@@ -371,8 +471,9 @@ static lego_status setup_teacher(run *r, lego_graph *full)
                 st = push_int(&keep, &n_keep, v);
         }
     }
+    int stop = r->n_stages > 1 && r->stage == 1 ? graph_find_value(full, r->cut) : -1;
     if (st.code == LEGO_OK) {
-        st = build_trunk(full, keep, n_keep, r->o->batch, &r->trunk);
+        st = build_trunk(full, keep, n_keep, stop, r->o->batch, &r->trunk);
         if (st.code == LEGO_OK)
             r->trunk_init = true;
         else
@@ -385,6 +486,8 @@ static lego_status setup_teacher(run *r, lego_graph *full)
     if (t->n_inputs != 1)
         return lego_error(LEGO_ERR_UNSUPPORTED, "%s: retraining feeds one model input; the blocks depend on %d",
                           lib->dir, t->n_inputs);
+    if (stop >= 0 && strcmp(t->values[t->inputs[0]].name, r->cut) != 0)
+        return lego_error(LEGO_ERR_INTERNAL, "%s: the second stage's blocks do not all follow '%s'", lib->dir, r->cut);
     r->n_slots = t->n_outputs;
     r->slots = calloc((size_t)r->n_slots + 1, sizeof *r->slots);
     if (!r->slots)
@@ -408,11 +511,29 @@ static lego_status set_batch(lego_graph *g, int batch)
     return graph_infer(g);
 }
 
+/* s's graph from the library, and its float initializers (vals,
+ * n_floats: the weights a checkpoint holds). */
+static lego_status load_student(run *r, student *s)
+{
+    LEGO_TRY(library_descendant(&r->lib, s->block, s->desc, &s->g));
+    free(s->vals);
+    s->vals = NULL;
+    s->n_vals = 0;
+    s->n_floats = 0;
+    const lego_graph *g = s->g;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
+            LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
+            s->n_floats += lego_tensor_numel(&g->values[v].t);
+        }
+    return lego_ok();
+}
+
 static lego_status setup_student(run *r, student *s)
 {
     block_library *lib = &r->lib;
     const lib_block *bl = &lib->blocks[s->block];
-    LEGO_TRY(library_descendant(lib, s->block, s->desc, &s->g));
+    LEGO_TRY(load_student(r, s));
     lego_graph *g = s->g;
     LEGO_TRY(lego_error_context(set_batch(g, r->o->batch), "%s at batch %d", lib->blocks[s->block].desc[s->desc].file,
                                 r->o->batch));
@@ -444,11 +565,6 @@ static lego_status setup_student(run *r, student *s)
     if (!(s->parked = lego_aligned_alloc(bytes ? bytes : 64)))
         return nomem();
     train_plan_use_storage(&s->plan, s->parked);
-    for (int v = 0; v < g->n_values; v++)
-        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].t.dtype == LEGO_F32) {
-            LEGO_TRY(push_int(&s->vals, &s->n_vals, v));
-            s->n_floats += lego_tensor_numel(&g->values[v].t);
-        }
     return lego_ok();
 }
 
@@ -515,7 +631,8 @@ static lego_status plan_cache(run *r)
     r->want = calloc((size_t)r->nb + 1, sizeof *r->want);
     if (!r->cache || !r->want)
         return nomem();
-    int64_t cap = r->o->cache_bytes < 0 ? default_cache_bytes() : r->o->cache_bytes;
+    /* a run split into stages is split for memory: by default, no cache */
+    int64_t cap = r->o->cache_bytes >= 0 ? r->o->cache_bytes : r->n_stages > 1 ? 0 : default_cache_bytes();
     int64_t per = r->record * (int64_t)sizeof(float);
     int64_t fit = per > 0 ? cap / per : 0;
     /* by default all or nothing: a part of the batches saves only that part
@@ -541,9 +658,7 @@ static int cmp_flops_desc(const void *a, const void *b, const run *r)
 /* Insertion sort (qsort has no context argument in C11); a few dozen items. */
 static void order_students(run *r)
 {
-    for (int i = 0; i < r->n_st; i++)
-        r->order[i] = i;
-    for (int i = 1; i < r->n_st; i++)
+    for (int i = 1; i < r->n_active; i++)
         for (int j = i; j > 0 && cmp_flops_desc(&r->order[j], &r->order[j - 1], r) < 0; j--) {
             int t = r->order[j];
             r->order[j] = r->order[j - 1];
@@ -558,7 +673,7 @@ static size_t assign_groups(run *r, int n, double *load, size_t *bytes)
     size_t total = 0;
     for (int g = 0; g < n; g++)
         load[g] = 0, bytes[g] = 0;
-    for (int i = 0; i < r->n_st; i++) {
+    for (int i = 0; i < r->n_active; i++) {
         student *s = &r->st[r->order[i]];
         int g = 0;
         for (int k = 1; k < n; k++)
@@ -584,7 +699,7 @@ static size_t assign_groups(run *r, int n, double *load, size_t *bytes)
 
 static lego_status group_students(run *r)
 {
-    int most = par_threads() < r->n_st ? par_threads() : r->n_st;
+    int most = par_threads() < r->n_active ? par_threads() : r->n_active;
     if (most < 1)
         most = 1;
     r->group_of = calloc((size_t)r->n_st + 1, sizeof *r->group_of);
@@ -661,7 +776,8 @@ static lego_status give_storage(run *r)
         exec_plan_use_arena(&r->teacher, r->arena[0]);
     /* the teacher never runs beside the students: one scratch serves both */
     exec_plan_use_workspace(&r->teacher, &r->ws[0]);
-    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
+    for (int j = 0; st.code == LEGO_OK && j < r->n_active; j++) {
+        int i = r->order[j];
         train_plan_use_storage(&r->st[i].plan, r->arena[r->group_of[i]]);
         train_plan_use_workspace(&r->st[i].plan, &r->ws[r->group_of[i]]);
         lego_aligned_free(r->st[i].parked);
@@ -671,6 +787,202 @@ static lego_status give_storage(run *r)
     return st;
 }
 
+/* ---- stages --------------------------------------------------------------- */
+
+static uLong crc_add(uLong crc, const void *d, size_t n);
+
+/* Floats of one image of a boundary (its dims past the batch). */
+static int64_t per_image(const int64_t *dims, int rank)
+{
+    int64_t n = 1;
+    for (int i = 1; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+/* Whether every path from the model's inputs to value v passes through
+ * value cut (v == cut included). seen and stack: n_values each. */
+static bool follows(const lego_graph *g, int v, int cut, bool *seen, int *stack)
+{
+    memset(seen, 0, sizeof *seen * (size_t)g->n_values);
+    int top = 0;
+    stack[top++] = v;
+    seen[v] = true;
+    while (top > 0) {
+        int u = stack[--top];
+        if (u == cut)
+            continue;
+        if (g->values[u].kind == VALUE_INPUT)
+            return false;
+        int p = g->values[u].producer;
+        if (p < 0)
+            continue;
+        const gnode *n = &g->nodes[p];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0 && !seen[n->in[i]])
+                seen[n->in[i]] = true, stack[top++] = n->in[i];
+    }
+    return true;
+}
+
+/* What a stage of the blocks with in[b] == which would hold, roughly (see
+ * retrain.h): its students' weights and two Adam moments, the teacher's
+ * weights twice (its kernels' copies are larger than the ONNX weights), and
+ * four times the largest pair of boundaries at the batch size (the largest
+ * student's training buffer and the carry). */
+static double stage_estimate(const run *r, const bool *in, bool which)
+{
+    const block_library *lib = &r->lib;
+    double fixed = 0, pair = 0;
+    for (int b = 0; b < lib->n_blocks; b++) {
+        if (in[b] != which)
+            continue;
+        const lib_block *bl = &lib->blocks[b];
+        fixed += 2.0 * sizeof(float) * (double)bl->params;
+        for (int d = 1; d < bl->n_desc; d++)
+            fixed += 3.0 * sizeof(float) * (double)bl->desc[d].params;
+        double p = sizeof(float) * (double)r->o->batch *
+                   (double)(per_image(bl->in_shape, bl->in_rank) + per_image(bl->out_shape, bl->out_rank));
+        pair = p > pair ? p : pair;
+    }
+    return fixed + 4.0 * pair;
+}
+
+/* Split in two where a block's entry separates the blocks, if the options
+ * or the estimate say so (retrain.h); a resumed run keeps its checkpoint's
+ * split (want_cut: its cut, "" for none). */
+#define STAGE_SPLIT_FLOOR ((double)(128 << 20))
+
+static lego_status plan_stages(run *r, const lego_graph *full, const char *want_cut)
+{
+    const block_library *lib = &r->lib;
+    int nb = lib->n_blocks, nv = full->n_values;
+    r->n_stages = 1;
+    r->in_stage1 = calloc((size_t)nb + 1, sizeof *r->in_stage1);
+    bool *in = calloc((size_t)nb + 1, sizeof *in), *seen = malloc(sizeof *seen * ((size_t)nv + 1));
+    int *stack = malloc(sizeof *stack * ((size_t)nv + 1));
+    lego_status st = r->in_stage1 && in && seen && stack ? lego_ok() : nomem();
+    double one = 0, best = -1;
+    int best_c = -1;
+    if (st.code == LEGO_OK)
+        one = stage_estimate(r, in, false);
+    for (int c = 0; st.code == LEGO_OK && c < nb && r->o->stages != 1; c++) {
+        int cut = graph_find_value(full, lib->blocks[c].entry);
+        if (cut < 0 || full->values[cut].kind == VALUE_INPUT || (want_cut && strcmp(want_cut, lib->blocks[c].entry)))
+            continue;
+        int later = 0;
+        for (int b = 0; b < nb; b++) {
+            int e = graph_find_value(full, lib->blocks[b].entry), x = graph_find_value(full, lib->blocks[b].exit);
+            in[b] = e >= 0 && x >= 0 && follows(full, e, cut, seen, stack) && follows(full, x, cut, seen, stack);
+            later += in[b];
+        }
+        if (later == 0 || later == nb)
+            continue;
+        double a = stage_estimate(r, in, false), z = stage_estimate(r, in, true), m = a > z ? a : z;
+        if (best_c < 0 || m < best) {
+            best = m, best_c = c;
+            memcpy(r->in_stage1, in, sizeof *in * (size_t)nb);
+        }
+    }
+    free(in), free(seen), free(stack);
+    LEGO_TRY(st);
+    if (want_cut) {
+        if (!want_cut[0])
+            return lego_ok();
+        if (best_c < 0)
+            return lego_error(LEGO_ERR_ARG, "%s was written for two stages split at '%s', which this library cannot be; run without --resume to start over",
+                              r->state_path, want_cut);
+    } else if (best_c < 0) {
+        if (r->o->stages == 2)
+            return lego_error(LEGO_ERR_ARG, "%s cannot be retrained in two stages: no block's entry separates some blocks from the others",
+                              lib->dir);
+        return lego_ok();
+    } else if (r->o->stages == 0 && !(one > STAGE_SPLIT_FLOOR && best <= 0.8 * one)) {
+        return lego_ok();
+    }
+    const lego_tensor *ct = &full->values[graph_find_value(full, lib->blocks[best_c].entry)].t;
+    int64_t cut_floats = (int64_t)r->o->batch * per_image(ct->dims, ct->rank);
+    double file = (double)r->nb * (double)cut_floats * sizeof(float);
+    struct statvfs fs;
+    if (!want_cut && r->o->stages == 0 &&
+        (statvfs(lib->dir, &fs) != 0 || (double)fs.f_bavail * (double)fs.f_frsize < 1.1 * file))
+        return lego_ok(); /* no room for the features: one stage */
+    r->n_stages = 2;
+    r->cut_floats = cut_floats;
+    r->cut = strdup(lib->blocks[best_c].entry);
+    r->feat_crc = calloc((size_t)r->nb + 1, sizeof *r->feat_crc);
+    r->feat_written = calloc((size_t)r->nb + 1, sizeof *r->feat_written);
+    if (!r->cut || !r->feat_crc || !r->feat_written)
+        return nomem();
+    for (int i = 0; i < r->n_st; i++)
+        r->st[i].stage = r->in_stage1[r->st[i].block] ? 1 : 0;
+    return lego_ok();
+}
+
+static int64_t cut_bytes(const run *r) { return r->cut_floats * (int64_t)sizeof(float); }
+
+/* Stage 0: batch k's cut features into the file, once. */
+static lego_status save_cut(run *r, int64_t k, const float *x)
+{
+    size_t n = (size_t)cut_bytes(r);
+    off_t at = (off_t)k * (off_t)n;
+    for (size_t done = 0; done < n;) {
+        ssize_t w = pwrite(r->feat_fd, (const char *)x + done, n - done, at + (off_t)done);
+        if (w <= 0)
+            return lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->feat_path, w < 0 ? strerror(errno) : "no progress");
+        done += (size_t)w;
+    }
+    r->feat_crc[k] = (uint32_t)crc_add(crc32(0L, Z_NULL, 0), x, n);
+    r->feat_written[k] = true;
+    return lego_ok();
+}
+
+/* Stage 1: batch k's cut features from the file into r->x, checked. */
+static lego_status load_cut(run *r, int64_t k)
+{
+    size_t n = (size_t)cut_bytes(r);
+    off_t at = (off_t)k * (off_t)n;
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(r->feat_fd, (char *)r->x.data + done, n - done, at + (off_t)done);
+        if (got < 0)
+            return lego_error(LEGO_ERR_IO, "%s: read error: %s", r->feat_path, strerror(errno));
+        if (got == 0)
+            return lego_error(LEGO_ERR_FORMAT, "%s is cut short (batch %lld of %lld is missing); run without --resume to start over",
+                              r->feat_path, (long long)k + 1, (long long)r->nb);
+        done += (size_t)got;
+    }
+    if (!r->feat_written[k] || (uint32_t)crc_add(crc32(0L, Z_NULL, 0), r->x.data, n) != r->feat_crc[k])
+        return lego_error(LEGO_ERR_FORMAT, "%s is damaged (batch %lld of %lld fails its checksum); run without --resume to start over",
+                          r->feat_path, (long long)k + 1, (long long)r->nb);
+    return lego_ok();
+}
+
+static lego_status open_features(run *r, bool resumed)
+{
+    if (r->n_stages < 2)
+        return lego_ok();
+    int flags = r->stage == 1 ? O_RDONLY : O_RDWR | O_CREAT | (resumed ? 0 : O_TRUNC);
+    r->feat_fd = open(r->feat_path, flags | O_CLOEXEC, 0644);
+    if (r->feat_fd < 0)
+        return lego_error(LEGO_ERR_IO, "%s: cannot %s: %s%s", r->feat_path, r->stage == 1 ? "open" : "create",
+                          strerror(errno), r->stage == 1 ? " (the first stage's features; run without --resume to start over)" : "");
+    return lego_ok();
+}
+
+/* ---- setting a run up, stage by stage -------------------------------------- */
+
+static char *path_in(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static lego_status peek_cut(run *r, char **cut, int *stage);
+
+/* The library, the data, the students and the stages. */
 static lego_status setup(run *r, const char *dir)
 {
     const retrain_options *o = r->o;
@@ -679,11 +991,10 @@ static lego_status setup(run *r, const char *dir)
     block_library *lib = &r->lib;
     if (lib->n_blocks == 0)
         return lego_error(LEGO_ERR_ARG, "%s has no blocks to retrain", dir);
-    size_t n = strlen(dir) + sizeof RETRAIN_STATE_FILE + 2;
-    r->state_path = malloc(n);
-    if (!r->state_path)
+    r->state_path = path_in(dir, RETRAIN_STATE_FILE);
+    r->feat_path = path_in(dir, RETRAIN_FEATURES_FILE);
+    if (!r->state_path || !r->feat_path)
         return nomem();
-    snprintf(r->state_path, n, "%s/%s", dir, RETRAIN_STATE_FILE);
 
     /* the teacher, and the data shaped for it */
     int *choice = calloc((size_t)lib->n_blocks, sizeof *choice);
@@ -704,39 +1015,71 @@ static lego_status setup(run *r, const char *dir)
         st = lego_error(LEGO_ERR_ARG, "no task '%s' (known: %s)", tname, task_names());
     if (st.code == LEGO_OK)
         st = task_open(task, o->data, &full, o->batch, o->max_train, -1, o->seed, &r->data);
-    if (st.code == LEGO_OK)
-        st = setup_teacher(r, &full);
-    graph_free(&full);
-    /* the trunk has its own copy of the teacher's blocks */
-    for (int b = 0; b < lib->n_blocks; b++)
-        library_unload(lib, b, 0);
-    LEGO_TRY(st);
-
-    r->nb = task_batches(r->data, SPLIT_TRAIN);
-    if (r->nb < 2)
-        return lego_error(LEGO_ERR_ARG, "%s: retraining needs at least two batches of %d from the train split (one to train on, one held out), and it gives %lld; lower the batch size%s",
-                          o->data, o->batch, (long long)r->nb, o->max_train > 0 ? " or raise max-train" : "");
+    for (int b = 0; b < lib->n_blocks && st.code == LEGO_OK; b++) {
+        const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
+        for (int e = 0; e < 2 && st.code == LEGO_OK; e++)
+            if (graph_find_value(&full, names[e]) < 0)
+                st = lego_error(LEGO_ERR_FORMAT, "%s: block %d's boundary '%s' is not a value of the composed teacher",
+                                lib->dir, b, names[e]);
+    }
+    if (st.code == LEGO_OK) {
+        r->nb = task_batches(r->data, SPLIT_TRAIN);
+        if (r->nb < 2)
+            st = lego_error(LEGO_ERR_ARG, "%s: retraining needs at least two batches of %d from the train split (one to train on, one held out), and it gives %lld; lower the batch size%s",
+                            o->data, o->batch, (long long)r->nb, o->max_train > 0 ? " or raise max-train" : "");
+    }
     r->nh = (int64_t)ceil(o->holdout * (double)r->nb - 1e-9);
     if (r->nh < 1)
         r->nh = 1;
     if (r->nh >= r->nb)
         r->nh = r->nb - 1;
     r->nt = r->nb - r->nh;
-    LEGO_TRY(plan_cache(r));
 
     /* the students: every descendant with s > 0 */
     for (int b = 0; b < lib->n_blocks; b++)
         r->n_st += lib->blocks[b].n_desc - 1;
-    r->st = calloc((size_t)r->n_st + 1, sizeof *r->st);
-    r->order = calloc((size_t)r->n_st + 1, sizeof *r->order);
-    if (!r->st || !r->order)
-        return nomem();
-    int i = 0;
-    for (int b = 0; b < lib->n_blocks; b++)
-        for (int d = 1; d < lib->blocks[b].n_desc; d++) {
+    if (st.code == LEGO_OK && !(r->st = calloc((size_t)r->n_st + 1, sizeof *r->st)))
+        st = nomem();
+    for (int b = 0, i = 0; st.code == LEGO_OK && b < lib->n_blocks; b++)
+        for (int d = 1; d < lib->blocks[b].n_desc; d++, i++)
             r->st[i].block = b, r->st[i].desc = d;
+    char *want_cut = NULL;
+    if (st.code == LEGO_OK && o->resume && file_exists(r->state_path))
+        st = peek_cut(r, &want_cut, &r->stage);
+    if (st.code == LEGO_OK)
+        st = plan_stages(r, &full, want_cut);
+    free(want_cut);
+    graph_free(&full);
+    for (int b = 0; b < lib->n_blocks; b++)
+        library_unload(lib, b, 0);
+    return st;
+}
+
+/* This stage's teacher, students and buffers. */
+static lego_status setup_stage(run *r, bool resumed)
+{
+    block_library *lib = &r->lib;
+    int *choice = calloc((size_t)lib->n_blocks, sizeof *choice);
+    if (!choice)
+        return nomem();
+    lego_graph full;
+    lego_status st = compose_model(lib, choice, &full);
+    free(choice);
+    LEGO_TRY(st);
+    st = setup_teacher(r, &full);
+    graph_free(&full);
+    /* the trunk has its own copy of the teacher's blocks */
+    for (int b = 0; b < lib->n_blocks; b++)
+        library_unload(lib, b, 0);
+    LEGO_TRY(st);
+    LEGO_TRY(plan_cache(r));
+    r->order = calloc((size_t)r->n_st + 1, sizeof *r->order);
+    if (!r->order)
+        return nomem();
+    for (int i = 0; i < r->n_st; i++)
+        if (r->st[i].stage == r->stage) {
             LEGO_TRY(setup_student(r, &r->st[i]));
-            i++;
+            r->order[r->n_active++] = i;
         }
     order_students(r);
     LEGO_TRY(group_students(r));
@@ -746,14 +1089,18 @@ static lego_status setup(run *r, const char *dir)
      * students have run */
     LEGO_TRY(plan_teacher(r));
     LEGO_TRY(plan_sharing(r));
-    return give_storage(r);
+    LEGO_TRY(give_storage(r));
+    return open_features(r, resumed);
 }
 
 /* ---- one batch ----------------------------------------------------------- */
 
-/* Read batch k of the stream into r->x. */
+/* Read batch k of the stream (stage 1 of two: of the features file) into
+ * r->x. */
 static lego_status next_batch(run *r, int64_t k)
 {
+    if (r->n_stages > 1 && r->stage == 1)
+        return load_cut(r, k);
     int64_t got = task_next(r->data, SPLIT_TRAIN, r->x.data);
     if (got != r->o->batch)
         return lego_error(LEGO_ERR_INTERNAL, "%s: the train split gave %lld samples for batch %lld of %lld, not %d",
@@ -809,7 +1156,7 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
     float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     lego_status st = lego_ok();
-    int next = 0, nb = r->lib.n_blocks;
+    int next = 0, nb = r->n_ready;
     double t0 = now_seconds();
     for (int s = 0; s < p->n_steps && st.code == LEGO_OK; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
@@ -817,6 +1164,9 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
         /* fused and packed steps */
         exec_step_call(g, n, &p->st[s], p->vt, exec_plan_workspace(p), in, out, &c);
         n->op->forward(&c);
+        if (s == r->cut_def && !r->feat_written[k] &&
+            (st = save_cut(r, k, p->vt[graph_find_value(g, r->cut)].data)).code)
+            break;
         int first = next;
         for (; next < nb && r->ready[r->by_ready[next]] == s; next++) {
             int b = r->by_ready[next];
@@ -982,7 +1332,7 @@ static void step_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
     step_ctx *c = ctx;
     (void)chunk;
     for (int64_t g = begin; g < end; g++)
-        for (int i = 0; i < c->r->n_st; i++) {
+        for (int i = 0; i < c->r->n_active; i++) {
             student *s = &c->r->st[c->r->order[i]];
             if (c->r->group_of[c->r->order[i]] == g && s->err.code == LEGO_OK &&
                 (c->block < 0 || s->block == c->block))
@@ -999,24 +1349,26 @@ static lego_status step_all(run *r, const float **feat, bool training, int epoch
     else
         step_chunk(&c, 0, 1, 0); /* one at a time: the kernels take the threads */
     r->student_seconds += now_seconds() - t0;
-    for (int i = 0; i < r->n_st; i++)
-        if (r->st[i].err.code) {
-            lego_status st = r->st[i].err;
-            memset(&r->st[i].err, 0, sizeof st);
+    for (int j = 0; j < r->n_active; j++) {
+        student *s = &r->st[r->order[j]];
+        if (s->err.code) {
+            lego_status st = s->err;
+            memset(&s->err, 0, sizeof st);
             return st;
         }
+    }
     return lego_ok();
 }
 
 static double mean_of(const run *r, bool train)
 {
     double sum = 0;
-    for (int i = 0; i < r->n_st; i++) {
-        const student *s = &r->st[i];
+    for (int j = 0; j < r->n_active; j++) {
+        const student *s = &r->st[r->order[j]];
         int64_t n = train ? s->train_n : s->eval_n;
         sum += n ? (train ? s->train_sum : s->eval_sum) / (double)n : 0;
     }
-    return r->n_st ? sum / r->n_st : 0;
+    return r->n_active ? sum / r->n_active : 0;
 }
 
 /* ---- passes ---------------------------------------------------------------- */
@@ -1043,8 +1395,8 @@ static lego_status first_pass(run *r)
     snprintf(msg, sizeof msg, "held-out mse %.5g", mean_of(r, false));
     progress_finish(&bar, st.code ? NULL : msg);
     LEGO_TRY(st);
-    for (int i = 0; i < r->n_st; i++) {
-        student *s = &r->st[i];
+    for (int j = 0; j < r->n_active; j++) {
+        student *s = &r->st[r->order[j]];
         s->initial = s->best_loss = s->eval_n ? s->eval_sum / (double)s->eval_n : 0;
         s->best_train = NAN;
         s->best_epoch = 0; /* the library's weights: no copy needed */
@@ -1059,8 +1411,8 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
     bool stream = r->cached < r->nb;
     if (stream)
         task_start(r->data, SPLIT_TRAIN, 0);
-    for (int i = 0; i < r->n_st; i++) {
-        student *s = &r->st[i];
+    for (int j = 0; j < r->n_active; j++) {
+        student *s = &r->st[r->order[j]];
         s->train_sum = s->eval_sum = 0;
         s->train_n = s->eval_n = 0;
     }
@@ -1098,8 +1450,8 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
     }
     free(feat);
     int improved = 0;
-    for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
-        student *s = &r->st[i];
+    for (int j = 0; st.code == LEGO_OK && j < r->n_active; j++) {
+        student *s = &r->st[r->order[j]];
         double loss = s->eval_n ? s->eval_sum / (double)s->eval_n : INFINITY;
         if (loss < s->best_loss) {
             s->best_loss = loss;
@@ -1108,7 +1460,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
             improved++;
         }
     }
-    snprintf(msg, sizeof msg, "mse %.5g  (%d of %d improved)", mean_of(r, false), improved, r->n_st);
+    snprintf(msg, sizeof msg, "mse %.5g  (%d of %d improved)", mean_of(r, false), improved, r->n_active);
     progress_finish(&hb, st.code ? NULL : msg);
     LEGO_TRY(st);
     memset(es, 0, sizeof *es);
@@ -1126,7 +1478,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
 /* ---- the checkpoint file --------------------------------------------------- */
 
 #define STATE_MAGIC "LEGORTRN"
-#define STATE_VERSION 3u
+#define STATE_VERSION 4u
 
 /* The checkpoint streams to its file, its CRC-32 computed on the way and
  * written last: in memory it would be every student's weights four times
@@ -1260,6 +1612,16 @@ static bool copy_kept(const run *r, FILE **old, const student *s, wbuf *w)
     return true;
 }
 
+/* Where a student stands in a checkpoint: its stage is still to come
+ * (only its identity is written), over (its losses and kept weights), or
+ * this one (everything, Adam's moments included). */
+enum { STUDENT_LATER = 0, STUDENT_DONE = 1, STUDENT_NOW = 2 };
+
+static uint32_t student_status(const run *r, const student *s)
+{
+    return s->stage > r->stage ? STUDENT_LATER : s->stage < r->stage ? STUDENT_DONE : STUDENT_NOW;
+}
+
 /* The kept weights are written only for students whose held-out loss
  * improved (best_epoch > 0; otherwise they are the library's own): the
  * current weights when that was in this epoch, else a copy of the last
@@ -1298,6 +1660,13 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     put_f64(&w, seconds);
     put_i64(&w, r->teacher_before + r->teacher_count);
     put_u32(&w, (uint32_t)r->n_st);
+    put_u32(&w, (uint32_t)r->n_stages);
+    put_u32(&w, (uint32_t)r->stage);
+    put_str(&w, r->cut ? r->cut : "");
+    for (int64_t k = 0; r->n_stages > 1 && k < r->nb; k++) {
+        put_u32(&w, r->feat_crc[k]);
+        put_u32(&w, r->feat_written[k]);
+    }
     float *cur = NULL;
     int64_t *at = calloc((size_t)r->n_st + 1, sizeof *at); /* the kept weights' new places */
     FILE *old = NULL;
@@ -1305,13 +1674,27 @@ static lego_status write_state(run *r, int epochs_done, double seconds)
     oom = !at;
     for (int i = 0; i < r->n_st && !w.failed && !oom && lost < 0; i++) {
         student *s = &r->st[i];
+        uint32_t status = student_status(r, s);
+        put_u32(&w, status);
         put_u32(&w, (uint32_t)s->block);
         put_u32(&w, (uint32_t)s->desc);
         put(&w, r->lib.blocks[s->block].desc[s->desc].sha256, 64);
+        if (status == STUDENT_LATER)
+            continue;
         put_f64(&w, s->initial);
         put_f64(&w, s->best_loss);
         put_f64(&w, s->best_train);
         put_u32(&w, (uint32_t)s->best_epoch);
+        if (status == STUDENT_DONE) { /* its kept weights, if any, from the last checkpoint */
+            put_i64(&w, s->n_floats);
+            if (s->best_epoch > 0) {
+                at[i] = (int64_t)ftell(w.f);
+                w.failed |= at[i] < 0;
+                if (!copy_kept(r, &old, s, &w))
+                    lost = i;
+            }
+            continue;
+        }
         put_i64(&w, s->opt.steps);
         put_i64(&w, s->n_floats);
         float *c = realloc(cur, sizeof *c * ((size_t)s->n_floats + 1));
@@ -1431,6 +1814,12 @@ static lego_status read_state(run *r, int *epochs_done)
         double seconds = get_f64(&rb);
         int64_t teacher = get_i64(&rb);
         uint32_t n_st = get_u32(&rb);
+        uint32_t n_stages = get_u32(&rb), stage = get_u32(&rb);
+        bool same_cut = get_str_is(&rb, r->cut ? r->cut : "");
+        for (int64_t k = 0; r->n_stages > 1 && n_stages == (uint32_t)r->n_stages && k < r->nb; k++) {
+            r->feat_crc[k] = get_u32(&rb);
+            r->feat_written[k] = get_u32(&rb) != 0;
+        }
         what[0] = 0;
         if (rb.bad || version != STATE_VERSION)
             st = lego_error(LEGO_ERR_FORMAT, "%s is not a checkpoint this version reads; delete it (or run without --resume) to start over",
@@ -1453,6 +1842,8 @@ static lego_status read_state(run *r, int *epochs_done)
                      (long long)nb, (long long)(nb - nt), (long long)r->nb, (long long)r->nh);
         else if (n_st != (uint32_t)r->n_st)
             snprintf(what, sizeof what, "for %u descendants; the library has %d", n_st, r->n_st);
+        else if (n_stages != (uint32_t)r->n_stages || stage != (uint32_t)r->stage || !same_cut)
+            snprintf(what, sizeof what, "in another split into stages (%u, at stage %u)", n_stages, stage + 1);
         if (st.code == LEGO_OK && what[0])
             st = state_mismatch(r, what);
         *epochs_done = (int)done;
@@ -1462,7 +1853,7 @@ static lego_status read_state(run *r, int *epochs_done)
     for (int i = 0; st.code == LEGO_OK && i < r->n_st; i++) {
         student *s = &r->st[i];
         const lib_descendant *x = &r->lib.blocks[s->block].desc[s->desc];
-        uint32_t b = get_u32(&rb), d = get_u32(&rb);
+        uint32_t status = get_u32(&rb), b = get_u32(&rb), d = get_u32(&rb);
         char sha[64];
         get(&rb, sha, 64);
         if (!rb.bad && (b != (uint32_t)s->block || d != (uint32_t)s->desc || memcmp(sha, x->sha256, 64) != 0)) {
@@ -1470,10 +1861,29 @@ static lego_status read_state(run *r, int *epochs_done)
                             r->state_path, x->file);
             break;
         }
+        if (rb.bad || status != student_status(r, s)) {
+            st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s; run without --resume to start over",
+                            r->state_path, x->file);
+            break;
+        }
+        if (status == STUDENT_LATER)
+            continue;
         s->initial = get_f64(&rb);
         s->best_loss = get_f64(&rb);
         s->best_train = get_f64(&rb);
         s->best_epoch = (int)get_u32(&rb);
+        if (status == STUDENT_DONE) {
+            s->done = true;
+            s->n_floats = get_i64(&rb);
+            if (!rb.bad && (s->n_floats < 0 || s->n_floats > rb.left / (int64_t)sizeof(float)))
+                rb.bad = true;
+            if (!rb.bad && s->best_epoch > 0)
+                s->best_at = skip(&rb, sizeof(float) * (size_t)s->n_floats);
+            if (rb.bad)
+                st = lego_error(LEGO_ERR_FORMAT, "%s does not match %s's weights; run without --resume to start over",
+                                r->state_path, x->file);
+            continue;
+        }
         int64_t steps = get_i64(&rb);
         int64_t nf = get_i64(&rb);
         int64_t copies = s->best_epoch > 0 ? 2 : 1; /* the current weights, and the kept ones if any */
@@ -1517,6 +1927,42 @@ static lego_status read_state(run *r, int *epochs_done)
     return st;
 }
 
+/* The split a checkpoint was written for (*cut: "" for one stage) and its
+ * stage, read before the run is set up; *cut stays NULL when the file does
+ * not tell (read_state then says what is wrong with it). */
+static lego_status peek_cut(run *r, char **cut, int *stage)
+{
+    *cut = NULL;
+    FILE *f = fopen(r->state_path, "rb");
+    if (!f)
+        return lego_ok();
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    char magic[8];
+    bool ok = len >= 16 && fseek(f, 0, SEEK_SET) == 0 && fread(magic, 1, 8, f) == 8 &&
+              memcmp(magic, STATE_MAGIC, 8) == 0;
+    rbuf rb = {f, ok ? (int64_t)len - 8 - 4 : 0, !ok};
+    uint32_t version = get_u32(&rb);
+    skip(&rb, 4 + 4 + 8 + sizeof(float) + 8 + 8 + 8 + 8); /* epochs, batch, seed, lr, holdout, max_train, nb, nt */
+    for (int i = 0; i < 2; i++) /* task, data */
+        skip(&rb, get_u32(&rb));
+    skip(&rb, 8 + 8 + 4); /* seconds, teacher passes, students */
+    uint32_t n_stages = get_u32(&rb), at = get_u32(&rb), n = get_u32(&rb);
+    char *c = !rb.bad && n < 4096 ? malloc((size_t)n + 1) : NULL;
+    if (c) {
+        get(&rb, c, n);
+        c[n] = 0;
+    }
+    fclose(f);
+    if (c && !rb.bad && version == STATE_VERSION && (n_stages == 1 || n_stages == 2) && at < n_stages &&
+        (n_stages == 2) == (n > 0)) {
+        *cut = c;
+        *stage = (int)at;
+    } else {
+        free(c);
+    }
+    return lego_ok();
+}
+
 /* ---- the commit ------------------------------------------------------------ */
 
 static lego_status set_field(cJSON *obj, const char *key, cJSON *v)
@@ -1558,14 +2004,18 @@ static lego_status commit(run *r, int epochs, double seconds)
     block_library *lib = &r->lib;
     for (int i = 0; i < r->n_st; i++) {
         student *s = &r->st[i];
-        const lib_block *bl = &lib->blocks[s->block];
-        /* back at the library's shapes, so the file says what extraction wrote */
-        gvalue *in = &s->g->values[s->g->inputs[0]];
-        memcpy(in->t.dims, bl->in_shape, sizeof *bl->in_shape * (size_t)bl->in_rank);
-        LEGO_TRY(graph_infer(s->g));
+        /* the kept weights into the library's graph (at the library's
+         * shapes, so the file says what extraction wrote), one at a time */
         if (s->best_epoch > 0) {
-            LEGO_TRY(restore_kept(r, s));
-            LEGO_TRY(library_replace_descendant(lib, s->block, s->desc, s->g));
+            int64_t n = s->n_floats;
+            LEGO_TRY(load_student(r, s));
+            lego_status st = s->n_floats == n ? restore_kept(r, s)
+                                              : lego_error(LEGO_ERR_FORMAT, "%s: %s changed during retraining",
+                                                           lib->dir, lib->blocks[s->block].desc[s->desc].file);
+            if (st.code == LEGO_OK)
+                st = library_replace_descendant(lib, s->block, s->desc, s->g);
+            drop_student(r, s);
+            LEGO_TRY(st);
         }
         cJSON *j = library_descendant_json(lib, s->block, s->desc);
         LEGO_TRY(library_set_number(j, "retraining_loss", s->best_loss));
@@ -1596,12 +2046,15 @@ static lego_status commit(run *r, int epochs, double seconds)
         cJSON_AddNumberToObject(rt, "max_train", (double)o->max_train);
     cJSON_AddNumberToObject(rt, "seconds", seconds);
     cJSON_AddNumberToObject(rt, "teacher_passes", (double)(r->teacher_before + r->teacher_count));
-    cJSON_AddNumberToObject(rt, "cached_batches", (double)r->cached);
-    cJSON_AddNumberToObject(rt, "cache_bytes", (double)r->cached * (double)r->record * sizeof(float));
+    cJSON_AddNumberToObject(rt, "cached_batches", (double)(r->cached_before + r->cached));
+    cJSON_AddNumberToObject(rt, "cache_bytes", (double)(r->cache_bytes_before + r->cached * r->record * (int64_t)sizeof(float)));
+    cJSON_AddNumberToObject(rt, "stages", r->n_stages);
     cJSON_AddNumberToObject(rt, "threads", par_threads());
     LEGO_TRY(set_field(lib->manifest, "retrain", rt));
     LEGO_TRY(library_save(lib));
     unlink(r->state_path);
+    if (r->n_stages > 1)
+        unlink(r->feat_path);
     return lego_ok();
 }
 
@@ -1609,12 +2062,18 @@ static lego_status commit(run *r, int epochs, double seconds)
 
 static lego_status fill_result(const run *r, retrain_result *res)
 {
+    res->stages = r->n_stages;
+    res->stage_blocks[0] = res->stage_blocks[1] = 0;
+    for (int b = 0; b < r->lib.n_blocks; b++)
+        res->stage_blocks[r->n_stages > 1 && r->in_stage1[b] ? 1 : 0]++;
+    res->feature_file_bytes = r->n_stages > 1 ? r->nb * cut_bytes(r) : 0;
     res->batches = r->nb;
     res->train_samples = r->nt * r->o->batch;
     res->holdout_samples = r->nh * r->o->batch;
-    res->shared_memory = r->share;
-    res->cached_batches = r->cached;
-    res->cache_bytes = r->cached * r->record * (int64_t)sizeof(float);
+    if (r->teacher_planned) /* a stage is set up: its figures */
+        res->shared_memory = r->share;
+    res->cached_batches = r->cached_before + r->cached;
+    res->cache_bytes = r->cache_bytes_before + r->cached * r->record * (int64_t)sizeof(float);
     res->teacher_total = r->teacher_count;
     res->teacher_seconds = r->teacher_seconds;
     res->student_seconds = r->student_seconds;
@@ -1641,48 +2100,72 @@ static lego_status fill_result(const run *r, retrain_result *res)
     return lego_ok();
 }
 
+/* One stage's epochs, from `start` (a resumed checkpoint's) on. */
+static lego_status run_epochs(run *r, int start, retrain_epoch_fn on_epoch, void *ctx, retrain_result *res,
+                              double t_start)
+{
+    const retrain_options *o = r->o;
+    for (int e = start; e < o->epochs; e++) {
+        retrain_epoch es;
+        lego_status st = train_epoch(r, e, &es);
+        if (st.code && (e > 0 || r->stage > 0)) {
+            /* the checkpoint stays: say so */
+            char at[64] = "";
+            if (r->n_stages > 1)
+                snprintf(at, sizeof at, "stage %d's ", e > 0 ? r->stage + 1 : r->stage);
+            lego_status told = lego_error(st.code, "%s; %s keeps %sepoch %d (resume continues from it)",
+                                          lego_status_msg(st), r->state_path, at, e > 0 ? e : o->epochs);
+            lego_status_free(&st);
+            return told;
+        }
+        LEGO_TRY(st);
+        es.stage = r->stage + 1;
+        es.stages = r->n_stages;
+        es.stage_blocks = r->n_ready;
+        res->teacher_batches[e + 1] += es.teacher_batches;
+        LEGO_TRY(write_state(r, e + 1, r->seconds_before + now_seconds() - t_start));
+        res->epochs_done = e + 1;
+        LEGO_TRY(fill_result(r, res));
+        bool more = e + 1 < o->epochs || r->stage + 1 < r->n_stages;
+        if (on_epoch && !on_epoch(ctx, &es) && more)
+            return lego_error(LEGO_ERR_ARG, "interrupted after %sepoch %d of %d; %s holds it (resume to continue)",
+                              r->n_stages > 1 ? (r->stage ? "stage 2's " : "stage 1's ") : "", e + 1, o->epochs,
+                              r->state_path);
+    }
+    return lego_ok();
+}
+
 static lego_status retrain_in(run *r, const char *dir, retrain_epoch_fn on_epoch, void *ctx, retrain_result *res,
                               double t_start)
 {
     const retrain_options *o = r->o;
     LEGO_TRY(setup(r, dir));
-    int start = 0;
     bool resumed = o->resume && file_exists(r->state_path);
-    if (resumed)
-        LEGO_TRY(lego_error_context(read_state(r, &start), "cannot resume"));
-    else
-        LEGO_TRY(first_pass(r));
-    res->first_epoch = res->epochs_done = start;
+    int first = r->stage; /* a resumed checkpoint's stage, else 0 */
+    res->first_stage = first + 1;
     res->n_passes = o->epochs + 1;
     res->teacher_batches = calloc((size_t)res->n_passes, sizeof *res->teacher_batches);
     if (!res->teacher_batches)
         return nomem();
-    res->teacher_batches[0] = r->teacher_count;
-    for (int e = start; e < o->epochs; e++) {
-        retrain_epoch es;
-        lego_status st = train_epoch(r, e, &es);
-        if (st.code && e > 0) {
-            /* the checkpoint of epoch e stays: say so */
-            lego_status told = lego_error(st.code, "%s; %s keeps epoch %d (resume continues from it)",
-                                          lego_status_msg(st), r->state_path, e);
-            lego_status_free(&st);
-            return told;
+    for (; r->stage < r->n_stages; r->stage++) {
+        bool from_state = resumed && r->stage == first;
+        LEGO_TRY(setup_stage(r, from_state));
+        int start = 0;
+        if (from_state) {
+            LEGO_TRY(lego_error_context(read_state(r, &start), "cannot resume"));
+        } else {
+            int64_t before = r->teacher_count;
+            LEGO_TRY(first_pass(r));
+            res->teacher_batches[0] += r->teacher_count - before;
         }
-        LEGO_TRY(st);
-        res->teacher_batches[e + 1] = es.teacher_batches;
-        LEGO_TRY(write_state(r, e + 1, r->seconds_before + now_seconds() - t_start));
-        res->epochs_done = e + 1;
+        if (r->stage == first)
+            res->first_epoch = res->epochs_done = start;
+        LEGO_TRY(run_epochs(r, start, on_epoch, ctx, res, t_start));
         LEGO_TRY(fill_result(r, res));
-        if (on_epoch && !on_epoch(ctx, &es) && e + 1 < o->epochs)
-            return lego_error(LEGO_ERR_ARG, "interrupted after epoch %d of %d; %s holds it (resume to continue)",
-                              e + 1, o->epochs, r->state_path);
+        /* this stage's students are done: their graphs, plans and moments go */
+        end_stage(r);
     }
-    /* the plans are done with; the graphs go back to the library's shapes */
-    for (int i = 0; i < r->n_st; i++)
-        if (r->st[i].planned) {
-            train_plan_free(&r->st[i].plan);
-            r->st[i].planned = false;
-        }
+    r->stage = r->n_stages - 1; /* where the results were */
     int epochs = res->epochs_done > o->epochs ? res->epochs_done : o->epochs;
     LEGO_TRY(commit(r, epochs, r->seconds_before + now_seconds() - t_start));
     return fill_result(r, res);
@@ -1697,11 +2180,15 @@ lego_status retrain_library(const char *dir, const retrain_options *o, retrain_e
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
+    r.feat_fd = -1;
     lego_status st = retrain_in(&r, dir, on_epoch, ctx, res, t0);
     if (r.lib_open && r.st) {
         lego_status f = fill_result(&r, res);
         lego_status_free(&f);
     }
+    /* features no checkpoint refers to would only take space */
+    if (st.code && r.feat_path && r.n_stages > 1 && !file_exists(r.state_path))
+        unlink(r.feat_path);
     res->seconds = now_seconds() - t0;
     run_free(&r);
     return st;

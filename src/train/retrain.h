@@ -37,6 +37,23 @@
  * that retraining does not improve stays as it was (the original kept the
  * lowest *training* loss).
  *
+ * Stages. Every student trains on every batch, so a one-stage run holds
+ * the early blocks' training buffers (large maps) beside the late blocks'
+ * weights and Adam moments (many channels) at once. A run can instead go
+ * in two stages split at a value `cut` (a block's entry that every path to
+ * the later blocks passes through): the first trains the blocks before the
+ * cut, running the teacher only that far and saving the cut's features of
+ * every batch to LIB/retrain.features (CRC-32 per batch); the second trains
+ * the rest, its teacher starting from those features. Each stage runs all
+ * the epochs of its blocks; students are independent given the teacher's
+ * features, so a staged run writes the same files as a one-stage run, and
+ * the teacher's work is the same. By default (stages = 0) the run splits
+ * when an estimate from the library (the weights and Adam moments of each
+ * stage's students, the teacher's weights, and four copies of the largest
+ * pair of block boundaries at the batch size) says one stage would hold
+ * more than 128 MiB and the best cut lowers that by a fifth or more, and
+ * the file fits on the library's disk. The file goes with the checkpoint.
+ *
  * Checkpoints and the library. After every epoch LIB/retrain.state receives
  * every student's current and best weights (BatchNorm statistics included;
  * best only where retraining improved them, and only there: they are not
@@ -60,6 +77,7 @@
 #include "../core/status.h"
 
 #define RETRAIN_STATE_FILE "retrain.state"
+#define RETRAIN_FEATURES_FILE "retrain.features"
 
 typedef struct retrain_options {
     const char *data;      /* dataset spec, as the task reads it */
@@ -73,13 +91,17 @@ typedef struct retrain_options {
                               every batch when all fit in 256 MiB (or an eighth of
                               the memory when less), else none */
     uint64_t seed;         /* the data order */
+    int stages;            /* 0: decide (see "Stages" above); 1: one; 2: two, at the cut
+                              that gives the lowest estimated peak */
     bool resume;           /* continue from LIB/retrain.state when there is one */
     bool quiet;            /* no progress bars */
 } retrain_options;
 
 /* What the per-epoch callback sees. */
 typedef struct retrain_epoch {
-    int epoch, epochs;          /* 1-based */
+    int stage, stages;          /* 1-based; stages is 1 unless the run is split */
+    int stage_blocks;           /* blocks whose descendants this stage trains */
+    int epoch, epochs;          /* 1-based, within the stage */
     double train_loss;          /* mean over students of their mean training MSE */
     double holdout_loss;        /* mean over students of their held-out MSE */
     int improved;               /* students whose held-out MSE reached a new best */
@@ -102,7 +124,11 @@ typedef struct retrain_student {
 } retrain_student;
 
 typedef struct retrain_result {
-    int first_epoch;            /* 0, or the epochs a resumed state held */
+    int stages;                 /* 1, or 2 (see "Stages") */
+    int first_stage;            /* 1-based: where this run began (a resumed one: the state's) */
+    int stage_blocks[2];        /* blocks per stage */
+    int64_t feature_file_bytes; /* the features saved between the stages (0: one stage) */
+    int first_epoch;            /* 0, or the epochs of first_stage a resumed state held */
     int epochs_done;
     int64_t train_samples, holdout_samples;
     int64_t cache_bytes;        /* what the feature cache holds at the end */
@@ -110,7 +136,7 @@ typedef struct retrain_result {
     /* teacher passes (batches) of this run: [0] before the first epoch (the
      * held-out features for the initial losses, and the cache), [e] during
      * epoch e (1-based); n_passes = epochs + 1 entries */
-    int64_t *teacher_batches;
+    int64_t *teacher_batches;   /* (summed over the stages) */
     int n_passes;
     int64_t teacher_total;      /* all of this run's */
     double seconds;             /* this run's wall time */
