@@ -423,11 +423,14 @@ static void test_stages(const char *data)
         lib_file(dir, RETRAIN_FEATURES_FILE, feat, sizeof feat);
         lib_file(dir, RETRAIN_STATE_FILE, state, sizeof state);
         CHECK(file_exists(feat) && file_exists(state));
+        /* the checkpoint's split wins over the options' */
         o.resume = true;
+        o.stages = stop == 3 ? 1 : 0;
         CHECK_OK(retrain_library(dir, &o, NULL, NULL, &r));
-        CHECK(r.first_stage == (stop <= 2 ? 1 : 2) && r.first_epoch == (stop == 3 ? 1 : stop));
+        CHECK(r.first_stage == (stop <= 2 ? 1 : 2) && r.first_epoch == (stop == 3 ? 1 : stop) && r.stages == 2);
         retrain_result_free(&r);
         o.resume = false;
+        o.stages = 2;
         CHECK(same_descendants(one, dir));
         CHECK(!file_exists(feat) && !file_exists(state));
     }

@@ -866,7 +866,7 @@ static lego_status plan_stages(run *r, const lego_graph *full, const char *want_
     int best_c = -1;
     if (st.code == LEGO_OK)
         one = stage_estimate(r, in, false);
-    for (int c = 0; st.code == LEGO_OK && c < nb && r->o->stages != 1; c++) {
+    for (int c = 0; st.code == LEGO_OK && c < nb && (want_cut || r->o->stages != 1); c++) {
         int cut = graph_find_value(full, lib->blocks[c].entry);
         if (cut < 0 || full->values[cut].kind == VALUE_INPUT || (want_cut && strcmp(want_cut, lib->blocks[c].entry)))
             continue;
