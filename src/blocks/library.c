@@ -38,15 +38,6 @@ static char *dup_str(const char *s)
     return d;
 }
 
-/* path joined: a + "/" + b, malloc'd */
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
 
 /* ---- sparsities ---------------------------------------------------------------- */
 
@@ -604,7 +595,7 @@ static void remove_files(const char *dir, char **list, int n);
 static lego_status verify_file(block_library *lib, const char *rel, int64_t bytes, const char *sha,
                                lib_checked *checked)
 {
-    char *path = join(lib->dir, rel);
+    char *path = file_join(lib->dir, rel);
     if (!path)
         return nomem();
     lego_status st = lego_ok();
@@ -651,7 +642,7 @@ lego_status library_open(const char *dir, block_library *out)
         return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
         return lego_error(LEGO_ERR_FORMAT, "%s is not a block library (not a directory)", dir);
-    char *file = join(dir, "manifest.json");
+    char *file = file_join(dir, "manifest.json");
     if (!file)
         return nomem();
     if (!file_exists(file)) {
@@ -739,7 +730,7 @@ void library_free(block_library *lib)
 static lego_status load_checked(block_library *lib, const char *rel, int64_t bytes, const char *sha,
                                 lib_checked *checked, lego_graph **out)
 {
-    char *path = join(lib->dir, rel);
+    char *path = file_join(lib->dir, rel);
     if (!path)
         return nomem();
     unsigned char *buf;
@@ -883,7 +874,7 @@ static lego_status write_graph(extraction *x, const lego_graph *g, const char *r
     unsigned char *buf;
     size_t len;
     LEGO_TRY(onnx_export(g, keys, vals, &buf, &len));
-    char *path = join(x->tmp, rel);
+    char *path = file_join(x->tmp, rel);
     lego_status st = path ? file_write_atomic(path, buf, len) : nomem();
     char hex[65];
     sha256_hex(buf, len, hex);
@@ -1029,13 +1020,13 @@ static lego_status extract_into(extraction *x, const char *model_path, const cha
     char *text = cJSON_Print(root);
     if (!text)
         return nomem();
-    char *path = join(x->tmp, "manifest.json");
+    char *path = file_join(x->tmp, "manifest.json");
     st = path ? file_write_atomic(path, text, strlen(text)) : nomem();
     free(path);
     free(text);
     LEGO_TRY(st);
     if (out) {
-        char *file = join(dir, "manifest.json");
+        char *file = file_join(dir, "manifest.json");
         st = file ? parse_manifest(root, dir, file, out) : nomem();
         free(file);
         /* kept, as library_open keeps it, for the later stages' updates */
@@ -1067,7 +1058,7 @@ static lego_status replaceable(const char *dir)
     struct stat sb;
     if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return lego_error(LEGO_ERR_ARG, "%s exists and is not a block library; not replacing it", dir);
-    char *m = join(dir, "manifest.json");
+    char *m = file_join(dir, "manifest.json");
     if (!m)
         return nomem();
     bool lib = file_exists(m);
@@ -1108,7 +1099,7 @@ static void remove_stale(const char *dir)
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
-        char *path = join(parent, nm);
+        char *path = file_join(parent, nm);
         if (path && nm[bl + 1] == 'o' && !file_exists(dir)) {
             /* killed between the two renames of a swap: the old library
              * comes back */
@@ -1158,7 +1149,7 @@ lego_status library_extract(const lego_graph *model, const block_set *bs, const 
         st = lego_error(LEGO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     bool made = st.code == LEGO_OK;
     if (made) {
-        char *blocks = join(tmp, "blocks");
+        char *blocks = file_join(tmp, "blocks");
         if (!blocks)
             st = nomem();
         else if (mkdir(blocks, 0777) != 0)
@@ -1237,7 +1228,7 @@ static lego_status push_name(char ***list, int *n, const char *name)
 static void remove_files(const char *dir, char **list, int n)
 {
     for (int i = 0; i < n; i++) {
-        char *path = join(dir, list[i]);
+        char *path = file_join(dir, list[i]);
         if (path)
             unlink(path);
         free(path);
@@ -1275,7 +1266,7 @@ static char *next_file_name(const char *dir, const char *file)
         return NULL;
     for (;;) {
         snprintf(name, len, "%.*s.r%ld.onnx", (int)stem, file, ++gen);
-        char *path = join(dir, name);
+        char *path = file_join(dir, name);
         if (!path) {
             free(name);
             return NULL;
@@ -1296,7 +1287,7 @@ lego_status library_replace_descendant(block_library *lib, int b, int d, const l
     if (!j)
         return lego_error(LEGO_ERR_INTERNAL, "%s: block %d descendant %d is not in the manifest", lib->dir, b, d);
     char *name = next_file_name(lib->dir, x->file);
-    char *path = name ? join(lib->dir, name) : NULL;
+    char *path = name ? file_join(lib->dir, name) : NULL;
     /* the graph keeps the name extraction gave it ("block-3-0.30"), not
      * the path it was read from, so equal weights make equal files */
     long gen;
@@ -1347,7 +1338,7 @@ lego_status library_replace_descendant(block_library *lib, int b, int d, const l
 lego_status library_save(block_library *lib)
 {
     char *text = cJSON_Print(lib->manifest);
-    char *path = join(lib->dir, "manifest.json");
+    char *path = file_join(lib->dir, "manifest.json");
     lego_status st = text && path ? file_write_atomic(path, text, strlen(text)) : nomem();
     free(text);
     free(path);

@@ -167,3 +167,12 @@ int64_t file_size(const char *path)
         return -1;
     return (int64_t)sb.st_size;
 }
+
+char *file_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}

@@ -38,6 +38,8 @@ lego_status file_write_atomic(const char *path, const void *data, size_t len);
 lego_status file_remove_tree(const char *path);
 /* True when path exists (any kind of file). */
 bool file_exists(const char *path);
+/* dir + "/" + name, malloc'd; NULL when out of memory. */
+char *file_join(const char *dir, const char *name);
 /* Size of a regular file in bytes, or -1 when it cannot be read. */
 int64_t file_size(const char *path);
 

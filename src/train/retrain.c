@@ -971,15 +971,6 @@ static lego_status open_features(run *r, bool resumed)
 
 /* ---- setting a run up, stage by stage -------------------------------------- */
 
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static lego_status peek_cut(run *r, char **cut, int *stage);
 
 /* The library, the data, the students and the stages. */
@@ -991,8 +982,8 @@ static lego_status setup(run *r, const char *dir)
     block_library *lib = &r->lib;
     if (lib->n_blocks == 0)
         return lego_error(LEGO_ERR_ARG, "%s has no blocks to retrain", dir);
-    r->state_path = path_in(dir, RETRAIN_STATE_FILE);
-    r->feat_path = path_in(dir, RETRAIN_FEATURES_FILE);
+    r->state_path = file_join(dir, RETRAIN_STATE_FILE);
+    r->feat_path = file_join(dir, RETRAIN_FEATURES_FILE);
     if (!r->state_path || !r->feat_path)
         return nomem();
 
