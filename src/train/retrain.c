@@ -113,6 +113,15 @@ typedef struct run {
     int cut_def;        /* stage 0: the teacher step that computes the cut */
     uint32_t *feat_crc; /* per batch: the CRC-32 of its features as written */
     bool *feat_written; /* per batch */
+    /* Stage 1 of two: each batch's record (what the feature cache would
+     * hold) also goes to the file, after the cut's region, the first time
+     * its teacher runs; once every batch's is there, the teacher is let go
+     * (teacher_dropped) and the records are read instead (disk_records). */
+    bool disk_records, teacher_dropped;
+    uint32_t *rec_crc;  /* per batch and slot */
+    bool *rec_on_disk;  /* per batch */
+    float *rec_buf;     /* one record, once the teacher is gone */
+    int64_t feat_file_bytes; /* the features file's size, cut and records */
     int n_ready;        /* this stage's blocks: by_ready[0, n_ready) */
     /* The students split among the threads, balanced by FLOPs (largest
      * first onto the least loaded): a group's students run one after
@@ -206,6 +215,11 @@ static void end_stage(run *r)
     if (r->feat_fd >= 0)
         close(r->feat_fd);
     r->feat_fd = -1;
+    r->disk_records = r->teacher_dropped = false;
+    free(r->rec_crc);
+    free(r->rec_on_disk);
+    lego_aligned_free(r->rec_buf);
+    r->rec_crc = NULL, r->rec_on_disk = NULL, r->rec_buf = NULL;
 }
 
 static void run_free(run *r)
@@ -957,11 +971,95 @@ static lego_status load_cut(run *r, int64_t k)
     return lego_ok();
 }
 
+/* Stage 1 of two keeps its records on disk when nothing else caches them
+ * and they take at most DISK_RECORDS_MAX and fit: its teacher then runs once
+ * per batch, not once per epoch, for one record's memory. */
+#define DISK_RECORDS_MAX ((double)(1 << 30))
+
+static lego_status plan_disk_records(run *r)
+{
+    r->feat_file_bytes = r->nb * cut_bytes(r);
+    double bytes = (double)r->nb * (double)r->record * sizeof(float);
+    struct statvfs fs;
+    if (r->stage != 1 || r->o->cache_bytes >= 0 || bytes > DISK_RECORDS_MAX ||
+        statvfs(r->lib.dir, &fs) != 0 || (double)fs.f_bavail * (double)fs.f_frsize < 1.1 * bytes)
+        return lego_ok();
+    r->rec_crc = calloc((size_t)(r->nb * r->n_slots) + 1, sizeof *r->rec_crc);
+    r->rec_on_disk = calloc((size_t)r->nb + 1, sizeof *r->rec_on_disk);
+    if (!r->rec_crc || !r->rec_on_disk)
+        return nomem();
+    r->disk_records = true;
+    r->feat_file_bytes += (int64_t)bytes;
+    return lego_ok();
+}
+
+/* Where slot i of batch k's record sits in the file (after the cut's). */
+static off_t record_at(const run *r, int64_t k, int i)
+{
+    return (off_t)cut_bytes(r) * (off_t)r->nb + ((off_t)k * (off_t)r->record + (off_t)r->slots[i].off) * (off_t)sizeof(float);
+}
+
+/* Stage 1: slot i of batch k, straight from the teacher's memory. */
+static lego_status save_slot(run *r, int64_t k, int i, const float *x)
+{
+    size_t n = sizeof(float) * (size_t)r->slots[i].floats;
+    off_t at = record_at(r, k, i);
+    for (size_t done = 0; done < n;) {
+        ssize_t w = pwrite(r->feat_fd, (const char *)x + done, n - done, at + (off_t)done);
+        if (w <= 0)
+            return lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->feat_path, w < 0 ? strerror(errno) : "no progress");
+        done += (size_t)w;
+    }
+    r->rec_crc[k * r->n_slots + i] = (uint32_t)crc_add(crc32(0L, Z_NULL, 0), x, n);
+    return lego_ok();
+}
+
+/* Batch k's record from the file into rec_buf, checked, and feat[] onto it. */
+static lego_status load_record(run *r, int64_t k, const float **feat)
+{
+    for (int i = 0; i < r->n_slots; i++) {
+        size_t n = sizeof(float) * (size_t)r->slots[i].floats;
+        char *to = (char *)(r->rec_buf + r->slots[i].off);
+        off_t at = record_at(r, k, i);
+        for (size_t done = 0; done < n;) {
+            ssize_t got = pread(r->feat_fd, to + done, n - done, at + (off_t)done);
+            if (got <= 0)
+                return lego_error(LEGO_ERR_IO, "%s: cannot read back batch %lld's features: %s", r->feat_path,
+                                  (long long)k + 1, got < 0 ? strerror(errno) : "the file is cut short");
+            done += (size_t)got;
+        }
+        if ((uint32_t)crc_add(crc32(0L, Z_NULL, 0), to, n) != r->rec_crc[k * r->n_slots + i])
+            return lego_error(LEGO_ERR_FORMAT, "%s was changed during the run (batch %lld's features fail their checksum)",
+                              r->feat_path, (long long)k + 1);
+        feat[i] = (const float *)to;
+    }
+    return lego_ok();
+}
+
+/* Once every batch's record is on disk, the teacher (its kernels' weights
+ * and activations) goes, and one record's buffer takes its place. */
+static lego_status drop_teacher(run *r)
+{
+    if (!r->disk_records || r->teacher_dropped)
+        return lego_ok();
+    for (int64_t k = 0; k < r->nb; k++)
+        if (!r->rec_on_disk[k])
+            return lego_ok();
+    if (r->teacher_planned)
+        exec_plan_free(&r->teacher);
+    r->teacher_planned = false;
+    r->teacher_dropped = true;
+    if (!(r->rec_buf = lego_aligned_alloc(sizeof(float) * (size_t)(r->record ? r->record : 1))))
+        return nomem();
+    return lego_ok();
+}
+
 static lego_status open_features(run *r, bool resumed)
 {
     if (r->n_stages < 2)
         return lego_ok();
-    int flags = r->stage == 1 ? O_RDONLY : O_RDWR | O_CREAT | (resumed ? 0 : O_TRUNC);
+    LEGO_TRY(plan_disk_records(r));
+    int flags = r->stage == 1 ? (r->disk_records ? O_RDWR : O_RDONLY) : O_RDWR | O_CREAT | (resumed ? 0 : O_TRUNC);
     r->feat_fd = open(r->feat_path, flags | O_CLOEXEC, 0644);
     if (r->feat_fd < 0)
         return lego_error(LEGO_ERR_IO, "%s: cannot %s: %s%s", r->feat_path, r->stage == 1 ? "open" : "create",
@@ -1145,6 +1243,7 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
     p->vt[g->inputs[0]].data = r->x.data; /* kernels never write their inputs */
     /* the cache is optional: without memory for the record, no record */
     float *rec = r->want[k] ? lego_aligned_alloc(sizeof(float) * (size_t)r->record) : NULL;
+    bool save = r->disk_records && !r->rec_on_disk[k];
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     lego_status st = lego_ok();
     int next = 0, nb = r->n_ready;
@@ -1165,6 +1264,8 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
             for (int e = 0; e < 2; e++) {
                 const slot *x = &r->slots[sl[e]];
                 feat[sl[e]] = p->vt[x->tv].data;
+                if (save && (st = save_slot(r, k, sl[e], feat[sl[e]])).code)
+                    break;
                 if (rec) {
                     memcpy(rec + x->off, feat[sl[e]], sizeof(float) * (size_t)x->floats);
                     feat[sl[e]] = rec + x->off;
@@ -1186,6 +1287,8 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
     if (students && !r->interleave && st.code == LEGO_OK)
         st = step_all(r, feat, training, epoch, -1);
     r->teacher_count++;
+    if (save && st.code == LEGO_OK)
+        r->rec_on_disk[k] = true;
     if (rec && st.code == LEGO_OK) {
         r->cache[k] = rec;
         r->cached++;
@@ -1199,10 +1302,24 @@ static lego_status teacher_pass(run *r, int64_t k, const float **feat, bool stud
  * every student on them when `students`. */
 static lego_status batch_pass(run *r, int64_t k, const float **feat, bool students, bool training, int epoch)
 {
-    if (!r->cache[k])
+    if (r->teacher_dropped) {
+        LEGO_TRY(load_record(r, k, feat));
+    } else if (r->cache[k]) {
+        cached_features(r, k, feat);
+    } else {
         return teacher_pass(r, k, feat, students, training, epoch);
-    cached_features(r, k, feat);
+    }
     return students ? step_all(r, feat, training, epoch, -1) : lego_ok();
+}
+
+/* Whether batch k's input is to be read before its pass: the dataset is a
+ * stream, read in order; the features file is read where the teacher will
+ * run (`runs`: the pass computes the batch). */
+static bool read_input(const run *r, int64_t k, bool runs)
+{
+    if (r->n_stages < 2 || r->stage == 0)
+        return true;
+    return runs && !r->cache[k] && !r->teacher_dropped;
 }
 
 /* Mean squared error of pred against target (n floats) and, when grad is
@@ -1376,8 +1493,10 @@ static lego_status first_pass(run *r)
         return nomem();
     lego_status st = lego_ok();
     for (int64_t k = 0; k < r->nb && st.code == LEGO_OK; k++) {
-        st = next_batch(r, k);
-        if (st.code == LEGO_OK && (k >= r->nt || r->want[k]))
+        bool runs = k >= r->nt || r->want[k];
+        if (read_input(r, k, runs))
+            st = next_batch(r, k);
+        if (st.code == LEGO_OK && runs)
             st = batch_pass(r, k, feat, k >= r->nt, false, -1);
         progress_update(&bar, k + 1, NULL);
     }
@@ -1418,7 +1537,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
     double t0 = now_seconds();
     lego_status st = lego_ok();
     for (int64_t k = 0; k < r->nt && st.code == LEGO_OK; k++) {
-        if (stream)
+        if (stream && read_input(r, k, true))
             st = next_batch(r, k);
         if (st.code == LEGO_OK)
             st = batch_pass(r, k, feat, true, true, epoch);
@@ -1433,7 +1552,7 @@ static lego_status train_epoch(run *r, int epoch, retrain_epoch *es)
     progress hb;
     progress_start(&hb, "  held-out", r->nh, o->quiet);
     for (int64_t k = r->nt; k < r->nb && st.code == LEGO_OK; k++) {
-        if (stream)
+        if (stream && read_input(r, k, true))
             st = next_batch(r, k);
         if (st.code == LEGO_OK)
             st = batch_pass(r, k, feat, true, false, epoch);
@@ -2057,7 +2176,7 @@ static lego_status fill_result(const run *r, retrain_result *res)
     res->stage_blocks[0] = res->stage_blocks[1] = 0;
     for (int b = 0; b < r->lib.n_blocks; b++)
         res->stage_blocks[r->n_stages > 1 && r->in_stage1[b] ? 1 : 0]++;
-    res->feature_file_bytes = r->n_stages > 1 ? r->nb * cut_bytes(r) : 0;
+    res->feature_file_bytes = r->n_stages > 1 ? r->feat_file_bytes : 0;
     res->batches = r->nb;
     res->train_samples = r->nt * r->o->batch;
     res->holdout_samples = r->nh * r->o->batch;
@@ -2115,6 +2234,7 @@ static lego_status run_epochs(run *r, int start, retrain_epoch_fn on_epoch, void
         es.stage_blocks = r->n_ready;
         res->teacher_batches[e + 1] += es.teacher_batches;
         LEGO_TRY(write_state(r, e + 1, r->seconds_before + now_seconds() - t_start));
+        LEGO_TRY(drop_teacher(r));
         res->epochs_done = e + 1;
         LEGO_TRY(fill_result(r, res));
         bool more = e + 1 < o->epochs || r->stage + 1 < r->n_stages;

@@ -53,6 +53,11 @@
  * pair of block boundaries at the batch size) says one stage would hold
  * more than 128 MiB and the best cut lowers that by a fifth or more, and
  * the file fits on the library's disk. The file goes with the checkpoint.
+ * Unless a feature cache was asked for, the second stage also appends each
+ * batch's features (every boundary it reads) to the file the first time its
+ * teacher computes them, when all of them take at most 1 GiB and fit; once
+ * every batch's are there it frees its teacher and reads them instead, so
+ * its teacher runs once per batch rather than once per epoch.
  *
  * Checkpoints and the library. After every epoch LIB/retrain.state receives
  * every student's current and best weights (BatchNorm statistics included;
