@@ -971,9 +971,10 @@ static lego_status load_cut(run *r, int64_t k)
     return lego_ok();
 }
 
-/* Stage 1 of two keeps its records on disk when nothing else caches them
- * and they take at most DISK_RECORDS_MAX and fit: its teacher then runs once
- * per batch, not once per epoch, for one record's memory. */
+/* Stage 1 of two keeps its records on disk when nothing else caches them,
+ * a later epoch will read them, and they take at most DISK_RECORDS_MAX and
+ * fit: its teacher then runs once per batch, not once per epoch, for one
+ * record's memory. */
 #define DISK_RECORDS_MAX ((double)(1 << 30))
 
 static lego_status plan_disk_records(run *r)
@@ -981,7 +982,7 @@ static lego_status plan_disk_records(run *r)
     r->feat_file_bytes = r->nb * cut_bytes(r);
     double bytes = (double)r->nb * (double)r->record * sizeof(float);
     struct statvfs fs;
-    if (r->stage != 1 || r->o->cache_bytes >= 0 || bytes > DISK_RECORDS_MAX ||
+    if (r->stage != 1 || r->o->cache_bytes >= 0 || r->o->epochs < 2 || bytes > DISK_RECORDS_MAX ||
         statvfs(r->lib.dir, &fs) != 0 || (double)fs.f_bavail * (double)fs.f_frsize < 1.1 * bytes)
         return lego_ok();
     r->rec_crc = calloc((size_t)(r->nb * r->n_slots) + 1, sizeof *r->rec_crc);
