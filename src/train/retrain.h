@@ -53,9 +53,10 @@
  * pair of block boundaries at the batch size) says one stage would hold
  * more than 128 MiB and the best cut lowers that by a fifth or more, and
  * the file fits on the library's disk. The file goes with the checkpoint.
- * Unless a feature cache was asked for, the second stage also appends each
- * batch's features (every boundary it reads) to the file the first time its
- * teacher computes them, when all of them take at most 1 GiB and fit; once
+ * Unless a feature cache was asked for, the second stage of a run of two or
+ * more epochs also appends each batch's features (every boundary it reads)
+ * to the file the first time its teacher computes them, when all of them
+ * take at most 1 GiB and fit; once
  * every batch's are there it frees its teacher and reads them instead, so
  * its teacher runs once per batch rather than once per epoch.
  *
@@ -63,7 +64,10 @@
  * every student's current and best weights (BatchNorm statistics included;
  * best only where retraining improved them, and only there: they are not
  * kept in memory), Adam's state and the losses, atomically; with resume a run continues from
- * it, after checking it belongs to this library and these options. The
+ * it, after checking it belongs to this library and these options (a
+ * staged run's checkpoint also holds the split, the stage, the cut's
+ * checksums and, for a finished stage's students, only their losses and
+ * kept weights; resuming keeps its split whatever `stages` says). The
  * library itself changes only once, at the end: the best weights go to new
  * descendant files, then manifest.json switches to them in one rename, then
  * the old files and retrain.state are removed (library_replace_descendant).
