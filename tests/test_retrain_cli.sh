@@ -26,7 +26,7 @@ check "retraining_loss for every descendant (0 at s = 0)" \
   test "$(grep -c '"retraining_loss":[[:space:]]*[0-9]' "$tmp/lib/manifest.json")" -eq 32
 check "and the training loss of the kept epoch" grep -q '"retraining_train_loss":[[:space:]]*[0-9]' "$tmp/lib/manifest.json"
 check "the run is recorded" grep -q '"retrain":[[:space:]]*{' "$tmp/lib/manifest.json"
-check "no checkpoint or temporary file left" test -z "$(ls -a "$tmp/lib" "$tmp/lib/blocks" | grep -E 'retrain.state|\.tmp')"
+check "no checkpoint or temporary file left" test -z "$(ls -a "$tmp/lib" "$tmp/lib/blocks" | grep -E 'retrain.state|retrain.features|\.tmp')"
 check "every file the manifest names is there, none else" \
   test "$(ls "$tmp/lib/blocks" | wc -l)" -eq 32
 expect 0 "1x8x32x32" -- "$bin" info "$tmp/lib/$(grep -o 'blocks/block-1-0.30[.r0-9]*.onnx' "$tmp/lib/manifest.json")"
@@ -80,7 +80,7 @@ expect 1 "at least two batches of 64 .* gives 1; lower the batch size" -- \
   "$bin" retrain "$tmp/lib0" --data "$tmp/idx" --batch 64 --quiet
 expect 1 "loss became (NaN|infinite)" -- "$bin" retrain "$tmp/lib0" --data "$tmp/idx" --batch 16 --lr 1e30 --quiet
 check "failed runs leave the library alone" test "$(cd "$tmp/lib0" && sha256sum manifest.json blocks/*)" = "$sum_before"
-check "and write no files into it" test -z "$(ls "$tmp/lib0" "$tmp/lib0/blocks" | grep -E 'retrain.state|\.r[0-9]|\.tmp')"
+check "and write no files into it" test -z "$(ls "$tmp/lib0" "$tmp/lib0/blocks" | grep -E 'retrain.state|retrain.features|\.r[0-9]|\.tmp')"
 cp -r "$tmp/lib0" "$tmp/bad"
 printf 'x' | dd of="$tmp/bad/blocks/block-3-0.60.onnx" bs=1 seek=100 conv=notrunc 2>/dev/null
 expect 1 "block-3-0.60.onnx.*SHA-256" -- "$bin" retrain "$tmp/bad" --data "$tmp/idx" --quiet
