@@ -15,7 +15,9 @@
  * and gradients, so memory holds one training plan per thread rather than
  * one per student. When those buffers together would pass 256 MiB (a
  * full-width ResNet18's first block trains in ~0.3 GB at batch 128) there
- * are fewer groups, down to one student at a time with threaded kernels.
+ * are fewer groups, down to one student at a time with threaded kernels;
+ * one group too when the students are large (a step of over 4 GFLOP on
+ * average), whose own kernels keep the threads busy.
  * The teacher runs as an inference plan whose buffers are reused by
  * lifetime; when students run one at a time, it runs a step at a time and
  * a block's students step as soon as its exit is computed, its boundaries'
