@@ -72,6 +72,8 @@ typedef struct run {
     const retrain_options *o;
     block_library lib;
     bool lib_open;
+    lego_graph full;    /* the teacher's whole model, until a stage cuts its trunk out */
+    bool full_init;
     lego_graph trunk;
     bool trunk_init;
     exec_plan teacher;  /* inference, activations laid out by lifetime */
@@ -222,9 +224,12 @@ static void end_stage(run *r)
     r->rec_crc = NULL, r->rec_on_disk = NULL, r->rec_buf = NULL;
 }
 
+static void release_full(run *r);
+
 static void run_free(run *r)
 {
     end_stage(r);
+    release_full(r);
     for (int i = 0; r->st && i < r->n_st; i++)
         drop_student(r, &r->st[i]);
     free(r->st);
@@ -880,6 +885,13 @@ static double stage_estimate(const run *r, const bool *in, bool which)
     return fixed + 4.0 * pair;
 }
 
+/* Whether the library's disk has room for `bytes` more, with a tenth to spare. */
+static bool disk_has_room(const char *dir, double bytes)
+{
+    struct statvfs fs;
+    return statvfs(dir, &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize >= 1.1 * bytes;
+}
+
 /* Split in two where a block's entry separates the blocks, if the options
  * or the estimate say so (retrain.h); a resumed run keeps its checkpoint's
  * split (want_cut: its cut, "" for none). */
@@ -935,9 +947,7 @@ static lego_status plan_stages(run *r, const lego_graph *full, const char *want_
     const lego_tensor *ct = &full->values[graph_find_value(full, lib->blocks[best_c].entry)].t;
     int64_t cut_floats = (int64_t)r->o->batch * per_image(ct->dims, ct->rank);
     double file = (double)r->nb * (double)cut_floats * sizeof(float);
-    struct statvfs fs;
-    if (!want_cut && r->o->stages == 0 &&
-        (statvfs(lib->dir, &fs) != 0 || (double)fs.f_bavail * (double)fs.f_frsize < 1.1 * file))
+    if (!want_cut && r->o->stages == 0 && !disk_has_room(lib->dir, file))
         return lego_ok(); /* no room for the features: one stage */
     r->n_stages = 2;
     r->cut_floats = cut_floats;
@@ -953,18 +963,42 @@ static lego_status plan_stages(run *r, const lego_graph *full, const char *want_
 
 static int64_t cut_bytes(const run *r) { return r->cut_floats * (int64_t)sizeof(float); }
 
-/* Stage 0: batch k's cut features into the file, once. */
-static lego_status save_cut(run *r, int64_t k, const float *x)
+static uint32_t crc_of(const void *d, size_t n) { return (uint32_t)crc_add(crc32(0L, Z_NULL, 0), d, n); }
+
+/* n bytes at x into the features file at `at`; *crc receives their CRC-32. */
+static lego_status save_features(run *r, off_t at, const void *x, size_t n, uint32_t *crc)
 {
-    size_t n = (size_t)cut_bytes(r);
-    off_t at = (off_t)k * (off_t)n;
     for (size_t done = 0; done < n;) {
         ssize_t w = pwrite(r->feat_fd, (const char *)x + done, n - done, at + (off_t)done);
         if (w <= 0)
             return lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->feat_path, w < 0 ? strerror(errno) : "no progress");
         done += (size_t)w;
     }
-    r->feat_crc[k] = (uint32_t)crc_add(crc32(0L, Z_NULL, 0), x, n);
+    *crc = crc_of(x, n);
+    return lego_ok();
+}
+
+/* n bytes of the features file at `at` into x: how many there were (fewer
+ * at the file's end), or -1 on a read error (errno says which). */
+static ssize_t read_features(const run *r, off_t at, void *x, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = pread(r->feat_fd, (char *)x + done, n - done, at + (off_t)done);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+/* Stage 0: batch k's cut features into the file, once. */
+static lego_status save_cut(run *r, int64_t k, const float *x)
+{
+    size_t n = (size_t)cut_bytes(r);
+    LEGO_TRY(save_features(r, (off_t)k * (off_t)n, x, n, &r->feat_crc[k]));
     r->feat_written[k] = true;
     return lego_ok();
 }
@@ -973,17 +1007,13 @@ static lego_status save_cut(run *r, int64_t k, const float *x)
 static lego_status load_cut(run *r, int64_t k)
 {
     size_t n = (size_t)cut_bytes(r);
-    off_t at = (off_t)k * (off_t)n;
-    for (size_t done = 0; done < n;) {
-        ssize_t got = pread(r->feat_fd, (char *)r->x.data + done, n - done, at + (off_t)done);
-        if (got < 0)
-            return lego_error(LEGO_ERR_IO, "%s: read error: %s", r->feat_path, strerror(errno));
-        if (got == 0)
-            return lego_error(LEGO_ERR_FORMAT, "%s is cut short (batch %lld of %lld is missing); run without --resume to start over",
-                              r->feat_path, (long long)k + 1, (long long)r->nb);
-        done += (size_t)got;
-    }
-    if (!r->feat_written[k] || (uint32_t)crc_add(crc32(0L, Z_NULL, 0), r->x.data, n) != r->feat_crc[k])
+    ssize_t got = read_features(r, (off_t)k * (off_t)n, r->x.data, n);
+    if (got < 0)
+        return lego_error(LEGO_ERR_IO, "%s: read error: %s", r->feat_path, strerror(errno));
+    if ((size_t)got < n)
+        return lego_error(LEGO_ERR_FORMAT, "%s is cut short (batch %lld of %lld is missing); run without --resume to start over",
+                          r->feat_path, (long long)k + 1, (long long)r->nb);
+    if (!r->feat_written[k] || crc_of(r->x.data, n) != r->feat_crc[k])
         return lego_error(LEGO_ERR_FORMAT, "%s is damaged (batch %lld of %lld fails its checksum); run without --resume to start over",
                           r->feat_path, (long long)k + 1, (long long)r->nb);
     return lego_ok();
@@ -999,9 +1029,8 @@ static lego_status plan_disk_records(run *r)
 {
     r->feat_file_bytes = r->nb * cut_bytes(r);
     double bytes = (double)r->nb * (double)r->record * sizeof(float);
-    struct statvfs fs;
     if (r->stage != 1 || r->o->cache_bytes >= 0 || r->o->epochs < 2 || bytes > DISK_RECORDS_MAX ||
-        statvfs(r->lib.dir, &fs) != 0 || (double)fs.f_bavail * (double)fs.f_frsize < 1.1 * bytes)
+        !disk_has_room(r->lib.dir, bytes))
         return lego_ok();
     r->rec_crc = calloc((size_t)(r->nb * r->n_slots) + 1, sizeof *r->rec_crc);
     r->rec_on_disk = calloc((size_t)r->nb + 1, sizeof *r->rec_on_disk);
@@ -1021,16 +1050,8 @@ static off_t record_at(const run *r, int64_t k, int i)
 /* Stage 1: slot i of batch k, straight from the teacher's memory. */
 static lego_status save_slot(run *r, int64_t k, int i, const float *x)
 {
-    size_t n = sizeof(float) * (size_t)r->slots[i].floats;
-    off_t at = record_at(r, k, i);
-    for (size_t done = 0; done < n;) {
-        ssize_t w = pwrite(r->feat_fd, (const char *)x + done, n - done, at + (off_t)done);
-        if (w <= 0)
-            return lego_error(LEGO_ERR_IO, "%s: cannot write: %s", r->feat_path, w < 0 ? strerror(errno) : "no progress");
-        done += (size_t)w;
-    }
-    r->rec_crc[k * r->n_slots + i] = (uint32_t)crc_add(crc32(0L, Z_NULL, 0), x, n);
-    return lego_ok();
+    return save_features(r, record_at(r, k, i), x, sizeof(float) * (size_t)r->slots[i].floats,
+                         &r->rec_crc[k * r->n_slots + i]);
 }
 
 /* Batch k's record from the file into rec_buf, checked, and feat[] onto it. */
@@ -1039,15 +1060,11 @@ static lego_status load_record(run *r, int64_t k, const float **feat)
     for (int i = 0; i < r->n_slots; i++) {
         size_t n = sizeof(float) * (size_t)r->slots[i].floats;
         char *to = (char *)(r->rec_buf + r->slots[i].off);
-        off_t at = record_at(r, k, i);
-        for (size_t done = 0; done < n;) {
-            ssize_t got = pread(r->feat_fd, to + done, n - done, at + (off_t)done);
-            if (got <= 0)
-                return lego_error(LEGO_ERR_IO, "%s: cannot read back batch %lld's features: %s", r->feat_path,
-                                  (long long)k + 1, got < 0 ? strerror(errno) : "the file is cut short");
-            done += (size_t)got;
-        }
-        if ((uint32_t)crc_add(crc32(0L, Z_NULL, 0), to, n) != r->rec_crc[k * r->n_slots + i])
+        ssize_t got = read_features(r, record_at(r, k, i), to, n);
+        if (got < 0 || (size_t)got < n)
+            return lego_error(LEGO_ERR_IO, "%s: cannot read back batch %lld's features: %s", r->feat_path,
+                              (long long)k + 1, got < 0 ? strerror(errno) : "the file is cut short");
+        if (crc_of(to, n) != r->rec_crc[k * r->n_slots + i])
             return lego_error(LEGO_ERR_FORMAT, "%s was changed during the run (batch %lld's features fail their checksum)",
                               r->feat_path, (long long)k + 1);
         feat[i] = (const float *)to;
@@ -1090,6 +1107,31 @@ static lego_status open_features(run *r, bool resumed)
 
 static lego_status peek_cut(run *r, char **cut, int *stage);
 
+/* r->full: the library's model with every block at sparsity 0. */
+static lego_status compose_full(run *r)
+{
+    if (r->full_init)
+        return lego_ok();
+    int *choice = calloc((size_t)r->lib.n_blocks + 1, sizeof *choice);
+    if (!choice)
+        return nomem();
+    lego_status st = compose_model(&r->lib, choice, &r->full);
+    free(choice);
+    r->full_init = st.code == LEGO_OK;
+    return st;
+}
+
+/* r->full gone, and the library's sparsity-0 graphs it was made of (a
+ * trunk has its own copy of what it needs). */
+static void release_full(run *r)
+{
+    if (r->full_init)
+        graph_free(&r->full);
+    r->full_init = false;
+    for (int b = 0; r->lib_open && b < r->lib.n_blocks; b++)
+        library_unload(&r->lib, b, 0);
+}
+
 /* The library, the data, the students and the stages. */
 static lego_status setup(run *r, const char *dir)
 {
@@ -1104,29 +1146,24 @@ static lego_status setup(run *r, const char *dir)
     if (!r->state_path || !r->feat_path)
         return nomem();
 
-    /* the teacher, and the data shaped for it */
-    int *choice = calloc((size_t)lib->n_blocks, sizeof *choice);
-    if (!choice)
-        return nomem();
+    /* the teacher (kept for the first stage's trunk), and the data shaped
+     * for it */
     for (int b = 0; b < lib->n_blocks; b++)
-        if (lib->blocks[b].n_desc < 1 || lib->blocks[b].desc[0].sparsity != 0) {
-            free(choice);
+        if (lib->blocks[b].n_desc < 1 || lib->blocks[b].desc[0].sparsity != 0)
             return lego_error(LEGO_ERR_FORMAT, "%s: block %d has no sparsity-0 descendant (the teacher's block)", dir, b);
-        }
-    lego_graph full;
-    lego_status st = compose_model(lib, choice, &full);
-    free(choice);
-    LEGO_TRY(st);
+    LEGO_TRY(compose_full(r));
+    lego_graph *full = &r->full;
+    lego_status st = lego_ok();
     const char *tname = o->task ? o->task : "classification";
     const lego_task *task = task_find(tname);
     if (!task)
         st = lego_error(LEGO_ERR_ARG, "no task '%s' (known: %s)", tname, task_names());
     if (st.code == LEGO_OK)
-        st = task_open(task, o->data, &full, o->batch, o->max_train, -1, o->seed, &r->data);
+        st = task_open(task, o->data, full, o->batch, o->max_train, -1, o->seed, &r->data);
     for (int b = 0; b < lib->n_blocks && st.code == LEGO_OK; b++) {
         const char *names[2] = {lib->blocks[b].entry, lib->blocks[b].exit};
         for (int e = 0; e < 2 && st.code == LEGO_OK; e++)
-            if (graph_find_value(&full, names[e]) < 0)
+            if (graph_find_value(full, names[e]) < 0)
                 st = lego_error(LEGO_ERR_FORMAT, "%s: block %d's boundary '%s' is not a value of the composed teacher",
                                 lib->dir, b, names[e]);
     }
@@ -1155,30 +1192,17 @@ static lego_status setup(run *r, const char *dir)
     if (st.code == LEGO_OK && o->resume && file_exists(r->state_path))
         st = peek_cut(r, &want_cut, &r->stage);
     if (st.code == LEGO_OK)
-        st = plan_stages(r, &full, want_cut);
+        st = plan_stages(r, full, want_cut);
     free(want_cut);
-    graph_free(&full);
-    for (int b = 0; b < lib->n_blocks; b++)
-        library_unload(lib, b, 0);
     return st;
 }
 
 /* This stage's teacher, students and buffers. */
 static lego_status setup_stage(run *r, bool resumed)
 {
-    block_library *lib = &r->lib;
-    int *choice = calloc((size_t)lib->n_blocks, sizeof *choice);
-    if (!choice)
-        return nomem();
-    lego_graph full;
-    lego_status st = compose_model(lib, choice, &full);
-    free(choice);
-    LEGO_TRY(st);
-    st = setup_teacher(r, &full);
-    graph_free(&full);
-    /* the trunk has its own copy of the teacher's blocks */
-    for (int b = 0; b < lib->n_blocks; b++)
-        library_unload(lib, b, 0);
+    LEGO_TRY(compose_full(r)); /* the first stage finds it composed by setup */
+    lego_status st = setup_teacher(r, &r->full);
+    release_full(r);
     LEGO_TRY(st);
     LEGO_TRY(plan_cache(r));
     r->order = calloc((size_t)r->n_st + 1, sizeof *r->order);
