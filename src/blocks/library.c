@@ -38,7 +38,6 @@ static char *dup_str(const char *s)
     return d;
 }
 
-
 /* ---- sparsities ---------------------------------------------------------------- */
 
 lego_status library_check_sparsities(const double *s, int n)

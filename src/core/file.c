@@ -15,29 +15,33 @@ bool file_id_equal(const file_id *a, const file_id *b)
            a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s && a->ctime_ns == b->ctime_ns;
 }
 
+static file_id id_of_stat(const struct stat *sb)
+{
+    return (file_id){.dev = (uint64_t)sb->st_dev,
+                     .ino = (uint64_t)sb->st_ino,
+                     .size = (int64_t)sb->st_size,
+                     .mtime_s = (int64_t)sb->st_mtim.tv_sec,
+                     .mtime_ns = (int64_t)sb->st_mtim.tv_nsec,
+                     .ctime_s = (int64_t)sb->st_ctim.tv_sec,
+                     .ctime_ns = (int64_t)sb->st_ctim.tv_nsec};
+}
+
 lego_status file_id_of(FILE *f, const char *path, file_id *id)
 {
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0)
         return lego_error(LEGO_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    *id = (file_id){.dev = (uint64_t)sb.st_dev,
-                    .ino = (uint64_t)sb.st_ino,
-                    .size = (int64_t)sb.st_size,
-                    .mtime_s = (int64_t)sb.st_mtim.tv_sec,
-                    .mtime_ns = (int64_t)sb.st_mtim.tv_nsec,
-                    .ctime_s = (int64_t)sb.st_ctim.tv_sec,
-                    .ctime_ns = (int64_t)sb.st_ctim.tv_nsec};
+    *id = id_of_stat(&sb);
     return lego_ok();
 }
 
 lego_status file_id_of_path(const char *path, file_id *id)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    struct stat sb;
+    if (stat(path, &sb) != 0)
         return lego_error(LEGO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    lego_status st = file_id_of(f, path, id);
-    fclose(f);
-    return st;
+    *id = id_of_stat(&sb);
+    return lego_ok();
 }
 
 lego_status file_read_all(const char *path, unsigned char **buf, size_t *len)

@@ -53,6 +53,9 @@ static void one_thread(void) {}
 #define MIN_BLOCK 32
 #define SPLIT_PIECES 4 /* units wanted per call, as conv.c's split_small_batch */
 
+/* Buffers carved out of one scratch start on 64-byte boundaries. */
+static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 static dnnl_engine_t engine;
 static bool engine_ok;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
@@ -585,7 +588,7 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         return false;
     for (int i = 0; i < MAX_UNITS; i++) {
         const kind *kd = &k->k[i];
-        size_t need = (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0) + kd->pad_bytes;
+        size_t need = (kd->to_plain ? align64(kd->dst_bytes) : 0) + kd->pad_bytes;
         k->scratch = need > k->scratch ? need : k->scratch;
     }
     return pack_weights(k, w);
@@ -772,7 +775,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
     unsigned char *own_src = NULL;
     if (r->src_per_unit) {
         own_src = mine;
-        mine += (k->src_bytes + 63) / 64 * 64;
+        mine += align64(k->src_bytes);
     }
     int64_t img = k->ipu * s->c * s->h * s->w, opix = k->ipu * s->ho * s->wo; /* per call */
     for (int64_t u = begin; u < end; u++) {
@@ -802,7 +805,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
             y = r->y + n * s->m * opix + oc0;
         bool reorder_y = kd->to_plain && !r->y_native;
         void *dst = reorder_y || copy_y ? (void *)mine : (void *)y;
-        unsigned char *pad = mine + (kd->to_plain ? (kd->dst_bytes + 63) / 64 * 64 : 0);
+        unsigned char *pad = mine + (kd->to_plain ? align64(kd->dst_bytes) : 0);
         arg a[7] = {{DNNL_ARG_SRC, &kd->src_md, src},
                     {DNNL_ARG_WEIGHTS, &kd->wei_md, (unsigned char *)k->wei + wei_off},
                     {DNNL_ARG_DST, &kd->dst_md, dst},
@@ -872,8 +875,8 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
     bool per_unit = reorder_x && k->blocks == 1;
     size_t src_total = reorder_x && !per_unit ? (size_t)calls * k->src_bytes : 0;
     run r = {.k = k, .x = x, .y = y, .y_native = y_native, .src_per_unit = per_unit,
-             .per_thread = k->scratch + (per_unit ? (k->src_bytes + 63) / 64 * 64 : 0)};
-    size_t total = (src_total + 63) / 64 * 64 + r.per_thread * (size_t)sp.threads;
+             .per_thread = k->scratch + (per_unit ? align64(k->src_bytes) : 0)};
+    size_t total = align64(src_total) + r.per_thread * (size_t)sp.threads;
     par_split sx = par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w));
     bool claimed = !atomic_exchange(&k->binding, true);
     r.bound = claimed && conv_dnnl_bind(&k->bind, sp.threads > sx.threads ? sp.threads : sx.threads) ? k : NULL;
@@ -885,7 +888,7 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
         return false;
     }
     r.src = reorder_x && !per_unit ? buf : x_native ? (unsigned char *)x : NULL;
-    r.scratch = buf + (src_total + 63) / 64 * 64;
+    r.scratch = buf + align64(src_total);
     if (reorder_x && !per_unit)
         parallel_run(calls, sx, src_images, &r);
     if (!atomic_load(&r.failed))
