@@ -126,6 +126,24 @@ static char *snapshot(const char *dir)
     return out;
 }
 
+/* dir/name into path. */
+static void lib_file(const char *dir, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+}
+
+/* A snapshot without the line of file `name` (top level); false when it
+ * has none. */
+static bool drop_line(char *snap, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "/%s ", name);
+    char *at = strstr(snap, key), *eol = at ? strchr(at, '\n') : NULL;
+    if (eol)
+        memmove(at, eol + 1, strlen(eol + 1) + 1);
+    return eol != NULL;
+}
+
 /* The SHA-256 of descendant (b, d)'s current file. */
 static void desc_sha(const block_library *lib, int b, int d, char hex[65])
 {
@@ -259,7 +277,7 @@ static void test_run(const char *data)
         library_free(&lib);
     }
     char state[600];
-    snprintf(state, sizeof state, "%s/%s", dir, RETRAIN_STATE_FILE);
+    lib_file(dir, RETRAIN_STATE_FILE, state, sizeof state);
     CHECK(!file_exists(state));
     retrain_result_free(&r);
     library_free(&before);
@@ -327,12 +345,7 @@ static void test_run(const char *data)
         retrain_result_free(&r);
         char *after = snapshot(dir5);
         /* the same files plus retrain.state */
-        char *extra = strstr(after, "/" RETRAIN_STATE_FILE " ");
-        CHECK(extra != NULL);
-        if (extra) {
-            char *eol = strchr(extra, '\n');
-            memmove(extra, eol + 1, strlen(eol + 1) + 1);
-        }
+        CHECK(drop_line(after, RETRAIN_STATE_FILE));
         CHECK(strcmp(snap, after) == 0);
         free(after);
         block_library l;
@@ -376,20 +389,6 @@ static bool stop_at(void *ctx, const retrain_epoch *e)
     return ++c[0] != c[1];
 }
 
-static void lib_file(const char *dir, const char *name, char *path, size_t len)
-{
-    snprintf(path, len, "%s/%s", dir, name);
-}
-
-/* A snapshot without the line of file `name` (top level). */
-static void drop_line(char *snap, const char *name)
-{
-    char key[64];
-    snprintf(key, sizeof key, "/%s ", name);
-    char *at = strstr(snap, key), *eol = at ? strchr(at, '\n') : NULL;
-    if (eol)
-        memmove(at, eol + 1, strlen(eol + 1) + 1);
-}
 
 /* Split in two stages, a run writes the same files as in one; interrupted
  * after any epoch of either stage and resumed, it still does; the features
@@ -598,7 +597,7 @@ static void test_failures(const char *data, const char *wide)
     retrain_result_free(&r);
 
     /* a damaged checkpoint is refused */
-    snprintf(path, sizeof path, "%s/%s", dir, RETRAIN_STATE_FILE);
+    lib_file(dir, RETRAIN_STATE_FILE, path, sizeof path);
     CHECK_OK(file_write_atomic(path, "LEGORTRN and then nothing that makes sense", 42));
     o = options(data);
     o.resume = true;
