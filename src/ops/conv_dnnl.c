@@ -122,7 +122,8 @@ typedef struct kind {
     int64_t oc, pix;  /* output channels; output pixels per image (rows x width) */
     dnnl_alg_kind_t alg; /* the algorithm oneDNN took (conv_dnnl_algorithm) */
     int lay;          /* OP_LAYOUT_* of dst_md (dense), -1 when none */
-    bool padded16;    /* dst_md is nChw16c with oc not a multiple of 16: blocks padded with zeros */
+    int padded;       /* 16 or 8: dst_md is nChw16c or nChw8c with oc not a multiple of that
+                         block, the last block padded with zeros; 0 otherwise */
     dnnl_primitive_t conv, to_plain; /* to_plain: NULL when dst is NCHW already */
     dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, plain_md, pad_md, chan_md;
     size_t dst_bytes, pad_bytes, wei_bytes;
@@ -237,12 +238,18 @@ static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_for
 }
 
 /* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
+/* Channels per block of a blocked OP_LAYOUT_*; 1 for the others. */
+static int64_t layout_block(int lay)
+{
+    return lay == OP_LAYOUT_NCHW16C ? 16 : lay == OP_LAYOUT_NCHW8C ? 8 : 1;
+}
+
 static int layout_of(const dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w)
 {
     int64_t d[4] = {mb, c, h, w};
-    static const dnnl_format_tag_t tags[3] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c};
-    for (int i = 0; i < 3; i++) {
-        if (i == OP_LAYOUT_NCHW16C && c % 16 != 0)
+    static const dnnl_format_tag_t tags[4] = {dnnl_nchw, dnnl_nhwc, dnnl_nChw16c, dnnl_nChw8c};
+    for (int i = 0; i < 4; i++) {
+        if (c % layout_block(i) != 0)
             continue; /* padded to whole blocks: not one element per value */
         dnnl_memory_desc_t t;
         set_md(&t, 4, d, tags[i]);
@@ -332,11 +339,11 @@ static bool make_kind(dnnl_conv *k, const conv_shape *s, int64_t oc,
     out->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     out->pix = s->ho * s->wo;
     out->lay = layout_of(&out->dst_md, k->ipu, oc, s->ho, s->wo);
-    if (out->lay < 0 && oc % 16 != 0) {
+    int64_t d[4] = {k->ipu, oc, s->ho, s->wo};
+    for (int blk = 16; out->lay < 0 && !out->padded && blk >= 8; blk /= 2) {
         dnnl_memory_desc_t t;
-        int64_t d[4] = {k->ipu, oc, s->ho, s->wo};
-        set_md(&t, 4, d, dnnl_nChw16c);
-        out->padded16 = dnnl_memory_desc_equal(&out->dst_md, &t);
+        set_md(&t, 4, d, blk == 16 ? dnnl_nChw16c : dnnl_nChw8c);
+        out->padded = dnnl_memory_desc_equal(&out->dst_md, &t) ? blk : 0;
     }
     ok = make_primitive(&out->conv, pd);
     dnnl_primitive_desc_destroy(pd);
@@ -513,7 +520,7 @@ static bool pack_weights(dnnl_conv *k, const float *w)
 }
 
 /* A copy of v's n floats, followed by zeros up to a whole block of 16 (the
- * epilogue of a padded16 output reads whole blocks). */
+ * epilogue of a padded output reads whole blocks, of 16 or 8). */
 static float *copy_of(const float *v, int64_t n)
 {
     float *c = calloc((size_t)(n + 15) / 16 * 16, sizeof(float));
@@ -547,8 +554,8 @@ static bool make_kinds(dnnl_conv *k)
 }
 
 /* Whether every primitive writes a layout the epilogue can run on after it
- * (epilogue_nhwc, _nchw, _nchw16c). A blocked output whose channels do not
- * fill their last block (padded16) qualifies when the epilogue keeps its
+ * (epilogue_nhwc, _nchw, _blocked). A blocked output whose channels do not
+ * fill their last block (padded) qualifies when the epilogue keeps its
  * zero padding zero: the scale and shift are zero there (create_in), and a
  * clamp must hold 0. Otherwise post-ops handle it; but oneDNN's Winograd
  * takes no per-channel post-ops on such channel counts (45, 90 and 180 of a
@@ -558,8 +565,7 @@ static bool dense_dsts(const dnnl_conv *k)
     bool keeps_zero = !k->ep.clamp || (k->ep.lo <= 0.0f && k->ep.hi >= 0.0f);
     for (int64_t b = 0; b < k->blocks; b++) {
         const kind *kd = block_kind(k, b);
-        if (kd->lay != OP_LAYOUT_NCHW && kd->lay != OP_LAYOUT_NHWC && kd->lay != OP_LAYOUT_NCHW16C &&
-            !(kd->padded16 && keeps_zero))
+        if (kd->lay < 0 && !(kd->padded && keeps_zero))
             return false;
     }
     return true;
@@ -655,11 +661,14 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
         return OP_LAYOUT_NHWC;
     if (k->blocks == 1)
         return layout_of(&k->k[0].dst_md, k->ipu, s->m, s->ho, s->wo);
-    /* blocks of NHWC are copied into the image's NHWC (conv_units) */
+    /* blocks of NHWC are copied into the image's NHWC (conv_units); blocks
+     * of whole channel blocks (oc0 a multiple of 16) are a contiguous part
+     * of the image's nChw16c or nChw8c, written in place as NCHW's are */
+    int lay = k->k[0].lay;
     for (int64_t b = 0; b < k->blocks; b++)
-        if (block_kind(k, b)->lay != OP_LAYOUT_NHWC)
+        if (block_kind(k, b)->lay != lay)
             return -1;
-    return OP_LAYOUT_NHWC;
+    return lay == OP_LAYOUT_NHWC || layout_block(lay) > 1 ? lay : -1;
 }
 
 /* The epilogue on a primitive's dense output: y*a + b per channel, then the
@@ -709,25 +718,28 @@ static SIMD_CLONES void epilogue_nchw(float *y, int64_t planes, int64_t pix, con
     }
 }
 
-/* nChw16c (Winograd's output): per block of 16 channels, pix rows of 16 */
-static SIMD_CLONES void epilogue_nchw16c(float *y, int64_t oc, int64_t pix, const float *a,
-                                         const float *b, bool clamp, float lo, float hi)
+/* nChw16c (Winograd's output) and nChw8c (AVX2's direct kernels): per
+ * block of blk channels, pix rows of blk */
+static SIMD_CLONES void epilogue_blocked(float *y, int64_t oc, int64_t pix, int64_t blk,
+                                         const float *a, const float *b, bool clamp, float lo,
+                                         float hi)
 {
-    for (int64_t c0 = 0; c0 < oc; c0 += 16)
-        epilogue_nhwc(y + c0 * pix, pix, 16, a ? a + c0 : NULL, b ? b + c0 : NULL, clamp, lo, hi);
+    for (int64_t c0 = 0; c0 < oc; c0 += blk)
+        epilogue_nhwc(y + c0 * pix, pix, blk, a ? a + c0 : NULL, b ? b + c0 : NULL, clamp, lo, hi);
 }
 
 static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t oc0)
 {
     const float *a = k->scale ? k->scale + oc0 : NULL, *b = k->shift ? k->shift + oc0 : NULL;
-    /* a padded16 image is whole blocks, the padding included (dense_dsts) */
-    int64_t chans = kd->padded16 ? (kd->oc + 15) / 16 * 16 : kd->oc;
+    /* a padded image is whole blocks, the padding included (dense_dsts) */
+    int64_t blk = kd->padded ? kd->padded : layout_block(kd->lay);
+    int64_t chans = (kd->oc + blk - 1) / blk * blk;
     for (int64_t i = 0; i < k->ipu; i++) {
         float *yi = y + i * chans * kd->pix;
         if (kd->lay == OP_LAYOUT_NHWC)
             epilogue_nhwc(yi, kd->pix, kd->oc, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
-        else if (kd->lay == OP_LAYOUT_NCHW16C || kd->padded16)
-            epilogue_nchw16c(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
+        else if (blk > 1)
+            epilogue_blocked(yi, kd->oc, kd->pix, blk, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
         else
             epilogue_nchw(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
     }
@@ -800,7 +812,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
         }
         /* channel blocks into the image's NHWC: the block's own NHWC, then
          * copied row by row (brgconv refuses a strided view of the image) */
-        bool copy_y = r->y_native && !k->bands && k->blocks > 1;
+        bool copy_y = r->y_native && !k->bands && k->blocks > 1 && kd->lay == OP_LAYOUT_NHWC;
         if (copy_y)
             y = r->y + n * s->m * opix + oc0;
         bool reorder_y = kd->to_plain && !r->y_native;

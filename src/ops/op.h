@@ -147,8 +147,11 @@ typedef struct op_desc {
 
 /* Layouts of a 4-D activation, per image (one image after another). Every
  * element appears once, so a value takes the same bytes in each and the
- * elementwise ops (Add of equal shapes, Relu, Clip) run on any of them. */
-enum { OP_LAYOUT_NCHW = 0, OP_LAYOUT_NHWC = 1, OP_LAYOUT_NCHW16C = 2 };
+ * elementwise ops (Add of equal shapes, Relu, Clip) run on any of them.
+ * The blocked ones (channels in blocks of 16 or 8, then rows, columns, the
+ * block's channels) hold only channel counts that fill whole blocks. oneDNN
+ * picks nChw16c on AVX-512 and nChw8c on AVX2 for its direct kernels. */
+enum { OP_LAYOUT_NCHW = 0, OP_LAYOUT_NHWC = 1, OP_LAYOUT_NCHW16C = 2, OP_LAYOUT_NCHW8C = 3 };
 
 /* The descriptor for an ONNX op type in the default domain, or NULL. */
 const op_desc *op_find(const char *op_type);
