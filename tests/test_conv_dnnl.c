@@ -25,6 +25,7 @@
 #include "graph/exec.h"
 #include "onnx/onnx_export.h"
 #include "ops/conv_dnnl.h"
+#include "ops/conv_wino.h"
 #include "op_test.h"
 #ifdef LEGO_HAVE_DNNL
 #include "ops/conv_dnnl_impl.h"
@@ -237,7 +238,7 @@ static void winograd(void)
         {2, 32, 8, 45, 1, 1, 1},  /* a clamp that moves the padding's zeros: post-ops */
     };
     int taken = 0;
-    dnnl_conv_set_winograd(true); /* whatever LEGO_WINOGRAD says: this tests it */
+    conv_set_winograd(true); /* whatever LEGO_WINOGRAD says: this tests it */
     par_set_min_work(1);
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const int64_t *v = shapes[i];
@@ -260,11 +261,11 @@ static void winograd(void)
                   memcmp(got.data, more.data, lego_tensor_bytes(&got)) == 0);
             tensor_release(&more);
         }
-        dnnl_conv_set_winograd(false);
+        conv_set_winograd(false);
         conv_run(&q, true, 1, &more, &d2);
         CHECK(!last_winograd);
         check_close(more.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
-        dnnl_conv_set_winograd(true);
+        conv_set_winograd(true);
         tensor_release(&more), tensor_release(&want), tensor_release(&got);
     }
     par_set_min_work(0);
@@ -597,7 +598,7 @@ static void inverted_residual(const int64_t d[4])
     lego_tensor x;
     make(&x, LEGO_F32, 4, d, 1);
     par_set_min_work(1);
-    dnnl_conv_set_winograd(false); /* conv a stands for a dense 3x3 layer in NHWC */
+    conv_set_winograd(false); /* conv a stands for a dense 3x3 layer in NHWC */
     lego_tensor *first = NULL;
     for (int threads = 1; threads <= 2; threads++) {
         lego_set_num_threads(threads);
@@ -623,7 +624,7 @@ static void inverted_residual(const int64_t d[4])
         lego_tensor_free(plain[0]);
     }
     par_set_min_work(0);
-    dnnl_conv_set_winograd(true);
+    conv_set_winograd(true);
     lego_tensor_free(first);
     tensor_release(&x);
     graph_free(&b.g);

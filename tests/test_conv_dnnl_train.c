@@ -27,6 +27,7 @@
 #include "graph/autodiff.h"
 #include "onnx/onnx_import.h"
 #include "ops/conv_dnnl.h"
+#include "ops/conv_wino.h"
 #include "ops/conv_dnnl_train.h"
 #include "op_test.h"
 #include "train/trainer.h"
@@ -333,7 +334,7 @@ static void winograd(void)
         {8, 128, 4, 128, 1}, {16, 16, 32, 16, 1}, {4, 32, 9, 32, 0},
     };
     int taken = 0;
-    dnnl_conv_set_winograd(true); /* whatever LEGO_WINOGRAD says: this tests it */
+    conv_set_winograd(true); /* whatever LEGO_WINOGRAD says: this tests it */
     par_set_min_work(1);
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const int64_t *v = shapes[i];

@@ -27,6 +27,7 @@
 #include "blas.h"
 #include "conv_dnnl.h"
 #include "conv_dnnl_train.h"
+#include "conv_wino.h"
 #include "op.h"
 #include "simd.h"
 #include "window.h"
@@ -546,8 +547,8 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
  * being output channels from m0: a fused BatchNormalization's y*a + b,
  * then a Relu's or Clip's clamp, each computed exactly as batchnorm.c and
  * activation.c compute them, so that fusing changes no bits. */
-static void epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
-                          const conv_epilogue *e, int64_t m0)
+void conv_epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols, const conv_epilogue *e,
+                        int64_t m0)
 {
     for (int64_t i = 0; i < rows; i++) {
         float *r = y + i * ld;
@@ -565,13 +566,15 @@ static void epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
 }
 
 /* What an inference plan packed for one Conv (op_desc.pack): the epilogue
- * of the BatchNormalization and Relu/Clip fused after it, and oneDNN's
- * kernels when they run this shape (NULL: im2col + BLAS). */
+ * of the BatchNormalization and Relu/Clip fused after it, and the kernels
+ * that run this shape: oneDNN's, or our Winograd where oneDNN has none for
+ * a 3x3 layer (both NULL: im2col + BLAS). */
 typedef struct conv_packed {
     float *scale, *shift; /* the epilogue's, owned: m each */
     int64_t m;
     conv_epilogue ep;
     dnnl_conv *dnnl;
+    wino_conv *wino;
 } conv_packed;
 
 /* Conv units u = ((n*group + g)*tiles + t)*blocks + b: output channels
@@ -602,7 +605,7 @@ static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread
             lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, col, nt, 1.0f, yt, r->opix);
         }
         if (r->ep)
-            epilogue_rows(yt, r->opix, mb, nt, r->ep, g * r->mg + m0);
+            conv_epilogue_rows(yt, r->opix, mb, nt, r->ep, g * r->mg + m0);
     }
 }
 
@@ -643,6 +646,11 @@ static void conv_forward(const op_call *c)
             fill_nan(c);
         return;
     }
+    if (k && k->wino) {
+        if (!wino_conv_run(k->wino, c->in[0]->data, c->out[0]->data, c->ws))
+            fill_nan(c);
+        return;
+    }
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     r.y = c->out[0]->data;
     if (k && (k->ep.scale || k->ep.clamp))
@@ -680,12 +688,13 @@ static bool conv_forward_images(const op_call *c, int64_t i0, int64_t i1, void *
                                 c->native & 2, i0, i1, scratch);
 }
 
-/* oneDNN's kernels copy the weights and bias when they pack, and a packed
- * forward never falls back to the im2col path that reads the graph's. */
+/* oneDNN's kernels and ours for Winograd copy the weights and bias when
+ * they pack, and a packed forward never falls back to the im2col path that
+ * reads the graph's. */
 static unsigned conv_packed_owns(const void *state)
 {
     const conv_packed *k = state;
-    return k && k->dnnl ? 6u : 0u;
+    return k && (k->dnnl || k->wino) ? 6u : 0u;
 }
 
 static size_t conv_packed_bytes(const void *state)
@@ -694,7 +703,8 @@ static size_t conv_packed_bytes(const void *state)
     if (!k)
         return 0;
     size_t ep = k->scale ? 2 * sizeof(float) * (size_t)k->m : 0;
-    return ep + (k->dnnl ? dnnl_conv_packed_bytes(k->dnnl) : 0);
+    return ep + (k->dnnl ? dnnl_conv_packed_bytes(k->dnnl) : 0) +
+           (k->wino ? wino_conv_packed_bytes(k->wino) : 0);
 }
 
 bool conv_packed_dnnl(const void *packed)
@@ -704,7 +714,8 @@ bool conv_packed_dnnl(const void *packed)
 
 bool conv_packed_winograd(const void *packed)
 {
-    return conv_packed_dnnl(packed) && dnnl_conv_winograd(((const conv_packed *)packed)->dnnl);
+    const conv_packed *k = packed;
+    return k && (k->wino || (k->dnnl && dnnl_conv_winograd(k->dnnl)));
 }
 
 static void conv_unpack(void *state)
@@ -715,6 +726,7 @@ static void conv_unpack(void *state)
     free(k->scale);
     free(k->shift);
     dnnl_conv_free(k->dnnl);
+    wino_conv_free(k->wino);
     free(k);
 }
 
@@ -741,6 +753,8 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     conv_shape s = shape_of(p);
     if (!constant)
         return lego_ok();
+    if (wino_conv_fits(&s, p->n))
+        return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
 }
 

@@ -20,6 +20,7 @@
  * inline, and the parallelism is our pool's, whose threads sleep when idle.
  * Scratchpads are ours too (user mode), one per thread of a call. */
 #include "conv_dnnl.h"
+#include "conv_wino.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -78,17 +79,6 @@ static int switched_on(const char *name)
 
 static void read_enabled(void) { enabled = switched_on("LEGO_DNNL"); }
 
-static int winograd = -1;
-static pthread_once_t winograd_once = PTHREAD_ONCE_INIT;
-
-static void read_winograd(void) { winograd = switched_on("LEGO_WINOGRAD"); }
-
-void dnnl_conv_set_winograd(bool on)
-{
-    pthread_once(&winograd_once, read_winograd);
-    winograd = on;
-}
-
 bool dnnl_conv_winograd_available(void)
 {
     return dnnl_conv_enabled() && dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
@@ -98,17 +88,15 @@ const char *dnnl_conv_switched_off(void)
 {
     if (!dnnl_conv_enabled())
         return "LEGO_DNNL=0";
-    pthread_once(&winograd_once, read_winograd);
-    return winograd ? "" : "LEGO_WINOGRAD=0";
+    return conv_winograd_on() ? "" : "LEGO_WINOGRAD=0";
 }
 
 dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
 {
-    pthread_once(&winograd_once, read_winograd);
     bool fits = s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 &&
                 s->dh == 1 && s->dw == 1 && s->c >= 16 && s->m >= 16 && s->c * s->m <= 256 * 256 &&
                 s->ho * s->wo >= 16;
-    return winograd && fits && dnnl_conv_winograd_available() ? dnnl_convolution_winograd
+    return conv_winograd_on() && fits && dnnl_conv_winograd_available() ? dnnl_convolution_winograd
                                                               : dnnl_convolution_direct;
 }
 
@@ -1073,11 +1061,9 @@ bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_n
 
 void dnnl_conv_free(dnnl_conv *k) { (void)k; }
 
-void dnnl_conv_set_winograd(bool on) { (void)on; }
-
 bool dnnl_conv_winograd_available(void) { return false; }
 
-const char *dnnl_conv_switched_off(void) { return ""; }
+const char *dnnl_conv_switched_off(void) { return conv_winograd_on() ? "" : "LEGO_WINOGRAD=0"; }
 
 size_t dnnl_conv_packed_bytes(const dnnl_conv *k)
 {

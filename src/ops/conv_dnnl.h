@@ -47,17 +47,14 @@ typedef struct dnnl_conv dnnl_conv;
  * environment (read once; for measuring the portable path). */
 bool dnnl_conv_enabled(void);
 
-/* Turns Winograd off (as LEGO_WINOGRAD=0 does) or back on for primitives
- * made from now on; for the tests. */
-void dnnl_conv_set_winograd(bool on);
-
 /* Whether oneDNN is enabled and this CPU has its Winograd kernels
  * (AVX-512); for the tests, which expect them then. */
 bool dnnl_conv_winograd_available(void);
 
-/* "LEGO_DNNL=0" or "LEGO_WINOGRAD=0" when the environment turned oneDNN or
- * its Winograd kernels off in a build that has them, else "": kernels other
- * than this build's own, which time and hold weights differently. */
+/* "LEGO_DNNL=0" or "LEGO_WINOGRAD=0" when the environment turned oneDNN
+ * (in a build that has it) or the Winograd kernels (oneDNN's or
+ * conv_wino.c's) off, else "": kernels other than this build's own, which
+ * time and hold weights differently. */
 const char *dnnl_conv_switched_off(void);
 
 /* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
