@@ -30,6 +30,7 @@
 #include "../core/tensor.h"
 #include "../core/threads.h"
 #include "blas.h"
+#include "simd.h"
 
 #define POINTS 36 /* 6x6 */
 /* Scratch a unit's V and M may take together: the tiles per unit follow
@@ -134,10 +135,11 @@ static void plan_units(wino_conv *k)
     k->bands = (k->ty + k->rows - 1) / k->rows;
     k->units = k->n / k->ipu * k->bands;
     k->T = k->ipu * k->rows * k->tx;
-    size_t wp = (size_t)(k->tx * 4 + 2);
+    size_t wp = (size_t)(4 * (k->tx + 1));
     k->scratch = align64(sizeof(float) * POINTS * (size_t)(s->c * k->T)) +
                  align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) +
-                 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)k->tx);
+                 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)k->tx) +
+                 align64(sizeof(float) * wp);
 }
 
 /* U = G g G^T for every filter g. */
@@ -195,27 +197,42 @@ void wino_conv_free(wino_conv *k)
 
 /* ---- transforms ---------------------------------------------------------- */
 
-/* Input row `row` of channel plane xc, columns -pad_l .. wp - pad_l - 1,
- * zero outside the image. */
-static void padded_row(const float *xc, const conv_shape *s, int64_t row, float *out, int64_t wp)
+/* Input row `row` of channel plane xc, columns -pad_l .. 4 tx + 3 - pad_l
+ * (zero outside the image), split by phase: column 4x + j goes to
+ * out[j * (tx + 1) + x]. Then the six columns of tile x are phase j at x
+ * (j < 4) and phases 0 and 1 at x + 1, each a contiguous run over the
+ * tiles, so the transform along the row vectorises (cols_bt). */
+static SIMD_CLONES void padded_phases(const float *xc, const conv_shape *s, int64_t row,
+                                      float *restrict out, int64_t tx, float *restrict line)
 {
+    int64_t pw = 4 * (tx + 1);
     if (row < 0 || row >= s->h) {
-        memset(out, 0, sizeof(float) * (size_t)wp);
+        memset(out, 0, sizeof(float) * (size_t)pw);
         return;
     }
-    int64_t lead = s->pad_l < wp ? s->pad_l : wp;
-    int64_t body = wp - lead < s->w ? wp - lead : s->w;
-    memset(out, 0, sizeof(float) * (size_t)lead);
-    memcpy(out + lead, xc + row * s->w, sizeof(float) * (size_t)body);
-    memset(out + lead + body, 0, sizeof(float) * (size_t)(wp - lead - body));
+    int64_t lead = s->pad_l < pw ? s->pad_l : pw;
+    int64_t body = pw - lead < s->w ? pw - lead : s->w;
+    memset(line, 0, sizeof(float) * (size_t)lead);
+    memcpy(line + lead, xc + row * s->w, sizeof(float) * (size_t)body);
+    memset(line + lead + body, 0, sizeof(float) * (size_t)(pw - lead - body));
+    float *o0 = out, *o1 = o0 + tx + 1, *o2 = o1 + tx + 1, *o3 = o2 + tx + 1;
+#pragma GCC ivdep
+    for (int64_t x = 0; x <= tx; x++) {
+        o0[x] = line[4 * x];
+        o1[x] = line[4 * x + 1];
+        o2[x] = line[4 * x + 2];
+        o3[x] = line[4 * x + 3];
+    }
 }
 
-/* B^T d down the columns of six rows d (wp each): six rows out. */
-static void rows_bt(const float *restrict d, float *restrict o, int64_t wp)
+/* B^T d down the columns of six rows d (wp each, any layout, the same for
+ * all six): six rows out. */
+static SIMD_CLONES void rows_bt(const float *restrict d, float *restrict o, int64_t wp)
 {
     const float *d0 = d, *d1 = d + wp, *d2 = d + 2 * wp, *d3 = d + 3 * wp, *d4 = d + 4 * wp,
                 *d5 = d + 5 * wp;
     float *o0 = o, *o1 = o + wp, *o2 = o + 2 * wp, *o3 = o + 3 * wp, *o4 = o + 4 * wp, *o5 = o + 5 * wp;
+#pragma GCC ivdep
     for (int64_t j = 0; j < wp; j++) {
         o0[j] = 4.0f * d0[j] - 5.0f * d2[j] + d4[j];
         o1[j] = -4.0f * d1[j] - 4.0f * d2[j] + d3[j] + d4[j];
@@ -226,22 +243,26 @@ static void rows_bt(const float *restrict d, float *restrict o, int64_t wp)
     }
 }
 
-/* The same along each tile's six columns (tile x starts at column 4x), for
- * tx tiles: point (a, b) of tile x goes to v[(a*6 + b)*stride + x]. */
-static void cols_bt(const float *restrict wv, int64_t wp, int64_t tx, float *restrict v,
-                    int64_t stride)
+/* The same along each tile's six columns, for tx tiles, from rows split
+ * by phase (padded_phases; pw floats each): point (a, b) of tile x goes to
+ * v[(a*6 + b)*stride + x]. */
+static SIMD_CLONES void cols_bt(const float *restrict wv, int64_t pw, int64_t tx, float *restrict v,
+                                int64_t stride)
 {
+    int64_t ph = pw / 4;
     for (int a = 0; a < 6; a++) {
-        const float *r = wv + a * wp;
-        float *o = v + (int64_t)(a * 6) * stride;
+        const float *p0 = wv + a * pw, *p1 = p0 + ph, *p2 = p1 + ph, *p3 = p2 + ph;
+        const float *p4 = p0 + 1, *p5 = p1 + 1; /* columns 4 and 5: the next tile's 0 and 1 */
+        float *o0 = v + (int64_t)(a * 6) * stride, *o1 = o0 + stride, *o2 = o1 + stride,
+              *o3 = o2 + stride, *o4 = o3 + stride, *o5 = o4 + stride;
+#pragma GCC ivdep
         for (int64_t x = 0; x < tx; x++) {
-            const float *d = r + 4 * x;
-            o[x] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-            o[stride + x] = -4.0f * d[1] - 4.0f * d[2] + d[3] + d[4];
-            o[2 * stride + x] = 4.0f * d[1] - 4.0f * d[2] - d[3] + d[4];
-            o[3 * stride + x] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];
-            o[4 * stride + x] = 2.0f * d[1] - d[2] - 2.0f * d[3] + d[4];
-            o[5 * stride + x] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+            o0[x] = 4.0f * p0[x] - 5.0f * p2[x] + p4[x];
+            o1[x] = -4.0f * p1[x] - 4.0f * p2[x] + p3[x] + p4[x];
+            o2[x] = 4.0f * p1[x] - 4.0f * p2[x] - p3[x] + p4[x];
+            o3[x] = -2.0f * p1[x] - p2[x] + 2.0f * p3[x] + p4[x];
+            o4[x] = 2.0f * p1[x] - p2[x] - 2.0f * p3[x] + p4[x];
+            o5[x] = 4.0f * p1[x] - 5.0f * p3[x] + p5[x];
         }
     }
 }
@@ -249,12 +270,13 @@ static void cols_bt(const float *restrict wv, int64_t wp, int64_t tx, float *res
 /* A^T s A for tx tiles of one output channel: s point (a, b) of tile x at
  * s[(a*6 + b)*stride + x]; q (24 x tx) is scratch; output row i of tile x,
  * column j, goes to o[i][j][x] (o: 16 x tx). */
-static void output_tiles(const float *restrict s, int64_t stride, int64_t tx, float *restrict q,
+static SIMD_CLONES void output_tiles(const float *restrict s, int64_t stride, int64_t tx, float *restrict q,
                          float *restrict o)
 {
     for (int a = 0; a < 6; a++) { /* along b: q[a][j] */
         const float *p = s + (int64_t)(a * 6) * stride;
         float *q0 = q + (a * 4) * tx, *q1 = q0 + tx, *q2 = q1 + tx, *q3 = q2 + tx;
+#pragma GCC ivdep
         for (int64_t x = 0; x < tx; x++) {
             float s0 = p[x], s1 = p[stride + x], s2 = p[2 * stride + x], s3 = p[3 * stride + x],
                   s4 = p[4 * stride + x], s5 = p[5 * stride + x];
@@ -268,6 +290,7 @@ static void output_tiles(const float *restrict s, int64_t stride, int64_t tx, fl
         const float *p0 = q + j * tx, *p1 = p0 + 4 * tx, *p2 = p1 + 4 * tx, *p3 = p2 + 4 * tx,
                     *p4 = p3 + 4 * tx, *p5 = p4 + 4 * tx;
         float *o0 = o + j * tx, *o1 = o0 + 4 * tx, *o2 = o1 + 4 * tx, *o3 = o2 + 4 * tx;
+#pragma GCC ivdep
         for (int64_t x = 0; x < tx; x++) {
             o0[x] = p0[x] + p1[x] + p2[x] + p3[x] + p4[x];
             o1[x] = p1[x] - p2[x] + 2.0f * (p3[x] - p4[x]);
@@ -275,6 +298,24 @@ static void output_tiles(const float *restrict s, int64_t stride, int64_t tx, fl
             o3[x] = p1[x] - p2[x] + 8.0f * (p3[x] - p4[x]) + p5[x];
         }
     }
+}
+
+/* One output row from output_tiles' o (rows of tiles: column 4x + j of the
+ * map is o[j*tx + x]), plus the bias, clipped at wo columns. */
+static SIMD_CLONES void store_row(float *restrict row, const float *restrict o, int64_t tx,
+                                  int64_t wo, float bias)
+{
+    const float *o0 = o, *o1 = o0 + tx, *o2 = o1 + tx, *o3 = o2 + tx;
+    int64_t full = wo / 4;
+#pragma GCC ivdep
+    for (int64_t x = 0; x < full; x++) {
+        row[4 * x] = o0[x] + bias;
+        row[4 * x + 1] = o1[x] + bias;
+        row[4 * x + 2] = o2[x] + bias;
+        row[4 * x + 3] = o3[x] + bias;
+    }
+    for (int64_t col = full * 4; col < wo; col++)
+        row[col] = o[(col & 3) * tx + (col >> 2)] + bias;
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -288,19 +329,19 @@ typedef struct wino_run {
 
 /* V for the unit's tiles: images n0.. (ipu), tile rows ty0..ty1. */
 static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t ty0, int64_t ty1,
-                       float *v, float *rb, float *wv)
+                       float *v, float *rb, float *wv, float *line)
 {
     const conv_shape *s = &k->s;
-    int64_t ct = s->c * k->T, wp = k->tx * 4 + 2;
+    int64_t ct = s->c * k->T, pw = 4 * (k->tx + 1);
     for (int64_t c = 0; c < s->c; c++) {
         int64_t t = 0;
         for (int64_t i = 0; i < k->ipu; i++) {
             const float *xc = x + ((n0 + i) * s->c + c) * s->h * s->w;
             for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
                 for (int r = 0; r < 6; r++)
-                    padded_row(xc, s, ty * 4 - s->pad_t + r, rb + r * wp, wp);
-                rows_bt(rb, wv, wp);
-                cols_bt(wv, wp, k->tx, v + c * k->T + t, ct);
+                    padded_phases(xc, s, ty * 4 - s->pad_t + r, rb + r * pw, k->tx, line);
+                rows_bt(rb, wv, pw);
+                cols_bt(wv, pw, k->tx, v + c * k->T + t, ct);
             }
         }
     }
@@ -320,12 +361,8 @@ static void unit_output(const wino_conv *k, const float *mo, float *y, int64_t n
             float *ym = y + ((n0 + i) * s->m + m) * opix;
             for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
                 output_tiles(mo + m * k->T + t, mt, k->tx, q, o);
-                for (int64_t r = 0; r < 4 && ty * 4 + r < s->ho; r++) {
-                    float *row = ym + (ty * 4 + r) * s->wo;
-                    const float *src = o + r * 4 * k->tx;
-                    for (int64_t x = 0; x < s->wo; x++)
-                        row[x] = src[(x & 3) * k->tx + (x >> 2)] + bias;
-                }
+                for (int64_t r = 0; r < 4 && ty * 4 + r < s->ho; r++)
+                    store_row(ym + (ty * 4 + r) * s->wo, o + r * 4 * k->tx, k->tx, s->wo, bias);
             }
             if (k->ep && (k->ep->scale || k->ep->clamp))
                 conv_epilogue_rows(ym + r0 * s->wo, 0, 1, (r1 - r0) * s->wo, k->ep, m);
@@ -339,19 +376,21 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     const wino_conv *k = r->k;
     const conv_shape *s = &k->s;
     unsigned char *p = r->scratch + (size_t)thread * k->scratch;
-    size_t wp = (size_t)(k->tx * 4 + 2);
+    size_t wp = (size_t)(4 * (k->tx + 1));
     float *v = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->c * k->T));
     float *mo = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
     float *rb = (float *)p, *wv = (float *)(p + align64(sizeof(float) * 6 * wp));
     float *q = (float *)(p + 2 * align64(sizeof(float) * 6 * wp));
-    float *o = wv; /* 16 x tx fits in wv's 6 x (4 tx + 2) once the input is done */
+    float *line = (float *)(p + 2 * align64(sizeof(float) * 6 * wp) +
+                            align64(sizeof(float) * 24 * (size_t)k->tx));
+    float *o = wv; /* 16 x tx fits in wv's 6 x 4 (tx + 1) once the input is done */
     for (int64_t u = begin; u < end; u++) {
         int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
         int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
         int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
-        unit_input(k, r->x, n0, ty0, ty1, v, rb, wv);
+        unit_input(k, r->x, n0, ty0, ty1, v, rb, wv, line);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, k->u + (int64_t)i * s->m * s->c, s->c,
                        v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
