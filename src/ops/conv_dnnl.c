@@ -226,12 +226,13 @@ static void set_md(dnnl_memory_desc_t *md, int nd, const int64_t *dims, dnnl_for
     dnnl_memory_desc_init_by_tag(md, nd, d, dnnl_f32, tag);
 }
 
-/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
 /* Channels per block of a blocked OP_LAYOUT_*; 1 for the others. */
 static int64_t layout_block(int lay)
 {
     return lay == OP_LAYOUT_NCHW16C ? 16 : lay == OP_LAYOUT_NCHW8C ? 8 : 1;
 }
+
+/* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
 
 static int layout_of(const dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w)
 {
