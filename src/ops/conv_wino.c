@@ -229,15 +229,14 @@ static SIMD_CLONES void padded_phases(const float *xc, const conv_shape *s, int6
     }
 }
 
-/* B^T d down the columns of six rows d (wp each, any layout, the same for
- * all six): six rows out. */
-static SIMD_CLONES void rows_bt(const float *restrict d, float *restrict o, int64_t wp)
+/* B^T applied across six lines: out line a at j is row a of B^T times
+ * (d0[j] .. d5[j]), for j < n. */
+static SIMD_CLONES void bt_lines(const float *const d[6], float *const o[6], int64_t n)
 {
-    const float *d0 = d, *d1 = d + wp, *d2 = d + 2 * wp, *d3 = d + 3 * wp, *d4 = d + 4 * wp,
-                *d5 = d + 5 * wp;
-    float *o0 = o, *o1 = o + wp, *o2 = o + 2 * wp, *o3 = o + 3 * wp, *o4 = o + 4 * wp, *o5 = o + 5 * wp;
+    const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
 #pragma GCC ivdep
-    for (int64_t j = 0; j < wp; j++) {
+    for (int64_t j = 0; j < n; j++) {
         o0[j] = 4.0f * d0[j] - 5.0f * d2[j] + d4[j];
         o1[j] = -4.0f * d1[j] - 4.0f * d2[j] + d3[j] + d4[j];
         o2[j] = 4.0f * d1[j] - 4.0f * d2[j] - d3[j] + d4[j];
@@ -247,27 +246,29 @@ static SIMD_CLONES void rows_bt(const float *restrict d, float *restrict o, int6
     }
 }
 
+/* B^T d down the columns of six rows d (wp each, any layout, the same for
+ * all six): six rows out. */
+static void rows_bt(const float *d, float *o, int64_t wp)
+{
+    const float *in[6] = {d, d + wp, d + 2 * wp, d + 3 * wp, d + 4 * wp, d + 5 * wp};
+    float *out[6] = {o, o + wp, o + 2 * wp, o + 3 * wp, o + 4 * wp, o + 5 * wp};
+    bt_lines(in, out, wp);
+}
+
 /* The same along each tile's six columns, for tx tiles, from rows split
  * by phase (padded_phases; pw floats each): point (a, b) of tile x goes to
- * v[(a*6 + b)*stride + x]. */
-static SIMD_CLONES void cols_bt(const float *restrict wv, int64_t pw, int64_t tx, float *restrict v,
-                                int64_t stride)
+ * v[(a*6 + b)*stride + x]. Columns 4 and 5 of tile x are columns 0 and 1
+ * of tile x + 1. */
+static void cols_bt(const float *wv, int64_t pw, int64_t tx, float *v, int64_t stride)
 {
     int64_t ph = pw / 4;
     for (int a = 0; a < 6; a++) {
-        const float *p0 = wv + a * pw, *p1 = p0 + ph, *p2 = p1 + ph, *p3 = p2 + ph;
-        const float *p4 = p0 + 1, *p5 = p1 + 1; /* columns 4 and 5: the next tile's 0 and 1 */
-        float *o0 = v + (int64_t)(a * 6) * stride, *o1 = o0 + stride, *o2 = o1 + stride,
-              *o3 = o2 + stride, *o4 = o3 + stride, *o5 = o4 + stride;
-#pragma GCC ivdep
-        for (int64_t x = 0; x < tx; x++) {
-            o0[x] = 4.0f * p0[x] - 5.0f * p2[x] + p4[x];
-            o1[x] = -4.0f * p1[x] - 4.0f * p2[x] + p3[x] + p4[x];
-            o2[x] = 4.0f * p1[x] - 4.0f * p2[x] - p3[x] + p4[x];
-            o3[x] = -2.0f * p1[x] - p2[x] + 2.0f * p3[x] + p4[x];
-            o4[x] = 2.0f * p1[x] - p2[x] - 2.0f * p3[x] + p4[x];
-            o5[x] = 4.0f * p1[x] - 5.0f * p3[x] + p5[x];
-        }
+        const float *p = wv + a * pw;
+        const float *in[6] = {p, p + ph, p + 2 * ph, p + 3 * ph, p + 1, p + ph + 1};
+        float *o = v + (int64_t)(a * 6) * stride;
+        float *out[6] = {o, o + stride, o + 2 * stride, o + 3 * stride, o + 4 * stride,
+                         o + 5 * stride};
+        bt_lines(in, out, tx);
     }
 }
 
