@@ -7,7 +7,7 @@
  * our time at batch 32. F(4x4,3x3) computes a 4x4 output tile from a 6x6
  * input tile with 36 multiplications per input channel where the direct
  * convolution does 144, and its multiplications are 36 plain GEMMs, which
- * BLAS runs near peak on any CPU.
+ * BLAS runs well on any CPU (BLIS: 65-75 GFLOP/s on these shapes here).
  *
  * How, per unit of work (a band of tile rows of one image, or whole images
  * when their maps are small), with T tiles:
@@ -220,7 +220,7 @@ static SIMD_CLONES void padded_phases(const float *xc, const conv_shape *s, int6
     memcpy(line + lead, xc + row * s->w, sizeof(float) * (size_t)body);
     memset(line + lead + body, 0, sizeof(float) * (size_t)(pw - lead - body));
     float *o0 = out, *o1 = o0 + tx + 1, *o2 = o1 + tx + 1, *o3 = o2 + tx + 1;
-#pragma GCC ivdep
+SIMD_IVDEP
     for (int64_t x = 0; x <= tx; x++) {
         o0[x] = line[4 * x];
         o1[x] = line[4 * x + 1];
@@ -235,7 +235,7 @@ static SIMD_CLONES void bt_lines(const float *const d[6], float *const o[6], int
 {
     const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
     float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
-#pragma GCC ivdep
+SIMD_IVDEP
     for (int64_t j = 0; j < n; j++) {
         o0[j] = 4.0f * d0[j] - 5.0f * d2[j] + d4[j];
         o1[j] = -4.0f * d1[j] - 4.0f * d2[j] + d3[j] + d4[j];
@@ -281,7 +281,7 @@ static SIMD_CLONES void output_tiles(const float *restrict s, int64_t stride, in
     for (int a = 0; a < 6; a++) { /* along b: q[a][j] */
         const float *p = s + (int64_t)(a * 6) * stride;
         float *q0 = q + (a * 4) * tx, *q1 = q0 + tx, *q2 = q1 + tx, *q3 = q2 + tx;
-#pragma GCC ivdep
+SIMD_IVDEP
         for (int64_t x = 0; x < tx; x++) {
             float s0 = p[x], s1 = p[stride + x], s2 = p[2 * stride + x], s3 = p[3 * stride + x],
                   s4 = p[4 * stride + x], s5 = p[5 * stride + x];
@@ -295,7 +295,7 @@ static SIMD_CLONES void output_tiles(const float *restrict s, int64_t stride, in
         const float *p0 = q + j * tx, *p1 = p0 + 4 * tx, *p2 = p1 + 4 * tx, *p3 = p2 + 4 * tx,
                     *p4 = p3 + 4 * tx, *p5 = p4 + 4 * tx;
         float *o0 = o + j * tx, *o1 = o0 + 4 * tx, *o2 = o1 + 4 * tx, *o3 = o2 + 4 * tx;
-#pragma GCC ivdep
+SIMD_IVDEP
         for (int64_t x = 0; x < tx; x++) {
             o0[x] = p0[x] + p1[x] + p2[x] + p3[x] + p4[x];
             o1[x] = p1[x] - p2[x] + 2.0f * (p3[x] - p4[x]);
@@ -312,7 +312,7 @@ static SIMD_CLONES void store_row(float *restrict row, const float *restrict o, 
 {
     const float *o0 = o, *o1 = o0 + tx, *o2 = o1 + tx, *o3 = o2 + tx;
     int64_t full = wo / 4;
-#pragma GCC ivdep
+SIMD_IVDEP
     for (int64_t x = 0; x < full; x++) {
         row[4 * x] = o0[x] + bias;
         row[4 * x + 1] = o1[x] + bias;

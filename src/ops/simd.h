@@ -18,4 +18,13 @@
 #define SIMD_CLONES
 #endif
 
+/* Before a loop whose pointers the compiler cannot prove apart (several
+ * output streams from one scratch buffer): they never overlap, vectorise.
+ * GCC's pragma; other compilers leave the loop as written. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SIMD_IVDEP _Pragma("GCC ivdep")
+#else
+#define SIMD_IVDEP
+#endif
+
 #endif
