@@ -66,7 +66,7 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
 {
     lego_set_num_threads(threads);
     wino_conv *k = NULL;
-    CHECK_OK(wino_conv_create(s, q->n, w, b, ep, &k));
+    CHECK_OK(wino_conv_create(s, q->n, w, b, b != NULL, ep, &k));
     int64_t ny = q->n * s->m * s->ho * s->wo;
     float *y = malloc(sizeof(float) * (size_t)ny);
     for (int64_t i = 0; i < ny; i++)

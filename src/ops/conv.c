@@ -616,14 +616,42 @@ static conv_shape shape_of(const conv_params *p)
                         .dw = p->dw, .pad_t = p->pad_t, .pad_l = p->pad_l, .group = p->group};
 }
 
-/* A train plan's oneDNN state (conv_train_pack), when it was made for the
- * call's current shapes. */
+/* What a train plan packed for one Conv (conv_train_pack): oneDNN's
+ * state for forward and backward, and our Winograd for the forward where
+ * oneDNN has none for a 3x3 layer (either NULL). */
+typedef struct conv_trainer {
+    dnnl_conv_train *dnnl;
+    wino_conv *wino;
+} conv_trainer;
+
+/* A train plan's oneDNN state, when it was made for the call's current
+ * shapes. */
 static dnnl_conv_train *train_state(const op_call *c)
 {
     const conv_params *p = c->params;
     conv_shape s = shape_of(p);
-    dnnl_conv_train *k = c->train_state;
-    return k && dnnl_conv_train_matches(k, &s, p->n) ? k : NULL;
+    const conv_trainer *t = c->train_state;
+    return t && t->dnnl && dnnl_conv_train_matches(t->dnnl, &s, p->n) ? t->dnnl : NULL;
+}
+
+dnnl_conv_train *conv_trained_dnnl(void *state)
+{
+    return state ? ((conv_trainer *)state)->dnnl : NULL;
+}
+
+bool conv_trained_winograd(void *state)
+{
+    conv_trainer *t = state;
+    return t && (t->wino || (t->dnnl && dnnl_conv_train_winograd(t->dnnl)));
+}
+
+/* Its Winograd forward, likewise. */
+static wino_conv *train_wino(const op_call *c)
+{
+    const conv_params *p = c->params;
+    conv_shape s = shape_of(p);
+    const conv_trainer *t = c->train_state;
+    return t && t->wino && wino_conv_matches(t->wino, &s, p->n) ? t->wino : NULL;
 }
 
 static const float *bias_data(const op_call *c)
@@ -638,6 +666,14 @@ static void conv_forward(const op_call *c)
     const conv_params *p = c->params;
     const conv_packed *k = c->packed;
     dnnl_conv_train *t = train_state(c);
+    wino_conv *tw = train_wino(c);
+    if (tw) { /* weights change every step: transformed on each forward */
+        wino_conv_set_weights(tw, c->in[1]->data, bias_data(c));
+        if (t)
+            dnnl_conv_train_forget_weights(t); /* its backward reorders w itself */
+        if (wino_conv_run(tw, c->in[0]->data, c->out[0]->data, c->ws))
+            return;
+    }
     if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
                                      c->out[0]->data, c->training, c->ws))
         return; /* else (no memory, oneDNN failed) the portable path below */
@@ -754,7 +790,8 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     if (!constant)
         return lego_ok();
     if (wino_conv_fits(&s, p->n))
-        return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
+        return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, bt != NULL, &k->ep,
+                                &k->wino);
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
 }
 
@@ -780,9 +817,21 @@ static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
     return lego_ok();
 }
 
+static void conv_train_unpack(void *state)
+{
+    conv_trainer *t = state;
+    if (!t)
+        return;
+    dnnl_conv_train_free(t->dnnl);
+    wino_conv_free(t->wino);
+    free(t);
+}
+
 /* A train plan's Conv runs forward and backward on oneDNN where it is built
- * in and takes the shape (conv_dnnl_train.c), else im2col + BLAS; not with
- * portable_kernels. ConvTranspose always keeps the portable path. */
+ * in and takes the shape (conv_dnnl_train.c), else im2col + BLAS; a 3x3
+ * layer that our Winograd takes at inference (where oneDNN has none) runs
+ * its forward there too. Not with portable_kernels. ConvTranspose always
+ * keeps the portable path. */
 static lego_status conv_train_pack(const op_call *c, void **state)
 {
     const conv_params *p = c->params;
@@ -790,13 +839,20 @@ static lego_status conv_train_pack(const op_call *c, void **state)
     if (c->portable)
         return lego_ok();
     conv_shape s = shape_of(p);
-    dnnl_conv_train *k = NULL;
-    LEGO_TRY(dnnl_conv_train_create(&s, p->n, op_input(c, 2) != NULL, &k));
-    *state = k;
+    conv_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
+    bool bias = op_input(c, 2) != NULL;
+    lego_status st = dnnl_conv_train_create(&s, p->n, bias, &t->dnnl);
+    if (!st.code && wino_conv_fits(&s, p->n))
+        st = wino_conv_create(&s, p->n, NULL, NULL, bias, NULL, &t->wino);
+    if (st.code || (!t->dnnl && !t->wino)) {
+        conv_train_unpack(t);
+        return st;
+    }
+    *state = t;
     return lego_ok();
 }
-
-static void conv_train_unpack(void *state) { dnnl_conv_train_free(state); }
 
 /* ConvTranspose units u = n*group + g. */
 static void convt_forward_units(void *ctx, int64_t begin, int64_t end, int thread)

@@ -634,6 +634,8 @@ static void drop_weights(dnnl_conv_train *k)
     k->wei_valid = false;
 }
 
+void dnnl_conv_train_forget_weights(dnnl_conv_train *k) { drop_weights(k); }
+
 bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w, const float *b,
                              float *y, bool keep, workspace *ws)
 {
@@ -986,6 +988,8 @@ bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w
     (void)k, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)fresh, (void)ws;
     return false;
 }
+
+void dnnl_conv_train_forget_weights(dnnl_conv_train *k) { (void)k; }
 
 void dnnl_conv_train_free(dnnl_conv_train *k) { (void)k; }
 

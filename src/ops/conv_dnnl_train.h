@@ -62,7 +62,17 @@ bool dnnl_conv_train_forward(dnnl_conv_train *k, const float *x, const float *w,
 bool dnnl_conv_train_backward(dnnl_conv_train *k, const float *x, const float *w, const float *dy,
                               float *dx, float *dw, float *db, unsigned fresh, workspace *ws);
 
+/* Forgets the weights a forward kept for its backward: the next backward
+ * reorders w itself. For a forward that ran elsewhere (conv_wino.c). */
+void dnnl_conv_train_forget_weights(dnnl_conv_train *k);
+
 void dnnl_conv_train_free(dnnl_conv_train *k);
+
+/* A Conv's train-plan state (conv.c, op_desc.train_pack): its oneDNN state
+ * (NULL: none), and whether its forward runs Winograd (oneDNN's or
+ * conv_wino.c's); for the tests. */
+dnnl_conv_train *conv_trained_dnnl(void *state);
+bool conv_trained_winograd(void *state);
 
 /* With on false, create takes every shape oneDNN has a fast kernel for,
  * also those where the portable path measured faster (1x1 convolutions

@@ -146,24 +146,39 @@ static void plan_units(wino_conv *k)
                  align64(sizeof(float) * wp);
 }
 
-/* U = G g G^T for every filter g. */
+/* U = G g G^T for filters [f0, f0 + nf), nf <= WEIGHT_CHUNK, the filters
+ * side by side so that each step is a vector operation across them (a
+ * train plan transforms every 3x3 layer's weights on each forward). */
+#define WEIGHT_CHUNK 256
+
+static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, float *u,
+                                        int64_t mc)
+{
+    float g[9][WEIGHT_CHUNK], t[6][3][WEIGHT_CHUNK];
+    for (int64_t f = 0; f < nf; f++)
+        for (int i = 0; i < 9; i++)
+            g[i][f] = w[(f0 + f) * 9 + i];
+    for (int a = 0; a < 6; a++)
+        for (int j = 0; j < 3; j++)
+            for (int64_t f = 0; f < nf; f++)
+                t[a][j][f] = G[a][0] * g[j][f] + G[a][1] * g[3 + j][f] + G[a][2] * g[6 + j][f];
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++) {
+            float *o = u + (a * 6 + b) * mc + f0;
+            for (int64_t f = 0; f < nf; f++)
+                o[f] = t[a][0][f] * G[b][0] + t[a][1][f] * G[b][1] + t[a][2][f] * G[b][2];
+        }
+}
+
 static void transform_weights(wino_conv *k, const float *w)
 {
     int64_t mc = k->s.m * k->s.c;
-    for (int64_t f = 0; f < mc; f++) {
-        const float *g = w + f * 9;
-        float t[6][3];
-        for (int a = 0; a < 6; a++)
-            for (int j = 0; j < 3; j++)
-                t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
-        for (int a = 0; a < 6; a++)
-            for (int b = 0; b < 6; b++)
-                k->u[(a * 6 + b) * mc + f] = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
-    }
+    for (int64_t f0 = 0; f0 < mc; f0 += WEIGHT_CHUNK)
+        transform_chunk(w, f0, mc - f0 < WEIGHT_CHUNK ? mc - f0 : WEIGHT_CHUNK, k->u, mc);
 }
 
 lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             const conv_epilogue *ep, wino_conv **out)
+                             bool bias, const conv_epilogue *ep, wino_conv **out)
 {
     *out = NULL;
     wino_conv *k = calloc(1, sizeof *k);
@@ -174,15 +189,33 @@ lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, con
     k->ep = ep;
     plan_units(k);
     k->u = lego_aligned_alloc(sizeof(float) * POINTS * (size_t)(s->m * s->c));
-    if (b && (k->bias = malloc(sizeof(float) * (size_t)s->m)))
-        memcpy(k->bias, b, sizeof(float) * (size_t)s->m);
-    if (!k->u || (b && !k->bias)) {
+    bias = bias || b;
+    if (bias)
+        k->bias = calloc((size_t)s->m, sizeof(float));
+    if (!k->u || (bias && !k->bias)) {
         wino_conv_free(k);
         return lego_error(LEGO_ERR_NOMEM, "out of memory transforming a convolution's weights");
     }
-    transform_weights(k, w);
+    if (w)
+        wino_conv_set_weights(k, w, b);
     *out = k;
     return lego_ok();
+}
+
+void wino_conv_set_weights(wino_conv *k, const float *w, const float *b)
+{
+    transform_weights(k, w);
+    if (k->bias && b)
+        memcpy(k->bias, b, sizeof(float) * (size_t)k->s.m);
+}
+
+bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n)
+{
+    const conv_shape *t = &k->s;
+    return k->n == n && t->c == s->c && t->h == s->h && t->w == s->w && t->m == s->m &&
+           t->ho == s->ho && t->wo == s->wo && t->kh == s->kh && t->kw == s->kw &&
+           t->sh == s->sh && t->sw == s->sw && t->dh == s->dh && t->dw == s->dw &&
+           t->pad_t == s->pad_t && t->pad_l == s->pad_l && t->group == s->group;
 }
 
 size_t wino_conv_packed_bytes(const wino_conv *k)

@@ -29,10 +29,19 @@ void conv_set_winograd(bool on);
 bool wino_conv_fits(const conv_shape *s, int64_t n);
 
 /* The transformed weights of w (M, C, 3, 3) and a copy of bias b (M) or
- * NULL, for batches of n; ep (kept by pointer: it must outlive the state)
- * runs on each output after the bias. */
+ * NULL, for batches of n; ep (kept by pointer: it must outlive the state;
+ * NULL: none) runs on each output after the bias. With w NULL (training,
+ * whose weights change every step) the weights come from
+ * wino_conv_set_weights before each run, and bias says whether a bias
+ * will. */
 lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             const conv_epilogue *ep, wino_conv **out);
+                             bool bias, const conv_epilogue *ep, wino_conv **out);
+
+/* New weights w and bias b (NULL when created without) for the next runs. */
+void wino_conv_set_weights(wino_conv *k, const float *w, const float *b);
+
+/* Whether k was made for shape s at batch n. */
+bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n);
 
 /* y (n, M, Ho, Wo) from x (n, C, H, W), both NCHW, n as created; scratch
  * from ws (or malloc when NULL). false without scratch memory. The same
