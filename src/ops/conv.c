@@ -617,11 +617,12 @@ static conv_shape shape_of(const conv_params *p)
 }
 
 /* What a train plan packed for one Conv (conv_train_pack): oneDNN's
- * state for forward and backward, and our Winograd for the forward where
- * oneDNN has none for a 3x3 layer (either NULL). */
+ * state for forward and backward, and our Winograd where oneDNN has none
+ * for a 3x3 layer, for the forward and for the input gradient (itself a 3x3
+ * convolution of dY); each NULL when not used. */
 typedef struct conv_trainer {
     dnnl_conv_train *dnnl;
-    wino_conv *wino;
+    wino_conv *wino, *wino_dx;
 } conv_trainer;
 
 /* A train plan's oneDNN state, when it was made for the call's current
@@ -652,6 +653,26 @@ static wino_conv *train_wino(const op_call *c)
     conv_shape s = shape_of(p);
     const conv_trainer *t = c->train_state;
     return t && t->wino && wino_conv_matches(t->wino, &s, p->n) ? t->wino : NULL;
+}
+
+/* dX by our Winograd (dx_shape) when the state has it: written when fresh,
+ * else computed aside and added. false when not done (no such state, no
+ * memory): oneDNN's backward then computes it. */
+static bool wino_dx(const op_call *c, const float *dy, float *dx)
+{
+    const conv_trainer *t = c->train_state;
+    if (!train_wino(c) || !t->wino_dx)
+        return false;
+    wino_conv_set_weights_flipped(t->wino_dx, c->in[1]->data);
+    int64_t n = lego_tensor_numel(c->in[0]);
+    if (c->fresh & 1u)
+        return wino_conv_run(t->wino_dx, dy, dx, c->ws);
+    float *part = lego_aligned_alloc(sizeof(float) * (size_t)n);
+    bool ok = part && wino_conv_run(t->wino_dx, dy, part, c->ws);
+    for (int64_t i = 0; ok && i < n; i++)
+        dx[i] += part[i];
+    lego_aligned_free(part);
+    return ok;
 }
 
 static const float *bias_data(const op_call *c)
@@ -817,6 +838,21 @@ static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
     return lego_ok();
 }
 
+/* The convolution that gives a 3x3 stride-1 layer's input gradient from
+ * dY: dY's channels in, x's out, filters turned, padding 2 - the forward's
+ * on each side (false when a forward pad exceeds 2). */
+static bool dx_shape(const conv_shape *s, conv_shape *d)
+{
+    int64_t pb = s->ho - s->h - s->pad_t + 2, pr = s->wo - s->w - s->pad_l + 2;
+    if (s->kh != 3 || s->kw != 3 || s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 ||
+        s->group != 1 || s->pad_t > 2 || s->pad_l > 2 || pb < 0 || pb > 2 || pr < 0 || pr > 2)
+        return false;
+    *d = (conv_shape){.c = s->m, .h = s->ho, .w = s->wo, .m = s->c, .ho = s->h, .wo = s->w,
+                      .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                      .pad_t = 2 - s->pad_t, .pad_l = 2 - s->pad_l, .group = 1};
+    return true;
+}
+
 static void conv_train_unpack(void *state)
 {
     conv_trainer *t = state;
@@ -824,6 +860,7 @@ static void conv_train_unpack(void *state)
         return;
     dnnl_conv_train_free(t->dnnl);
     wino_conv_free(t->wino);
+    wino_conv_free(t->wino_dx);
     free(t);
 }
 
@@ -846,6 +883,9 @@ static lego_status conv_train_pack(const op_call *c, void **state)
     lego_status st = dnnl_conv_train_create(&s, p->n, bias, &t->dnnl);
     if (!st.code && wino_conv_fits(&s, p->n))
         st = wino_conv_create(&s, p->n, NULL, NULL, bias, NULL, &t->wino);
+    conv_shape sd;
+    if (!st.code && t->dnnl && t->wino && dx_shape(&s, &sd) && wino_conv_fits(&sd, p->n))
+        st = wino_conv_create(&sd, p->n, NULL, NULL, false, NULL, &t->wino_dx);
     if (st.code || (!t->dnnl && !t->wino)) {
         conv_train_unpack(t);
         return st;
@@ -1059,25 +1099,30 @@ static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tenso
 {
     const conv_params *p = c->params;
     dnnl_conv_train *t = train_state(c);
+    /* dX first where our Winograd computes it (conv_trainer), then the
+     * rest: what is left to do is in `rest` */
+    bool dx_done = t && dout[0] && din[0] && wino_dx(c, dout[0]->data, din[0]->data);
+    lego_tensor *rest[3] = {dx_done ? NULL : din[0], din[1], c->n_in > 2 ? din[2] : NULL};
+    unsigned fresh = dx_done ? c->fresh & ~1u : c->fresh;
     if (t && dout[0] &&
         dnnl_conv_train_backward(t, c->in[0]->data, c->in[1]->data, dout[0]->data,
-                                 din[0] ? din[0]->data : NULL, din[1] ? din[1]->data : NULL,
-                                 c->n_in > 2 && din[2] ? din[2]->data : NULL, c->fresh, c->ws))
+                                 rest[0] ? rest[0]->data : NULL, rest[1] ? rest[1]->data : NULL,
+                                 rest[2] ? rest[2]->data : NULL, fresh, c->ws))
         return; /* else (no kernel for this backward, no memory) the portable path */
     for (int i = 0; i < c->n_in && i < 3; i++) /* which adds into each gradient */
-        if (din[i] && c->fresh >> i & 1u)
-            memset(din[i]->data, 0, lego_tensor_bytes(din[i]));
+        if (rest[i] && fresh >> i & 1u)
+            memset(rest[i]->data, 0, lego_tensor_bytes(rest[i]));
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
-    if (!begin_backward(c, dout, din, &r))
+    if (!begin_backward(c, dout, rest, &r))
         return;
     double gemm = 2.0 * (double)(r.mg * r.kdim * r.opix); /* one image and group */
     if (r.dw) {
         set_slabs(&r, gemm * (double)p->n);
-        backward_pass(&r, din, p->group * r.slabs, gemm * (double)p->n / (double)r.slabs,
+        backward_pass(&r, rest, p->group * r.slabs, gemm * (double)p->n / (double)r.slabs,
                       conv_dw_units);
     }
     if (r.dx)
-        backward_pass(&r, din, p->n * p->group, gemm, conv_dx_units);
+        backward_pass(&r, rest, p->n * p->group, gemm, conv_dx_units);
 }
 
 /* ConvTranspose: y = col2im(Wᵀ·x) per image and group, so with

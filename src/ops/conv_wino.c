@@ -152,12 +152,18 @@ static void plan_units(wino_conv *k)
 #define WEIGHT_CHUNK 256
 
 static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, float *u,
-                                        int64_t mc)
+                                        int64_t mc, int64_t flip_c)
 {
     float g[9][WEIGHT_CHUNK], t[6][3][WEIGHT_CHUNK];
-    for (int64_t f = 0; f < nf; f++)
-        for (int i = 0; i < 9; i++)
-            g[i][f] = w[(f0 + f) * 9 + i];
+    for (int64_t f = 0; f < nf; f++) {
+        int64_t fi = f0 + f; /* filter (row, col) = (fi / c, fi % c) */
+        if (flip_c) /* w holds (col, row)'s filter, turned by 180 degrees */
+            for (int i = 0; i < 9; i++)
+                g[i][f] = w[(fi % flip_c * (mc / flip_c) + fi / flip_c) * 9 + 8 - i];
+        else
+            for (int i = 0; i < 9; i++)
+                g[i][f] = w[fi * 9 + i];
+    }
     for (int a = 0; a < 6; a++)
         for (int j = 0; j < 3; j++)
             for (int64_t f = 0; f < nf; f++)
@@ -170,11 +176,12 @@ static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, 
         }
 }
 
-static void transform_weights(wino_conv *k, const float *w)
+static void transform_weights(wino_conv *k, const float *w, bool flipped)
 {
     int64_t mc = k->s.m * k->s.c;
     for (int64_t f0 = 0; f0 < mc; f0 += WEIGHT_CHUNK)
-        transform_chunk(w, f0, mc - f0 < WEIGHT_CHUNK ? mc - f0 : WEIGHT_CHUNK, k->u, mc);
+        transform_chunk(w, f0, mc - f0 < WEIGHT_CHUNK ? mc - f0 : WEIGHT_CHUNK, k->u, mc,
+                        flipped ? k->s.c : 0);
 }
 
 lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
@@ -202,9 +209,11 @@ lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, con
     return lego_ok();
 }
 
+void wino_conv_set_weights_flipped(wino_conv *k, const float *w) { transform_weights(k, w, true); }
+
 void wino_conv_set_weights(wino_conv *k, const float *w, const float *b)
 {
-    transform_weights(k, w);
+    transform_weights(k, w, false);
     if (k->bias && b)
         memcpy(k->bias, b, sizeof(float) * (size_t)k->s.m);
 }

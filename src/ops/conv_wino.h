@@ -40,6 +40,12 @@ lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, con
 /* New weights w and bias b (NULL when created without) for the next runs. */
 void wino_conv_set_weights(wino_conv *k, const float *w, const float *b);
 
+/* The weights of the input gradient of a 3x3 stride-1 convolution with
+ * weights w (C', M', 3, 3), k being made for the shape that computes it
+ * (dY in, its C' = M' channels of dX out, the padding 2 - the forward's):
+ * each filter transposed and turned by 180 degrees. */
+void wino_conv_set_weights_flipped(wino_conv *k, const float *w);
+
 /* Whether k was made for shape s at batch n. */
 bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n);
 
