@@ -844,8 +844,8 @@ static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
 static bool dx_shape(const conv_shape *s, conv_shape *d)
 {
     int64_t pb = s->ho - s->h - s->pad_t + 2, pr = s->wo - s->w - s->pad_l + 2;
-    if (s->kh != 3 || s->kw != 3 || s->sh != 1 || s->sw != 1 || s->dh != 1 || s->dw != 1 ||
-        s->group != 1 || s->pad_t > 2 || s->pad_l > 2 || pb < 0 || pb > 2 || pr < 0 || pr > 2)
+    if (!conv_shape_3x3_unit(s) || s->pad_t > 2 || s->pad_l > 2 || pb < 0 || pb > 2 || pr < 0 ||
+        pr > 2)
         return false;
     *d = (conv_shape){.c = s->m, .h = s->ho, .w = s->wo, .m = s->c, .ho = s->h, .wo = s->w,
                       .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1,

@@ -93,8 +93,7 @@ const char *dnnl_conv_switched_off(void)
 
 dnnl_alg_kind_t conv_dnnl_algorithm(const conv_shape *s)
 {
-    bool fits = s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 &&
-                s->dh == 1 && s->dw == 1 && s->c >= 16 && s->m >= 16 && s->c * s->m <= 256 * 256 &&
+    bool fits = conv_shape_3x3_unit(s) && s->c >= 16 && s->m >= 16 && s->c * s->m <= 256 * 256 &&
                 s->ho * s->wo >= 16;
     return conv_winograd_on() && fits && dnnl_conv_winograd_available() ? dnnl_convolution_winograd
                                                               : dnnl_convolution_direct;

@@ -31,6 +31,14 @@ typedef struct conv_shape {
     int64_t group;
 } conv_shape;
 
+/* Whether s is a dense 3x3 convolution of stride and dilation 1: the
+ * shapes Winograd F(m x m, 3x3) computes (oneDNN's and conv_wino.c's). */
+static inline bool conv_shape_3x3_unit(const conv_shape *s)
+{
+    return s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 &&
+           s->dw == 1;
+}
+
 /* What runs on the output after the bias, in this order: y*scale + shift
  * per output channel (a BatchNormalization; both NULL when none), then a
  * clamp to [lo, hi] (Relu: [0, inf), Clip). Each step rounds as the

@@ -107,9 +107,8 @@ bool wino_conv_fits(const conv_shape *s, int64_t n)
 #endif
     if (!conv_winograd_on())
         return false;
-    return s->group == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 &&
-           s->dw == 1 && s->c >= MIN_CHANNELS && s->m >= MIN_CHANNELS && s->c * s->m <= 256 * 256 &&
-           s->ho * s->wo >= MIN_PIXELS;
+    return conv_shape_3x3_unit(s) && s->c >= MIN_CHANNELS && s->m >= MIN_CHANNELS &&
+           s->c * s->m <= 256 * 256 && s->ho * s->wo >= MIN_PIXELS;
 }
 
 /* Units: bands of tile rows when an image has enough tiles, else groups of
@@ -220,11 +219,7 @@ void wino_conv_set_weights(wino_conv *k, const float *w, const float *b)
 
 bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n)
 {
-    const conv_shape *t = &k->s;
-    return k->n == n && t->c == s->c && t->h == s->h && t->w == s->w && t->m == s->m &&
-           t->ho == s->ho && t->wo == s->wo && t->kh == s->kh && t->kw == s->kw &&
-           t->sh == s->sh && t->sw == s->sw && t->dh == s->dh && t->dw == s->dw &&
-           t->pad_t == s->pad_t && t->pad_l == s->pad_l && t->group == s->group;
+    return k->n == n && memcmp(&k->s, s, sizeof *s) == 0; /* as dnnl_conv_train_matches */
 }
 
 size_t wino_conv_packed_bytes(const wino_conv *k)
