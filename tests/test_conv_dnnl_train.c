@@ -324,7 +324,8 @@ static void second_step(void)
 
 /* 3x3 convolutions of stride 1 with 16 or more input channels train
  * through Winograd where the CPU has oneDNN's kernels (AVX-512), and
- * elsewhere those our Winograd takes (conv_wino.c: 64 channels and more)
+ * elsewhere those our Winograd takes (wino_conv_fits; of these shapes, all
+ * but the last two)
  * run their forward through it: forward, dX, dW and dB within the
  * tolerance of the portable path, over two steps (new weights in between),
  * the same bits on 1, 2 and 3 threads. */
@@ -332,8 +333,9 @@ static void winograd(void)
 {
     static const int64_t shapes[][5] = {
         /* n, c, hw, m, pad */
-        {8, 64, 8, 64, 1}, {4, 32, 16, 45, 1}, {2, 45, 12, 64, 1},
-        {8, 128, 4, 128, 1}, {16, 16, 32, 16, 1}, {4, 32, 9, 32, 0},
+        {8, 64, 16, 64, 1}, {4, 32, 32, 45, 1}, {2, 45, 24, 64, 1},
+        {32, 384, 4, 192, 1}, /* more channel pairs than an inference plan keeps */
+        {16, 24, 32, 24, 1}, {4, 32, 9, 32, 0}, {8, 64, 8, 64, 1},
     };
     int taken = 0, ours = 0;
     conv_set_winograd(true); /* whatever LEGO_WINOGRAD says: this tests it */

@@ -7,6 +7,10 @@
  *  - the same bits on 1, 2 and 3 threads;
  *  - the epilogue rounds as the separate ops do: the fused result equals
  *    the unfused one followed by y*a + b and the clamp;
+ *  - the weight gradient (wino_conv_weight_grad) against a direct sum in
+ *    double, over one chunk of tiles and several (a chunk ending inside an
+ *    image), the same bits on 1, 2 and 3 threads, added into zeros equal to
+ *    written fresh;
  *  - which shapes fit (wino_conv_fits). */
 #include <math.h>
 #include <stdlib.h>
@@ -66,14 +70,31 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
 {
     lego_set_num_threads(threads);
     wino_conv *k = NULL;
-    CHECK_OK(wino_conv_create(s, q->n, w, b, b != NULL, ep, &k));
+    CHECK_OK(wino_conv_create(s, q->n, w, b, ep, &k));
     int64_t ny = q->n * s->m * s->ho * s->wo;
     float *y = malloc(sizeof(float) * (size_t)ny);
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
-    CHECK(k && wino_conv_run(k, x, y, NULL));
-    CHECK(wino_conv_packed_bytes(k) >= sizeof(float) * 36 * (size_t)(s->m * s->c));
+    CHECK(k && wino_conv_run(k, w, b, x, y, NULL));
+    /* kept up to 256x256 channel pairs, else transformed on each run */
+    bool keeps = s->m * s->c <= 256 * 256;
+    CHECK(keeps ? wino_conv_packed_bytes(k) >= sizeof(float) * 36 * (size_t)(s->m * s->c)
+                : wino_conv_packed_bytes(k) == 0);
+    if (keeps)
+        CHECK(!wino_conv_run_flipped(k, w, x, y, NULL)); /* it has a forward's weights */
     wino_conv_free(k);
+
+    /* a train plan's state: the weights with each call, transformed into
+     * the workspace; the same bits */
+    CHECK_OK(wino_conv_create(s, q->n, NULL, NULL, ep, &k));
+    float *again = malloc(sizeof(float) * (size_t)ny);
+    workspace ws = {0};
+    CHECK(k && wino_conv_packed_bytes(k) == 0);
+    CHECK(wino_conv_run(k, w, b, x, again, &ws));
+    CHECK(memcmp(again, y, sizeof(float) * (size_t)ny) == 0);
+    workspace_free(&ws);
+    wino_conv_free(k);
+    free(again);
     return y;
 }
 
@@ -137,10 +158,92 @@ static void shapes(void)
         {8, 64, 8, 8, 64, 1, 1, 1, 1, false, true, true},
         {1, 16, 40, 18, 16, 1, 2, 0, 1, false, false, false},   /* tall map, many bands */
         {5, 48, 6, 6, 32, 1, 1, 1, 1, true, true, true},        /* a batch with no divisor */
+        {2, 260, 5, 6, 257, 1, 1, 1, 1, true, true, true},      /* weights not kept */
     };
     par_set_min_work(1); /* small units still spread over the threads */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         one_case(&cases[i]);
+    par_set_min_work(0);
+}
+
+/* dW[m][c][ki][kj] = sum over images and outputs of dy * x, in double. */
+static void reference_grad(const wcase *q, const conv_shape *s, const float *x, const float *dy,
+                           float *dw)
+{
+    for (int64_t m = 0; m < s->m; m++)
+        for (int64_t c = 0; c < s->c; c++)
+            for (int64_t ki = 0; ki < 3; ki++)
+                for (int64_t kj = 0; kj < 3; kj++) {
+                    double acc = 0.0;
+                    for (int64_t n = 0; n < q->n; n++)
+                        for (int64_t i = 0; i < s->ho; i++) {
+                            int64_t r = i + ki - s->pad_t;
+                            if (r < 0 || r >= s->h)
+                                continue;
+                            const float *dyr = dy + ((n * s->m + m) * s->ho + i) * s->wo;
+                            const float *xr = x + ((n * s->c + c) * s->h + r) * s->w;
+                            for (int64_t j = 0; j < s->wo; j++) {
+                                int64_t col = j + kj - s->pad_l;
+                                if (col >= 0 && col < s->w)
+                                    acc += (double)dyr[j] * xr[col];
+                            }
+                        }
+                    dw[((m * s->c + c) * 3 + ki) * 3 + kj] = (float)acc;
+                }
+}
+
+static float *run_grad(const wcase *q, const conv_shape *s, const float *x, const float *dy,
+                       int threads, bool fresh)
+{
+    lego_set_num_threads(threads);
+    wino_conv *k = NULL;
+    CHECK_OK(wino_conv_create(s, q->n, NULL, NULL, NULL, &k));
+    int64_t nw = s->m * s->c * 9;
+    float *dw = malloc(sizeof(float) * (size_t)nw);
+    for (int64_t i = 0; i < nw; i++)
+        dw[i] = fresh ? NAN : 0.0f;
+    workspace ws = {0};
+    CHECK(k && wino_conv_weight_grad(k, x, dy, dw, fresh, &ws));
+    workspace_free(&ws);
+    wino_conv_free(k);
+    return dw;
+}
+
+static void grad_case(const wcase *q)
+{
+    conv_shape s = shape_of(q);
+    int64_t nx = q->n * q->c * q->h * q->w, ny = q->n * q->m * s.ho * s.wo, nw = q->m * q->c * 9;
+    float *x = random_floats(nx), *dy = random_floats(ny);
+    char what[160];
+    snprintf(what, sizeof what, "dW n%lld c%lld %lldx%lld m%lld pads %lld,%lld,%lld,%lld",
+             (long long)q->n, (long long)q->c, (long long)q->h, (long long)q->w, (long long)q->m,
+             (long long)q->pt, (long long)q->pl, (long long)q->pb, (long long)q->pr);
+    float *want = malloc(sizeof(float) * (size_t)nw);
+    reference_grad(q, &s, x, dy, want);
+    float *got = run_grad(q, &s, x, dy, 1, true);
+    CHECK(check_close(got, want, (long)nw, 1e-4f, 1e-4f, what));
+    float *added = run_grad(q, &s, x, dy, 1, false);
+    CHECK(memcmp(added, got, sizeof(float) * (size_t)nw) == 0);
+    for (int t = 2; t <= 3; t++) {
+        float *more = run_grad(q, &s, x, dy, t, true);
+        CHECK(memcmp(more, got, sizeof(float) * (size_t)nw) == 0);
+        free(more);
+    }
+    lego_set_num_threads(1);
+    free(x), free(dy), free(want), free(got), free(added);
+}
+
+static void weight_grads(void)
+{
+    static const wcase cases[] = {
+        {2, 16, 9, 11, 24, 1, 1, 1, 1, false, false, false},  /* edge tiles both ways */
+        {3, 20, 7, 5, 17, 0, 0, 0, 0, false, false, false},   /* no padding */
+        {2, 16, 13, 6, 16, 2, 0, 1, 2, false, false, false},  /* uneven pads */
+        {15, 64, 32, 32, 64, 1, 1, 1, 1, false, false, false}, /* two chunks, the first ending mid-image */
+    };
+    par_set_min_work(1);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        grad_case(&cases[i]);
     par_set_min_work(0);
 }
 
@@ -155,13 +258,17 @@ static void fits(void)
     CHECK(!wino_conv_fits(&t, 32)); /* stride 2 */
     t = s, t.group = 2;
     CHECK(!wino_conv_fits(&t, 32));
-    t = s, t.c = t.m = 512;
-    CHECK(!wino_conv_fits(&t, 32)); /* transformed weights too large */
-    t = s, t.c = 32;
-    CHECK(!wino_conv_fits(&t, 32)); /* few channels: direct is faster */
-    t = s, t.h = t.w = t.ho = t.wo = 4;
-    CHECK(!wino_conv_fits(&t, 32)); /* small maps: the same */
+    t = s, t.c = t.m = 512, t.h = t.w = t.ho = t.wo = 4;
+    CHECK(wino_conv_fits(&t, 32) == base); /* its weights transformed on each call */
+    t = s, t.c = 4;
+    CHECK(!wino_conv_fits(&t, 32)); /* GEMMs too thin */
+    t = s, t.c = t.m = 16;
+    CHECK(!wino_conv_fits(&t, 32)); /* too little work per image: direct is faster */
+    t = s, t.c = 13;
+    CHECK(wino_conv_fits(&t, 32) == base); /* a pruned 64-channel layer */
     t = s, t.h = t.w = t.ho = t.wo = 8;
+    CHECK(!wino_conv_fits(&t, 32)); /* 64 x 64 at 8x8: the same */
+    t.c = t.m = 128;
     CHECK(!wino_conv_fits(&t, 1) && wino_conv_fits(&t, 32) == base); /* 4 tiles per call */
     conv_set_winograd(false);
     CHECK(!wino_conv_fits(&s, 32));
@@ -175,6 +282,7 @@ int main(void)
 {
     test_seed(7u);
     shapes();
+    weight_grads();
     fits();
     return harness_finish();
 }

@@ -655,6 +655,15 @@ static wino_conv *train_wino(const op_call *c)
     return t && t->wino && wino_conv_matches(t->wino, &s, p->n) ? t->wino : NULL;
 }
 
+/* dW by our Winograd when the state has its forward: written when fresh,
+ * else added. false when not done (no such state, no memory): oneDNN's
+ * backward or the portable path then computes it. */
+static bool wino_dw(const op_call *c, const float *dy, float *dw)
+{
+    wino_conv *tw = train_wino(c);
+    return tw && wino_conv_weight_grad(tw, c->in[0]->data, dy, dw, c->fresh & 2u, c->ws);
+}
+
 /* dX by our Winograd (dx_shape) when the state has it: written when fresh,
  * else computed aside and added. false when not done (no such state, no
  * memory): oneDNN's backward then computes it. */
@@ -663,12 +672,12 @@ static bool wino_dx(const op_call *c, const float *dy, float *dx)
     const conv_trainer *t = c->train_state;
     if (!train_wino(c) || !t->wino_dx)
         return false;
-    wino_conv_set_weights_flipped(t->wino_dx, c->in[1]->data);
+    const float *w = c->in[1]->data;
     int64_t n = lego_tensor_numel(c->in[0]);
     if (c->fresh & 1u)
-        return wino_conv_run(t->wino_dx, dy, dx, c->ws);
+        return wino_conv_run_flipped(t->wino_dx, w, dy, dx, c->ws);
     float *part = lego_aligned_alloc(sizeof(float) * (size_t)n);
-    bool ok = part && wino_conv_run(t->wino_dx, dy, part, c->ws);
+    bool ok = part && wino_conv_run_flipped(t->wino_dx, w, dy, part, c->ws);
     for (int64_t i = 0; ok && i < n; i++)
         dx[i] += part[i];
     lego_aligned_free(part);
@@ -689,10 +698,10 @@ static void conv_forward(const op_call *c)
     dnnl_conv_train *t = train_state(c);
     wino_conv *tw = train_wino(c);
     if (tw) { /* weights change every step: transformed on each forward */
-        wino_conv_set_weights(tw, c->in[1]->data, bias_data(c));
         if (t)
             dnnl_conv_train_forget_weights(t); /* its backward reorders w itself */
-        if (wino_conv_run(tw, c->in[0]->data, c->out[0]->data, c->ws))
+        if (wino_conv_run(tw, c->in[1]->data, bias_data(c), c->in[0]->data, c->out[0]->data,
+                          c->ws))
             return;
     }
     if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
@@ -704,7 +713,8 @@ static void conv_forward(const op_call *c)
         return;
     }
     if (k && k->wino) {
-        if (!wino_conv_run(k->wino, c->in[0]->data, c->out[0]->data, c->ws))
+        if (!wino_conv_run(k->wino, c->in[1]->data, bias_data(c), c->in[0]->data, c->out[0]->data,
+                           c->ws))
             fill_nan(c);
         return;
     }
@@ -747,11 +757,12 @@ static bool conv_forward_images(const op_call *c, int64_t i0, int64_t i1, void *
 
 /* oneDNN's kernels and ours for Winograd copy the weights and bias when
  * they pack, and a packed forward never falls back to the im2col path that
- * reads the graph's. */
+ * reads the graph's; except our Winograd of more channels than it keeps,
+ * which reads them on each run. */
 static unsigned conv_packed_owns(const void *state)
 {
     const conv_packed *k = state;
-    return k && (k->dnnl || k->wino) ? 6u : 0u;
+    return k && (k->dnnl || (k->wino && wino_conv_packed_bytes(k->wino))) ? 6u : 0u;
 }
 
 static size_t conv_packed_bytes(const void *state)
@@ -811,8 +822,7 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     if (!constant)
         return lego_ok();
     if (wino_conv_fits(&s, p->n))
-        return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, bt != NULL, &k->ep,
-                                &k->wino);
+        return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
 }
 
@@ -882,10 +892,10 @@ static lego_status conv_train_pack(const op_call *c, void **state)
     bool bias = op_input(c, 2) != NULL;
     lego_status st = dnnl_conv_train_create(&s, p->n, bias, &t->dnnl);
     if (!st.code && wino_conv_fits(&s, p->n))
-        st = wino_conv_create(&s, p->n, NULL, NULL, bias, NULL, &t->wino);
+        st = wino_conv_create(&s, p->n, NULL, NULL, NULL, &t->wino);
     conv_shape sd;
-    if (!st.code && t->dnnl && t->wino && dx_shape(&s, &sd) && wino_conv_fits(&sd, p->n))
-        st = wino_conv_create(&sd, p->n, NULL, NULL, false, NULL, &t->wino_dx);
+    if (!st.code && t->wino && dx_shape(&s, &sd) && wino_conv_fits(&sd, p->n))
+        st = wino_conv_create(&sd, p->n, NULL, NULL, NULL, &t->wino_dx);
     if (st.code || (!t->dnnl && !t->wino)) {
         conv_train_unpack(t);
         return st;
@@ -952,7 +962,9 @@ static void poison(lego_tensor *const *din, int n)
 }
 
 typedef struct bias_grad {
-    const conv_run *r;
+    const conv_params *p;
+    const float *dy;
+    int64_t opix;
     float *db;
 } bias_grad;
 
@@ -962,17 +974,22 @@ static void bias_backward_chunk(void *ctx, int64_t b, int64_t e, int thread)
 {
     (void)thread;
     const bias_grad *k = ctx;
-    const conv_run *r = k->r;
-    const conv_params *p = r->p;
+    const conv_params *p = k->p;
     for (int64_t m = b; m < e; m++) {
         double sum = 0;
         for (int64_t n = 0; n < p->n; n++) {
-            const float *d = r->dy + (n * p->m + m) * r->opix;
-            for (int64_t j = 0; j < r->opix; j++)
+            const float *d = k->dy + (n * p->m + m) * k->opix;
+            for (int64_t j = 0; j < k->opix; j++)
                 sum += d[j];
         }
         k->db[m] += (float)sum;
     }
+}
+
+static void bias_backward(const conv_params *p, const float *dy, float *db)
+{
+    bias_grad k = {p, dy, p->ho * p->wo, db};
+    parallel_run(p->m, par_split_work(p->m, (double)(p->n * k.opix)), bias_backward_chunk, &k);
 }
 
 /* One backward pass over `units` units of about `work` GEMM flops each. */
@@ -997,11 +1014,8 @@ static bool begin_backward(const op_call *c, lego_tensor *const *dout, lego_tens
     if (!dout[0])
         return false;
     r->dy = dout[0]->data;
-    if (c->n_in > 2 && din[2]) {
-        bias_grad k = {r, din[2]->data};
-        parallel_run(p->m, par_split_work(p->m, (double)(p->n * r->opix)), bias_backward_chunk,
-                     &k);
-    }
+    if (c->n_in > 2 && din[2])
+        bias_backward(p, r->dy, din[2]->data);
     r->dx = din[0] ? din[0]->data : NULL;
     r->dw = din[1] ? din[1]->data : NULL;
     return r->dx || r->dw;
@@ -1099,11 +1113,19 @@ static void conv_backward(const op_call *c, lego_tensor *const *dout, lego_tenso
 {
     const conv_params *p = c->params;
     dnnl_conv_train *t = train_state(c);
-    /* dX first where our Winograd computes it (conv_trainer), then the
-     * rest: what is left to do is in `rest` */
-    bool dx_done = t && dout[0] && din[0] && wino_dx(c, dout[0]->data, din[0]->data);
-    lego_tensor *rest[3] = {dx_done ? NULL : din[0], din[1], c->n_in > 2 ? din[2] : NULL};
-    unsigned fresh = dx_done ? c->fresh & ~1u : c->fresh;
+    /* dX and dW first where our Winograd computes them (conv_trainer), then
+     * the rest: what is left to do is in `rest` */
+    bool dx_done = dout[0] && din[0] && wino_dx(c, dout[0]->data, din[0]->data);
+    bool dw_done = dout[0] && din[1] && wino_dw(c, dout[0]->data, din[1]->data);
+    lego_tensor *rest[3] = {dx_done ? NULL : din[0], dw_done ? NULL : din[1],
+                            c->n_in > 2 ? din[2] : NULL};
+    unsigned fresh = c->fresh & ~(dx_done ? 1u : 0u) & ~(dw_done ? 2u : 0u);
+    if (dw_done && rest[2]) { /* oneDNN would run its whole weight gradient for dB */
+        if (fresh & 4u)
+            memset(rest[2]->data, 0, lego_tensor_bytes(rest[2]));
+        bias_backward(p, dout[0]->data, rest[2]->data);
+        rest[2] = NULL;
+    }
     if (t && dout[0] &&
         dnnl_conv_train_backward(t, c->in[0]->data, c->in[1]->data, dout[0]->data,
                                  rest[0] ? rest[0]->data : NULL, rest[1] ? rest[1]->data : NULL,

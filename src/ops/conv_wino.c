@@ -38,12 +38,21 @@
 #define UNIT_BYTES (4u << 20)
 #define MIN_TILES 8
 #define MIN_CALL_TILES 32
-/* Fewer channels, or maps under 8x8, ran slower than oneDNN's direct AVX2
- * kernels (the Fashion-MNIST teacher's 16- and 32-channel layers at batch
- * 32: 16.7 ms against 11.0 for the model; 64-channel 4x4 maps: 11.8): the
- * transforms then cost more than the multiplications saved. */
-#define MIN_CHANNELS 64
-#define MIN_PIXELS 64
+/* Where the transforms cost more than the multiplications saved, measured
+ * against oneDNN's direct AVX2 kernels on one and two threads (a layer on
+ * its own, batch 32 or 128): Winograd took 0.53-0.94 of their time for
+ * channels x channels x output pixels of 2^19 or more (13 x 64 channels at
+ * 32x32, 26 x 128 at 16x16, 128 x 128 at 8x8, 103 x 512 at 4x4), and
+ * 1.0-2.2 below it (64 x 64 at 8x8: 1.31; 16 x 16 at 28x28: 1.28; 128 x
+ * 128 at 4x4: 1.0). Fewer than 8 channels make GEMMs too thin. */
+#define MIN_IMAGE_WORK (1 << 19)
+#define MIN_CHANNELS 8
+/* Transformed weights are four times the direct ones: kept with an
+ * inference plan only up to 256 x 256 channels (CIFAR ResNet18's 512 x 512
+ * layers would add 95 MB); larger ones, and a train plan's, are
+ * transformed into the workspace on each call (some 330 flops per filter,
+ * against 216 saved per filter and tile: a few percent at 32 tiles). */
+#define MAX_STORED_PAIRS (256 * 256)
 /* Units wanted per call at small batches. conv_dnnl.c wants 4; here a
  * band is a GEMM of fewer columns, and 4 bands of a 64-channel 32x32 image
  * at batch 1 took twice the time of 2 on two threads (0.73 against 0.35
@@ -57,8 +66,8 @@ struct wino_conv {
     int64_t ipu, rows;    /* a unit: ipu whole images, or `rows` tile rows of one image */
     int64_t bands, units; /* bands per image (1 when ipu > 1); units per call */
     int64_t T;            /* most tiles in a unit */
-    float *u;             /* [36][M][C] */
-    float *bias;          /* (M) or NULL */
+    float *u;             /* [36][M][C], or NULL: transformed on each call (training) */
+    float *bias;          /* (M) or NULL; kept with u */
     const conv_epilogue *ep;
     size_t scratch;       /* bytes per thread */
 };
@@ -73,6 +82,30 @@ static const float G[6][3] = {
 };
 
 static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* A thread's buffers for the transforms of one tile row: rb and wv (6
+ * rows split by phase each), q (24 x tx), line (one padded row). */
+typedef struct row_buffers {
+    float *rb, *wv, *q, *line;
+} row_buffers;
+
+static size_t row_buffers_bytes(int64_t tx)
+{
+    size_t wp = (size_t)(4 * (tx + 1));
+    return 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx) +
+           align64(sizeof(float) * wp);
+}
+
+static row_buffers row_buffers_at(unsigned char *p, int64_t tx)
+{
+    size_t wp = (size_t)(4 * (tx + 1));
+    row_buffers b;
+    b.rb = (float *)p;
+    b.wv = (float *)(p + align64(sizeof(float) * 6 * wp));
+    b.q = (float *)(p + 2 * align64(sizeof(float) * 6 * wp));
+    b.line = (float *)(p + 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx));
+    return b;
+}
 
 static int switch_on = -1;
 static pthread_once_t switch_once = PTHREAD_ONCE_INIT;
@@ -107,8 +140,9 @@ bool wino_conv_fits(const conv_shape *s, int64_t n)
 #endif
     if (!conv_winograd_on())
         return false;
-    return conv_shape_3x3_unit(s) && s->c >= MIN_CHANNELS && s->m >= MIN_CHANNELS &&
-           s->c * s->m <= 256 * 256 && s->ho * s->wo >= MIN_PIXELS;
+    if (!conv_shape_3x3_unit(s) || s->c < MIN_CHANNELS || s->m < MIN_CHANNELS)
+        return false;
+    return s->c * s->m * s->ho * s->wo >= MIN_IMAGE_WORK;
 }
 
 /* Units: bands of tile rows when an image has enough tiles, else groups of
@@ -138,11 +172,8 @@ static void plan_units(wino_conv *k)
     k->bands = (k->ty + k->rows - 1) / k->rows;
     k->units = k->n / k->ipu * k->bands;
     k->T = k->ipu * k->rows * k->tx;
-    size_t wp = (size_t)(4 * (k->tx + 1));
     k->scratch = align64(sizeof(float) * POINTS * (size_t)(s->c * k->T)) +
-                 align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) +
-                 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)k->tx) +
-                 align64(sizeof(float) * wp);
+                 align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) + row_buffers_bytes(k->tx);
 }
 
 /* U = G g G^T for filters [f0, f0 + nf), nf <= WEIGHT_CHUNK, the filters
@@ -175,16 +206,35 @@ static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, 
         }
 }
 
-static void transform_weights(wino_conv *k, const float *w, bool flipped)
+/* U of w into u, in chunks of filters spread over the threads (a train
+ * plan's 512 x 512 layer has 262,144 filters to transform per call). */
+typedef struct weight_job {
+    const float *w;
+    float *u;
+    int64_t mc, flip_c;
+} weight_job;
+
+static void weight_chunks(void *ctx, int64_t begin, int64_t end, int thread)
 {
-    int64_t mc = k->s.m * k->s.c;
-    for (int64_t f0 = 0; f0 < mc; f0 += WEIGHT_CHUNK)
-        transform_chunk(w, f0, mc - f0 < WEIGHT_CHUNK ? mc - f0 : WEIGHT_CHUNK, k->u, mc,
-                        flipped ? k->s.c : 0);
+    (void)thread;
+    const weight_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t f0 = i * WEIGHT_CHUNK;
+        transform_chunk(j->w, f0, j->mc - f0 < WEIGHT_CHUNK ? j->mc - f0 : WEIGHT_CHUNK, j->u,
+                        j->mc, j->flip_c);
+    }
+}
+
+static void transform_weights(const wino_conv *k, const float *w, bool flipped, float *u)
+{
+    weight_job j = {w, u, k->s.m * k->s.c, flipped ? k->s.c : 0};
+    int64_t chunks = (j.mc + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
+    /* some 330 flops per filter */
+    parallel_run(chunks, par_split_work(chunks, 330.0 * WEIGHT_CHUNK), weight_chunks, &j);
 }
 
 lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             bool bias, const conv_epilogue *ep, wino_conv **out)
+                             const conv_epilogue *ep, wino_conv **out)
 {
     *out = NULL;
     wino_conv *k = calloc(1, sizeof *k);
@@ -194,27 +244,20 @@ lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, con
     k->n = n;
     k->ep = ep;
     plan_units(k);
-    k->u = lego_aligned_alloc(sizeof(float) * POINTS * (size_t)(s->m * s->c));
-    bias = bias || b;
-    if (bias)
-        k->bias = calloc((size_t)s->m, sizeof(float));
-    if (!k->u || (bias && !k->bias)) {
-        wino_conv_free(k);
-        return lego_error(LEGO_ERR_NOMEM, "out of memory transforming a convolution's weights");
+    if (w && s->c * s->m <= MAX_STORED_PAIRS) {
+        k->u = lego_aligned_alloc(sizeof(float) * POINTS * (size_t)(s->m * s->c));
+        if (b)
+            k->bias = malloc(sizeof(float) * (size_t)s->m);
+        if (!k->u || (b && !k->bias)) {
+            wino_conv_free(k);
+            return lego_error(LEGO_ERR_NOMEM, "out of memory transforming a convolution's weights");
+        }
+        transform_weights(k, w, false, k->u);
+        if (b)
+            memcpy(k->bias, b, sizeof(float) * (size_t)s->m);
     }
-    if (w)
-        wino_conv_set_weights(k, w, b);
     *out = k;
     return lego_ok();
-}
-
-void wino_conv_set_weights_flipped(wino_conv *k, const float *w) { transform_weights(k, w, true); }
-
-void wino_conv_set_weights(wino_conv *k, const float *w, const float *b)
-{
-    transform_weights(k, w, false);
-    if (k->bias && b)
-        memcpy(k->bias, b, sizeof(float) * (size_t)k->s.m);
 }
 
 bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n)
@@ -224,7 +267,9 @@ bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n)
 
 size_t wino_conv_packed_bytes(const wino_conv *k)
 {
-    return sizeof(float) * (POINTS * (size_t)(k->s.m * k->s.c) + (k->bias ? (size_t)k->s.m : 0));
+    return k->u ? sizeof(float) * (POINTS * (size_t)(k->s.m * k->s.c) +
+                                   (k->bias ? (size_t)k->s.m : 0))
+                : 0;
 }
 
 void wino_conv_free(wino_conv *k)
@@ -364,40 +409,42 @@ SIMD_IVDEP
 
 typedef struct wino_run {
     const wino_conv *k;
+    const float *u, *bias;
     const float *x;
     float *y;
     unsigned char *scratch;
 } wino_run;
 
-/* V for the unit's tiles: images n0.. (ipu), tile rows ty0..ty1. */
-static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t ty0, int64_t ty1,
-                       float *v, float *rb, float *wv, float *line)
+/* V for the tiles of images n0 .. n0 + ipu - 1, tile rows ty0..ty1, in
+ * columns of v from 0, T columns per channel. */
+static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t ipu, int64_t ty0,
+                       int64_t ty1, float *v, int64_t T, float *rb, float *wv, float *line)
 {
     const conv_shape *s = &k->s;
-    int64_t ct = s->c * k->T, pw = 4 * (k->tx + 1);
+    int64_t ct = s->c * T, pw = 4 * (k->tx + 1);
     for (int64_t c = 0; c < s->c; c++) {
         int64_t t = 0;
-        for (int64_t i = 0; i < k->ipu; i++) {
+        for (int64_t i = 0; i < ipu; i++) {
             const float *xc = x + ((n0 + i) * s->c + c) * s->h * s->w;
             for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
                 for (int r = 0; r < 6; r++)
                     padded_phases(xc, s, ty * 4 - s->pad_t + r, rb + r * pw, k->tx, line);
                 rows_bt(rb, wv, pw);
-                cols_bt(wv, pw, k->tx, v + c * k->T + t, ct);
+                cols_bt(wv, pw, k->tx, v + c * T + t, ct);
             }
         }
     }
 }
 
 /* y's rows for the unit from the 36 products mo, then bias and epilogue. */
-static void unit_output(const wino_conv *k, const float *mo, float *y, int64_t n0, int64_t ty0,
-                        int64_t ty1, float *q, float *o)
+static void unit_output(const wino_conv *k, const float *mo, const float *bias_m, float *y,
+                        int64_t n0, int64_t ty0, int64_t ty1, float *q, float *o)
 {
     const conv_shape *s = &k->s;
     int64_t mt = s->m * k->T, opix = s->ho * s->wo;
     int64_t r0 = ty0 * 4, r1 = ty1 * 4 < s->ho ? ty1 * 4 : s->ho;
     for (int64_t m = 0; m < s->m; m++) {
-        float bias = k->bias ? k->bias[m] : 0.0f;
+        float bias = bias_m ? bias_m[m] : 0.0f;
         int64_t t = 0;
         for (int64_t i = 0; i < k->ipu; i++) {
             float *ym = y + ((n0 + i) * s->m + m) * opix;
@@ -418,40 +465,230 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     const wino_conv *k = r->k;
     const conv_shape *s = &k->s;
     unsigned char *p = r->scratch + (size_t)thread * k->scratch;
-    size_t wp = (size_t)(4 * (k->tx + 1));
     float *v = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->c * k->T));
     float *mo = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
-    float *rb = (float *)p, *wv = (float *)(p + align64(sizeof(float) * 6 * wp));
-    float *q = (float *)(p + 2 * align64(sizeof(float) * 6 * wp));
-    float *line = (float *)(p + 2 * align64(sizeof(float) * 6 * wp) +
-                            align64(sizeof(float) * 24 * (size_t)k->tx));
+    row_buffers b = row_buffers_at(p, k->tx);
+    float *rb = b.rb, *wv = b.wv, *q = b.q, *line = b.line;
     float *o = wv; /* 16 x tx fits in wv's 6 x 4 (tx + 1) once the input is done */
     for (int64_t u = begin; u < end; u++) {
         int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
         int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
         int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
-        unit_input(k, r->x, n0, ty0, ty1, v, rb, wv, line);
+        unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, rb, wv, line);
         for (int i = 0; i < POINTS; i++)
-            lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, k->u + (int64_t)i * s->m * s->c, s->c,
+            lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                        v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
-        unit_output(k, mo, r->y, n0, ty0, ty1, q, o);
+        unit_output(k, mo, r->bias, r->y, n0, ty0, ty1, q, o);
     }
 }
 
-bool wino_conv_run(const wino_conv *k, const float *x, float *y, workspace *ws)
+/* The units, with U stored (w NULL) or transformed from w first into the
+ * front of the scratch (flipped: for the input gradient). */
+static bool run_units(const wino_conv *k, const float *w, const float *b, bool flipped,
+                      const float *x, float *y, workspace *ws)
 {
     const conv_shape *s = &k->s;
     /* a unit's GEMMs: 36 x 2 M C T flops, counted as conv.c's gemm_work */
     double work = 2.0 * POINTS * (double)(s->m * s->c) * (double)k->T / 16.0;
     par_split sp = par_split_work(k->units, work);
-    size_t total = k->scratch * (size_t)sp.threads;
+    size_t ub = w ? align64(sizeof(float) * POINTS * (size_t)(s->m * s->c)) : 0;
+    size_t total = ub + k->scratch * (size_t)sp.threads;
     unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
     if (!buf)
         return false;
-    wino_run r = {.k = k, .x = x, .y = y, .scratch = buf};
+    wino_run r = {.k = k, .u = k->u, .bias = k->bias, .x = x, .y = y, .scratch = buf + ub};
+    if (w) {
+        transform_weights(k, w, flipped, (float *)buf);
+        r.u = (const float *)buf;
+        r.bias = b;
+    }
     parallel_run(k->units, sp, wino_units, &r);
+    if (!ws)
+        lego_aligned_free(buf);
+    return true;
+}
+
+bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, float *y,
+                   workspace *ws)
+{
+    return k->u ? run_units(k, NULL, NULL, false, x, y, ws) : run_units(k, w, b, false, x, y, ws);
+}
+
+bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y,
+                           workspace *ws)
+{
+    return !k->u && run_units(k, w, NULL, true, x, y, ws);
+}
+
+/* ---- weight gradient ----------------------------------------------------- */
+
+/* The forward is y = A^T M A per tile with M = U . V summed over channels
+ * and U = G g G^T, so its weight gradient is
+ *   dU[36][M][C] = sum over tiles of (A dY A^T) . V^T,   dW = G^T dU G,
+ * V being the forward's input transform: again 36 GEMMs, now over the
+ * tiles. The tiles go in chunks of whole tile rows (GRAD_CHUNK_BYTES of V
+ * and A dY A^T: a function of the shape alone); each point's GEMM adds a
+ * chunk into its dU on one thread, chunk after chunk, so the sums run in
+ * the same order for any thread count. */
+#define GRAD_CHUNK_BYTES (4u << 20)
+
+/* A applied across four lines (the transpose of output_tiles' A^T): out
+ * line a at j is row a of A times (d0[j] .. d3[j]), for j < n. */
+static SIMD_CLONES void a_lines(const float *const d[4], float *const o[6], int64_t n)
+{
+    const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
+SIMD_IVDEP
+    for (int64_t j = 0; j < n; j++) {
+        o0[j] = d0[j];
+        o1[j] = d0[j] + d1[j] + d2[j] + d3[j];
+        o2[j] = d0[j] - d1[j] + d2[j] - d3[j];
+        o3[j] = d0[j] + 2.0f * d1[j] + 4.0f * d2[j] + 8.0f * d3[j];
+        o4[j] = d0[j] - 2.0f * d1[j] + 4.0f * d2[j] - 8.0f * d3[j];
+        o5[j] = d3[j];
+    }
+}
+
+/* A dY A^T for the tx tiles of tile row ty of one channel's dY (ho x wo,
+ * zero past its edges): point (a, b) of tile x goes to
+ * yh[(a*6 + b)*stride + x]. */
+static void dy_tiles(const float *dyc, const conv_shape *s, int64_t ty, int64_t tx, float *yh,
+                     int64_t stride, const row_buffers *b)
+{
+    /* dY's rows split by phase as padded_phases splits x's, with no padding */
+    conv_shape plane = {.h = s->ho, .w = s->wo};
+    int64_t ph = tx + 1, pw = 4 * ph;
+    for (int i = 0; i < 4; i++)
+        padded_phases(dyc, &plane, ty * 4 + i, b->rb + i * pw, tx, b->line);
+    for (int i = 0; i < 4; i++) { /* along each row: e (i, b) in q */
+        const float *p = b->rb + i * pw;
+        const float *in[4] = {p, p + ph, p + 2 * ph, p + 3 * ph};
+        float *e = b->q + i * 6 * tx;
+        float *out[6] = {e, e + tx, e + 2 * tx, e + 3 * tx, e + 4 * tx, e + 5 * tx};
+        a_lines(in, out, tx);
+    }
+    for (int j = 0; j < 6; j++) { /* down the columns */
+        const float *e = b->q + j * tx;
+        const float *in[4] = {e, e + 6 * tx, e + 12 * tx, e + 18 * tx};
+        float *o = yh + j * stride;
+        float *out[6] = {o, o + 6 * stride, o + 12 * stride, o + 18 * stride, o + 24 * stride,
+                         o + 30 * stride};
+        a_lines(in, out, tx);
+    }
+}
+
+typedef struct grad_run {
+    const wino_conv *k;
+    const float *x, *dy;
+    float *v, *yh, *du, *dw;
+    int64_t T;      /* columns of v and yh */
+    int64_t row0;   /* the chunk's first tile row, counted over the batch */
+    int64_t tiles;  /* the chunk's tiles */
+    bool first;     /* the chunk that writes dU */
+    bool fresh;     /* dW written, not added */
+    unsigned char *scratch; /* row_buffers per thread */
+} grad_run;
+
+/* Tile rows [begin, end) of the chunk: V and A dY A^T. */
+static void grad_rows(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const grad_run *r = ctx;
+    const wino_conv *k = r->k;
+    const conv_shape *s = &k->s;
+    row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx), k->tx);
+    int64_t mt = s->m * r->T, opix = s->ho * s->wo;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t g = r->row0 + i, n = g / k->ty, ty = g % k->ty, t0 = i * k->tx;
+        unit_input(k, r->x, n, 1, ty, ty + 1, r->v + t0, r->T, b.rb, b.wv, b.line);
+        for (int64_t m = 0; m < s->m; m++)
+            dy_tiles(r->dy + (n * s->m + m) * opix, s, ty, k->tx, r->yh + m * r->T + t0, mt, &b);
+    }
+}
+
+/* Points [begin, end): dU[i] (+)= yh[i] . v[i]^T over the chunk's tiles. */
+static void grad_points(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    const grad_run *r = ctx;
+    const conv_shape *s = &r->k->s;
+    for (int64_t i = begin; i < end; i++)
+        lego_sgemm(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * s->m * r->T, r->T,
+                   r->v + i * s->c * r->T, r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
+                   s->c);
+}
+
+/* dW = G^T dU G for filters [f0, f0 + nf), vectorised across them as
+ * transform_chunk. */
+static SIMD_CLONES void grad_filters(const float *du, int64_t mc, int64_t f0, int64_t nf, float *dw,
+                                     bool fresh)
+{
+    float t[3][6][WEIGHT_CHUNK], g[9][WEIGHT_CHUNK];
+    for (int i = 0; i < 3; i++)
+        for (int b = 0; b < 6; b++) {
+            const float *d = du + (int64_t)b * mc + f0;
+            for (int64_t f = 0; f < nf; f++)
+                t[i][b][f] = G[0][i] * d[f] + G[1][i] * d[6 * mc + f] + G[2][i] * d[12 * mc + f] +
+                             G[3][i] * d[18 * mc + f] + G[4][i] * d[24 * mc + f] +
+                             G[5][i] * d[30 * mc + f];
+        }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            for (int64_t f = 0; f < nf; f++)
+                g[i * 3 + j][f] = t[i][0][f] * G[0][j] + t[i][1][f] * G[1][j] + t[i][2][f] * G[2][j] +
+                                  t[i][3][f] * G[3][j] + t[i][4][f] * G[4][j] + t[i][5][f] * G[5][j];
+    for (int64_t f = 0; f < nf; f++)
+        for (int q = 0; q < 9; q++)
+            dw[(f0 + f) * 9 + q] = fresh ? g[q][f] : dw[(f0 + f) * 9 + q] + g[q][f];
+}
+
+static void grad_weights(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    const grad_run *r = ctx;
+    int64_t mc = r->k->s.m * r->k->s.c;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t f0 = i * WEIGHT_CHUNK;
+        grad_filters(r->du, mc, f0, mc - f0 < WEIGHT_CHUNK ? mc - f0 : WEIGHT_CHUNK, r->dw, r->fresh);
+    }
+}
+
+bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, float *dw,
+                           bool fresh, workspace *ws)
+{
+    const conv_shape *s = &k->s;
+    int64_t rows = k->n * k->ty, mc = s->m * s->c;
+    size_t du_bytes = align64(sizeof(float) * POINTS * (size_t)mc);
+    size_t chunk = du_bytes > GRAD_CHUNK_BYTES ? du_bytes : GRAD_CHUNK_BYTES;
+    int64_t per_row = (int64_t)(chunk / (POINTS * sizeof(float) * (size_t)(s->c + s->m))) / k->tx;
+    per_row = per_row > 1 ? per_row : 1;
+    per_row = per_row < rows ? per_row : rows;
+    int64_t T = per_row * k->tx;
+    /* a row's transforms: some 12 flops per point of each channel's tiles */
+    par_split sr = par_split_work(per_row, 12.0 * POINTS * (double)(k->tx * (s->c + s->m)));
+    par_split sg = par_split_work(POINTS, 2.0 * (double)(mc * T) / 16.0);
+    int threads = sr.threads > sg.threads ? sr.threads : sg.threads;
+    size_t v_bytes = align64(sizeof(float) * POINTS * (size_t)(s->c * T));
+    size_t yh_bytes = align64(sizeof(float) * POINTS * (size_t)(s->m * T));
+    size_t total = du_bytes + v_bytes + yh_bytes + row_buffers_bytes(k->tx) * (size_t)threads;
+    unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
+    if (!buf)
+        return false;
+    grad_run r = {.k = k, .x = x, .dy = dy, .du = (float *)buf, .v = (float *)(buf + du_bytes),
+                  .yh = (float *)(buf + du_bytes + v_bytes), .dw = dw, .T = T, .fresh = fresh,
+                  .scratch = buf + du_bytes + v_bytes + yh_bytes};
+    for (int64_t row0 = 0; row0 < rows; row0 += per_row) {
+        int64_t n = rows - row0 < per_row ? rows - row0 : per_row;
+        r.row0 = row0;
+        r.tiles = n * k->tx;
+        r.first = row0 == 0;
+        parallel_run(n, n == per_row ? sr : par_split_work(n, 12.0 * POINTS * (double)(k->tx * (s->c + s->m))),
+                     grad_rows, &r);
+        parallel_run(POINTS, sg, grad_points, &r);
+    }
+    int64_t chunks = (mc + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
+    parallel_run(chunks, par_split_work(chunks, 400.0 * WEIGHT_CHUNK), grad_weights, &r);
     if (!ws)
         lego_aligned_free(buf);
     return true;

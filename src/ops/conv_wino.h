@@ -21,40 +21,48 @@ bool conv_winograd_on(void);
 void conv_set_winograd(bool on);
 
 /* Whether shape s at batch n takes this path: one group, 3x3, stride and
- * dilation 1, at least 64 channels in and out and no more than 256x256
- * channel pairs (its weights are four times the direct ones'), maps of 8x8
- * outputs or more, 32 tiles or more per call; and oneDNN does not run
- * Winograd itself on this CPU. LEGO_WINOGRAD=0 turns it off, as it does
- * oneDNN's. */
+ * dilation 1, at least 8 channels in and out, enough work per image that
+ * the transforms pay (channels in x out x output pixels of 2^19 or more:
+ * conv_wino.c has the measurements), 32 tiles or more per call. Not where
+ * oneDNN runs Winograd itself on this CPU. LEGO_WINOGRAD=0 turns it off,
+ * as it does oneDNN's. */
 bool wino_conv_fits(const conv_shape *s, int64_t n);
 
-/* The transformed weights of w (M, C, 3, 3) and a copy of bias b (M) or
- * NULL, for batches of n; ep (kept by pointer: it must outlive the state;
- * NULL: none) runs on each output after the bias. With w NULL (training,
- * whose weights change every step) the weights come from
- * wino_conv_set_weights before each run, and bias says whether a bias
- * will. */
+/* A state for shape s at batch n. With weights w (M, C, 3, 3) and bias b
+ * (M) or NULL, of at most 256x256 channel pairs: transformed once and
+ * kept (they are four times the direct weights). Otherwise (larger, or w
+ * NULL: a train plan, whose weights change every step) the weights given
+ * to each run are transformed into its scratch. ep (kept by pointer: it
+ * must outlive the state; NULL: none) runs on each output after the bias. */
 lego_status wino_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             bool bias, const conv_epilogue *ep, wino_conv **out);
-
-/* New weights w and bias b (NULL when created without) for the next runs. */
-void wino_conv_set_weights(wino_conv *k, const float *w, const float *b);
-
-/* The weights of the input gradient of a 3x3 stride-1 convolution with
- * weights w (C', M', 3, 3), k being made for the shape that computes it
- * (dY in, its C' = M' channels of dX out, the padding 2 - the forward's):
- * each filter transposed and turned by 180 degrees. */
-void wino_conv_set_weights_flipped(wino_conv *k, const float *w);
+                             const conv_epilogue *ep, wino_conv **out);
 
 /* Whether k was made for shape s at batch n. */
 bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n);
 
-/* y (n, M, Ho, Wo) from x (n, C, H, W), both NCHW, n as created; scratch
- * from ws (or malloc when NULL). false without scratch memory. The same
- * bits for any thread count. */
-bool wino_conv_run(const wino_conv *k, const float *x, float *y, workspace *ws);
+/* y (n, M, Ho, Wo) from x (n, C, H, W), both NCHW, n as created, with
+ * weights w and bias b (or NULL): those it was created with when it kept
+ * them, else transformed first. Scratch from ws (or malloc when NULL);
+ * false without it. The same bits for any thread count, kept or not. */
+bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, float *y,
+                   workspace *ws);
 
-/* Bytes of the transformed weights and the bias copy. */
+/* The input gradient of a 3x3 stride-1 convolution with weights w (C', M',
+ * 3, 3), k being made without weights for the shape that computes it (dY
+ * in, its C' = M' channels of dX out, the padding 2 - the forward's): each
+ * filter transposed and turned by 180 degrees. */
+bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y,
+                           workspace *ws);
+
+/* dW (M, C, 3, 3) of the convolution k computes (stored weights or not),
+ * from its input x and dY (n, M, Ho, Wo): written when fresh, else added.
+ * Scratch from ws (or malloc when NULL); false without it. The same bits
+ * for any thread count; the gradient of this Winograd forward, which
+ * differs from the direct convolution's by rounding. */
+bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, float *dw,
+                           bool fresh, workspace *ws);
+
+/* Bytes of the kept transformed weights and the bias copy (0 without). */
 size_t wino_conv_packed_bytes(const wino_conv *k);
 
 void wino_conv_free(wino_conv *k);
