@@ -84,16 +84,15 @@ static const float G[6][3] = {
 static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* A thread's buffers for the transforms of one tile row: rb and wv (6
- * rows split by phase each), q (24 x tx), line (one padded row). */
+ * rows split by phase each), q (24 x tx). */
 typedef struct row_buffers {
-    float *rb, *wv, *q, *line;
+    float *rb, *wv, *q;
 } row_buffers;
 
 static size_t row_buffers_bytes(int64_t tx)
 {
     size_t wp = (size_t)(4 * (tx + 1));
-    return 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx) +
-           align64(sizeof(float) * wp);
+    return 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx);
 }
 
 static row_buffers row_buffers_at(unsigned char *p, int64_t tx)
@@ -103,7 +102,6 @@ static row_buffers row_buffers_at(unsigned char *p, int64_t tx)
     b.rb = (float *)p;
     b.wv = (float *)(p + align64(sizeof(float) * 6 * wp));
     b.q = (float *)(p + 2 * align64(sizeof(float) * 6 * wp));
-    b.line = (float *)(p + 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx));
     return b;
 }
 
@@ -287,27 +285,42 @@ void wino_conv_free(wino_conv *k)
  * (zero outside the image), split by phase: column 4x + j goes to
  * out[j * (tx + 1) + x]. Then the six columns of tile x are phase j at x
  * (j < 4) and phases 0 and 1 at x + 1, each a contiguous run over the
- * tiles, so the transform along the row vectorises (cols_bt). */
+ * tiles, so the transform along the row vectorises (cols_bt). Read from
+ * the image directly (a copy of the padded row first took a fifth of the
+ * transforms' time); only the tiles over its edges test each column. */
 static SIMD_CLONES void padded_phases(const float *xc, const conv_shape *s, int64_t row,
-                                      float *restrict out, int64_t tx, float *restrict line)
+                                      float *restrict out, int64_t tx)
 {
-    int64_t pw = 4 * (tx + 1);
+    int64_t ph = tx + 1;
+    float *o0 = out, *o1 = o0 + ph, *o2 = o1 + ph, *o3 = o2 + ph;
     if (row < 0 || row >= s->h) {
-        memset(out, 0, sizeof(float) * (size_t)pw);
+        memset(out, 0, sizeof(float) * (size_t)(4 * ph));
         return;
     }
-    int64_t lead = s->pad_l < pw ? s->pad_l : pw;
-    int64_t body = pw - lead < s->w ? pw - lead : s->w;
-    memset(line, 0, sizeof(float) * (size_t)lead);
-    memcpy(line + lead, xc + row * s->w, sizeof(float) * (size_t)body);
-    memset(line + lead + body, 0, sizeof(float) * (size_t)(pw - lead - body));
-    float *o0 = out, *o1 = o0 + tx + 1, *o2 = o1 + tx + 1, *o3 = o2 + tx + 1;
+    const float *r = xc + row * s->w;
+    /* tiles [lo, hi) have all four columns inside the row */
+    int64_t lo = (s->pad_l + 3) / 4;
+    int64_t hi = s->w + s->pad_l >= 4 ? (s->w + s->pad_l - 4) / 4 + 1 : 0;
+    hi = hi < ph ? hi : ph;
+    lo = lo < hi ? lo : hi;
+    float *o[4] = {o0, o1, o2, o3};
+    for (int64_t x = 0; x < ph; x++) {
+        if (x == lo)
+            x = hi; /* past the inner tiles */
+        for (int j = 0; j < 4 && x < ph; j++) {
+            int64_t col = 4 * x + j - s->pad_l;
+            o[j][x] = col >= 0 && col < s->w ? r[col] : 0.0f;
+        }
+    }
+    const float *p = r + 4 * lo - s->pad_l;
+    int64_t n = hi - lo;
+    o0 += lo, o1 += lo, o2 += lo, o3 += lo;
 SIMD_IVDEP
-    for (int64_t x = 0; x <= tx; x++) {
-        o0[x] = line[4 * x];
-        o1[x] = line[4 * x + 1];
-        o2[x] = line[4 * x + 2];
-        o3[x] = line[4 * x + 3];
+    for (int64_t x = 0; x < n; x++) {
+        o0[x] = p[4 * x];
+        o1[x] = p[4 * x + 1];
+        o2[x] = p[4 * x + 2];
+        o3[x] = p[4 * x + 3];
     }
 }
 
@@ -330,11 +343,10 @@ SIMD_IVDEP
 
 /* B^T d down the columns of six rows d (wp each, any layout, the same for
  * all six): six rows out. */
-static void rows_bt(const float *d, float *o, int64_t wp)
+static void rows_bt(const float *const d[6], float *o, int64_t wp)
 {
-    const float *in[6] = {d, d + wp, d + 2 * wp, d + 3 * wp, d + 4 * wp, d + 5 * wp};
     float *out[6] = {o, o + wp, o + 2 * wp, o + 3 * wp, o + 4 * wp, o + 5 * wp};
-    bt_lines(in, out, wp);
+    bt_lines(d, out, wp);
 }
 
 /* The same along each tile's six columns, for tx tiles, from rows split
@@ -418,7 +430,7 @@ typedef struct wino_run {
 /* V for the tiles of images n0 .. n0 + ipu - 1, tile rows ty0..ty1, in
  * columns of v from 0, T columns per channel. */
 static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t ipu, int64_t ty0,
-                       int64_t ty1, float *v, int64_t T, float *rb, float *wv, float *line)
+                       int64_t ty1, float *v, int64_t T, float *rb, float *wv)
 {
     const conv_shape *s = &k->s;
     int64_t ct = s->c * T, pw = 4 * (k->tx + 1);
@@ -426,10 +438,23 @@ static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t i
         int64_t t = 0;
         for (int64_t i = 0; i < ipu; i++) {
             const float *xc = x + ((n0 + i) * s->c + c) * s->h * s->w;
+            /* the six input rows of the tile row at hand, in rb's slots:
+             * the last two are the next tile row's first two */
+            float *row[6];
+            for (int r = 0; r < 6; r++) {
+                row[r] = rb + r * pw;
+                padded_phases(xc, s, ty0 * 4 - s->pad_t + r, row[r], k->tx);
+            }
             for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
-                for (int r = 0; r < 6; r++)
-                    padded_phases(xc, s, ty * 4 - s->pad_t + r, rb + r * pw, k->tx, line);
-                rows_bt(rb, wv, pw);
+                if (ty > ty0) {
+                    float *free4[4] = {row[0], row[1], row[2], row[3]};
+                    row[0] = row[4], row[1] = row[5];
+                    for (int r = 2; r < 6; r++) {
+                        row[r] = free4[r - 2];
+                        padded_phases(xc, s, ty * 4 - s->pad_t + r, row[r], k->tx);
+                    }
+                }
+                rows_bt((const float *const *)row, wv, pw);
                 cols_bt(wv, pw, k->tx, v + c * T + t, ct);
             }
         }
@@ -470,13 +495,13 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     float *mo = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
     row_buffers b = row_buffers_at(p, k->tx);
-    float *rb = b.rb, *wv = b.wv, *q = b.q, *line = b.line;
+    float *rb = b.rb, *wv = b.wv, *q = b.q;
     float *o = wv; /* 16 x tx fits in wv's 6 x 4 (tx + 1) once the input is done */
     for (int64_t u = begin; u < end; u++) {
         int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
         int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
         int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
-        unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, rb, wv, line);
+        unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, rb, wv);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                        v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
@@ -561,7 +586,7 @@ static void dy_tiles(const float *dyc, const conv_shape *s, int64_t ty, int64_t 
     conv_shape plane = {.h = s->ho, .w = s->wo};
     int64_t ph = tx + 1, pw = 4 * ph;
     for (int i = 0; i < 4; i++)
-        padded_phases(dyc, &plane, ty * 4 + i, b->rb + i * pw, tx, b->line);
+        padded_phases(dyc, &plane, ty * 4 + i, b->rb + i * pw, tx);
     for (int i = 0; i < 4; i++) { /* along each row: e (i, b) in q */
         const float *p = b->rb + i * pw;
         const float *in[4] = {p, p + ph, p + 2 * ph, p + 3 * ph};
@@ -599,11 +624,15 @@ static void grad_rows(void *ctx, int64_t begin, int64_t end, int thread)
     const conv_shape *s = &k->s;
     row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx), k->tx);
     int64_t mt = s->m * r->T, opix = s->ho * s->wo;
-    for (int64_t i = begin; i < end; i++) {
+    for (int64_t i = begin; i < end;) {
         int64_t g = r->row0 + i, n = g / k->ty, ty = g % k->ty, t0 = i * k->tx;
-        unit_input(k, r->x, n, 1, ty, ty + 1, r->v + t0, r->T, b.rb, b.wv, b.line);
+        int64_t rows = k->ty - ty < end - i ? k->ty - ty : end - i; /* within image n */
+        unit_input(k, r->x, n, 1, ty, ty + rows, r->v + t0, r->T, b.rb, b.wv);
         for (int64_t m = 0; m < s->m; m++)
-            dy_tiles(r->dy + (n * s->m + m) * opix, s, ty, k->tx, r->yh + m * r->T + t0, mt, &b);
+            for (int64_t j = 0; j < rows; j++)
+                dy_tiles(r->dy + (n * s->m + m) * opix, s, ty + j, k->tx,
+                         r->yh + m * r->T + t0 + j * k->tx, mt, &b);
+        i += rows;
     }
 }
 
