@@ -325,8 +325,8 @@ static void second_step(void)
 /* 3x3 convolutions of stride 1 with 16 or more input channels train
  * through Winograd where the CPU has oneDNN's kernels (AVX-512), and
  * elsewhere those our Winograd takes (wino_conv_fits; of these shapes, all
- * but the last two)
- * run their forward through it: forward, dX, dW and dB within the
+ * but 32 channels on 7x7) run their forward, dX and dW through it: forward,
+ * dX, dW and dB within the
  * tolerance of the portable path, over two steps (new weights in between),
  * the same bits on 1, 2 and 3 threads. */
 static void winograd(void)

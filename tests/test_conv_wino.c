@@ -9,7 +9,7 @@
  *    the unfused one followed by y*a + b and the clamp;
  *  - the weight gradient (wino_conv_weight_grad) against a direct sum in
  *    double, over one chunk of tiles and several (a chunk ending inside an
- *    image), the same bits on 1, 2 and 3 threads, added into zeros equal to
+ *    image), by tile rows and staged (maps of 1 or 2 tiles per row), the same bits on 1, 2 and 3 threads, added into zeros equal to
  *    written fresh;
  *  - which shapes fit (wino_conv_fits). */
 #include <math.h>
@@ -240,6 +240,7 @@ static void weight_grads(void)
         {3, 20, 7, 5, 17, 0, 0, 0, 0, false, false, false},   /* no padding */
         {2, 16, 13, 6, 16, 2, 0, 1, 2, false, false, false},  /* uneven pads */
         {15, 64, 32, 32, 64, 1, 1, 1, 1, false, false, false}, /* two chunks, the first ending mid-image */
+        {60, 256, 4, 4, 256, 1, 1, 1, 1, false, false, false}, /* small maps (staged), two chunks */
     };
     par_set_min_work(1);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -267,8 +268,12 @@ static void fits(void)
     t = s, t.c = 13;
     CHECK(wino_conv_fits(&t, 32) == base); /* a pruned 64-channel layer */
     t = s, t.h = t.w = t.ho = t.wo = 8;
-    CHECK(!wino_conv_fits(&t, 32)); /* 64 x 64 at 8x8: the same */
-    t.c = t.m = 128;
+    CHECK(wino_conv_fits(&t, 32) == base); /* 64 x 64 channels pay on small maps */
+    t.c = t.m = 32;
+    CHECK(!wino_conv_fits(&t, 32)); /* 32 x 32 at 8x8 do not */
+    t = s, t.h = t.w = t.ho = t.wo = 3;
+    CHECK(!wino_conv_fits(&t, 128)); /* under one tile */
+    t = s, t.h = t.w = t.ho = t.wo = 8;
     CHECK(!wino_conv_fits(&t, 1) && wino_conv_fits(&t, 32) == base); /* 4 tiles per call */
     conv_set_winograd(false);
     CHECK(!wino_conv_fits(&s, 32));

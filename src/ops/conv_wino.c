@@ -40,12 +40,15 @@
 #define MIN_CALL_TILES 32
 /* Where the transforms cost more than the multiplications saved, measured
  * against oneDNN's direct AVX2 kernels on one and two threads (a layer on
- * its own, batch 32 or 128): Winograd took 0.53-0.94 of their time for
+ * its own, batch 32 or 128). Winograd took 0.4-0.9 of their time for
  * channels x channels x output pixels of 2^19 or more (13 x 64 channels at
- * 32x32, 26 x 128 at 16x16, 128 x 128 at 8x8, 103 x 512 at 4x4), and
- * 1.0-2.2 below it (64 x 64 at 8x8: 1.31; 16 x 16 at 28x28: 1.28; 128 x
- * 128 at 4x4: 1.0). Fewer than 8 channels make GEMMs too thin. */
+ * 32x32, 26 x 128 at 16x16, 128 x 128 at 8x8, 103 x 512 at 4x4), and for
+ * 64 x 64 channels or more on maps down to 4x4 (64 x 64 at 8x8: 0.45-0.57;
+ * at 4x4: 0.46-0.57); 0.9-1.8 for fewer (16 x 16 at 28x28: 1.17; 32 x 32
+ * at 14x14: 1.13; 8 x 16 at 32x32: 1.46). Fewer than 8 channels make GEMMs
+ * too thin; maps under 4x4 fill too little of a tile. */
 #define MIN_IMAGE_WORK (1 << 19)
+#define MIN_PAIRS (64 * 64)
 #define MIN_CHANNELS 8
 /* Transformed weights are four times the direct ones: kept with an
  * inference plan only up to 256 x 256 channels (CIFAR ResNet18's 512 x 512
@@ -83,25 +86,38 @@ static const float G[6][3] = {
 
 static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-/* A thread's buffers for the transforms of one tile row: rb and wv (6
- * rows split by phase each), q (24 x tx). */
+/* The output transform (and the weight gradient's of dY) runs over all of
+ * a unit's tiles at once (staged_output, staged_dy): tile row by tile row,
+ * a CIFAR ResNet18's 4x4 maps spent more time in the calls per row than in
+ * their arithmetic. So does the input transform for maps of STAGED_TX
+ * tiles per row or fewer (staged_input); wider ones read rows split by
+ * phase, which cost less there (26 x 64 channels at 32x32, batch 128: 27
+ * against 35 ms; 52 x 128 at 16x16: 22-28 against 20-21). */
+#define STAGED_TX 4
+
+/* A thread's buffers for the transforms: rb and wv (6 rows split by phase
+ * each) for the input by tile rows; st and tmp (36 x T each) for the
+ * staged transforms. */
 typedef struct row_buffers {
-    float *rb, *wv, *q;
+    float *rb, *wv, *st, *tmp;
 } row_buffers;
 
-static size_t row_buffers_bytes(int64_t tx)
+static size_t row_buffers_bytes(int64_t tx, int64_t T)
 {
     size_t wp = (size_t)(4 * (tx + 1));
-    return 2 * align64(sizeof(float) * 6 * wp) + align64(sizeof(float) * 24 * (size_t)tx);
+    return 2 * align64(sizeof(float) * 6 * wp) + 2 * align64(sizeof(float) * POINTS * (size_t)T);
 }
 
-static row_buffers row_buffers_at(unsigned char *p, int64_t tx)
+static row_buffers row_buffers_at(unsigned char *p, int64_t tx, int64_t T)
 {
     size_t wp = (size_t)(4 * (tx + 1));
     row_buffers b;
     b.rb = (float *)p;
-    b.wv = (float *)(p + align64(sizeof(float) * 6 * wp));
-    b.q = (float *)(p + 2 * align64(sizeof(float) * 6 * wp));
+    p += align64(sizeof(float) * 6 * wp);
+    b.wv = (float *)p;
+    p += align64(sizeof(float) * 6 * wp);
+    b.st = (float *)p;
+    b.tmp = (float *)(p + align64(sizeof(float) * POINTS * (size_t)T));
     return b;
 }
 
@@ -140,7 +156,8 @@ bool wino_conv_fits(const conv_shape *s, int64_t n)
         return false;
     if (!conv_shape_3x3_unit(s) || s->c < MIN_CHANNELS || s->m < MIN_CHANNELS)
         return false;
-    return s->c * s->m * s->ho * s->wo >= MIN_IMAGE_WORK;
+    return s->c * s->m * s->ho * s->wo >= MIN_IMAGE_WORK ||
+           (s->c * s->m >= MIN_PAIRS && s->ho * s->wo >= 16);
 }
 
 /* Units: bands of tile rows when an image has enough tiles, else groups of
@@ -171,7 +188,7 @@ static void plan_units(wino_conv *k)
     k->units = k->n / k->ipu * k->bands;
     k->T = k->ipu * k->rows * k->tx;
     k->scratch = align64(sizeof(float) * POINTS * (size_t)(s->c * k->T)) +
-                 align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) + row_buffers_bytes(k->tx);
+                 align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) + row_buffers_bytes(k->tx, k->T);
 }
 
 /* U = G g G^T for filters [f0, f0 + nf), nf <= WEIGHT_CHUNK, the filters
@@ -399,22 +416,72 @@ SIMD_IVDEP
     }
 }
 
-/* One output row from output_tiles' o (rows of tiles: column 4x + j of the
- * map is o[j*tx + x]), plus the bias, clipped at wo columns. */
-static SIMD_CLONES void store_row(float *restrict row, const float *restrict o, int64_t tx,
-                                  int64_t wo, float bias)
+/* ---- small maps: all of a call's tiles at once ---------------------------- */
+
+/* V for the tiles of tile rows [g0, g1) (counted over the batch: image
+ * g / ty, row g % ty), in columns of v from 0, T per channel: each tile's
+ * 6x6 inputs gathered into st[36][nt], then B^T d B across all nt tiles. */
+static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
+                         int64_t T, float *st, float *tmp)
 {
-    const float *o0 = o, *o1 = o0 + tx, *o2 = o1 + tx, *o3 = o2 + tx;
-    int64_t full = wo / 4;
-SIMD_IVDEP
-    for (int64_t x = 0; x < full; x++) {
-        row[4 * x] = o0[x] + bias;
-        row[4 * x + 1] = o1[x] + bias;
-        row[4 * x + 2] = o2[x] + bias;
-        row[4 * x + 3] = o3[x] + bias;
+    const conv_shape *s = &k->s;
+    int64_t nt = (g1 - g0) * k->tx, ct = s->c * T;
+    for (int64_t c = 0; c < s->c; c++) {
+        int64_t t = 0;
+        for (int64_t g = g0; g < g1; g++) {
+            const float *xc = x + (g / k->ty * s->c + c) * s->h * s->w;
+            int64_t r0 = g % k->ty * 4 - s->pad_t;
+            for (int64_t tx = 0; tx < k->tx; tx++, t++) {
+                int64_t c0 = tx * 4 - s->pad_l;
+                for (int r = 0; r < 6; r++) {
+                    int64_t row = r0 + r;
+                    bool in = row >= 0 && row < s->h;
+                    for (int col = 0; col < 6; col++) {
+                        int64_t cc = c0 + col;
+                        st[(r * 6 + col) * nt + t] =
+                            in && cc >= 0 && cc < s->w ? xc[row * s->w + cc] : 0.0f;
+                    }
+                }
+            }
+        }
+        const float *in[6];
+        float *out[6];
+        for (int r = 0; r < 6; r++) /* down the columns: tmp[a][col][t] */
+            in[r] = st + r * 6 * nt, out[r] = tmp + r * 6 * nt;
+        bt_lines(in, out, 6 * nt);
+        for (int a = 0; a < 6; a++) { /* along the rows */
+            for (int i = 0; i < 6; i++)
+                in[i] = tmp + (a * 6 + i) * nt, out[i] = v + (a * 6 + i) * ct + c * T;
+            bt_lines(in, out, nt);
+        }
     }
-    for (int64_t col = full * 4; col < wo; col++)
-        row[col] = o[(col & 3) * tx + (col >> 2)] + bias;
+}
+
+/* y's tiles of tile rows [g0, g1) from the 36 products mo (T columns per
+ * channel), plus bias, then the epilogue; q (24 x nt) and o (16 x nt). */
+static void staged_output(const wino_conv *k, const float *mo, const float *bias_m, float *y,
+                          int64_t g0, int64_t g1, float *q, float *o)
+{
+    const conv_shape *s = &k->s;
+    int64_t nt = (g1 - g0) * k->tx, mt = s->m * k->T, opix = s->ho * s->wo;
+    bool ep = k->ep && (k->ep->scale || k->ep->clamp);
+    for (int64_t m = 0; m < s->m; m++) {
+        float bias = bias_m ? bias_m[m] : 0.0f;
+        output_tiles(mo + m * k->T, mt, nt, q, o); /* o[(i*4 + j)*nt + t] */
+        int64_t t = 0;
+        for (int64_t g = g0; g < g1; g++) {
+            int64_t ty = g % k->ty, rows = s->ho - ty * 4 < 4 ? s->ho - ty * 4 : 4;
+            float *yr = y + (g / k->ty * s->m + m) * opix + ty * 4 * s->wo;
+            for (int64_t tx = 0; tx < k->tx; tx++, t++) {
+                int64_t cols = s->wo - tx * 4 < 4 ? s->wo - tx * 4 : 4;
+                for (int64_t i = 0; i < rows; i++)
+                    for (int64_t j = 0; j < cols; j++)
+                        yr[i * s->wo + tx * 4 + j] = o[(i * 4 + j) * nt + t] + bias;
+            }
+            if (ep)
+                conv_epilogue_rows(yr, 0, 1, rows * s->wo, k->ep, m);
+        }
+    }
 }
 
 /* ---- running ------------------------------------------------------------- */
@@ -461,29 +528,6 @@ static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t i
     }
 }
 
-/* y's rows for the unit from the 36 products mo, then bias and epilogue. */
-static void unit_output(const wino_conv *k, const float *mo, const float *bias_m, float *y,
-                        int64_t n0, int64_t ty0, int64_t ty1, float *q, float *o)
-{
-    const conv_shape *s = &k->s;
-    int64_t mt = s->m * k->T, opix = s->ho * s->wo;
-    int64_t r0 = ty0 * 4, r1 = ty1 * 4 < s->ho ? ty1 * 4 : s->ho;
-    for (int64_t m = 0; m < s->m; m++) {
-        float bias = bias_m ? bias_m[m] : 0.0f;
-        int64_t t = 0;
-        for (int64_t i = 0; i < k->ipu; i++) {
-            float *ym = y + ((n0 + i) * s->m + m) * opix;
-            for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
-                output_tiles(mo + m * k->T + t, mt, k->tx, q, o);
-                for (int64_t r = 0; r < 4 && ty * 4 + r < s->ho; r++)
-                    store_row(ym + (ty * 4 + r) * s->wo, o + r * 4 * k->tx, k->tx, s->wo, bias);
-            }
-            if (k->ep && (k->ep->scale || k->ep->clamp))
-                conv_epilogue_rows(ym + r0 * s->wo, 0, 1, (r1 - r0) * s->wo, k->ep, m);
-        }
-    }
-}
-
 static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const wino_run *r = ctx;
@@ -494,18 +538,22 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     p += align64(sizeof(float) * POINTS * (size_t)(s->c * k->T));
     float *mo = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
-    row_buffers b = row_buffers_at(p, k->tx);
-    float *rb = b.rb, *wv = b.wv, *q = b.q;
-    float *o = wv; /* 16 x tx fits in wv's 6 x 4 (tx + 1) once the input is done */
+    row_buffers b = row_buffers_at(p, k->tx, k->T);
+    bool small = k->tx <= STAGED_TX;
     for (int64_t u = begin; u < end; u++) {
         int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
         int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
         int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
-        unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, rb, wv);
+        /* the unit's tile rows, counted over the batch */
+        int64_t g0 = n0 * k->ty + ty0, g1 = g0 + k->ipu * (ty1 - ty0);
+        if (small)
+            staged_input(k, r->x, g0, g1, v, k->T, b.st, b.tmp);
+        else
+            unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, b.rb, b.wv);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                        v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
-        unit_output(k, mo, r->bias, r->y, n0, ty0, ty1, q, o);
+        staged_output(k, mo, r->bias, r->y, g0, g1, b.st, b.tmp);
     }
 }
 
@@ -576,31 +624,41 @@ SIMD_IVDEP
     }
 }
 
-/* A dY A^T for the tx tiles of tile row ty of one channel's dY (ho x wo,
- * zero past its edges): point (a, b) of tile x goes to
- * yh[(a*6 + b)*stride + x]. */
-static void dy_tiles(const float *dyc, const conv_shape *s, int64_t ty, int64_t tx, float *yh,
-                     int64_t stride, const row_buffers *b)
+/* A dY A^T for the tiles of tile rows [g0, g1), as staged_input: point
+ * (a, b) of the chunk's tile t at yh[(a*6 + b)*M*T + m*T + t]. */
+static void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1, float *yh,
+                      int64_t T, float *st, float *tmp)
 {
-    /* dY's rows split by phase as padded_phases splits x's, with no padding */
-    conv_shape plane = {.h = s->ho, .w = s->wo};
-    int64_t ph = tx + 1, pw = 4 * ph;
-    for (int i = 0; i < 4; i++)
-        padded_phases(dyc, &plane, ty * 4 + i, b->rb + i * pw, tx);
-    for (int i = 0; i < 4; i++) { /* along each row: e (i, b) in q */
-        const float *p = b->rb + i * pw;
-        const float *in[4] = {p, p + ph, p + 2 * ph, p + 3 * ph};
-        float *e = b->q + i * 6 * tx;
-        float *out[6] = {e, e + tx, e + 2 * tx, e + 3 * tx, e + 4 * tx, e + 5 * tx};
-        a_lines(in, out, tx);
-    }
-    for (int j = 0; j < 6; j++) { /* down the columns */
-        const float *e = b->q + j * tx;
-        const float *in[4] = {e, e + 6 * tx, e + 12 * tx, e + 18 * tx};
-        float *o = yh + j * stride;
-        float *out[6] = {o, o + 6 * stride, o + 12 * stride, o + 18 * stride, o + 24 * stride,
-                         o + 30 * stride};
-        a_lines(in, out, tx);
+    const conv_shape *s = &k->s;
+    int64_t nt = (g1 - g0) * k->tx, mt = s->m * T, opix = s->ho * s->wo;
+    for (int64_t m = 0; m < s->m; m++) {
+        int64_t t = 0;
+        for (int64_t g = g0; g < g1; g++) {
+            int64_t ty = g % k->ty;
+            const float *dyr = dy + (g / k->ty * s->m + m) * opix + ty * 4 * s->wo;
+            for (int64_t tx = 0; tx < k->tx; tx++, t++)
+                for (int64_t i = 0; i < 4; i++)
+                    for (int64_t j = 0; j < 4; j++)
+                        st[(i * 4 + j) * nt + t] = ty * 4 + i < s->ho && tx * 4 + j < s->wo
+                                                       ? dyr[i * s->wo + tx * 4 + j]
+                                                       : 0.0f;
+        }
+        const float *in[4];
+        float *out[6];
+        for (int i = 0; i < 4; i++) { /* along each row: tmp[i][b][t] */
+            for (int j = 0; j < 4; j++)
+                in[j] = st + (i * 4 + j) * nt;
+            for (int b = 0; b < 6; b++)
+                out[b] = tmp + (i * 6 + b) * nt;
+            a_lines(in, out, nt);
+        }
+        for (int b = 0; b < 6; b++) { /* down the columns */
+            for (int i = 0; i < 4; i++)
+                in[i] = tmp + (i * 6 + b) * nt;
+            for (int a = 0; a < 6; a++)
+                out[a] = yh + (a * 6 + b) * mt + m * T;
+            a_lines(in, out, nt);
+        }
     }
 }
 
@@ -621,17 +679,17 @@ static void grad_rows(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const grad_run *r = ctx;
     const wino_conv *k = r->k;
-    const conv_shape *s = &k->s;
-    row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx), k->tx);
-    int64_t mt = s->m * r->T, opix = s->ho * s->wo;
+    row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx, r->T),
+                                   k->tx, r->T);
+    staged_dy(k, r->dy, r->row0 + begin, r->row0 + end, r->yh + begin * k->tx, r->T, b.st, b.tmp);
+    if (k->tx <= STAGED_TX) {
+        staged_input(k, r->x, r->row0 + begin, r->row0 + end, r->v + begin * k->tx, r->T, b.st, b.tmp);
+        return;
+    }
     for (int64_t i = begin; i < end;) {
-        int64_t g = r->row0 + i, n = g / k->ty, ty = g % k->ty, t0 = i * k->tx;
+        int64_t g = r->row0 + i, n = g / k->ty, ty = g % k->ty;
         int64_t rows = k->ty - ty < end - i ? k->ty - ty : end - i; /* within image n */
-        unit_input(k, r->x, n, 1, ty, ty + rows, r->v + t0, r->T, b.rb, b.wv);
-        for (int64_t m = 0; m < s->m; m++)
-            for (int64_t j = 0; j < rows; j++)
-                dy_tiles(r->dy + (n * s->m + m) * opix, s, ty + j, k->tx,
-                         r->yh + m * r->T + t0 + j * k->tx, mt, &b);
+        unit_input(k, r->x, n, 1, ty, ty + rows, r->v + i * k->tx, r->T, b.rb, b.wv);
         i += rows;
     }
 }
@@ -700,7 +758,7 @@ bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, 
     int threads = sr.threads > sg.threads ? sr.threads : sg.threads;
     size_t v_bytes = align64(sizeof(float) * POINTS * (size_t)(s->c * T));
     size_t yh_bytes = align64(sizeof(float) * POINTS * (size_t)(s->m * T));
-    size_t total = du_bytes + v_bytes + yh_bytes + row_buffers_bytes(k->tx) * (size_t)threads;
+    size_t total = du_bytes + v_bytes + yh_bytes + row_buffers_bytes(k->tx, T) * (size_t)threads;
     unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
     if (!buf)
         return false;

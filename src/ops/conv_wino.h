@@ -22,8 +22,9 @@ void conv_set_winograd(bool on);
 
 /* Whether shape s at batch n takes this path: one group, 3x3, stride and
  * dilation 1, at least 8 channels in and out, enough work per image that
- * the transforms pay (channels in x out x output pixels of 2^19 or more:
- * conv_wino.c has the measurements), 32 tiles or more per call. Not where
+ * the transforms pay (channels in x out x output pixels of 2^19 or more,
+ * or 64 x 64 channels or more on maps of 4x4 or more: conv_wino.c has the
+ * measurements), 32 tiles or more per call. Not where
  * oneDNN runs Winograd itself on this CPU. LEGO_WINOGRAD=0 turns it off,
  * as it does oneDNN's. */
 bool wino_conv_fits(const conv_shape *s, int64_t n);
