@@ -431,8 +431,16 @@ static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t
         for (int64_t g = g0; g < g1; g++) {
             const float *xc = x + (g / k->ty * s->c + c) * s->h * s->w;
             int64_t r0 = g % k->ty * 4 - s->pad_t;
+            bool rows_in = r0 >= 0 && r0 + 6 <= s->h;
             for (int64_t tx = 0; tx < k->tx; tx++, t++) {
                 int64_t c0 = tx * 4 - s->pad_l;
+                if (rows_in && c0 >= 0 && c0 + 6 <= s->w) { /* inside the image */
+                    const float *d = xc + r0 * s->w + c0;
+                    for (int r = 0; r < 6; r++)
+                        for (int col = 0; col < 6; col++)
+                            st[(r * 6 + col) * nt + t] = d[r * s->w + col];
+                    continue;
+                }
                 for (int r = 0; r < 6; r++) {
                     int64_t row = r0 + r;
                     bool in = row >= 0 && row < s->h;
