@@ -618,8 +618,9 @@ static conv_shape shape_of(const conv_params *p)
 
 /* What a train plan packed for one Conv (conv_train_pack): oneDNN's
  * state for forward and backward, and our Winograd where oneDNN has none
- * for a 3x3 layer, for the forward and for the input gradient (itself a 3x3
- * convolution of dY); each NULL when not used. */
+ * for a 3x3 layer, for the forward (and the weight gradient) and for the
+ * input gradient (itself a 3x3 convolution of dY); each NULL when not
+ * used. */
 typedef struct conv_trainer {
     dnnl_conv_train *dnnl;
     wino_conv *wino, *wino_dx;
@@ -876,9 +877,9 @@ static void conv_train_unpack(void *state)
 
 /* A train plan's Conv runs forward and backward on oneDNN where it is built
  * in and takes the shape (conv_dnnl_train.c), else im2col + BLAS; a 3x3
- * layer that our Winograd takes at inference (where oneDNN has none) runs
- * its forward there too. Not with portable_kernels. ConvTranspose always
- * keeps the portable path. */
+ * layer that our Winograd takes (where oneDNN has none) runs its forward,
+ * input gradient and weight gradient there instead. Not with
+ * portable_kernels. ConvTranspose always keeps the portable path. */
 static lego_status conv_train_pack(const op_call *c, void **state)
 {
     const conv_params *p = c->params;

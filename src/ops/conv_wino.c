@@ -1,5 +1,6 @@
-/* conv_wino.c - Conv forward by Winograd F(4x4,3x3) on the portable path
- * (see conv_wino.h).
+/* conv_wino.c - Conv by Winograd F(4x4,3x3) on the portable path: the
+ * forward, and for training the input and weight gradients (see
+ * conv_wino.h).
  *
  * Why: oneDNN 2.6 has Winograd kernels for AVX-512 only. On an AVX2 machine
  * (Zen 3) its direct 3x3 kernels ran CIFAR ResNet18's layers at 65-80
@@ -15,7 +16,10 @@
  *   M[i] = U[i] (M x C) . V[i] (C x T) for each of the 36 points i (BLAS),
  *   y = A^T M A + bias for each output tile (4x4, clipped at the map's edge),
  *   then the fused epilogue (conv.c's, so that fusing changes no bits),
- * U[36][M][C] = G g G^T being the weights transformed once at pack time.
+ * U[36][M][C] = G g G^T being the weights transformed once at pack time
+ * (or on each call: MAX_STORED_PAIRS). The input gradient is the same
+ * kernel on dY with the filters turned (conv.c); the weight gradient is at
+ * the end of this file.
  * B, G and A are Lavin and Gray's matrices for the points 0, +-1, +-2,
  * +-1/2. Units are a function of the shape alone and each unit's GEMMs
  * run on one thread, so the results are the same bits for any thread

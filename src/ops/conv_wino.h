@@ -1,5 +1,6 @@
-/* conv_wino.h - Conv forward by Winograd F(4x4,3x3) on the portable path
- * (BLAS for the multiplications), for 3x3 convolutions of stride 1 where
+/* conv_wino.h - Conv by Winograd F(4x4,3x3) on the portable path (BLAS
+ * for the multiplications): forward, input and weight gradients of 3x3
+ * convolutions of stride 1 where
  * oneDNN has no Winograd kernels of its own: AVX2 machines, and builds
  * without oneDNN (ARM boards). See conv_wino.c. */
 #ifndef LEGO_OPS_CONV_WINO_H
