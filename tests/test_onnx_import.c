@@ -551,10 +551,16 @@ static void test_weights_held_once(void)
         /* the file rewritten (same bytes, a new modification time) */
         struct timespec t[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
         CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
-        CHECK_FAILS(lego_model_set_input_shape(m, 0, 4, two), LEGO_ERR_IO, "changed since the model was loaded");
-        CHECK(lego_model_input(m, 0)->dims[0] == 3 && lego_model_output(m, 0)->dims[0] == 3);
-        CHECK_OK(lego_model_run(m, ins, y3b));
-        CHECK(y3b[0] && memcmp(y3[0]->data, y3b[0]->data, lego_tensor_bytes(y3[0])) == 0);
+        if (dnnl_conv_enabled()) { /* the weights were freed: reading them again fails */
+            CHECK_FAILS(lego_model_set_input_shape(m, 0, 4, two), LEGO_ERR_IO,
+                        "changed since the model was loaded");
+            CHECK(lego_model_input(m, 0)->dims[0] == 3 && lego_model_output(m, 0)->dims[0] == 3);
+            CHECK_OK(lego_model_run(m, ins, y3b));
+            CHECK(y3b[0] && memcmp(y3[0]->data, y3b[0]->data, lego_tensor_bytes(y3[0])) == 0);
+        } else { /* no kernel here copied them: still held, the file not needed */
+            CHECK_OK(lego_model_set_input_shape(m, 0, 4, two));
+            CHECK(lego_model_input(m, 0)->dims[0] == 2);
+        }
     }
     lego_tensor_free(y1[0]), lego_tensor_free(y3[0]), lego_tensor_free(y3b[0]);
     free(xs);
