@@ -4,10 +4,12 @@
 # and infeasible budgets, --export whose `legodnn run` equals the runtime's
 # output bit for bit) and `legodnn serve` (a short budget trace, with and
 # without data), and the bad inputs a user meets.
-# usage: test_online_cli.sh LEGODNN_BINARY DATA_DIR
+# usage: test_online_cli.sh LEGODNN_BINARY DATA_DIR [dnnl|portable]
+# (the last: whether the binary has oneDNN built in; dnnl when not given)
 set -uo pipefail
 bin=$1
 data=$2
+kernels=${3:-dnnl}
 model=$data/models/resnet18.onnx
 in=$data/models/resnet18.in.bin
 source "$(dirname "$0")/cli_lib.sh"
@@ -29,10 +31,16 @@ check "the profile names threads and batch" grep -qE '\| [0-9]+ threads? \| batc
 check "every descendant has a latency" test "$(grep -c '"median_ms"' "$lib/manifest.json")" -eq 32
 # kernels switched off for a measurement file their numbers under their own key
 cp -r "$lib" "$tmp/nodnnl"
-expect 0 "LEGO_DNNL=0" -- env LEGO_DNNL=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
-check "the LEGO_DNNL=0 profile is a key of its own, beside the default one" \
-  test "$(grep -c 'batch 1 | LEGO_DNNL=0"' "$tmp/nodnnl/manifest.json")" -eq 33 -a \
-  "$(grep -c 'batch 1"' "$tmp/nodnnl/manifest.json")" -eq 33
+if [[ $kernels == dnnl ]]; then
+  expect 0 "LEGO_DNNL=0" -- env LEGO_DNNL=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
+  check "the LEGO_DNNL=0 profile is a key of its own, beside the default one" \
+    test "$(grep -c 'batch 1 | LEGO_DNNL=0"' "$tmp/nodnnl/manifest.json")" -eq 33 -a \
+    "$(grep -c 'batch 1"' "$tmp/nodnnl/manifest.json")" -eq 33
+else # without oneDNN the switch changes no kernel: the default profile again
+  expect 0 "all-s0" -- env LEGO_DNNL=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
+  check "no LEGO_DNNL=0 profile without oneDNN" \
+    test "$(grep -c 'LEGO_DNNL=0"' "$tmp/nodnnl/manifest.json")" -eq 0
+fi
 expect 0 "LEGO_FUSE=0" -- env LEGO_FUSE=0 "$bin" latency "$tmp/nodnnl" --repeat 3 --quiet
 check "so is the LEGO_FUSE=0 one" test "$(grep -c 'batch 1 | LEGO_FUSE=0"' "$tmp/nodnnl/manifest.json")" -eq 33
 expect 1 "cannot run at batch 2 .*dynamic batch axis" -- "$bin" latency "$lib" --repeat 3 --batch 2 --quiet
