@@ -3,8 +3,10 @@
 #   1. install dependencies, build, run every test (unit tests and the
 #      PyTorch fixtures) under CTest;
 #   2. rebuild with AddressSanitizer + UBSan and run the suite again;
-#   3. fuzz the ONNX importer for a bounded time (FUZZ_SECONDS, default 60);
-#   4. cross-build for aarch64 and run the core and op tests under qemu
+#   3. build without oneDNN (the kernels an ARM board gets: our Winograd,
+#      im2col + BLAS) and run the whole suite on them;
+#   4. fuzz the ONNX importer for a bounded time (FUZZ_SECONDS, default 60);
+#   5. cross-build for aarch64 and run the core and op tests under qemu
 #      (scripts/check-arm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,10 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
 BUILD_DIR=build-asan scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DLEGO_SANITIZE=ON
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== without oneDNN (the portable kernels, as on ARM boards)"
+BUILD_DIR=build-portable scripts/build.sh -DLEGO_DNNL=OFF
+ctest --test-dir build-portable --output-on-failure -j "$jobs"
 
 echo "== fuzzing the ONNX importer for ${FUZZ_SECONDS:-60} s"
 CC=clang BUILD_DIR=build-fuzz scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DLEGO_FUZZ=ON
