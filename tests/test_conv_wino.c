@@ -81,7 +81,7 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
     CHECK(keeps ? wino_conv_packed_bytes(k) >= sizeof(float) * 36 * (size_t)(s->m * s->c)
                 : wino_conv_packed_bytes(k) == 0);
     if (keeps)
-        CHECK(!wino_conv_run_flipped(k, w, x, y, NULL)); /* it has a forward's weights */
+        CHECK(!wino_conv_run_flipped(k, w, x, y, false, NULL)); /* it has a forward's weights */
     wino_conv_free(k);
 
     /* a train plan's state: the weights with each call, transformed into
@@ -92,6 +92,24 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
     CHECK(k && wino_conv_packed_bytes(k) == 0);
     CHECK(wino_conv_run(k, w, b, x, again, &ws));
     CHECK(memcmp(again, y, sizeof(float) * (size_t)ny) == 0);
+    /* the input gradient's run (weights turned) added into y, as a dX that
+     * is not fresh: y + the fresh result, exactly */
+    if (!ep->scale && !ep->clamp && !b) {
+        float *fresh = malloc(sizeof(float) * (size_t)ny), *sum = malloc(sizeof(float) * (size_t)ny);
+        float *base = random_floats(ny);
+        memcpy(sum, base, sizeof(float) * (size_t)ny);
+        wino_conv *kd = NULL; /* as conv.c makes it: no weights, no epilogue */
+        CHECK_OK(wino_conv_create(s, q->n, NULL, NULL, NULL, &kd));
+        CHECK(kd && wino_conv_run_flipped(kd, w, x, fresh, false, &ws));
+        CHECK(kd && wino_conv_run_flipped(kd, w, x, sum, true, &ws));
+        bool same = true;
+        for (int64_t i = 0; i < ny && same; i++)
+            same = sum[i] == base[i] + fresh[i];
+        CHECK(same);
+        CHECK(!wino_conv_run_flipped(k, w, x, sum, true, &ws)); /* k has an epilogue */
+        wino_conv_free(kd);
+        free(fresh), free(sum), free(base);
+    }
     workspace_free(&ws);
     wino_conv_free(k);
     free(again);

@@ -666,23 +666,14 @@ static bool wino_dw(const op_call *c, const float *dy, float *dw)
 }
 
 /* dX by our Winograd (dx_shape) when the state has it: written when fresh,
- * else computed aside and added. false when not done (no such state, no
- * memory): oneDNN's backward then computes it. */
+ * else added. false when not done (no such state, no memory): oneDNN's
+ * backward then computes it. */
 static bool wino_dx(const op_call *c, const float *dy, float *dx)
 {
     const conv_trainer *t = c->train_state;
     if (!train_wino(c) || !t->wino_dx)
         return false;
-    const float *w = c->in[1]->data;
-    int64_t n = lego_tensor_numel(c->in[0]);
-    if (c->fresh & 1u)
-        return wino_conv_run_flipped(t->wino_dx, w, dy, dx, c->ws);
-    float *part = lego_aligned_alloc(sizeof(float) * (size_t)n);
-    bool ok = part && wino_conv_run_flipped(t->wino_dx, w, dy, part, c->ws);
-    for (int64_t i = 0; ok && i < n; i++)
-        dx[i] += part[i];
-    lego_aligned_free(part);
-    return ok;
+    return wino_conv_run_flipped(t->wino_dx, c->in[1]->data, dy, dx, !(c->fresh & 1u), c->ws);
 }
 
 static const float *bias_data(const op_call *c)

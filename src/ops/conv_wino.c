@@ -473,9 +473,11 @@ static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t
 }
 
 /* y's tiles of tile rows [g0, g1) from the 36 products mo (T columns per
- * channel), plus bias, then the epilogue; q (24 x nt) and o (16 x nt). */
+ * channel), plus bias, then the epilogue; added into y instead when `add`
+ * (an input gradient that is not fresh: no bias, no epilogue); q (24 x nt)
+ * and o (16 x nt). */
 static void staged_output(const wino_conv *k, const float *mo, const float *bias_m, float *y,
-                          int64_t g0, int64_t g1, float *q, float *o)
+                          int64_t g0, int64_t g1, bool add, float *q, float *o)
 {
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, mt = s->m * k->T, opix = s->ho * s->wo;
@@ -491,7 +493,8 @@ static void staged_output(const wino_conv *k, const float *mo, const float *bias
                 int64_t cols = s->wo - tx * 4 < 4 ? s->wo - tx * 4 : 4;
                 for (int64_t i = 0; i < rows; i++)
                     for (int64_t j = 0; j < cols; j++)
-                        yr[i * s->wo + tx * 4 + j] = o[(i * 4 + j) * nt + t] + bias;
+                        yr[i * s->wo + tx * 4 + j] =
+                            o[(i * 4 + j) * nt + t] + (add ? yr[i * s->wo + tx * 4 + j] : bias);
             }
             if (ep)
                 conv_epilogue_rows(yr, 0, 1, rows * s->wo, k->ep, m);
@@ -503,6 +506,7 @@ static void staged_output(const wino_conv *k, const float *mo, const float *bias
 
 typedef struct wino_run {
     const wino_conv *k;
+    bool add; /* y += the result (staged_output) */
     const float *u, *bias;
     const float *x;
     float *y;
@@ -568,13 +572,13 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
         for (int i = 0; i < POINTS; i++)
             lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                        v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
-        staged_output(k, mo, r->bias, r->y, g0, g1, b.st, b.tmp);
+        staged_output(k, mo, r->bias, r->y, g0, g1, r->add, b.st, b.tmp);
     }
 }
 
 /* The units, with U stored (w NULL) or transformed from w first into the
  * front of the scratch (flipped: for the input gradient). */
-static bool run_units(const wino_conv *k, const float *w, const float *b, bool flipped,
+static bool run_units(const wino_conv *k, const float *w, const float *b, bool flipped, bool add,
                       const float *x, float *y, workspace *ws)
 {
     const conv_shape *s = &k->s;
@@ -586,7 +590,8 @@ static bool run_units(const wino_conv *k, const float *w, const float *b, bool f
     unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
     if (!buf)
         return false;
-    wino_run r = {.k = k, .u = k->u, .bias = k->bias, .x = x, .y = y, .scratch = buf + ub};
+    wino_run r = {.k = k, .add = add, .u = k->u, .bias = k->bias, .x = x, .y = y,
+                  .scratch = buf + ub};
     if (w) {
         transform_weights(k, w, flipped, (float *)buf);
         r.u = (const float *)buf;
@@ -601,13 +606,14 @@ static bool run_units(const wino_conv *k, const float *w, const float *b, bool f
 bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, float *y,
                    workspace *ws)
 {
-    return k->u ? run_units(k, NULL, NULL, false, x, y, ws) : run_units(k, w, b, false, x, y, ws);
+    return k->u ? run_units(k, NULL, NULL, false, false, x, y, ws)
+                : run_units(k, w, b, false, false, x, y, ws);
 }
 
-bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y,
+bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y, bool add,
                            workspace *ws)
 {
-    return !k->u && run_units(k, w, NULL, true, x, y, ws);
+    return !k->u && !k->ep && run_units(k, w, NULL, true, add, x, y, ws);
 }
 
 /* ---- weight gradient ----------------------------------------------------- */

@@ -50,10 +50,11 @@ bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const flo
                    workspace *ws);
 
 /* The input gradient of a 3x3 stride-1 convolution with weights w (C', M',
- * 3, 3), k being made without weights for the shape that computes it (dY
- * in, its C' = M' channels of dX out, the padding 2 - the forward's): each
- * filter transposed and turned by 180 degrees. */
-bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y,
+ * 3, 3), k being made without weights or epilogue for the shape that
+ * computes it (dY in, its C' = M' channels of dX out, the padding 2 - the
+ * forward's): each filter transposed and turned by 180 degrees. Written
+ * into y, or added to it when `add`. */
+bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y, bool add,
                            workspace *ws);
 
 /* dW (M, C, 3, 3) of the convolution k computes (stored weights or not),
