@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/env.h"
 #include "../core/threads.h"
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -163,11 +164,7 @@ static bool clamp_of(const lego_graph *g, const gnode *n, float *lo, float *hi)
 
 /* LEGO_FUSE=0 in the environment turns fusion off, to measure what it buys
  * (docs/PERFORMANCE.md); results are the same bits either way. */
-bool exec_fusion_enabled(void)
-{
-    const char *s = getenv("LEGO_FUSE");
-    return !(s && strcmp(s, "0") == 0);
-}
+bool exec_fusion_enabled(void) { return env_switch_on("LEGO_FUSE"); }
 
 void exec_unpack(step_state *st, int n)
 {

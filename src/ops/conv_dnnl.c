@@ -33,6 +33,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "../core/env.h"
 #include "../core/tensor.h"
 #include "conv_dnnl_impl.h"
 #include "../core/threads.h"
@@ -71,13 +72,7 @@ static void engine_init(void)
 
 /* Whether the switch `name` is on: anything but "0" in the environment,
  * or unset (for measuring the paths it turns off). */
-static int switched_on(const char *name)
-{
-    const char *s = getenv(name);
-    return !(s && strcmp(s, "0") == 0);
-}
-
-static void read_enabled(void) { enabled = switched_on("LEGO_DNNL"); }
+static void read_enabled(void) { enabled = env_switch_on("LEGO_DNNL"); }
 
 bool dnnl_conv_winograd_available(void)
 {
@@ -232,7 +227,6 @@ static int64_t layout_block(int lay)
 }
 
 /* Which OP_LAYOUT_* md is, for one image of c channels, -1 if none. */
-
 static int layout_of(const dnnl_memory_desc_t *md, int64_t mb, int64_t c, int64_t h, int64_t w)
 {
     int64_t d[4] = {mb, c, h, w};

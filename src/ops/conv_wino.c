@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/env.h"
 #include "../core/tensor.h"
 #include "../core/threads.h"
 #include "blas.h"
@@ -131,11 +132,7 @@ static row_buffers row_buffers_at(unsigned char *p, int64_t tx, int64_t T)
 static int switch_on = -1;
 static pthread_once_t switch_once = PTHREAD_ONCE_INIT;
 
-static void read_switch(void)
-{
-    const char *env = getenv("LEGO_WINOGRAD");
-    switch_on = !(env && strcmp(env, "0") == 0);
-}
+static void read_switch(void) { switch_on = env_switch_on("LEGO_WINOGRAD"); }
 
 bool conv_winograd_on(void)
 {
