@@ -771,7 +771,8 @@ bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, 
     per_row = per_row < rows ? per_row : rows;
     int64_t T = per_row * k->tx;
     /* a row's transforms: some 12 flops per point of each channel's tiles */
-    par_split sr = par_split_work(per_row, 12.0 * POINTS * (double)(k->tx * (s->c + s->m)));
+    double row_work = 12.0 * POINTS * (double)(k->tx * (s->c + s->m));
+    par_split sr = par_split_work(per_row, row_work);
     par_split sg = par_split_work(POINTS, 2.0 * (double)(mc * T) / 16.0);
     int threads = sr.threads > sg.threads ? sr.threads : sg.threads;
     size_t v_bytes = align64(sizeof(float) * POINTS * (size_t)(s->c * T));
@@ -788,8 +789,7 @@ bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, 
         r.row0 = row0;
         r.tiles = n * k->tx;
         r.first = row0 == 0;
-        parallel_run(n, n == per_row ? sr : par_split_work(n, 12.0 * POINTS * (double)(k->tx * (s->c + s->m))),
-                     grad_rows, &r);
+        parallel_run(n, par_split_work(n, row_work), grad_rows, &r);
         parallel_run(POINTS, sg, grad_points, &r);
     }
     int64_t chunks = (mc + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK;
