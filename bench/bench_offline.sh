@@ -11,9 +11,11 @@
 # 0, 0.3, 0.6, 0.8, 2 retraining epochs of batch 128, 2 threads.
 #
 # usage: bench/bench_offline.sh [--reference] [--work DIR] [--bin LEGODNN]
-#   --reference  also run bench/retrain_reference.py (the original's
-#                retraining in PyTorch, Debian's /usr/bin/python3) on the same
-#                library in this run, as a same-run peer for the retrain stage
+#   --reference  also run bench/retrain_reference.py and
+#                bench/profile_reference.py (the original's retraining and
+#                profiling in PyTorch, Debian's /usr/bin/python3) on the same
+#                library in this run, as same-run peers for those stages, and
+#                judge the targets against them (about 20 minutes more)
 #   --work DIR   keep the teacher and the library in DIR (default: a
 #                temporary directory, removed at the end); a teacher already
 #                in DIR is reused
@@ -75,6 +77,10 @@ if ((reference)); then # right after ours, so that both meet the same neighbours
     --epochs 2 --batch 128 --threads $threads
 fi
 stage profile "$bin" profile "$work/lib" --data $data --max-test 1000 --threads $threads --quiet
+if ((reference)); then
+  stage profile_reference /usr/bin/python3 bench/profile_reference.py "$work/lib" "$teacher" --max-test 1000 \
+    --batch 128 --threads $threads
+fi
 
 total=$(echo "${secs[extract]} + ${secs[retrain]} + ${secs[profile]}" | bc -l)
 orig_total=$(echo "$orig_extract + $orig_retrain + $orig_profile" | bc -l)
@@ -90,13 +96,25 @@ row retrain "${secs[retrain]}" $orig_retrain $((kib[retrain] / 1024))
 row profile "${secs[profile]}" $orig_profile $((kib[profile] / 1024))
 row total "$total" "$orig_total" $((peak / 1024))
 echo "original peak: $orig_peak_gb GB; ours: $(echo "$peak / 1048576" | bc -l | xargs printf '%.2f') GiB"
+against="the original's numbers in the table"
 if ((reference)); then
-  ref=$(grep -o '"seconds": [0-9.]*' "$work/reference.log" | grep -o '[0-9.]*$')
-  printf 'same-run peer: retrain_reference.py %.1f s, peak %d MiB; ours %.1fx faster\n' "$ref" \
-    $((kib[reference] / 1024)) "$(echo "$ref / ${secs[retrain]}" | bc -l)"
+  # the peers' own clocks (they leave out loading and data preparation, which
+  # our wall times include); the original's extract has no peer: its number
+  # from the table stands in
+  seconds_of() { grep -o '"seconds": [0-9.]*' "$work/$1.log" | grep -o '[0-9.]*$'; }
+  ref_retrain=$(seconds_of reference) ref_profile=$(seconds_of profile_reference)
+  ref_total=$(echo "$orig_extract + $ref_retrain + $ref_profile" | bc -l)
+  echo
+  echo "same-run peers (the original's method in PyTorch on this machine, this run):"
+  printf '%-10s %10s %10s %8s %12s\n' stage "ours (s)" "peer (s)" ratio "peak (MiB)"
+  row retrain "${secs[retrain]}" "$ref_retrain" $((kib[reference] / 1024))
+  row profile "${secs[profile]}" "$ref_profile" $((kib[profile_reference] / 1024))
+  row total "$total" "$ref_total" $(((kib[reference] > kib[profile_reference] ? kib[reference] : kib[profile_reference]) / 1024))
+  echo "(peaks in this table are the peers'; the total's peer counts the original's extract, $orig_extract s)"
+  orig_retrain=$ref_retrain orig_total=$ref_total against="the same-run peers"
 fi
 fail=0
-(($(echo "${secs[retrain]} > $orig_retrain / 3" | bc -l))) && { echo "target missed: retrain > 1/3 of the original's"; fail=1; }
-(($(echo "$total > $orig_total / 5" | bc -l))) && { echo "target missed: total > 1/5 of the original's"; fail=1; }
+(($(echo "${secs[retrain]} > $orig_retrain / 3" | bc -l))) && { echo "target missed: retrain > 1/3 of $against"; fail=1; }
+(($(echo "$total > $orig_total / 5" | bc -l))) && { echo "target missed: total > 1/5 of $against"; fail=1; }
 ((peak * 1024 >= 500000000)) && { echo "target missed: peak memory >= 0.5 GB"; fail=1; }
-((fail)) || echo "targets met: retrain >= 3x, total >= 5x faster, peak < 0.5 GB"
+((fail)) || echo "targets met: retrain >= 3x, total >= 5x faster than $against, peak < 0.5 GB"

@@ -66,57 +66,61 @@ class OnnxModule(torch.nn.Module):
         env = {self.input: x}
         got = {}
         for n in self.graph.node:
-            a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
-            ins = [self.value(env, i) if i else None for i in n.input]
-            op = n.op_type
-            if op == "Conv":
-                pads = a.get("pads", [0, 0, 0, 0])
-                y = F.conv2d(ins[0], ins[1], ins[2] if len(ins) > 2 else None, a.get("strides", [1, 1]),
-                             (pads[0], pads[1]), a.get("dilations", [1, 1]), a.get("group", 1))
-            elif op == "BatchNormalization":
-                y = F.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], self.training, 1 - a.get("momentum", 0.9),
-                                 a.get("epsilon", 1e-5))
-            elif op == "Relu":
-                y = F.relu(ins[0])
-            elif op == "Add":
-                y = ins[0] + ins[1]
-            elif op == "Pad":
-                p = [int(v) for v in ins[1]]
-                h = len(p) // 2
-                y = F.pad(ins[0], [v for d in reversed(range(h)) for v in (p[d], p[d + h])])
-            elif op == "AveragePool":
-                pads = a.get("pads", [0, 0, 0, 0])
-                y = F.avg_pool2d(ins[0], a["kernel_shape"], a.get("strides", a["kernel_shape"]), (pads[0], pads[1]))
-            elif op == "GlobalAveragePool":
-                y = ins[0].mean((2, 3), keepdim=True)
-            elif op == "Constant":
-                y = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
-            elif op == "Shape":
-                y = torch.tensor(ins[0].shape)
-            elif op == "Gather":
-                y = ins[0][ins[1]]
-            elif op == "Unsqueeze":
-                axes = a["axes"] if "axes" in a else [int(v) for v in ins[1]]
-                y = ins[0]
-                for ax in sorted(axes):
-                    y = y.unsqueeze(ax)
-            elif op == "Concat":
-                y = torch.cat([t.reshape(-1) if t.dim() == 0 else t for t in ins], a["axis"])
-            elif op == "Reshape":
-                shape = [int(v) for v in ins[1]]
-                shape = [ins[0].shape[0] if v == 1 and i == 0 else v for i, v in enumerate(shape)]
-                y = ins[0].reshape(shape)
-            elif op == "Flatten":
-                y = ins[0].flatten(a.get("axis", 1))
-            elif op == "Gemm":
-                b = ins[1].t() if a.get("transB", 0) else ins[1]
-                y = ins[0] @ b + (ins[2] if len(ins) > 2 else 0)
-            else:
-                raise SystemExit("%s: op %s is not in this small interpreter" % (n.name, op))
-            env[n.output[0]] = y
+            y = env[n.output[0]] = self.run_node(n, env)
             if n.output[0] in capture:
                 got[n.output[0]] = y
         return got if capture else env[self.output]
+
+    def run_node(self, n, env):
+        """One node's output from the values in env."""
+        a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
+        ins = [self.value(env, i) if i else None for i in n.input]
+        op = n.op_type
+        if op == "Conv":
+            pads = a.get("pads", [0, 0, 0, 0])
+            y = F.conv2d(ins[0], ins[1], ins[2] if len(ins) > 2 else None, a.get("strides", [1, 1]),
+                         (pads[0], pads[1]), a.get("dilations", [1, 1]), a.get("group", 1))
+        elif op == "BatchNormalization":
+            y = F.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], self.training, 1 - a.get("momentum", 0.9),
+                             a.get("epsilon", 1e-5))
+        elif op == "Relu":
+            y = F.relu(ins[0])
+        elif op == "Add":
+            y = ins[0] + ins[1]
+        elif op == "Pad":
+            p = [int(v) for v in ins[1]]
+            h = len(p) // 2
+            y = F.pad(ins[0], [v for d in reversed(range(h)) for v in (p[d], p[d + h])])
+        elif op == "AveragePool":
+            pads = a.get("pads", [0, 0, 0, 0])
+            y = F.avg_pool2d(ins[0], a["kernel_shape"], a.get("strides", a["kernel_shape"]), (pads[0], pads[1]))
+        elif op == "GlobalAveragePool":
+            y = ins[0].mean((2, 3), keepdim=True)
+        elif op == "Constant":
+            y = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+        elif op == "Shape":
+            y = torch.tensor(ins[0].shape)
+        elif op == "Gather":
+            y = ins[0][ins[1]]
+        elif op == "Unsqueeze":
+            axes = a["axes"] if "axes" in a else [int(v) for v in ins[1]]
+            y = ins[0]
+            for ax in sorted(axes):
+                y = y.unsqueeze(ax)
+        elif op == "Concat":
+            y = torch.cat([t.reshape(-1) if t.dim() == 0 else t for t in ins], a["axis"])
+        elif op == "Reshape":
+            shape = [int(v) for v in ins[1]]
+            shape = [ins[0].shape[0] if v == 1 and i == 0 else v for i, v in enumerate(shape)]
+            y = ins[0].reshape(shape)
+        elif op == "Flatten":
+            y = ins[0].flatten(a.get("axis", 1))
+        elif op == "Gemm":
+            b = ins[1].t() if a.get("transB", 0) else ins[1]
+            y = ins[0] @ b + (ins[2] if len(ins) > 2 else 0)
+        else:
+            raise SystemExit("%s: op %s is not in this small interpreter" % (n.name, op))
+        return y
 
 
 def idx(path):
