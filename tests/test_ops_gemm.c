@@ -1,12 +1,14 @@
 /* test_ops_gemm.c - Gemm and MatMul against direct loops: transposes,
  * alpha/beta, every broadcast of C, numpy batching and 1-D promotion; their
  * backward passes against finite differences over the same variants, and for
- * accumulating into the gradients they are given. */
+ * accumulating into the gradients they are given. Also the two GEMM doors
+ * the kernels use (ops/blas.h), on strided matrices. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "op_test.h"
+#include "ops/blas.h"
 
 extern const op_desc op_desc_Gemm, op_desc_MatMul;
 
@@ -346,9 +348,71 @@ static void matmul_grads(void)
     }
 }
 
+/* ---- lego_sgemm and lego_sgemm_jit ---------------------------------------- */
+
+/* One product through `gemm` on row strides wider than the matrices (the
+ * Winograd kernels' case: C is a window of a wider buffer), against a
+ * double loop: C's other columns untouched, and with beta = 0 a NaN in C
+ * ignored. */
+typedef void (*sgemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                         const float *, int64_t, float, float *, int64_t);
+
+static void sgemm_case(sgemm_fn gemm, const char *name, int64_t m, int64_t n, int64_t k, int ta, int tb,
+                       float beta)
+{
+    int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    int64_t lda = ac + 3, ldb = bc + 2, ldc = n + 5;
+    float *a = malloc(sizeof(float) * (size_t)(ar * lda)), *b = malloc(sizeof(float) * (size_t)(br * ldb));
+    float *c = malloc(sizeof(float) * (size_t)(m * ldc)), *c0 = malloc(sizeof(float) * (size_t)(m * ldc));
+    for (int64_t i = 0; i < ar * lda; i++)
+        a[i] = (float)rnd(2001) / 1000.0f - 1.0f;
+    for (int64_t i = 0; i < br * ldb; i++)
+        b[i] = (float)rnd(2001) / 1000.0f - 1.0f;
+    for (int64_t i = 0; i < m * ldc; i++)
+        c0[i] = c[i] = beta == 0 && i % 7 == 0 ? NAN : (float)rnd(2001) / 1000.0f - 1.0f;
+    gemm(ta, tb, m, n, k, 0.75f, a, lda, b, ldb, beta, c, ldc);
+    double worst = 0;
+    bool others = true;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            if (j >= n) {
+                others = others && memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) == 0;
+                continue;
+            }
+            double want = 0;
+            for (int64_t p = 0; p < k; p++)
+                want += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            want = 0.75 * want + (beta == 0 ? 0 : beta * (double)c0[i * ldc + j]);
+            double err = fabs(c[i * ldc + j] - want);
+            worst = err > worst || err != err ? (err != err ? INFINITY : err) : worst;
+        }
+    if (!(worst <= 1e-5 * (double)(k + 1)) || !others)
+        fprintf(stderr, "  %s %lldx%lldx%lld tA %d tB %d beta %g: error %g, other columns %s\n", name,
+                (long long)m, (long long)n, (long long)k, ta, tb, beta, worst, others ? "kept" : "written");
+    CHECK(worst <= 1e-5 * (double)(k + 1));
+    CHECK(others);
+    free(a), free(b), free(c), free(c0);
+}
+
+static void sgemm_doors(void)
+{
+    for (int trial = 0; trial < 60; trial++) {
+        int64_t m = 1 + rnd(40), n = 1 + rnd(70), k = 1 + rnd(300);
+        int ta = (int)rnd(2), tb = (int)rnd(2);
+        float beta = trial % 3 == 0 ? 0.0f : trial % 3 == 1 ? 1.0f : 0.5f;
+        sgemm_case(lego_sgemm, "lego_sgemm", m, n, k, ta, tb, beta);
+        sgemm_case(lego_sgemm_jit, "lego_sgemm_jit", m, n, k, ta, tb, beta);
+    }
+    /* the Winograd products' shapes: U x V and dY x V^T */
+    sgemm_case(lego_sgemm_jit, "lego_sgemm_jit", 64, 96, 64, 0, 0, 0.0f);
+    sgemm_case(lego_sgemm_jit, "lego_sgemm_jit", 103, 128, 512, 0, 0, 0.0f);
+    sgemm_case(lego_sgemm_jit, "lego_sgemm_jit", 64, 45, 384, 0, 1, 1.0f);
+}
+
 int main(void)
 {
     test_seed(99u);
+    sgemm_doors();
     gemm_sweep();
     gemm_beta_zero();
     gemm_errors();

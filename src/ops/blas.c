@@ -1,4 +1,5 @@
-/* blas.c - lego_sgemm over the CBLAS interface (BLIS in our builds).
+/* blas.c - lego_sgemm over the CBLAS interface (BLIS in our builds), and
+ * lego_sgemm_jit over oneDNN's sgemm where oneDNN is built in.
  *
  * The BLAS runs single-threaded: our kernels own the threads and call it
  * from several of them at once (core/threads.h). Nesting a multithreaded
@@ -8,6 +9,13 @@
 #include <pthread.h>
 
 #include "blas.h"
+
+#ifdef LEGO_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+
+#include "conv_dnnl.h"
+#include "conv_dnnl_impl.h"
+#endif
 
 #ifdef BLIS_TYPE_DEFS_H /* BLIS's cblas.h carries its types but not this */
 void bli_thread_set_num_threads(dim_t n_threads);
@@ -64,4 +72,23 @@ void lego_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (f77_int)M, (f77_int)N, (f77_int)K, alpha, A,
                 (f77_int)lda, B, (f77_int)ldb, beta, C, (f77_int)ldc);
+}
+
+/* oneDNN's JIT sgemm ran the Winograd products (channels x channels by
+ * channels x tiles) 4 to 10% faster than BLIS on one AVX2 Zen 3 core, and
+ * a fifth faster at 512 channels (93 against 75 GFLOP/s). It is kept to the
+ * calling thread as conv_dnnl.c keeps oneDNN's convolutions. */
+void lego_sgemm_jit(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc)
+{
+#ifdef LEGO_HAVE_DNNL
+    if (M > 0 && N > 0 && K > 0 && dnnl_conv_enabled()) {
+        conv_dnnl_one_thread();
+        if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C,
+                       ldc) == dnnl_success)
+            return;
+    }
+#endif
+    lego_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

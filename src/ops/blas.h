@@ -17,4 +17,13 @@ void lego_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                 int64_t ldc);
 
+/* The same product through oneDNN's JIT sgemm where oneDNN is built in and
+ * enabled (LEGO_DNNL), else lego_sgemm: faster on x86-64, but not the
+ * BLAS's bits, so the portable path (the tests' oracle, and what
+ * portable_kernels asks for) keeps lego_sgemm. Used by the Winograd
+ * convolution (conv_wino.c). */
+void lego_sgemm_jit(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc);
+
 #endif

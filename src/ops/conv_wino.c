@@ -567,8 +567,8 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
         else
             unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, b.rb, b.wv);
         for (int i = 0; i < POINTS; i++)
-            lego_sgemm(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
-                       v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
+            lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
+                           v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
         staged_output(k, mo, r->bias, r->y, g0, g1, r->add, b.st, b.tmp);
     }
 }
@@ -719,9 +719,9 @@ static void grad_points(void *ctx, int64_t begin, int64_t end, int thread)
     const grad_run *r = ctx;
     const conv_shape *s = &r->k->s;
     for (int64_t i = begin; i < end; i++)
-        lego_sgemm(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * s->m * r->T, r->T,
-                   r->v + i * s->c * r->T, r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
-                   s->c);
+        lego_sgemm_jit(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * s->m * r->T, r->T,
+                       r->v + i * s->c * r->T, r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
+                       s->c);
 }
 
 /* dW = G^T dU G for filters [f0, f0 + nf), vectorised across them as
