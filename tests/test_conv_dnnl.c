@@ -283,6 +283,35 @@ static void winograd(void)
     printf("winograd: %d of %zu shapes\n", taken, sizeof shapes / sizeof *shapes);
 }
 
+/* A clamp with a finite top (Clip(0, 0.5)) after a BatchNormalization, on
+ * oneDNN's blocked output (a stride-2 layer: direct kernels, nChw8c on
+ * AVX2, nChw16c on AVX-512): our epilogue pass clips both ends, block by
+ * block of 8 and 16 channels, with channels that fill their last block and
+ * channels that do not. */
+static void blocked_clamp(void)
+{
+    static const int64_t channels[] = {32, 40, 24};
+    for (size_t i = 0; i < sizeof channels / sizeof *channels; i++) {
+        conv_case q = {.n = 2, .c = 16, .h = 12, .w = 12, .m = channels[i], .k = {3, 3}, .s = {2, 2},
+                       .d = {1, 1}, .pads = {1, 1, 1, 1}, .group = 1, .bias = true, .bn = true,
+                       .clamp = true, .lo = 0.0f, .hi = 0.5f};
+        char what[300];
+        describe(&q, (int)i, what, sizeof what);
+        lego_tensor want, got;
+        bool d0, d1;
+        conv_run(&q, false, 1, &want, &d0);
+        conv_run(&q, true, 1, &got, &d1);
+        check_close(got.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
+        int64_t top = 0, bottom = 0;
+        for (int64_t j = 0; j < lego_tensor_numel(&got); j++) {
+            top += ((float *)got.data)[j] == 0.5f;
+            bottom += ((float *)got.data)[j] == 0.0f;
+        }
+        CHECK(top > 0 && bottom > 0); /* both ends engaged */
+        tensor_release(&want), tensor_release(&got);
+    }
+}
+
 /* ---- fusion in plans ------------------------------------------------------ */
 
 typedef struct builder {
@@ -356,7 +385,7 @@ static int b_clip(builder *b, const char *name, int x, float lo, float hi)
     return b_node(b, name, "Clip", in, 3, NULL);
 }
 
-/* The graph: x (2,16,9,9) -> conv a -> BN -> Relu -> conv b -> BN -> Clip(0,6)
+/* The graph: x (2,16,9,9) -> conv a -> BN -> Relu -> conv b -> BN -> Clip(0,0.5)
  * -> conv c -> (BN -> Relu, and conv c's output also added to that) -> Add
  * -> (conv e -> BN) + (conv f -> BN) -> Add -> Relu -> conv d (a graph
  * output too) -> Relu (the other output). Fusable: a+BN+Relu, b+BN+Clip,
@@ -376,7 +405,7 @@ static void build(builder *b, const int64_t d[4])
     y = b_node(b, "a.relu", "Relu", &y, 1, NULL);
     y = b_conv(b, "b", y, 32, 16);
     y = b_bn(b, "b.bn", y, 16);
-    y = b_clip(b, "b.clip", y, 0.0f, 6.0f);
+    y = b_clip(b, "b.clip", y, 0.0f, 0.5f); /* low enough for these activations to reach */
     int c = b_conv(b, "c", y, 16, 16);
     y = b_bn(b, "c.bn", c, 16);
     y = b_node(b, "c.relu", "Relu", &y, 1, NULL);
@@ -813,6 +842,7 @@ int main(void)
 {
     sweep();
     winograd();
+    blocked_clamp();
     wino_packing();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
