@@ -384,7 +384,10 @@ static void sgemm_case(sgemm_fn gemm, const char *name, int64_t m, int64_t n, in
                 want += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
             want = 0.75 * want + (beta == 0 ? 0 : beta * (double)c0[i * ldc + j]);
             double err = fabs(c[i * ldc + j] - want);
-            worst = err > worst || err != err ? (err != err ? INFINITY : err) : worst;
+            if (err != err) /* a NaN let through */
+                err = INFINITY;
+            if (err > worst)
+                worst = err;
         }
     if (!(worst <= 1e-5 * (double)(k + 1)) || !others)
         fprintf(stderr, "  %s %lldx%lldx%lld tA %d tB %d beta %g: error %g, other columns %s\n", name,

@@ -74,10 +74,12 @@ void lego_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float
                 (f77_int)lda, B, (f77_int)ldb, beta, C, (f77_int)ldc);
 }
 
-/* oneDNN's JIT sgemm ran the Winograd products (channels x channels by
- * channels x tiles) 4 to 10% faster than BLIS on one AVX2 Zen 3 core, and
- * a fifth faster at 512 channels (93 against 75 GFLOP/s). It is kept to the
- * calling thread as conv_dnnl.c keeps oneDNN's convolutions. */
+/* On one AVX2 Zen 3 core oneDNN's JIT sgemm ran most shapes of the Winograd
+ * products (channels x channels by channels x tiles) 10-25% faster than
+ * BLIS (512 x 512 x 128: 93 against 75 GFLOP/s; 128 x 128 x 128 was 4%
+ * slower): whole Winograd layers 2-8% faster forward, 6-20% in the weight
+ * gradient. It is kept to the calling thread as conv_dnnl.c keeps oneDNN's
+ * convolutions. */
 void lego_sgemm_jit(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                     int64_t ldc)

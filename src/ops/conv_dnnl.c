@@ -711,7 +711,7 @@ static SIMD_CLONES void epilogue_nchw(float *y, int64_t planes, int64_t pix, con
 /* One block of B channels over pix pixels, B a constant so that each
  * pixel's B values are one or two vectors with no loop around them (row by
  * row through epilogue_nhwc, the loop's setup per pixel took 12% of
- * MobileNetV2's batch-1 time). */
+ * MobileNetV2's batch-1 time on two threads). */
 #define EPILOGUE_BLOCK(B)                                                              \
     do {                                                                               \
         if (a && clamp) {                                                              \
