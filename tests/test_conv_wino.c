@@ -9,8 +9,9 @@
  *    the unfused one followed by y*a + b and the clamp;
  *  - the weight gradient (wino_conv_weight_grad) against a direct sum in
  *    double, over one chunk of tiles and several (a chunk ending inside an
- *    image), by tile rows and staged (maps of 1 or 2 tiles per row), the same bits on 1, 2 and 3 threads, added into zeros equal to
- *    written fresh;
+ *    image), by tile rows and staged (maps of 1 or 2 tiles per row), the
+ *    same bits on 1, 2 and 3 threads, added into zeros equal to written
+ *    fresh;
  *  - which shapes fit (wino_conv_fits). */
 #include <math.h>
 #include <stdlib.h>

@@ -510,38 +510,49 @@ typedef struct wino_run {
     unsigned char *scratch;
 } wino_run;
 
-/* V for the tiles of images n0 .. n0 + ipu - 1, tile rows ty0..ty1, in
- * columns of v from 0, T columns per channel. */
-static void unit_input(const wino_conv *k, const float *x, int64_t n0, int64_t ipu, int64_t ty0,
-                       int64_t ty1, float *v, int64_t T, float *rb, float *wv)
+/* V for the tiles of tile rows [g0, g1) (counted over the batch: image
+ * g / ty, row g % ty), in columns of v from 0, T columns per channel, by
+ * tile rows: six input rows split by phase, of which the next tile row of
+ * the same image reuses the last two. */
+static void rows_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
+                       int64_t T, float *rb, float *wv)
 {
     const conv_shape *s = &k->s;
     int64_t ct = s->c * T, pw = 4 * (k->tx + 1);
     for (int64_t c = 0; c < s->c; c++) {
+        float *row[6];
         int64_t t = 0;
-        for (int64_t i = 0; i < ipu; i++) {
-            const float *xc = x + ((n0 + i) * s->c + c) * s->h * s->w;
-            /* the six input rows of the tile row at hand, in rb's slots:
-             * the last two are the next tile row's first two */
-            float *row[6];
-            for (int r = 0; r < 6; r++) {
-                row[r] = rb + r * pw;
-                padded_phases(xc, s, ty0 * 4 - s->pad_t + r, row[r], k->tx);
-            }
-            for (int64_t ty = ty0; ty < ty1; ty++, t += k->tx) {
-                if (ty > ty0) {
-                    float *free4[4] = {row[0], row[1], row[2], row[3]};
-                    row[0] = row[4], row[1] = row[5];
-                    for (int r = 2; r < 6; r++) {
-                        row[r] = free4[r - 2];
-                        padded_phases(xc, s, ty * 4 - s->pad_t + r, row[r], k->tx);
-                    }
+        for (int64_t g = g0; g < g1; g++, t += k->tx) {
+            const float *xc = x + (g / k->ty * s->c + c) * s->h * s->w;
+            int64_t top = g % k->ty * 4 - s->pad_t;
+            if (g == g0 || g % k->ty == 0) { /* a new image: all six rows */
+                for (int r = 0; r < 6; r++) {
+                    row[r] = rb + r * pw;
+                    padded_phases(xc, s, top + r, row[r], k->tx);
                 }
-                rows_bt((const float *const *)row, wv, pw);
-                cols_bt(wv, pw, k->tx, v + c * T + t, ct);
+            } else {
+                float *free4[4] = {row[0], row[1], row[2], row[3]};
+                row[0] = row[4], row[1] = row[5];
+                for (int r = 2; r < 6; r++) {
+                    row[r] = free4[r - 2];
+                    padded_phases(xc, s, top + r, row[r], k->tx);
+                }
             }
+            rows_bt((const float *const *)row, wv, pw);
+            cols_bt(wv, pw, k->tx, v + c * T + t, ct);
         }
     }
+}
+
+/* V for the tiles of tile rows [g0, g1): staged on maps of STAGED_TX tiles
+ * per row or fewer, else by tile rows. */
+static void input_tiles(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
+                        int64_t T, const row_buffers *b)
+{
+    if (k->tx <= STAGED_TX)
+        staged_input(k, x, g0, g1, v, T, b->st, b->tmp);
+    else
+        rows_input(k, x, g0, g1, v, T, b->rb, b->wv);
 }
 
 static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
@@ -555,17 +566,13 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     float *mo = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
     row_buffers b = row_buffers_at(p, k->tx, k->T);
-    bool small = k->tx <= STAGED_TX;
     for (int64_t u = begin; u < end; u++) {
         int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
         int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
         int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
         /* the unit's tile rows, counted over the batch */
         int64_t g0 = n0 * k->ty + ty0, g1 = g0 + k->ipu * (ty1 - ty0);
-        if (small)
-            staged_input(k, r->x, g0, g1, v, k->T, b.st, b.tmp);
-        else
-            unit_input(k, r->x, n0, k->ipu, ty0, ty1, v, k->T, b.rb, b.wv);
+        input_tiles(k, r->x, g0, g1, v, k->T, &b);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                            v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
@@ -700,16 +707,7 @@ static void grad_rows(void *ctx, int64_t begin, int64_t end, int thread)
     row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx, r->T),
                                    k->tx, r->T);
     staged_dy(k, r->dy, r->row0 + begin, r->row0 + end, r->yh + begin * k->tx, r->T, b.st, b.tmp);
-    if (k->tx <= STAGED_TX) {
-        staged_input(k, r->x, r->row0 + begin, r->row0 + end, r->v + begin * k->tx, r->T, b.st, b.tmp);
-        return;
-    }
-    for (int64_t i = begin; i < end;) {
-        int64_t g = r->row0 + i, n = g / k->ty, ty = g % k->ty;
-        int64_t rows = k->ty - ty < end - i ? k->ty - ty : end - i; /* within image n */
-        unit_input(k, r->x, n, 1, ty, ty + rows, r->v + i * k->tx, r->T, b.rb, b.wv);
-        i += rows;
-    }
+    input_tiles(k, r->x, r->row0 + begin, r->row0 + end, r->v + begin * k->tx, r->T, &b);
 }
 
 /* Points [begin, end): dU[i] (+)= yh[i] . v[i]^T over the chunk's tiles. */
