@@ -76,8 +76,7 @@ static void engine_init(void)
     engine_ok = dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success;
 }
 
-/* Whether the switch `name` is on: anything but "0" in the environment,
- * or unset (for measuring the paths it turns off). */
+/* LEGO_DNNL=0 turns oneDNN off (core/env.h), to measure the portable path. */
 static void read_enabled(void) { enabled = env_switch_on("LEGO_DNNL"); }
 
 bool dnnl_conv_winograd_available(void)
@@ -544,7 +543,7 @@ static bool make_kinds(dnnl_conv *k)
 }
 
 /* Whether every primitive writes a layout the epilogue can run on after it
- * (epilogue_nhwc, _nchw, _blocked). A blocked output whose channels do not
+ * (epilogue_nhwc, _blocked, conv_epilogue_rows). A blocked output whose channels do not
  * fill their last block (padded) qualifies when the epilogue keeps its
  * zero padding zero: the scale and shift are zero there (create_in), and a
  * clamp must hold 0. Otherwise post-ops handle it; but oneDNN's Winograd
@@ -663,11 +662,11 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
 
 /* The epilogue on a primitive's dense output: y*a + b per channel, then the
  * clamp, computed as batchnorm.c and activation.c compute them (and as
- * conv.c's epilogue_rows does), so that fusing changes no bits. It runs here
+ * conv.c's conv_epilogue_rows does), so that fusing changes no bits. It runs here
  * rather than as oneDNN's post-ops: two per-channel binary post-ops made
  * brgconv's 1x1 kernels up to twice as slow on MobileNetV2's layers, while
  * this pass reads the output while it is still in cache. NHWC: pix rows of
- * oc channels; NCHW: oc planes of pix, per image. */
+ * oc channels per image (an NCHW output takes conv_epilogue_rows). */
 static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const float *a,
                                       const float *b, bool clamp, float lo, float hi)
 {
@@ -686,24 +685,6 @@ static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const f
             for (int64_t c = 0; c < oc; c++) {
                 float v = r[c] < lo ? lo : r[c];
                 r[c] = v > hi ? hi : v;
-            }
-    }
-}
-
-static SIMD_CLONES void epilogue_nchw(float *y, int64_t planes, int64_t pix, const float *a,
-                                      const float *b, bool clamp, float lo, float hi)
-{
-    for (int64_t i = 0; i < planes; i++) {
-        float *r = y + i * pix;
-        if (a) {
-            float ai = a[i], bi = b[i];
-            for (int64_t j = 0; j < pix; j++)
-                r[j] = r[j] * ai + bi;
-        }
-        if (clamp)
-            for (int64_t j = 0; j < pix; j++) {
-                float v = r[j] < lo ? lo : r[j];
-                r[j] = v > hi ? hi : v;
             }
     }
 }
@@ -770,14 +751,16 @@ static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t o
     /* a padded image is whole blocks, the padding included (dense_dsts) */
     int64_t blk = kd->padded ? kd->padded : layout_block(kd->lay);
     int64_t chans = (kd->oc + blk - 1) / blk * blk;
+    conv_epilogue nchw = {.scale = k->scale, .shift = k->shift, .clamp = k->ep.clamp,
+                          .lo = k->ep.lo, .hi = k->ep.hi};
     for (int64_t i = 0; i < k->ipu; i++) {
         float *yi = y + i * chans * kd->pix;
         if (kd->lay == OP_LAYOUT_NHWC)
             epilogue_nhwc(yi, kd->pix, kd->oc, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
         else if (blk > 1)
             epilogue_blocked(yi, kd->oc, kd->pix, blk, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
-        else
-            epilogue_nchw(yi, kd->oc, kd->pix, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
+        else /* NCHW: oc planes of pix, as conv.c's epilogue on its own outputs */
+            conv_epilogue_rows(yi, kd->pix, kd->oc, kd->pix, &nchw, oc0);
     }
 }
 
