@@ -476,8 +476,9 @@ static void fusion(const int64_t d[4])
         int nf, np, native_f, native_p;
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
         plan_run(&b.g, &x, false, plain, &np, &native_p);
-        /* a, b, e and f absorb 6 nodes; nothing else fuses */
-        CHECK(np == 18 && nf == np - 6);
+        /* a, b, e and f absorb 6 nodes, f also add2 and its Relu where
+         * the kernel adds (not oneDNN's); nothing else fuses */
+        CHECK(np == 18 && nf == np - 6 - (dnnl_conv_enabled() ? 0 : 2));
         /* layouts are kept only with fusion on, and only by oneDNN */
         CHECK(native_p == 0);
         CHECK(dnnl_conv_enabled() ? native_f >= 4 : native_f == 0);
@@ -525,7 +526,9 @@ static void portable_plans(const int64_t d[4])
         CHECK_OK(exec_run(&b.g, &p, ins, out[portable]));
         exec_plan_free(&p);
     }
-    CHECK(n[0] == n[1]); /* fused alike */
+    /* fused alike, but for add2 and its Relu, which only the portable
+     * path's epilogue takes into conv f */
+    CHECK(n[0] == n[1] + (dnnl_conv_enabled() ? 2 : 0));
     for (int i = 0; i < 2; i++) {
         const lego_tensor *a = out[0][i], *c = out[1][i];
         CHECK(a && c && tensor_same_shape(a, c));
@@ -596,6 +599,74 @@ static void computed_weights(void)
     graph_free(&b.g);
 }
 
+/* Residual Adds fused into the convolution before them where its kernel
+ * adds in its epilogue (our Winograd, im2col; not oneDNN's): x (2,64,16,16)
+ * -> conv s -> BN -> Relu = r (read by conv a and, at the end, the Add:
+ * fused, the Add's read moves to conv b, whose output must not take r's
+ * memory) -> conv a -> BN -> Relu -> conv b -> BN, + r -> Relu = q -> conv
+ * c -> BN, q + that (the residual first) = t (a graph output: the Relu
+ * after it stays) -> Relu -> conv d (no BN), + t -> Clip(0, 0.5), the
+ * other output. Fused or not, portable or not, 1 or 2 threads: the same
+ * values; three Adds fused where the kernel takes them. */
+static void residual_adds(void)
+{
+    test_seed(5u);
+    builder b;
+    const int64_t d[4] = {2, 64, 16, 16};
+    CHECK_OK(graph_init(&b.g, "residual"));
+    b.g.opset = 13;
+    CHECK_OK(graph_add_value(&b.g, "x", VALUE_INPUT, &b.x));
+    tensor_set_shape(&b.g.values[b.x].t, LEGO_F32, 4, d);
+    b.g.inputs = malloc(sizeof *b.g.inputs);
+    b.g.inputs[0] = b.x;
+    b.g.n_inputs = 1;
+    int y = b_bn(&b, "s.bn", b_conv(&b, "s", b.x, 64, 64), 64);
+    int r = b_node(&b, "s.relu", "Relu", &y, 1, NULL);
+    y = b_bn(&b, "a.bn", b_conv(&b, "a", r, 64, 64), 64);
+    y = b_node(&b, "a.relu", "Relu", &y, 1, NULL);
+    y = b_bn(&b, "b.bn", b_conv(&b, "b", y, 64, 64), 64);
+    int add[2] = {y, r};
+    y = b_node(&b, "add", "Add", add, 2, NULL);
+    int q = b_node(&b, "add.relu", "Relu", &y, 1, NULL);
+    int c = b_bn(&b, "c.bn", b_conv(&b, "c", q, 64, 64), 64);
+    int add2[2] = {q, c};
+    int t = b_node(&b, "add2", "Add", add2, 2, NULL);
+    y = b_node(&b, "add2.relu", "Relu", &t, 1, NULL);
+    int add3[2] = {b_conv(&b, "d", y, 64, 64), t};
+    y = b_node(&b, "add3", "Add", add3, 2, NULL);
+    y = b_clip(&b, "add3.clip", y, 0.0f, 0.5f);
+    b.g.outputs = malloc(sizeof *b.g.outputs * 2);
+    b.g.outputs[0] = y;
+    b.g.outputs[1] = t;
+    b.g.n_outputs = 2;
+    CHECK_OK(graph_infer(&b.g));
+    lego_tensor x;
+    make(&x, LEGO_F32, 4, d, 1);
+    conv_shape cs = {.c = 64, .h = 16, .w = 16, .m = 64, .ho = 16, .wo = 16, .kh = 3, .kw = 3,
+                     .sh = 1, .sw = 1, .dh = 1, .dw = 1, .pad_t = 1, .pad_l = 1, .group = 1};
+    bool ours = wino_conv_fits(&cs, d[0]) || !dnnl_conv_enabled();
+    for (int portable = 0; portable < 2; portable++) {
+        b.g.portable_kernels = portable;
+        for (int threads = 1; threads <= 2; threads++) {
+            lego_set_num_threads(threads);
+            lego_tensor *fused[2] = {0}, *plain[2] = {0};
+            int nf, np, native;
+            plan_run(&b.g, &x, false, plain, &np, &native);
+            plan_run(&b.g, &x, true, fused, &nf, &native);
+            /* 4 BNs and 2 Relus after them; where the kernel adds, the 3
+             * Adds and 2 clamps after them (add2's Relu reads an output) */
+            CHECK(np == 17 && nf == np - 6 - (portable || ours ? 5 : 0));
+            for (int i = 0; i < 2; i++) {
+                CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
+                lego_tensor_free(fused[i]);
+                lego_tensor_free(plain[i]);
+            }
+        }
+    }
+    tensor_release(&x);
+    graph_free(&b.g);
+}
+
 /* MobileNetV2's inverted residual, x (n,32,h,w) -> conv a (3x3) -> BN ->
  * Relu = r; r -> 1x1 expand to 96 -> BN -> Clip(0,6) -> depthwise 3x3 -> BN
  * -> Clip(0,6) -> 1x1 project to 32 -> BN; + r -> conv d (3x3, the
@@ -641,7 +712,8 @@ static void inverted_residual(const int64_t d[4])
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
         int chains = plan_chains;
         plan_run(&b.g, &x, false, plain, &np, &native_p);
-        CHECK(np == 13 && nf == np - 7);
+        /* 4 BNs and 3 clamps; the Add too where conv p's kernel adds (not oneDNN's) */
+        CHECK(np == 13 && nf == np - 7 - (dnnl_conv_enabled() ? 0 : 1));
         CHECK(plan_chains == 0); /* no fusion, no chains */
         /* a, e, dw, p and d read or write NHWC */
         CHECK(dnnl_conv_enabled() ? native_f == 5 : native_f == 0);
@@ -846,6 +918,7 @@ int main(void)
     wino_packing();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
+    residual_adds();
     inverted_residual((const int64_t[4]){1, 32, 6, 6});
     inverted_residual((const int64_t[4]){1, 32, 20, 20});
     inverted_residual((const int64_t[4]){2, 32, 7, 7});

@@ -76,7 +76,7 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
     float *y = malloc(sizeof(float) * (size_t)ny);
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
-    CHECK(k && wino_conv_run(k, w, b, x, y, NULL));
+    CHECK(k && wino_conv_run(k, w, b, x, NULL, y, NULL));
     /* kept up to 256x256 channel pairs, else transformed on each run */
     bool keeps = s->m * s->c <= 256 * 256;
     CHECK(keeps ? wino_conv_packed_bytes(k) >= sizeof(float) * 36 * (size_t)(s->m * s->c)
@@ -91,7 +91,7 @@ static float *run_wino(const wcase *q, const conv_shape *s, const float *x, cons
     float *again = malloc(sizeof(float) * (size_t)ny);
     workspace ws = {0};
     CHECK(k && wino_conv_packed_bytes(k) == 0);
-    CHECK(wino_conv_run(k, w, b, x, again, &ws));
+    CHECK(wino_conv_run(k, w, b, x, NULL, again, &ws));
     CHECK(memcmp(again, y, sizeof(float) * (size_t)ny) == 0);
     /* the input gradient's run (weights turned) added into y, as a dX that
      * is not fresh: y + the fresh result, exactly */

@@ -173,11 +173,29 @@ void exec_unpack(step_state *st, int n)
             st[s].unpack(st[s].packed);
 }
 
+/* The other input of an Add node n that reads y, when it can be added in
+ * step s's epilogue: an Add of two tensors of its output's shape, the
+ * other one ready before step s (computed by an earlier step, or the
+ * graph's input or a constant). -1 when not. */
+static int residual_of(const lego_graph *g, const gnode *n, int y, int s, const int *def_step)
+{
+    if (strcmp(n->op_type, "Add") != 0 || n->n_in != 2 || n->n_out != 1 || n->in[0] == n->in[1])
+        return -1;
+    int r = n->in[0] == y ? n->in[1] : n->in[1] == y ? n->in[0] : -1;
+    if (r < 0 || !tensor_same_shape(&g->values[r].t, &g->values[n->out[0]].t) ||
+        !tensor_same_shape(&g->values[y].t, &g->values[n->out[0]].t) ||
+        g->values[r].t.dtype != LEGO_F32)
+        return -1;
+    value_kind kind = g->values[r].kind;
+    bool ready = def_step[r] >= 0 ? def_step[r] < s : kind != VALUE_ACTIVATION;
+    return ready ? r : -1;
+}
+
 /* Fuses into step s (a packing Conv) what follows it; marks the fused
- * steps in gone and sets st->out_v. */
+ * steps in gone and sets st->out_v and st->res_v. */
 static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *readers,
-                             const int *reader_step, const bool *ext, bool fuse, bool *gone,
-                             step_state *st)
+                             const int *reader_step, const int *def_step, const bool *ext, bool fuse,
+                             bool *gone, step_state *st)
 {
     const gnode *n = &g->nodes[steps[s]];
     int y = n->out[0];
@@ -195,24 +213,33 @@ static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *
         y = g->nodes[steps[j]].out[0];
         j = sole_reader(readers, reader_step, ext, y);
     }
+    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+    op_call c;
+    graph_node_call(g, n, NULL, in, out, &c);
+    int r = j > s && n->op->packs_add && n->op->packs_add(&c)
+                ? residual_of(g, &g->nodes[steps[j]], y, s, def_step) : -1;
+    if (r >= 0) {
+        f.add = true;
+        st->res_v = r;
+        gone[j] = true;
+        y = g->nodes[steps[j]].out[0];
+        j = sole_reader(readers, reader_step, ext, y);
+    }
     if (fuse && j > s && g->nodes[steps[j]].in[0] == y && clamp_of(g, &g->nodes[steps[j]], &f.lo, &f.hi)) {
         f.clamp = true;
         gone[j] = true;
         y = g->nodes[steps[j]].out[0];
     }
     st->out_v = y == n->out[0] ? -1 : y;
-    lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
-    op_call c;
-    graph_node_call(g, n, NULL, in, out, &c);
-    lego_status r = n->op->pack(&c, f.scale || f.clamp ? &f : NULL, &st->packed);
+    lego_status e = n->op->pack(&c, f.scale || f.add || f.clamp ? &f : NULL, &st->packed);
     st->unpack = n->op->unpack;
     free(scale);
-    if (r.code) {
+    if (e.code) {
         char label[256];
-        lego_status e = lego_error(r.code, "%s: %s", graph_node_label(g, steps[s], label, sizeof label),
-                                   lego_status_msg(r));
-        lego_status_free(&r);
-        return e;
+        lego_status named = lego_error(e.code, "%s: %s", graph_node_label(g, steps[s], label, sizeof label),
+                                       lego_status_msg(e));
+        lego_status_free(&e);
+        return named;
     }
     return lego_ok();
 }
@@ -285,6 +312,12 @@ static lego_status plan_layouts(lego_graph *g, const int *steps, int n, const bo
                     changed = true;
                 }
             }
+            /* a fused Add's residual is added in the output's layout */
+            int r = st[s].res_v, y = step_out(x, &st[s]);
+            if (r >= 0 && lay[r] != lay[y]) {
+                forced[lay[r] > 0 ? r : y] = true;
+                changed = true;
+            }
         }
     }
     for (int s = 0; s < n; s++) {
@@ -308,7 +341,7 @@ static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_s
 {
     const gnode *n = &g->nodes[steps[s]];
     *group = 1;
-    if (!n->op->image_scratch || !n->op->forward_images)
+    if (!n->op->image_scratch || !n->op->forward_images || st[s].res_v >= 0)
         return 0;
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     op_call c;
@@ -367,11 +400,14 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     int nv = g->n_values, n = *n_steps;
     int *readers = calloc((size_t)nv + 1, sizeof *readers);
     int *reader_step = malloc(sizeof *reader_step * ((size_t)nv + 1));
+    int *def_step = malloc(sizeof *def_step * ((size_t)nv + 1));
     bool *gone = calloc((size_t)n + 1, sizeof *gone);
-    if (!readers || !reader_step || !gone) {
-        free(readers), free(reader_step), free(gone);
+    if (!readers || !reader_step || !def_step || !gone) {
+        free(readers), free(reader_step), free(def_step), free(gone);
         return lego_error(LEGO_ERR_NOMEM, "out of memory fusing convolutions");
     }
+    for (int v = 0; v < nv; v++)
+        def_step[v] = -1;
     for (int s = 0; s < n; s++) {
         const gnode *x = &g->nodes[steps[s]];
         for (int i = 0; i < x->n_in; i++)
@@ -379,7 +415,9 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
                 readers[x->in[i]]++;
                 reader_step[x->in[i]] = s;
             }
-        st[s] = (step_state){.out_v = -1};
+        for (int o = 0; o < x->n_out; o++)
+            def_step[x->out[o]] = s;
+        st[s] = (step_state){.out_v = -1, .res_v = -1};
     }
     lego_status r = lego_ok();
     bool fuse = exec_fusion_enabled();
@@ -387,7 +425,7 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
         const gnode *x = &g->nodes[steps[s]];
         if (gone[s] || !x->op->pack)
             continue;
-        r = fuse_conv(g, steps, s, readers, reader_step, ext, fuse, gone, &st[s]);
+        r = fuse_conv(g, steps, s, readers, reader_step, def_step, ext, fuse, gone, &st[s]);
     }
     int kept = 0;
     for (int s = 0; s < n; s++) {
@@ -396,7 +434,7 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
         steps[kept] = steps[s];
         st[kept++] = st[s];
     }
-    free(readers), free(reader_step), free(gone);
+    free(readers), free(reader_step), free(def_step), free(gone);
     *n_steps = kept;
     if (!r.code && fuse)
         r = plan_layouts(g, steps, kept, ext, st);
@@ -420,6 +458,8 @@ void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_te
     c->native = st->native;
     if (st->out_v >= 0)
         out[0] = vt ? &vt[st->out_v] : &g->values[st->out_v].t;
+    if (st->res_v >= 0)
+        c->residual = vt ? &vt[st->res_v] : &g->values[st->res_v].t;
 }
 
 /* ---- plans ----------------------------------------------------------------- */
@@ -555,6 +595,8 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
+        if (p->st[s].res_v >= 0)
+            last_use[p->st[s].res_v] = s;
         for (int i = 0; i < n->n_out; i++) {
             int v = i == 0 && p->st[s].out_v >= 0 ? p->st[s].out_v : n->out[i];
             def[v] = s;

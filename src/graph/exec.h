@@ -13,6 +13,7 @@
  * op's packed state (op_desc.pack), freed by unpack. */
 typedef struct step_state {
     int out_v;
+    int res_v;       /* >= 0: the value a fused Add adds (op_call.residual), read at this step */
     void *packed;
     void (*unpack)(void *state);
     unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
@@ -22,7 +23,10 @@ typedef struct step_state {
 
 /* Inference rewriting of the nodes steps[0..*n_steps) (run order), in
  * place: a Conv whose output only a BatchNormalization with constant
- * statistics reads absorbs it (the weights are folded), then a Relu or
+ * statistics reads absorbs it (the weights are folded), then an Add that
+ * alone reads the result where the kernel can add (op_desc.packs_add) and
+ * the Add's other input, of the same shape, is computed before the Conv
+ * (a residual: read at the Conv's step, st[s].res_v), then a Relu or
  * Clip that alone reads the result; every node whose op packs gets its
  * state. Then a value that one packed kernel writes and only kernels of
  * the same layout (op_desc.layout) or elementwise ops between them read

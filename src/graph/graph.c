@@ -266,6 +266,7 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->train_state = NULL;
     c->ws = NULL;
     c->fresh = 0;
+    c->residual = NULL;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -486,6 +486,7 @@ typedef struct conv_run {
     float *col;                       /* kdim x tile floats per thread; NULL when direct */
     int64_t slabs;                    /* dW units per group (set_slabs) */
     const conv_epilogue *ep;          /* forward of a packed Conv, or NULL */
+    const float *res;                 /* with ep: a fused Add's residual, laid out as y, or NULL */
 } conv_run;
 
 /* Shapes and data of one call; kdim is the column rows (Conv: C/group*kh*kw,
@@ -545,17 +546,35 @@ static void fill_bias(float *y, int64_t ld, int64_t rows, int64_t cols, const fl
 
 /* The epilogue of a packed Conv on rows x cols of y (row stride ld), rows
  * being output channels from m0: a fused BatchNormalization's y*a + b,
- * then a Relu's or Clip's clamp, each computed exactly as batchnorm.c and
- * activation.c compute them, so that fusing changes no bits. One pass per
- * row, whichever of the two it has, vectorised (the Winograd output calls it
- * for every channel's tile rows: 2.5% of a profile run as two passes). */
-SIMD_CLONES void conv_epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols,
+ * then a fused Add's residual (res, laid out as y; NULL: none), then a
+ * Relu's or Clip's clamp, each computed exactly as batchnorm.c,
+ * elementwise.c and activation.c compute them, so that fusing changes no
+ * bits. One pass per row, vectorised (the Winograd output calls it for
+ * every channel's tile rows: 2.5% of a profile run as two passes). */
+SIMD_CLONES void conv_epilogue_rows(float *y, const float *res, int64_t ld, int64_t rows, int64_t cols,
                                     const conv_epilogue *e, int64_t m0)
 {
     float lo = e->lo, hi = e->hi;
+    if (res && !e->clamp) /* a clamp to [-inf, inf] passes every value as it is, NaN and -0 too */
+        lo = -INFINITY, hi = INFINITY;
     for (int64_t i = 0; i < rows; i++) {
         float *r = y + i * ld;
-        if (e->scale && e->clamp) {
+        const float *q = res ? res + i * ld : NULL;
+        if (q && e->scale) {
+            float a = e->scale[m0 + i], b = e->shift[m0 + i];
+            for (int64_t j = 0; j < cols; j++) {
+                float v = r[j] * a + b;
+                v = v + q[j];
+                v = v < lo ? lo : v;
+                r[j] = v > hi ? hi : v;
+            }
+        } else if (q) {
+            for (int64_t j = 0; j < cols; j++) {
+                float v = r[j] + q[j];
+                v = v < lo ? lo : v;
+                r[j] = v > hi ? hi : v;
+            }
+        } else if (e->scale && e->clamp) {
             float a = e->scale[m0 + i], b = e->shift[m0 + i];
             for (int64_t j = 0; j < cols; j++) {
                 float v = r[j] * a + b;
@@ -583,6 +602,7 @@ typedef struct conv_packed {
     float *scale, *shift; /* the epilogue's, owned: m each */
     int64_t m;
     conv_epilogue ep;
+    bool add;             /* a fused Add: op_call.residual goes into the epilogue */
     dnnl_conv *dnnl;
     wino_conv *wino;
 } conv_packed;
@@ -615,7 +635,8 @@ static void conv_forward_units(void *ctx, int64_t begin, int64_t end, int thread
             lego_sgemm(0, 0, mb, nt, r->kdim, 1.0f, wb, r->kdim, col, nt, 1.0f, yt, r->opix);
         }
         if (r->ep)
-            conv_epilogue_rows(yt, r->opix, mb, nt, r->ep, g * r->mg + m0);
+            conv_epilogue_rows(yt, r->res ? r->res + (yt - r->y) : NULL, r->opix, mb, nt, r->ep,
+                               g * r->mg + m0);
     }
 }
 
@@ -702,7 +723,7 @@ static void conv_forward(const op_call *c)
     if (tw) { /* weights change every step: transformed on each forward */
         if (t)
             dnnl_conv_train_forget_weights(t); /* its backward reorders w itself */
-        if (wino_conv_run(tw, c->in[1]->data, bias_data(c), c->in[0]->data, c->out[0]->data,
+        if (wino_conv_run(tw, c->in[1]->data, bias_data(c), c->in[0]->data, NULL, c->out[0]->data,
                           c->ws))
             return;
     }
@@ -714,16 +735,18 @@ static void conv_forward(const op_call *c)
             fill_nan(c);
         return;
     }
+    const float *res = k && k->add && c->residual ? c->residual->data : NULL;
     if (k && k->wino) {
-        if (!wino_conv_run(k->wino, c->in[1]->data, bias_data(c), c->in[0]->data, c->out[0]->data,
-                           c->ws))
+        if (!wino_conv_run(k->wino, c->in[1]->data, bias_data(c), c->in[0]->data, res,
+                           c->out[0]->data, c->ws))
             fill_nan(c);
         return;
     }
     conv_run r = run_for(c, p->c / p->group * p->kh * p->kw);
     r.y = c->out[0]->data;
-    if (k && (k->ep.scale || k->ep.clamp))
+    if (k && (k->ep.scale || k->ep.clamp || res))
         r.ep = &k->ep;
+    r.res = res;
     int64_t blocks = (r.mg + p->mblock - 1) / p->mblock;
     int64_t units = p->n * p->group * ((r.opix + p->tile - 1) / p->tile) * blocks;
     par_split s = par_split_work(units, gemm_work(2.0 * (double)(p->mblock * r.kdim * p->tile)));
@@ -820,6 +843,7 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
         k->ep.lo = f->lo;
         k->ep.hi = f->hi;
     }
+    k->add = f && f->add;
     conv_shape s = shape_of(p);
     if (!constant)
         return lego_ok();
@@ -828,14 +852,31 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
 }
 
+/* Whether pack gets constant weights and so a library kernel (oneDNN's,
+ * or our Winograd) rather than the im2col path. */
+static bool packs_constant(const op_call *c)
+{
+    const lego_tensor *bt = op_input(c, 2);
+    /* portable: the fused epilogue only, on the im2col path */
+    return c->in[1]->data && (!bt || bt->data) && !c->portable;
+}
+
+/* A fused Add's residual goes into our epilogues (Winograd's, im2col's),
+ * not into oneDNN's kernels, which would need it as a post-op in their
+ * own layout. */
+static bool conv_packs_add(const op_call *c)
+{
+    const conv_params *p = c->params;
+    conv_shape s = shape_of(p);
+    return !packs_constant(c) || wino_conv_fits(&s, p->n) || !dnnl_conv_enabled();
+}
+
 /* oneDNN needs constant weights (and bias) to pack; a Conv whose weights
  * are computed runs im2col + BLAS from its inputs, with the epilogue. */
 static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
 {
     *state = NULL;
-    const lego_tensor *bt = op_input(c, 2);
-    /* portable: the fused epilogue only, on the im2col path */
-    bool constant = c->in[1]->data && (!bt || bt->data) && !c->portable;
+    bool constant = packs_constant(c);
     if (!constant && !f)
         return lego_ok();
     conv_packed *k = calloc(1, sizeof *k);
@@ -1249,6 +1290,7 @@ const op_desc op_desc_Conv = {
     .grad_writes = 7u,
     .pack = conv_pack,
     .unpack = conv_unpack,
+    .packs_add = conv_packs_add,
     .layout = conv_layout,
     .packed_owns = conv_packed_owns,
     .packed_bytes = conv_packed_bytes,

@@ -760,7 +760,7 @@ static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t o
         else if (blk > 1)
             epilogue_blocked(yi, kd->oc, kd->pix, blk, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
         else /* NCHW: oc planes of pix, as conv.c's epilogue on its own outputs */
-            conv_epilogue_rows(yi, kd->pix, kd->oc, kd->pix, &nchw, oc0);
+            conv_epilogue_rows(yi, NULL, kd->pix, kd->oc, kd->pix, &nchw, oc0);
     }
 }
 

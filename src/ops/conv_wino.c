@@ -470,15 +470,17 @@ static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t
 }
 
 /* y's tiles of tile rows [g0, g1) from the 36 products mo (T columns per
- * channel), plus bias, then the epilogue; added into y instead when `add`
- * (an input gradient that is not fresh: no bias, no epilogue); q (24 x nt)
- * and o (16 x nt). */
-static void staged_output(const wino_conv *k, const float *mo, const float *bias_m, float *y,
-                          int64_t g0, int64_t g1, bool add, float *q, float *o)
+ * channel), plus bias, then the epilogue (with res, when not NULL, added
+ * in it); added into y instead when `add` (an input gradient that is not
+ * fresh: no bias, no epilogue); q (24 x nt) and o (16 x nt). */
+static void staged_output(const wino_conv *k, const float *mo, const float *bias_m, const float *res,
+                          float *y, int64_t g0, int64_t g1, bool add, float *q, float *o)
 {
+    static const conv_epilogue none = {0};
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, mt = s->m * k->T, opix = s->ho * s->wo;
-    bool ep = k->ep && (k->ep->scale || k->ep->clamp);
+    const conv_epilogue *e = k->ep ? k->ep : &none;
+    bool ep = e->scale || e->clamp || res;
     for (int64_t m = 0; m < s->m; m++) {
         float bias = bias_m ? bias_m[m] : 0.0f;
         output_tiles(mo + m * k->T, mt, nt, q, o); /* o[(i*4 + j)*nt + t] */
@@ -494,7 +496,7 @@ static void staged_output(const wino_conv *k, const float *mo, const float *bias
                             o[(i * 4 + j) * nt + t] + (add ? yr[i * s->wo + tx * 4 + j] : bias);
             }
             if (ep)
-                conv_epilogue_rows(yr, 0, 1, rows * s->wo, k->ep, m);
+                conv_epilogue_rows(yr, res ? res + (yr - y) : NULL, 0, 1, rows * s->wo, e, m);
         }
     }
 }
@@ -505,7 +507,7 @@ typedef struct wino_run {
     const wino_conv *k;
     bool add; /* y += the result (staged_output) */
     const float *u, *bias;
-    const float *x;
+    const float *x, *res;
     float *y;
     unsigned char *scratch;
 } wino_run;
@@ -576,14 +578,14 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                            v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
-        staged_output(k, mo, r->bias, r->y, g0, g1, r->add, b.st, b.tmp);
+        staged_output(k, mo, r->bias, r->res, r->y, g0, g1, r->add, b.st, b.tmp);
     }
 }
 
 /* The units, with U stored (w NULL) or transformed from w first into the
  * front of the scratch (flipped: for the input gradient). */
 static bool run_units(const wino_conv *k, const float *w, const float *b, bool flipped, bool add,
-                      const float *x, float *y, workspace *ws)
+                      const float *x, const float *res, float *y, workspace *ws)
 {
     const conv_shape *s = &k->s;
     /* a unit's GEMMs: 36 x 2 M C T flops, counted as conv.c's gemm_work */
@@ -594,7 +596,7 @@ static bool run_units(const wino_conv *k, const float *w, const float *b, bool f
     unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
     if (!buf)
         return false;
-    wino_run r = {.k = k, .add = add, .u = k->u, .bias = k->bias, .x = x, .y = y,
+    wino_run r = {.k = k, .add = add, .u = k->u, .bias = k->bias, .x = x, .res = res, .y = y,
                   .scratch = buf + ub};
     if (w) {
         transform_weights(k, w, flipped, (float *)buf);
@@ -607,17 +609,17 @@ static bool run_units(const wino_conv *k, const float *w, const float *b, bool f
     return true;
 }
 
-bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, float *y,
-                   workspace *ws)
+bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, const float *res,
+                   float *y, workspace *ws)
 {
-    return k->u ? run_units(k, NULL, NULL, false, false, x, y, ws)
-                : run_units(k, w, b, false, false, x, y, ws);
+    return k->u ? run_units(k, NULL, NULL, false, false, x, res, y, ws)
+                : run_units(k, w, b, false, false, x, res, y, ws);
 }
 
 bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, float *y, bool add,
                            workspace *ws)
 {
-    return !k->u && !k->ep && run_units(k, w, NULL, true, add, x, y, ws);
+    return !k->u && !k->ep && run_units(k, w, NULL, true, add, x, NULL, y, ws);
 }
 
 /* ---- weight gradient ----------------------------------------------------- */

@@ -44,10 +44,12 @@ bool wino_conv_matches(const wino_conv *k, const conv_shape *s, int64_t n);
 
 /* y (n, M, Ho, Wo) from x (n, C, H, W), both NCHW, n as created, with
  * weights w and bias b (or NULL): those it was created with when it kept
- * them, else transformed first. Scratch from ws (or malloc when NULL);
- * false without it. The same bits for any thread count, kept or not. */
-bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, float *y,
-                   workspace *ws);
+ * them, else transformed first. res (NULL: none), of y's shape, is added
+ * after the epilogue's y*a + b and before its clamp (a fused residual
+ * Add). Scratch from ws (or malloc when NULL); false without it. The same
+ * bits for any thread count, kept or not. */
+bool wino_conv_run(const wino_conv *k, const float *w, const float *b, const float *x, const float *res,
+                   float *y, workspace *ws);
 
 /* The input gradient of a 3x3 stride-1 convolution with weights w (C', M',
  * 3, 3), k being made without weights or epilogue for the shape that
@@ -70,10 +72,11 @@ size_t wino_conv_packed_bytes(const wino_conv *k);
 
 void wino_conv_free(wino_conv *k);
 
-/* conv.c's epilogue (y*a + b per row, then the clamp, rounding as the
- * separate ops do) on rows x cols of y, row stride ld, rows being output
- * channels from m0. */
-void conv_epilogue_rows(float *y, int64_t ld, int64_t rows, int64_t cols, const conv_epilogue *e,
-                        int64_t m0);
+/* conv.c's epilogue (y*a + b per row, then res's value added when res is
+ * not NULL, then the clamp, rounding as the separate ops do) on rows x
+ * cols of y, and of res, row stride ld, rows being output channels from
+ * m0. */
+void conv_epilogue_rows(float *y, const float *res, int64_t ld, int64_t rows, int64_t cols,
+                        const conv_epilogue *e, int64_t m0);
 
 #endif

@@ -61,10 +61,12 @@
 
 /* What an inference plan folded into a node after it (Conv only): a
  * BatchNormalization with constant statistics, y = conv(x)*scale + shift
- * per output channel (both NULL when none), then a clamp to [lo, hi] from
- * a Relu (lo 0, hi +inf) or Clip. */
+ * per output channel (both NULL when none), then with `add` an Add of a
+ * tensor of y's shape computed earlier (a residual: op_call.residual,
+ * NCHW), then a clamp to [lo, hi] from a Relu (lo 0, hi +inf) or Clip. */
 typedef struct op_fused {
     const float *scale, *shift;
+    bool add;
     bool clamp;
     float lo, hi;
 } op_fused;
@@ -87,6 +89,7 @@ typedef struct op_call {
                               contents do not survive the call), or NULL: malloc's */
     unsigned fresh;        /* backward: bit i set, din[i] holds no contribution yet and
                               must be written, not added to (op_desc.grad_writes) */
+    const lego_tensor *residual; /* with a state packed with op_fused.add: what it adds */
 } op_call;
 
 typedef struct op_desc {
@@ -102,6 +105,9 @@ typedef struct op_desc {
     void (*backward)(const op_call *c, lego_tensor *const *dout, lego_tensor *const *din);
     lego_status (*pack)(const op_call *c, const op_fused *fused, void **state);
     void (*unpack)(void *state);
+    /* (optional) Whether pack would take op_fused.add for this call (its
+     * kernel can add the residual in its epilogue). Absent: never. */
+    bool (*packs_add)(const op_call *c);
     /* (optional) the memory layout a packed kernel reads input 0 in
      * (output false) or writes output 0 in (true) when spared the reorder
      * from or to NCHW: 0 for NCHW itself, an id > 0 shared by the kernels

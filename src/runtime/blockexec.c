@@ -140,7 +140,7 @@ static lego_status fuse_frame(bx_frame *f)
                 continue; /* fused into an earlier node */
             f->ist[kept] = st[k++];
         } else {
-            f->ist[kept] = (step_state){.out_v = -1};
+            f->ist[kept] = (step_state){.out_v = -1, .res_v = -1};
         }
         f->items[kept++] = it;
     }
@@ -186,6 +186,8 @@ static lego_status plan_frame(bx_frame *f)
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0)
                 last_use[n->in[i]] = s;
+        if (f->ist[s].res_v >= 0)
+            last_use[f->ist[s].res_v] = s;
         for (int o = 0; o < n->n_out; o++) {
             int v = o == 0 && f->ist[s].out_v >= 0 ? f->ist[s].out_v : n->out[o];
             def[v] = s;
