@@ -605,9 +605,12 @@ static void computed_weights(void)
  * fused, the Add's read moves to conv b, whose output must not take r's
  * memory) -> conv a -> BN -> Relu -> conv b -> BN, + r -> Relu = q -> conv
  * c -> BN, q + that (the residual first) = t (a graph output: the Relu
- * after it stays) -> Relu -> conv d (no BN), + t -> Clip(0, 0.5), the
- * other output. Fused or not, portable or not, 1 or 2 threads: the same
- * values; three Adds fused where the kernel takes them. */
+ * after it stays) -> Relu -> conv d (no BN), + t -> Clip(0, 0.5) = y ->
+ * conv g -> BN -> Relu -> conv h -> BN, + (y -> 1x1 conv k -> BN: a
+ * shortcut after conv h in the graph, which the plan runs before it) ->
+ * Relu, the other output. Fused or not, portable or not, 1 or 2 threads:
+ * the same values; four Adds fused where the kernel takes them (conv k,
+ * oneDNN's where it is built in, does not). */
 static void residual_adds(void)
 {
     test_seed(5u);
@@ -635,6 +638,12 @@ static void residual_adds(void)
     int add3[2] = {b_conv(&b, "d", y, 64, 64), t};
     y = b_node(&b, "add3", "Add", add3, 2, NULL);
     y = b_clip(&b, "add3.clip", y, 0.0f, 0.5f);
+    int g = b_bn(&b, "g.bn", b_conv(&b, "g", y, 64, 64), 64);
+    g = b_node(&b, "g.relu", "Relu", &g, 1, NULL);
+    int add4[2] = {b_bn(&b, "h.bn", b_conv(&b, "h", g, 64, 64), 64),
+                   b_bn(&b, "k.bn", b_conv_k(&b, "k", y, 64, 64, 1, 1), 64)};
+    y = b_node(&b, "add4", "Add", add4, 2, NULL);
+    y = b_node(&b, "add4.relu", "Relu", &y, 1, NULL);
     b.g.outputs = malloc(sizeof *b.g.outputs * 2);
     b.g.outputs[0] = y;
     b.g.outputs[1] = t;
@@ -653,9 +662,9 @@ static void residual_adds(void)
             int nf, np, native;
             plan_run(&b.g, &x, false, plain, &np, &native);
             plan_run(&b.g, &x, true, fused, &nf, &native);
-            /* 4 BNs and 2 Relus after them; where the kernel adds, the 3
-             * Adds and 2 clamps after them (add2's Relu reads an output) */
-            CHECK(np == 17 && nf == np - 6 - (portable || ours ? 5 : 0));
+            /* 7 BNs and 3 Relus after them; where the kernel adds, the 4
+             * Adds and 3 clamps after them (add2's Relu reads an output) */
+            CHECK(np == 26 && nf == np - 10 - (portable || ours ? 7 : 0));
             for (int i = 0; i < 2; i++) {
                 CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
                 lego_tensor_free(fused[i]);

@@ -191,6 +191,100 @@ static int residual_of(const lego_graph *g, const gnode *n, int y, int s, const 
     return ready ? r : -1;
 }
 
+/* The step of the Conv whose output v is, directly or through a
+ * BatchNormalization only it feeds, or -1. */
+static int conv_before(const lego_graph *g, const int *steps, const int *def_step, int v)
+{
+    int d = def_step[v];
+    if (d < 0)
+        return -1;
+    const gnode *n = &g->nodes[steps[d]];
+    if (strcmp(n->op_type, "BatchNormalization") == 0 && n->in[0] >= 0)
+        d = def_step[n->in[0]], n = d >= 0 ? &g->nodes[steps[d]] : NULL;
+    return n && n->op->pack && n->op->packs_add && strcmp(n->op_type, "Conv") == 0 ? d : -1;
+}
+
+/* Whether the steps that compute v after step s (mark[] set for them)
+ * read nothing else computed after s: then they can run before it. */
+static bool movable(const lego_graph *g, const int *steps, const int *def_step, int s, int v,
+                    bool *mark)
+{
+    int d = def_step[v];
+    if (d < s)
+        return true;
+    if (d == s)
+        return false;
+    if (mark[d])
+        return true;
+    mark[d] = true;
+    const gnode *n = &g->nodes[steps[d]];
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0 && !movable(g, steps, def_step, s, n->in[i], mark))
+            return false;
+    return true;
+}
+
+/* A ResNet block's shortcut (a 1x1 Conv and its BN, say) often comes after
+ * the block's last Conv in the graph, so that the Add joining them cannot
+ * go into that Conv's epilogue: its residual is not ready. Where the
+ * steps computing the residual depend only on values from before that
+ * Conv, they move to just before it (running independent steps in
+ * another order changes no value). Exec plans only: a block frame keeps
+ * its schedule. */
+static lego_status hoist_residuals(lego_graph *g, int *steps, int n)
+{
+    int nv = g->n_values;
+    int *def_step = malloc(sizeof *def_step * ((size_t)nv + 1));
+    int *tmp = malloc(sizeof *tmp * ((size_t)n + 1));
+    bool *mark = calloc((size_t)n + 1, sizeof *mark);
+    if (!def_step || !tmp || !mark) {
+        free(def_step), free(tmp), free(mark);
+        return lego_error(LEGO_ERR_NOMEM, "out of memory planning execution");
+    }
+    for (int j = 0; j < n; j++) {
+        const gnode *add = &g->nodes[steps[j]];
+        if (strcmp(add->op_type, "Add") != 0 || add->n_in != 2 || add->in[0] < 0 || add->in[1] < 0)
+            continue;
+        for (int v = 0; v < nv; v++)
+            def_step[v] = -1;
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < g->nodes[steps[t]].n_out; o++)
+                def_step[g->nodes[steps[t]].out[o]] = t;
+        int at[2];
+        for (int side = 0; side < 2; side++) { /* the Conv on each side that would take the Add */
+            at[side] = conv_before(g, steps, def_step, add->in[side]);
+            if (at[side] >= 0) {
+                lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
+                op_call c;
+                const gnode *conv = &g->nodes[steps[at[side]]];
+                graph_node_call(g, conv, NULL, in, out, &c);
+                if (!conv->op->packs_add(&c))
+                    at[side] = -1;
+            }
+        }
+        /* nothing to do where either side's residual is ready already */
+        if ((at[0] >= 0 && def_step[add->in[1]] < at[0]) || (at[1] >= 0 && def_step[add->in[0]] < at[1]))
+            continue;
+        for (int side = 0; side < 2; side++) {
+            int s = at[side], r = add->in[1 - side];
+            memset(mark, 0, sizeof *mark * (size_t)n);
+            if (s < 0 || !movable(g, steps, def_step, s, r, mark))
+                continue;
+            int k = 0;
+            for (int t = s; t < n; t++) /* the marked steps, then the rest, in order */
+                if (mark[t])
+                    tmp[k++] = steps[t];
+            for (int t = s; t < n; t++)
+                if (!mark[t])
+                    tmp[k++] = steps[t];
+            memcpy(steps + s, tmp, sizeof *steps * (size_t)(n - s));
+            break;
+        }
+    }
+    free(def_step), free(tmp), free(mark);
+    return lego_ok();
+}
+
 /* Fuses into step s (a packing Conv) what follows it; marks the fused
  * steps in gone and sets st->out_v and st->res_v. */
 static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *readers,
@@ -577,7 +671,9 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
             p->steps[p->n_steps++] = g->order[k];
     for (int i = 0; i < g->n_outputs; i++)
         ext[g->outputs[i]] = true;
-    lego_status fst = exec_fuse_pack(g, p->steps, &p->n_steps, ext, p->st);
+    lego_status fst = exec_fusion_enabled() ? hoist_residuals(g, p->steps, p->n_steps) : lego_ok();
+    if (!fst.code)
+        fst = exec_fuse_pack(g, p->steps, &p->n_steps, ext, p->st);
     free(ext);
     if (fst.code) {
         free(last_use), free(def), free(bytes);
