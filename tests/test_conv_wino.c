@@ -177,7 +177,9 @@ static void shapes(void)
         {8, 64, 8, 8, 64, 1, 1, 1, 1, false, true, true},
         {1, 16, 40, 18, 16, 1, 2, 0, 1, false, false, false},   /* tall map, many bands */
         {5, 48, 6, 6, 32, 1, 1, 1, 1, true, true, true},        /* a batch with no divisor */
-        {2, 260, 5, 6, 257, 1, 1, 1, 1, true, true, true},      /* weights not kept */
+        {2, 260, 5, 6, 257, 1, 1, 1, 1, true, true, true},      /* weights not kept: channel units */
+        {3, 300, 4, 4, 270, 1, 1, 1, 1, false, false, false},   /* and the input gradient's */
+        {4, 264, 18, 17, 256, 1, 1, 1, 1, false, true, false},  /* channel units over edge tiles */
     };
     par_set_min_work(1); /* small units still spread over the threads */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

@@ -64,6 +64,13 @@
  * transformed into the workspace on each call (some 330 flops per filter,
  * against 216 saved per filter and tile: a few percent at 32 tiles). */
 #define MAX_STORED_PAIRS (256 * 256)
+/* Channel units (plan_units): for calls of at most CHANNEL_TILES tiles,
+ * each with about CHANNEL_UNIT_BYTES of transformed weights (harness, two
+ * threads, 512 x 512 channels at 4x4, batch 64: 1 MB (8 channels) 11.8
+ * ms, 2 MB 10.0-10.4, 4 MB 10.5-10.7, 8 MB 10.9-11.0; tile units 11.3-13.1;
+ * batch 128: 24.2, 19.0-19.5, 21.1, 20.7; tile units 19.5-20.8). */
+#define CHANNEL_TILES 256
+#define CHANNEL_UNIT_BYTES (2u << 20)
 /* Units wanted per call at small batches. conv_dnnl.c wants 4; here a
  * band is a GEMM of fewer columns, and 4 bands of a 64-channel 32x32 image
  * at batch 1 took twice the time of 2 on two threads (0.73 against 0.35
@@ -77,6 +84,8 @@ struct wino_conv {
     int64_t ipu, rows;    /* a unit: ipu whole images, or `rows` tile rows of one image */
     int64_t bands, units; /* bands per image (1 when ipu > 1); units per call */
     int64_t T;            /* most tiles in a unit */
+    int64_t mb;           /* > 0: channel units (plan_units), of mb output channels */
+    int64_t chan_scratch; /* their bytes per thread */
     float *u;             /* [36][M][C], or NULL: transformed on each call (training) */
     float *bias;          /* (M) or NULL; kept with u */
     const conv_epilogue *ep;
@@ -193,6 +202,22 @@ static void plan_units(wino_conv *k)
     k->T = k->ipu * k->rows * k->tx;
     k->scratch = align64(sizeof(float) * POINTS * (size_t)(s->c * k->T)) +
                  align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) + row_buffers_bytes(k->tx, k->T);
+    /* Channel units where the weights are transformed on each call and a
+     * call has few tiles (CIFAR ResNet18's 512-channel layers at 4x4): U
+     * of 512 x 512 channels is 37.7 MB, written to memory and read back
+     * by every tile unit, each of whose GEMMs then uses it for only its
+     * few tiles. Instead the call's V is computed first (by the tile
+     * units), then each unit of mb output channels transforms just its
+     * filters (CHANNEL_UNIT_BYTES of U, which stays in cache) and runs
+     * the 36 GEMMs over all the tiles. */
+    int64_t all = k->n * k->tx * k->ty;
+    if (s->c * s->m > MAX_STORED_PAIRS && all <= CHANNEL_TILES) {
+        int64_t mb = (int64_t)(CHANNEL_UNIT_BYTES / (POINTS * sizeof(float) * (size_t)s->c)) / 8 * 8;
+        k->mb = mb < 8 ? 8 : mb > s->m ? s->m : mb;
+        k->chan_scratch = align64(sizeof(float) * POINTS * (size_t)(k->mb * s->c)) +
+                          align64(sizeof(float) * POINTS * (size_t)(k->mb * all)) +
+                          row_buffers_bytes(k->tx, all);
+    }
 }
 
 /* U = G g G^T for filters [f0, f0 + nf), nf <= WEIGHT_CHUNK, the filters
@@ -201,7 +226,7 @@ static void plan_units(wino_conv *k)
 #define WEIGHT_CHUNK 256
 
 static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, float *u,
-                                        int64_t mc, int64_t flip_c)
+                                        int64_t stride, int64_t mc, int64_t flip_c)
 {
     float g[9][WEIGHT_CHUNK], t[6][3][WEIGHT_CHUNK];
     for (int64_t f = 0; f < nf; f++) {
@@ -219,7 +244,7 @@ static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, 
                 t[a][j][f] = G[a][0] * g[j][f] + G[a][1] * g[3 + j][f] + G[a][2] * g[6 + j][f];
     for (int a = 0; a < 6; a++)
         for (int b = 0; b < 6; b++) {
-            float *o = u + (a * 6 + b) * mc + f0;
+            float *o = u + (a * 6 + b) * stride; /* u: filter f0's place at point 0 */
             for (int64_t f = 0; f < nf; f++)
                 o[f] = t[a][0][f] * G[b][0] + t[a][1][f] * G[b][1] + t[a][2][f] * G[b][2];
         }
@@ -239,8 +264,8 @@ static void weight_chunks(void *ctx, int64_t begin, int64_t end, int thread)
     const weight_job *j = ctx;
     for (int64_t i = begin; i < end; i++) {
         int64_t f0 = i * WEIGHT_CHUNK;
-        transform_chunk(j->w, f0, j->mc - f0 < WEIGHT_CHUNK ? j->mc - f0 : WEIGHT_CHUNK, j->u,
-                        j->mc, j->flip_c);
+        transform_chunk(j->w, f0, j->mc - f0 < WEIGHT_CHUNK ? j->mc - f0 : WEIGHT_CHUNK, j->u + f0,
+                        j->mc, j->mc, j->flip_c);
     }
 }
 
@@ -469,21 +494,22 @@ static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t
     }
 }
 
-/* y's tiles of tile rows [g0, g1) from the 36 products mo (T columns per
- * channel), plus bias, then the epilogue (with res, when not NULL, added
- * in it); added into y instead when `add` (an input gradient that is not
+/* y's tiles of tile rows [g0, g1), channels [m0, m1), from the 36
+ * products mo (T columns per channel), plus bias, then the epilogue (with
+ * res, when not NULL, added in it); added into y instead when `add` (an input gradient that is not
  * fresh: no bias, no epilogue); q (24 x nt) and o (16 x nt). */
-static void staged_output(const wino_conv *k, const float *mo, const float *bias_m, const float *res,
-                          float *y, int64_t g0, int64_t g1, bool add, float *q, float *o)
+static void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1, int64_t T,
+                          const float *bias_m, const float *res, float *y, int64_t g0, int64_t g1, bool add,
+                          float *q, float *o)
 {
     static const conv_epilogue none = {0};
     const conv_shape *s = &k->s;
-    int64_t nt = (g1 - g0) * k->tx, mt = s->m * k->T, opix = s->ho * s->wo;
+    int64_t nt = (g1 - g0) * k->tx, mt = (m1 - m0) * T, opix = s->ho * s->wo;
     const conv_epilogue *e = k->ep ? k->ep : &none;
     bool ep = e->scale || e->clamp || res;
-    for (int64_t m = 0; m < s->m; m++) {
+    for (int64_t m = m0; m < m1; m++) { /* mo holds channels m0 .. m1, T columns each */
         float bias = bias_m ? bias_m[m] : 0.0f;
-        output_tiles(mo + m * k->T, mt, nt, q, o); /* o[(i*4 + j)*nt + t] */
+        output_tiles(mo + (m - m0) * T, mt, nt, q, o); /* o[(i*4 + j)*nt + t] */
         int64_t t = 0;
         for (int64_t g = g0; g < g1; g++) {
             int64_t ty = g % k->ty, rows = s->ho - ty * 4 < 4 ? s->ho - ty * 4 : 4;
@@ -510,6 +536,9 @@ typedef struct wino_run {
     const float *x, *res;
     float *y;
     unsigned char *scratch;
+    const float *w;   /* channel units: the weights, each unit transforming its own */
+    int64_t flip_c;   /* as transform_chunk's */
+    float *vall;      /* channel units: the call's V */
 } wino_run;
 
 /* V for the tiles of tile rows [g0, g1) (counted over the batch: image
@@ -578,8 +607,79 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
                            v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
-        staged_output(k, mo, r->bias, r->res, r->y, g0, g1, r->add, b.st, b.tmp);
+        staged_output(k, mo, 0, s->m, k->T, r->bias, r->res, r->y, g0, g1, r->add, b.st, b.tmp);
     }
+}
+
+/* Channel units, first pass: the call's V (vall, all tiles, T = n tx ty
+ * columns per channel), by the tile units. */
+static void chan_input(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const wino_run *r = ctx;
+    const wino_conv *k = r->k;
+    int64_t all = k->n * k->tx * k->ty;
+    row_buffers b = row_buffers_at(r->scratch + (size_t)thread * k->chan_scratch +
+                                       align64(sizeof(float) * POINTS * (size_t)(k->mb * k->s.c)) +
+                                       align64(sizeof(float) * POINTS * (size_t)(k->mb * all)),
+                                   k->tx, all);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
+        int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
+        int64_t g0 = n0 * k->ty + ty0, g1 = g0 + k->ipu * (ty1 - ty0);
+        input_tiles(k, r->x, g0, g1, r->vall + g0 * k->tx, all, &b);
+    }
+}
+
+/* Second pass: unit u's mb output channels, from their filters'
+ * transform, over every tile. */
+static void chan_units(void *ctx, int64_t begin, int64_t end, int thread)
+{
+    const wino_run *r = ctx;
+    const wino_conv *k = r->k;
+    const conv_shape *s = &k->s;
+    int64_t all = k->n * k->tx * k->ty, mc = s->m * s->c;
+    unsigned char *p = r->scratch + (size_t)thread * k->chan_scratch;
+    float *ub = (float *)p;
+    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * s->c));
+    float *mo = (float *)p;
+    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * all));
+    row_buffers b = row_buffers_at(p, k->tx, all);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t m0 = u * k->mb, nb = s->m - m0 < k->mb ? s->m - m0 : k->mb;
+        for (int64_t f = m0 * s->c; f < (m0 + nb) * s->c; f += WEIGHT_CHUNK) {
+            int64_t nf = (m0 + nb) * s->c - f < WEIGHT_CHUNK ? (m0 + nb) * s->c - f : WEIGHT_CHUNK;
+            transform_chunk(r->w, f, nf, ub + (f - m0 * s->c), nb * s->c, mc, r->flip_c);
+        }
+        for (int i = 0; i < POINTS; i++)
+            lego_sgemm_jit(0, 0, nb, all, s->c, 1.0f, ub + (int64_t)i * nb * s->c, s->c,
+                           r->vall + (int64_t)i * s->c * all, all, 0.0f, mo + (int64_t)i * nb * all, all);
+        staged_output(k, mo, m0, m0 + nb, all, r->bias, r->res, r->y, 0, k->n * k->ty, r->add, b.st,
+                      b.tmp);
+    }
+}
+
+/* A call by channel units (k->mb > 0): V first, then the units. */
+static bool run_channels(const wino_conv *k, const float *w, const float *b, bool flipped, bool add,
+                         const float *x, const float *res, float *y, workspace *ws)
+{
+    const conv_shape *s = &k->s;
+    int64_t all = k->n * k->tx * k->ty, units = (s->m + k->mb - 1) / k->mb;
+    size_t vb = align64(sizeof(float) * POINTS * (size_t)(s->c * all));
+    /* a unit's GEMMs: 36 x 2 mb C T flops, counted as conv.c's gemm_work */
+    par_split sp = par_split_work(units, 2.0 * POINTS * (double)(k->mb * s->c) * (double)all / 16.0);
+    par_split si = par_split_work(k->units, 2.0 * POINTS * (double)(s->m * s->c) * (double)k->T / 16.0);
+    int threads = sp.threads > si.threads ? sp.threads : si.threads;
+    size_t total = vb + k->chan_scratch * (size_t)threads;
+    unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
+    if (!buf)
+        return false;
+    wino_run r = {.k = k, .add = add, .bias = b, .x = x, .res = res, .y = y, .w = w,
+                  .flip_c = flipped ? s->c : 0, .vall = (float *)buf, .scratch = buf + vb};
+    parallel_run(k->units, si, chan_input, &r);
+    parallel_run(units, sp, chan_units, &r);
+    if (!ws)
+        lego_aligned_free(buf);
+    return true;
 }
 
 /* The units, with U stored (w NULL) or transformed from w first into the
@@ -587,6 +687,8 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
 static bool run_units(const wino_conv *k, const float *w, const float *b, bool flipped, bool add,
                       const float *x, const float *res, float *y, workspace *ws)
 {
+    if (k->mb && w)
+        return run_channels(k, w, b, flipped, add, x, res, y, ws);
     const conv_shape *s = &k->s;
     /* a unit's GEMMs: 36 x 2 M C T flops, counted as conv.c's gemm_work */
     double work = 2.0 * POINTS * (double)(s->m * s->c) * (double)k->T / 16.0;
