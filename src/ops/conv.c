@@ -849,7 +849,10 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
         return lego_ok();
     if (wino_conv_fits(&s, p->n))
         return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
-    return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl);
+    LEGO_TRY(dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl));
+    if (k->add && k->dnnl) /* conv_packs_add said no */
+        return lego_error(LEGO_ERR_INTERNAL, "a fused Add reached a oneDNN convolution");
+    return lego_ok();
 }
 
 /* Whether pack gets constant weights and so a library kernel (oneDNN's,

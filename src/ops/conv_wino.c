@@ -17,7 +17,8 @@
  *   y = A^T M A + bias for each output tile (4x4, clipped at the map's edge),
  *   then the fused epilogue (conv.c's, so that fusing changes no bits),
  * U[36][M][C] = G g G^T being the weights transformed once at pack time
- * (or on each call: MAX_STORED_PAIRS). The input gradient is the same
+ * (or on each call: MAX_STORED_PAIRS; then, for calls of few tiles, the
+ * units are bands of output channels instead, over all of V: plan_units). The input gradient is the same
  * kernel on dY with the filters turned (conv.c); the weight gradient is at
  * the end of this file.
  * B, G and A are Lavin and Gray's matrices for the points 0, +-1, +-2,
