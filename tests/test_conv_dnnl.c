@@ -332,6 +332,18 @@ static int b_const(builder *b, const char *name, int rank, const int64_t *dims, 
     return v;
 }
 
+/* An opset-13 graph whose one input, x, has shape d. */
+static void b_begin(builder *b, const char *name, const int64_t d[4])
+{
+    CHECK_OK(graph_init(&b->g, name));
+    b->g.opset = 13;
+    CHECK_OK(graph_add_value(&b->g, "x", VALUE_INPUT, &b->x));
+    tensor_set_shape(&b->g.values[b->x].t, LEGO_F32, 4, d);
+    b->g.inputs = malloc(sizeof *b->g.inputs);
+    b->g.inputs[0] = b->x;
+    b->g.n_inputs = 1;
+}
+
 static int b_node(builder *b, const char *name, const char *op, const int *in, int n_in,
                   attr_list *a)
 {
@@ -393,13 +405,7 @@ static int b_clip(builder *b, const char *name, int x, float lo, float hi)
  * With oneDNN, a->b, b->c and e, f -> Add -> Relu -> d keep its layout. */
 static void build(builder *b, const int64_t d[4])
 {
-    CHECK_OK(graph_init(&b->g, "fusion"));
-    b->g.opset = 13;
-    CHECK_OK(graph_add_value(&b->g, "x", VALUE_INPUT, &b->x));
-    tensor_set_shape(&b->g.values[b->x].t, LEGO_F32, 4, d);
-    b->g.inputs = malloc(sizeof *b->g.inputs);
-    b->g.inputs[0] = b->x;
-    b->g.n_inputs = 1;
+    b_begin(b, "fusion", d);
     int y = b_conv(b, "a", b->x, 16, 32);
     y = b_bn(b, "a.bn", y, 32);
     y = b_node(b, "a.relu", "Relu", &y, 1, NULL);
@@ -461,6 +467,17 @@ static bool same_values(const lego_tensor *a, const lego_tensor *b)
     return true;
 }
 
+/* The n outputs of a fused plan and an unfused one hold the same values;
+ * both are freed. */
+static void check_same_outputs(lego_tensor **fused, lego_tensor **plain, int n)
+{
+    for (int i = 0; i < n; i++) {
+        CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
+        lego_tensor_free(fused[i]);
+        lego_tensor_free(plain[i]);
+    }
+}
+
 /* At batch 2 on 9x9 maps, and at batch 1 on 20x20 maps, where convolutions
  * are cut into bands of rows. */
 static void fusion(const int64_t d[4])
@@ -482,11 +499,7 @@ static void fusion(const int64_t d[4])
         /* layouts are kept only with fusion on, and only by oneDNN */
         CHECK(native_p == 0);
         CHECK(dnnl_conv_enabled() ? native_f >= 4 : native_f == 0);
-        for (int i = 0; i < 2; i++) {
-            CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
-            lego_tensor_free(fused[i]);
-            lego_tensor_free(plain[i]);
-        }
+        check_same_outputs(fused, plain, 2);
     }
     tensor_release(&x);
     graph_free(&b.g);
@@ -616,13 +629,7 @@ static void residual_adds(void)
     test_seed(5u);
     builder b;
     const int64_t d[4] = {2, 64, 16, 16};
-    CHECK_OK(graph_init(&b.g, "residual"));
-    b.g.opset = 13;
-    CHECK_OK(graph_add_value(&b.g, "x", VALUE_INPUT, &b.x));
-    tensor_set_shape(&b.g.values[b.x].t, LEGO_F32, 4, d);
-    b.g.inputs = malloc(sizeof *b.g.inputs);
-    b.g.inputs[0] = b.x;
-    b.g.n_inputs = 1;
+    b_begin(&b, "residual", d);
     int y = b_bn(&b, "s.bn", b_conv(&b, "s", b.x, 64, 64), 64);
     int r = b_node(&b, "s.relu", "Relu", &y, 1, NULL);
     y = b_bn(&b, "a.bn", b_conv(&b, "a", r, 64, 64), 64);
@@ -665,11 +672,7 @@ static void residual_adds(void)
             /* 7 BNs and 3 Relus after them; where the kernel adds, the 4
              * Adds and 3 clamps after them (add2's Relu reads an output) */
             CHECK(np == 26 && nf == np - 10 - (portable || ours ? 7 : 0));
-            for (int i = 0; i < 2; i++) {
-                CHECK(fused[i] && plain[i] && same_values(fused[i], plain[i]));
-                lego_tensor_free(fused[i]);
-                lego_tensor_free(plain[i]);
-            }
+            check_same_outputs(fused, plain, 2);
         }
     }
     tensor_release(&x);
@@ -690,13 +693,7 @@ static void inverted_residual(const int64_t d[4])
 {
     test_seed(11u);
     builder b;
-    CHECK_OK(graph_init(&b.g, "mobile"));
-    b.g.opset = 13;
-    CHECK_OK(graph_add_value(&b.g, "x", VALUE_INPUT, &b.x));
-    tensor_set_shape(&b.g.values[b.x].t, LEGO_F32, 4, d);
-    b.g.inputs = malloc(sizeof *b.g.inputs);
-    b.g.inputs[0] = b.x;
-    b.g.n_inputs = 1;
+    b_begin(&b, "mobile", d);
     int r = b_node(&b, "a.relu", "Relu", (int[]){b_bn(&b, "a.bn", b_conv(&b, "a", b.x, 32, 32), 32)}, 1, NULL);
     int y = b_bn(&b, "e.bn", b_conv_k(&b, "e", r, 32, 96, 1, 1), 96);
     y = b_clip(&b, "e.clip", y, 0.0f, 6.0f);
