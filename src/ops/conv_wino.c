@@ -18,9 +18,9 @@
  *   then the fused epilogue (conv.c's, so that fusing changes no bits),
  * U[36][M][C] = G g G^T being the weights transformed once at pack time
  * (or on each call: MAX_STORED_PAIRS; then, for calls of few tiles, the
- * units are bands of output channels instead, over all of V: plan_units). The input gradient is the same
- * kernel on dY with the filters turned (conv.c); the weight gradient is at
- * the end of this file.
+ * units are bands of output channels instead, over all of V: plan_units).
+ * The input gradient is the same kernel on dY with the filters turned
+ * (conv.c); the weight gradient is at the end of this file.
  * B, G and A are Lavin and Gray's matrices for the points 0, +-1, +-2,
  * +-1/2. Units are a function of the shape alone and each unit's GEMMs
  * run on one thread, so the results are the same bits for any thread
@@ -221,7 +221,8 @@ static void plan_units(wino_conv *k)
     }
 }
 
-/* U = G g G^T for filters [f0, f0 + nf), nf <= WEIGHT_CHUNK, the filters
+/* U = G g G^T for filters [f0, f0 + nf) of mc, nf <= WEIGHT_CHUNK, into u
+ * (filter f0's place at point 0; points `stride` apart), the filters
  * side by side so that each step is a vector operation across them (a
  * train plan transforms every 3x3 layer's weights on each forward). */
 #define WEIGHT_CHUNK 256
@@ -245,7 +246,7 @@ static SIMD_CLONES void transform_chunk(const float *w, int64_t f0, int64_t nf, 
                 t[a][j][f] = G[a][0] * g[j][f] + G[a][1] * g[3 + j][f] + G[a][2] * g[6 + j][f];
     for (int a = 0; a < 6; a++)
         for (int b = 0; b < 6; b++) {
-            float *o = u + (a * 6 + b) * stride; /* u: filter f0's place at point 0 */
+            float *o = u + (a * 6 + b) * stride;
             for (int64_t f = 0; f < nf; f++)
                 o[f] = t[a][0][f] * G[b][0] + t[a][1][f] * G[b][1] + t[a][2][f] * G[b][2];
         }
