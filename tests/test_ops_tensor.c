@@ -133,7 +133,7 @@ static lego_status run_n(const op_desc *d, const attr_list *attrs, int opset, le
     }
     void *params = calloc(1, d->params_size + 1);
     lego_tensor *outp[2] = {&out[0], &out[1]};
-    op_call c = {attrs, "test", opset, n_in, n_out, in, outp, params, false, NULL, 0, false, NULL, NULL, 0, NULL};
+    op_call c = {attrs, "test", opset, n_in, n_out, in, outp, params, false, NULL, 0, false, NULL, NULL, 0, NULL, false, 0.0f, 0.0f};
     lego_status st = d->prepare(&c);
     if (st.code == LEGO_OK) {
         for (int i = 0; i < n_out; i++) {
@@ -345,7 +345,7 @@ static void test_elementwise(void)
         lego_tensor *a = TF(2, DIMS(2, 3), 1, 2, 3, 4, 5, 6), *b = TF(1, DIMS(3), 1, 2, 3);
         CHECK_OK(run(&op_desc_Add, NOATTR, 13, INS(a, b)));
         lego_tensor *outp[1] = {&out[0]};
-        op_call c = {NOATTR, "", 13, 2, 1, (lego_tensor *[]){a, b}, outp, NULL, false, NULL, 0, false, NULL, NULL, 0, NULL};
+        op_call c = {NOATTR, "", 13, 2, 1, (lego_tensor *[]){a, b}, outp, NULL, false, NULL, 0, false, NULL, NULL, 0, NULL, false, 0.0f, 0.0f};
         CHECK(op_desc_Add.flops(&c) == 6);
         next_case();
     }
@@ -775,7 +775,7 @@ static void test_gather(void)
         lego_tensor *idx = tnew(LEGO_I64, 1, DIMS(2), NULL);
         lego_tensor *outp[1] = {&out[0]};
         int64_t params[4] = {0};
-        op_call c = {NOATTR, "", 13, 2, 1, (lego_tensor *[]){x, idx}, outp, params, false, NULL, 0, false, NULL, NULL, 0, NULL};
+        op_call c = {NOATTR, "", 13, 2, 1, (lego_tensor *[]){x, idx}, outp, params, false, NULL, 0, false, NULL, NULL, 0, NULL, false, 0.0f, 0.0f};
         CHECK_OK(op_desc_Gather.prepare(&c));
         lego_status st = tensor_alloc(&out[0]);
         lego_status_free(&st);

@@ -338,6 +338,25 @@ static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *
     return lego_ok();
 }
 
+/* A Relu or Clip that alone reads step s's output (an op that takes a
+ * clamp, on same-shape float tensors) runs in step s's pass. */
+static void fuse_clamp(lego_graph *g, const int *steps, int s, const int *readers,
+                       const int *reader_step, const bool *ext, bool *gone, step_state *st)
+{
+    const gnode *n = &g->nodes[steps[s]];
+    int y = n->out[0];
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] < 0 || g->values[n->in[i]].t.dtype != LEGO_F32 ||
+            !tensor_same_shape(&g->values[n->in[i]].t, &g->values[y].t))
+            return;
+    int j = sole_reader(readers, reader_step, ext, y);
+    if (j > s && g->nodes[steps[j]].in[0] == y && clamp_of(g, &g->nodes[steps[j]], &st->lo, &st->hi)) {
+        st->clamp = true;
+        gone[j] = true;
+        st->out_v = g->nodes[steps[j]].out[0];
+    }
+}
+
 /* ---- layouts ------------------------------------------------------------- */
 
 /* Ops that compute element by element and so run on any layout, when their
@@ -517,6 +536,8 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
     bool fuse = exec_fusion_enabled();
     for (int s = 0; s < n && !r.code; s++) {
         const gnode *x = &g->nodes[steps[s]];
+        if (!gone[s] && fuse && x->op->takes_clamp)
+            fuse_clamp(g, steps, s, readers, reader_step, ext, gone, &st[s]);
         if (gone[s] || !x->op->pack)
             continue;
         r = fuse_conv(g, steps, s, readers, reader_step, def_step, ext, fuse, gone, &st[s]);
@@ -554,6 +575,8 @@ void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_te
         out[0] = vt ? &vt[st->out_v] : &g->values[st->out_v].t;
     if (st->res_v >= 0)
         c->residual = vt ? &vt[st->res_v] : &g->values[st->res_v].t;
+    c->clamp = st->clamp;
+    c->lo = st->lo, c->hi = st->hi;
 }
 
 /* ---- plans ----------------------------------------------------------------- */

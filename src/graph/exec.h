@@ -14,6 +14,8 @@
 typedef struct step_state {
     int out_v;
     int res_v;       /* >= 0: the value a fused Add adds (op_call.residual), read at this step */
+    bool clamp;      /* a Relu or Clip fused into an elementwise op (op_call.clamp) */
+    float lo, hi;
     void *packed;
     void (*unpack)(void *state);
     unsigned native; /* op_call.native: input 0 / output 0 kept in the kernel's layout */
@@ -28,7 +30,8 @@ typedef struct step_state {
  * the Add's other input, of the same shape, is computed before the Conv
  * (a residual: read at the Conv's step, st[s].res_v), then a Relu or
  * Clip that alone reads the result; every node whose op packs gets its
- * state. Then a value that one packed kernel writes and only kernels of
+ * state. A Relu or Clip that alone reads an Add of same-shape float
+ * tensors (op_desc.takes_clamp) runs in the Add's pass (st[s].clamp). Then a value that one packed kernel writes and only kernels of
  * the same layout (op_desc.layout) or elementwise ops between them read
  * stays in that layout, sparing the reorders (no value changes: reorders
  * copy). Runs of steps that work image by image (op_desc.forward_images),

@@ -267,6 +267,8 @@ void graph_node_call(lego_graph *g, const gnode *n, lego_tensor *vt, lego_tensor
     c->ws = NULL;
     c->fresh = 0;
     c->residual = NULL;
+    c->clamp = false;
+    c->lo = c->hi = 0.0f;
 }
 
 int64_t graph_param_count(const lego_graph *g, int64_t *bytes)

@@ -207,6 +207,18 @@ static int64_t safe_div(int64_t a, int64_t b)
     return a / b;
 }
 
+/* a + b clamped to [lo, hi], rounded and clamped as Add then activation.c's
+ * Relu or Clip: the same bits as the two ops. */
+SIMD_CLONES
+static void add_clamp_f32(const float *a, const float *b, float *y, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
+    }
+}
+
 SIMD_CLONES
 static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
                     int64_t len)
@@ -216,6 +228,10 @@ static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64
     const float *b = (const float *)c->in[1]->data + off[1];
     float *y = (float *)c->out[0]->data + o;
     int64_t sa = inc[0], sb = inc[1];
+    if (sa == 1 && sb == 1 && p->kind == BIN_ADD && c->clamp) { /* and the Relu a plan fused */
+        add_clamp_f32(a, b, y, len, c->lo, c->hi);
+        return;
+    }
     if (sa == 1 && sb == 1 && p->kind == BIN_ADD) { /* residual adds: vectorizes */
         for (int64_t i = 0; i < len; i++)
             y[i] = a[i] + b[i];
@@ -227,6 +243,10 @@ static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64
     case BIN_MUL: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] * b[i * sb]; break;
     case BIN_DIV: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] / b[i * sb]; break;
     case BIN_POW: for (int64_t i = 0; i < len; i++) y[i] = powf(a[i * sa], b[i * sb]); break;
+    }
+    for (int64_t i = 0; c->clamp && i < len; i++) { /* plans fuse only the path above */
+        float v = y[i] < c->lo ? c->lo : y[i];
+        y[i] = v > c->hi ? c->hi : v;
     }
 }
 
@@ -476,8 +496,12 @@ static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *s
 {
     (void)scratch;
     int64_t per = lego_tensor_numel(c->out[0]) / c->out[0]->dims[0];
-    add_f32((const float *)c->in[0]->data + i0 * per, (const float *)c->in[1]->data + i0 * per,
-            (float *)c->out[0]->data + i0 * per, (i1 - i0) * per);
+    const float *a = (const float *)c->in[0]->data + i0 * per, *b = (const float *)c->in[1]->data + i0 * per;
+    float *y = (float *)c->out[0]->data + i0 * per;
+    if (c->clamp)
+        add_clamp_f32(a, b, y, (i1 - i0) * per, c->lo, c->hi);
+    else
+        add_f32(a, b, y, (i1 - i0) * per);
     return true;
 }
 
@@ -489,7 +513,8 @@ static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *s
                                     .in_unread = unread, .out_unread = unread ? 1u : 0,    \
                                     .grad_writes = 3u, .grad_inplace = 3u, __VA_ARGS__};
 BINARY_DESC(Add, add_prepare, 3u, /* the gradient is dY's */
-            .image_scratch = add_image_scratch, .forward_images = add_forward_images)
+            .image_scratch = add_image_scratch, .forward_images = add_forward_images,
+            .takes_clamp = true)
 BINARY_DESC(Sub, sub_prepare, 3u)
 BINARY_DESC(Mul, mul_prepare, 0)
 BINARY_DESC(Div, div_prepare, 0)

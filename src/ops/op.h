@@ -90,6 +90,8 @@ typedef struct op_call {
     unsigned fresh;        /* backward: bit i set, din[i] holds no contribution yet and
                               must be written, not added to (op_desc.grad_writes) */
     const lego_tensor *residual; /* with a state packed with op_fused.add: what it adds */
+    bool clamp;            /* a Relu or Clip a plan fused after this op (op_desc.takes_clamp): */
+    float lo, hi;          /* the output clamped to [lo, hi] as activation.c does */
 } op_call;
 
 typedef struct op_desc {
@@ -108,6 +110,9 @@ typedef struct op_desc {
     /* (optional) Whether pack would take op_fused.add for this call (its
      * kernel can add the residual in its epilogue). Absent: never. */
     bool (*packs_add)(const op_call *c);
+    /* The forward (and forward_images) of same-shape float inputs honours
+     * op_call.clamp, so a plan may fuse a Relu or Clip after it (Add). */
+    bool takes_clamp;
     /* (optional) the memory layout a packed kernel reads input 0 in
      * (output false) or writes output 0 in (true) when spared the reorder
      * from or to NCHW: 0 for NCHW itself, an id > 0 shared by the kernels
