@@ -207,6 +207,13 @@ static int64_t safe_div(int64_t a, int64_t b)
     return a / b;
 }
 
+SIMD_CLONES
+static void add_f32(const float *a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
 /* a + b clamped to [lo, hi], rounded and clamped as Add then activation.c's
  * Relu or Clip: the same bits as the two ops. */
 SIMD_CLONES
@@ -219,6 +226,15 @@ static void add_clamp_f32(const float *a, const float *b, float *y, int64_t n, f
     }
 }
 
+/* Add of n contiguous floats, with the clamp a plan fused after it. */
+static void add_plain(const op_call *c, const float *a, const float *b, float *y, int64_t n)
+{
+    if (c->clamp)
+        add_clamp_f32(a, b, y, n, c->lo, c->hi);
+    else
+        add_f32(a, b, y, n);
+}
+
 SIMD_CLONES
 static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,
                     int64_t len)
@@ -228,13 +244,8 @@ static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64
     const float *b = (const float *)c->in[1]->data + off[1];
     float *y = (float *)c->out[0]->data + o;
     int64_t sa = inc[0], sb = inc[1];
-    if (sa == 1 && sb == 1 && p->kind == BIN_ADD && c->clamp) { /* and the Relu a plan fused */
-        add_clamp_f32(a, b, y, len, c->lo, c->hi);
-        return;
-    }
     if (sa == 1 && sb == 1 && p->kind == BIN_ADD) { /* residual adds: vectorizes */
-        for (int64_t i = 0; i < len; i++)
-            y[i] = a[i] + b[i];
+        add_plain(c, a, b, y, len);
         return;
     }
     switch (p->kind) {
@@ -485,23 +496,12 @@ static size_t add_image_scratch(const op_call *c, int64_t *group)
     return plain ? 64 : 0;
 }
 
-SIMD_CLONES
-static void add_f32(const float *a, const float *b, float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        y[i] = a[i] + b[i];
-}
-
 static bool add_forward_images(const op_call *c, int64_t i0, int64_t i1, void *scratch)
 {
     (void)scratch;
     int64_t per = lego_tensor_numel(c->out[0]) / c->out[0]->dims[0];
-    const float *a = (const float *)c->in[0]->data + i0 * per, *b = (const float *)c->in[1]->data + i0 * per;
-    float *y = (float *)c->out[0]->data + i0 * per;
-    if (c->clamp)
-        add_clamp_f32(a, b, y, (i1 - i0) * per, c->lo, c->hi);
-    else
-        add_f32(a, b, y, (i1 - i0) * per);
+    add_plain(c, (const float *)c->in[0]->data + i0 * per, (const float *)c->in[1]->data + i0 * per,
+              (float *)c->out[0]->data + i0 * per, (i1 - i0) * per);
     return true;
 }
 
