@@ -588,6 +588,15 @@ static void input_tiles(const wino_conv *k, const float *x, int64_t g0, int64_t 
         rows_input(k, x, g0, g1, v, T, b->rb, b->wv);
 }
 
+/* Tile unit u's tile rows [g0, g1), counted over the batch. */
+static void unit_rows(const wino_conv *k, int64_t u, int64_t *g0, int64_t *g1)
+{
+    int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
+    int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
+    *g0 = n0 * k->ty + ty0;
+    *g1 = *g0 + k->ipu * (ty1 - ty0);
+}
+
 static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const wino_run *r = ctx;
@@ -600,11 +609,9 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
     row_buffers b = row_buffers_at(p, k->tx, k->T);
     for (int64_t u = begin; u < end; u++) {
-        int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
-        int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
-        int64_t tiles = k->ipu * (ty1 - ty0) * k->tx;
-        /* the unit's tile rows, counted over the batch */
-        int64_t g0 = n0 * k->ty + ty0, g1 = g0 + k->ipu * (ty1 - ty0);
+        int64_t g0, g1;
+        unit_rows(k, u, &g0, &g1);
+        int64_t tiles = (g1 - g0) * k->tx;
         input_tiles(k, r->x, g0, g1, v, k->T, &b);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
@@ -613,22 +620,39 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     }
 }
 
+/* A thread's scratch for channel units (k->chan_scratch bytes): a unit's
+ * U (36 x mb x C), its products (36 x mb x all tiles), the transforms'
+ * buffers. */
+typedef struct chan_buffers {
+    float *ub, *mo;
+    row_buffers b;
+} chan_buffers;
+
+static chan_buffers chan_buffers_at(const wino_run *r, int thread)
+{
+    const wino_conv *k = r->k;
+    int64_t all = k->n * k->tx * k->ty;
+    unsigned char *p = r->scratch + (size_t)thread * k->chan_scratch;
+    chan_buffers c;
+    c.ub = (float *)p;
+    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * k->s.c));
+    c.mo = (float *)p;
+    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * all));
+    c.b = row_buffers_at(p, k->tx, all);
+    return c;
+}
+
 /* Channel units, first pass: the call's V (vall, all tiles, T = n tx ty
  * columns per channel), by the tile units. */
 static void chan_input(void *ctx, int64_t begin, int64_t end, int thread)
 {
     const wino_run *r = ctx;
     const wino_conv *k = r->k;
-    int64_t all = k->n * k->tx * k->ty;
-    row_buffers b = row_buffers_at(r->scratch + (size_t)thread * k->chan_scratch +
-                                       align64(sizeof(float) * POINTS * (size_t)(k->mb * k->s.c)) +
-                                       align64(sizeof(float) * POINTS * (size_t)(k->mb * all)),
-                                   k->tx, all);
+    chan_buffers cb = chan_buffers_at(r, thread);
     for (int64_t u = begin; u < end; u++) {
-        int64_t n0 = u / k->bands * k->ipu, ty0 = u % k->bands * k->rows;
-        int64_t ty1 = ty0 + k->rows < k->ty ? ty0 + k->rows : k->ty;
-        int64_t g0 = n0 * k->ty + ty0, g1 = g0 + k->ipu * (ty1 - ty0);
-        input_tiles(k, r->x, g0, g1, r->vall + g0 * k->tx, all, &b);
+        int64_t g0, g1;
+        unit_rows(k, u, &g0, &g1);
+        input_tiles(k, r->x, g0, g1, r->vall + g0 * k->tx, k->n * k->tx * k->ty, &cb.b);
     }
 }
 
@@ -640,12 +664,8 @@ static void chan_units(void *ctx, int64_t begin, int64_t end, int thread)
     const wino_conv *k = r->k;
     const conv_shape *s = &k->s;
     int64_t all = k->n * k->tx * k->ty, mc = s->m * s->c;
-    unsigned char *p = r->scratch + (size_t)thread * k->chan_scratch;
-    float *ub = (float *)p;
-    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * s->c));
-    float *mo = (float *)p;
-    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * all));
-    row_buffers b = row_buffers_at(p, k->tx, all);
+    chan_buffers cb = chan_buffers_at(r, thread);
+    float *ub = cb.ub, *mo = cb.mo;
     for (int64_t u = begin; u < end; u++) {
         int64_t m0 = u * k->mb, nb = s->m - m0 < k->mb ? s->m - m0 : k->mb;
         for (int64_t f = m0 * s->c; f < (m0 + nb) * s->c; f += WEIGHT_CHUNK) {
@@ -655,8 +675,8 @@ static void chan_units(void *ctx, int64_t begin, int64_t end, int thread)
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, nb, all, s->c, 1.0f, ub + (int64_t)i * nb * s->c, s->c,
                            r->vall + (int64_t)i * s->c * all, all, 0.0f, mo + (int64_t)i * nb * all, all);
-        staged_output(k, mo, m0, m0 + nb, all, r->bias, r->res, r->y, 0, k->n * k->ty, r->add, b.st,
-                      b.tmp);
+        staged_output(k, mo, m0, m0 + nb, all, r->bias, r->res, r->y, 0, k->n * k->ty, r->add, cb.b.st,
+                      cb.b.tmp);
     }
 }
 
