@@ -373,10 +373,12 @@ static bool layout_free(const lego_graph *g, const gnode *n)
            tensor_same_shape(&g->values[n->in[1]].t, &g->values[n->out[0]].t);
 }
 
-static int step_out(const gnode *n, const step_state *st)
+int exec_step_out(const gnode *n, const step_state *st, int o)
 {
-    return st->out_v >= 0 ? st->out_v : n->out[0];
+    return o == 0 && st->out_v >= 0 ? st->out_v : n->out[o];
 }
+
+static int step_out(const gnode *n, const step_state *st) { return exec_step_out(n, st, 0); }
 
 static int kernel_layout(const gnode *n, const step_state *st, bool output)
 {
@@ -717,7 +719,7 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
         if (p->st[s].res_v >= 0)
             last_use[p->st[s].res_v] = s;
         for (int i = 0; i < n->n_out; i++) {
-            int v = i == 0 && p->st[s].out_v >= 0 ? p->st[s].out_v : n->out[i];
+            int v = exec_step_out(n, &p->st[s], i);
             def[v] = s;
             if (last_use[v] < s)
                 last_use[v] = s; /* unread outputs still need room */

@@ -46,6 +46,10 @@ lego_status exec_fuse_pack(lego_graph *g, int *steps, int *n_steps, const bool *
                            step_state *st);
 void exec_unpack(step_state *st, int n);
 
+/* The value output o of a step running node n with state st writes: a
+ * fused step's first output is its last fused node's. */
+int exec_step_out(const gnode *n, const step_state *st, int o);
+
 /* The op_call of node n run with state st (NULL: none), over vt, its
  * kernels' scratch from ws (NULL: malloc's). */
 void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt, workspace *ws,

@@ -218,7 +218,7 @@ static lego_status shared_liveness(shared *sh)
         if (f->ist[s].res_v >= 0)
             last[f->ist[s].res_v] = s;
         for (int o = 0; o < n->n_out; o++) /* a fused step writes its last node's output */
-            def[o == 0 && f->ist[s].out_v >= 0 ? f->ist[s].out_v : n->out[o]] = s;
+            def[exec_step_out(n, &f->ist[s], o)] = s;
     }
     for (int i = 0; i < f->n_model_outputs; i++)
         last[g->outputs[i]] = f->n_items;

@@ -189,7 +189,7 @@ static lego_status plan_frame(bx_frame *f)
         if (f->ist[s].res_v >= 0)
             last_use[f->ist[s].res_v] = s;
         for (int o = 0; o < n->n_out; o++) {
-            int v = o == 0 && f->ist[s].out_v >= 0 ? f->ist[s].out_v : n->out[o];
+            int v = exec_step_out(n, &f->ist[s], o);
             def[v] = s;
             if (last_use[v] < s)
                 last_use[v] = s;

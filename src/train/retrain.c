@@ -393,7 +393,7 @@ static int plan_def(const lego_graph *g, const exec_plan *p, int v)
     for (int s = 0; s < p->n_steps; s++) {
         const gnode *n = &g->nodes[p->steps[s]];
         for (int o = 0; o < n->n_out; o++)
-            if ((o == 0 && p->st[s].out_v >= 0 ? p->st[s].out_v : n->out[o]) == v)
+            if (exec_step_out(n, &p->st[s], o) == v)
                 return s;
     }
     return -1;
