@@ -285,6 +285,17 @@ static lego_status hoist_residuals(lego_graph *g, int *steps, int n)
     return lego_ok();
 }
 
+/* When step j, after step s, is a Relu or Clip reading y: its bounds, j
+ * marked gone, and its output returned; else -1. */
+static int take_clamp(const lego_graph *g, const int *steps, int s, int j, int y, bool *gone, float *lo,
+                      float *hi)
+{
+    if (j <= s || g->nodes[steps[j]].in[0] != y || !clamp_of(g, &g->nodes[steps[j]], lo, hi))
+        return -1;
+    gone[j] = true;
+    return g->nodes[steps[j]].out[0];
+}
+
 /* Fuses into step s (a packing Conv) what follows it; marks the fused
  * steps in gone and sets st->out_v and st->res_v. */
 static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *readers,
@@ -319,10 +330,10 @@ static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *
         y = g->nodes[steps[j]].out[0];
         j = sole_reader(readers, reader_step, ext, y);
     }
-    if (fuse && j > s && g->nodes[steps[j]].in[0] == y && clamp_of(g, &g->nodes[steps[j]], &f.lo, &f.hi)) {
+    int z = fuse ? take_clamp(g, steps, s, j, y, gone, &f.lo, &f.hi) : -1;
+    if (z >= 0) {
         f.clamp = true;
-        gone[j] = true;
-        y = g->nodes[steps[j]].out[0];
+        y = z;
     }
     st->out_v = y == n->out[0] ? -1 : y;
     lego_status e = n->op->pack(&c, f.scale || f.add || f.clamp ? &f : NULL, &st->packed);
@@ -349,11 +360,10 @@ static void fuse_clamp(lego_graph *g, const int *steps, int s, const int *reader
         if (n->in[i] < 0 || g->values[n->in[i]].t.dtype != LEGO_F32 ||
             !tensor_same_shape(&g->values[n->in[i]].t, &g->values[y].t))
             return;
-    int j = sole_reader(readers, reader_step, ext, y);
-    if (j > s && g->nodes[steps[j]].in[0] == y && clamp_of(g, &g->nodes[steps[j]], &st->lo, &st->hi)) {
+    int z = take_clamp(g, steps, s, sole_reader(readers, reader_step, ext, y), y, gone, &st->lo, &st->hi);
+    if (z >= 0) {
         st->clamp = true;
-        gone[j] = true;
-        st->out_v = g->nodes[steps[j]].out[0];
+        st->out_v = z;
     }
 }
 
