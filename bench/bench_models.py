@@ -7,7 +7,9 @@ initialisation: nothing is downloaded, and timing does not depend on them.
 
 MODELS maps a name to (builder, input shape C,H,W, source): 'export' models
 are written by make_models.py; 'shipped' ones are ONNX files in the
-repository, rebuilt here only so that PyTorch can run them.
+repository, rebuilt here only so that PyTorch can run them. LAYERS holds
+single convolutions of CIFAR ResNet18 and of its pruned descendants, for
+bench/bench_layers.sh, in the same form.
 """
 
 import os
@@ -72,3 +74,44 @@ MODELS = {
     'fmnist_resnet18w8': (lambda: model_zoo.resnet18(num_classes=10, width=8), (3, 32, 32),
                           os.path.join(ROOT, 'models', 'fmnist_resnet18w8.onnx')),
 }
+
+
+class ConvUnit(nn.Module):
+    """One convolution as CIFAR ResNet18's blocks run it (Conv, BatchNorm,
+    ReLU), then global average pooling and a 10-class Linear: the head costs
+    under 1% of the convolution and lets bench_train time a training step."""
+
+    def __init__(self, cin, cout, kernel, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.linear = nn.Linear(cout, 10)
+
+    def forward(self, x):
+        out = self.pool(self.relu(self.bn(self.conv(x))))
+        return self.linear(out.view(out.size(0), -1))
+
+
+def _layer(cin, cout, size, kernel=3, stride=1):
+    name = 'l%d_%d_%d_%d%s' % (kernel, cin, cout, size, 's2' if stride == 2 else '')
+    return name, ((lambda: ConvUnit(cin, cout, kernel, stride)), (cin, size, size), 'export')
+
+
+# Full-width layers of each stage; the stride-2 and 1x1 shortcut layers that
+# open stages 2-4; and the pruned widths of the 0.3 and 0.8 descendants
+# (C - floor(C s) filters kept: 64 -> 45 and 13, 512 -> 359, 205 and 103).
+LAYERS = dict([
+    _layer(64, 64, 32), _layer(64, 45, 32), _layer(45, 64, 32), _layer(64, 13, 32), _layer(13, 64, 32),
+    _layer(128, 128, 16), _layer(256, 256, 8), _layer(512, 512, 4), _layer(512, 359, 4),
+    _layer(359, 512, 4), _layer(512, 103, 4), _layer(103, 512, 4),
+    _layer(64, 128, 32, stride=2), _layer(128, 256, 16, stride=2), _layer(256, 512, 8, stride=2),
+    _layer(256, 359, 8, stride=2), _layer(256, 205, 8, stride=2), _layer(256, 103, 8, stride=2),
+    _layer(64, 128, 32, kernel=1, stride=2), _layer(256, 512, 8, kernel=1, stride=2),
+])
+
+
+def lookup(name):
+    """(builder, shape, source) of a model or a layer, or None."""
+    return MODELS.get(name) or LAYERS.get(name)

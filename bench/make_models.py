@@ -1,12 +1,13 @@
 """Write the ONNX files and inputs bench/bench_engines.sh times, into a
 git-ignored folder (default build/bench-models):
 
-  NAME.onnx      every model of bench_models.MODELS, exported from PyTorch 1.13
+  NAME.onnx      every model of bench_models.MODELS (or, when named, a layer of
+                 bench_models.LAYERS), exported from PyTorch 1.13
                  with random weights, a dynamic batch axis, opset 13 and
                  BatchNorm kept as BatchNormalization nodes (as README's "Bring
                  your own model" says); the shipped teacher is copied as is
-  NAME.in.bin    32 samples of float32 N(0,1) noise in the model's input shape
-                 (seeded): every engine reads the same batch
+  NAME.in.bin    32 samples (layers: 64) of float32 N(0,1) noise in the model's
+                 input shape (seeded): every engine reads the same batch
 
 Run with Debian's Python (torch, torchvision, onnx):
   /usr/bin/python3 bench/make_models.py [--out DIR] [--force] [NAME ...]
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_models  # noqa: E402
 
 BATCH = 32
+LAYER_BATCH = 64
 
 
 def randomise_batchnorm(model):
@@ -41,7 +43,7 @@ def randomise_batchnorm(model):
 
 
 def export(name, out_dir):
-    build, shape, source = bench_models.MODELS[name]
+    build, shape, source = bench_models.lookup(name)
     path = os.path.join(out_dir, name + '.onnx')
     if source == 'export':
         torch.manual_seed(0)
@@ -56,7 +58,8 @@ def export(name, out_dir):
     else:
         shutil.copyfile(source, path)
     rng = np.random.default_rng(1)
-    rng.standard_normal((BATCH,) + shape, dtype=np.float32).tofile(os.path.join(out_dir, name + '.in.bin'))
+    batch = LAYER_BATCH if name in bench_models.LAYERS else BATCH
+    rng.standard_normal((batch,) + shape, dtype=np.float32).tofile(os.path.join(out_dir, name + '.in.bin'))
     return path
 
 
@@ -68,8 +71,9 @@ def main():
     a = ap.parse_args()
     names = a.names or list(bench_models.MODELS)
     for n in names:
-        if n not in bench_models.MODELS:
-            sys.exit('make_models.py: unknown model %s (have: %s)' % (n, ', '.join(bench_models.MODELS)))
+        if not bench_models.lookup(n):
+            sys.exit('make_models.py: unknown model %s (have: %s; layers: %s)' %
+                     (n, ', '.join(bench_models.MODELS), ', '.join(bench_models.LAYERS)))
     os.makedirs(a.out, exist_ok=True)
     for n in names:
         have = all(os.path.exists(os.path.join(a.out, n + ext)) for ext in ('.onnx', '.in.bin'))
