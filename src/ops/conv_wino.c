@@ -336,7 +336,7 @@ void wino_conv_free(wino_conv *k)
  * tiles, so the transform along the row vectorises (cols_bt). Read from
  * the image directly (a copy of the padded row first took a fifth of the
  * transforms' time); only the tiles over its edges test each column. */
-static SIMD_CLONES void padded_phases(const float *xc, const conv_shape *s, int64_t row,
+SIMD_INLINE void padded_phases(const float *xc, const conv_shape *s, int64_t row,
                                       float *restrict out, int64_t tx)
 {
     int64_t ph = tx + 1;
@@ -374,7 +374,7 @@ SIMD_IVDEP
 
 /* B^T applied across six lines: out line a at j is row a of B^T times
  * (d0[j] .. d5[j]), for j < n. */
-static SIMD_CLONES void bt_lines(const float *const d[6], float *const o[6], int64_t n)
+SIMD_INLINE void bt_lines(const float *const d[6], float *const o[6], int64_t n)
 {
     const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
     float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
@@ -391,7 +391,7 @@ SIMD_IVDEP
 
 /* B^T d down the columns of six rows d (wp each, any layout, the same for
  * all six): six rows out. */
-static void rows_bt(const float *const d[6], float *o, int64_t wp)
+SIMD_INLINE void rows_bt(const float *const d[6], float *o, int64_t wp)
 {
     float *out[6] = {o, o + wp, o + 2 * wp, o + 3 * wp, o + 4 * wp, o + 5 * wp};
     bt_lines(d, out, wp);
@@ -401,7 +401,7 @@ static void rows_bt(const float *const d[6], float *o, int64_t wp)
  * by phase (padded_phases; pw floats each): point (a, b) of tile x goes to
  * v[(a*6 + b)*stride + x]. Columns 4 and 5 of tile x are columns 0 and 1
  * of tile x + 1. */
-static void cols_bt(const float *wv, int64_t pw, int64_t tx, float *v, int64_t stride)
+SIMD_INLINE void cols_bt(const float *wv, int64_t pw, int64_t tx, float *v, int64_t stride)
 {
     int64_t ph = pw / 4;
     for (int a = 0; a < 6; a++) {
@@ -417,7 +417,7 @@ static void cols_bt(const float *wv, int64_t pw, int64_t tx, float *v, int64_t s
 /* A^T s A for tx tiles of one output channel: s point (a, b) of tile x at
  * s[(a*6 + b)*stride + x]; q (24 x tx) is scratch; output row i of tile x,
  * column j, goes to o[i][j][x] (o: 16 x tx). */
-static SIMD_CLONES void output_tiles(const float *restrict s, int64_t stride, int64_t tx, float *restrict q,
+SIMD_INLINE void output_tiles(const float *restrict s, int64_t stride, int64_t tx, float *restrict q,
                          float *restrict o)
 {
     for (int a = 0; a < 6; a++) { /* along b: q[a][j] */
@@ -452,7 +452,7 @@ SIMD_IVDEP
 /* V for the tiles of tile rows [g0, g1) (counted over the batch: image
  * g / ty, row g % ty), in columns of v from 0, T per channel: each tile's
  * 6x6 inputs gathered into st[36][nt], then B^T d B across all nt tiles. */
-static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
+static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
                          int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
@@ -500,7 +500,7 @@ static void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t
  * products mo (T columns per channel), plus bias, then the epilogue (with
  * res, when not NULL, added in it); added into y instead when `add` (an input gradient that is not
  * fresh: no bias, no epilogue); q (24 x nt) and o (16 x nt). */
-static void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1, int64_t T,
+static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1, int64_t T,
                           const float *bias_m, const float *res, float *y, int64_t g0, int64_t g1, bool add,
                           float *q, float *o)
 {
@@ -547,7 +547,7 @@ typedef struct wino_run {
  * g / ty, row g % ty), in columns of v from 0, T columns per channel, by
  * tile rows: six input rows split by phase, of which the next tile row of
  * the same image reuses the last two. */
-static void rows_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
+static SIMD_CLONES void rows_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
                        int64_t T, float *rb, float *wv)
 {
     const conv_shape *s = &k->s;
@@ -760,7 +760,7 @@ bool wino_conv_run_flipped(const wino_conv *k, const float *w, const float *x, f
 
 /* A applied across four lines (the transpose of output_tiles' A^T): out
  * line a at j is row a of A times (d0[j] .. d3[j]), for j < n. */
-static SIMD_CLONES void a_lines(const float *const d[4], float *const o[6], int64_t n)
+SIMD_INLINE void a_lines(const float *const d[4], float *const o[6], int64_t n)
 {
     const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
     float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
@@ -777,7 +777,7 @@ SIMD_IVDEP
 
 /* A dY A^T for the tiles of tile rows [g0, g1), as staged_input: point
  * (a, b) of the chunk's tile t at yh[(a*6 + b)*M*T + m*T + t]. */
-static void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1, float *yh,
+static SIMD_CLONES void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1, float *yh,
                       int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;

@@ -18,6 +18,16 @@
 #define SIMD_CLONES
 #endif
 
+/* A helper of SIMD_CLONES functions, inlined into each clone so that it is
+ * compiled for that clone's instruction set. Small loops called many times
+ * (a Winograd transform over the 8 tiles of a row) spent as long in the
+ * call through the ifunc and its setup as in their arithmetic. */
+#if defined(__GNUC__)
+#define SIMD_INLINE static inline __attribute__((always_inline))
+#else
+#define SIMD_INLINE static inline
+#endif
+
 /* Before a loop whose pointers the compiler cannot prove apart (several
  * output streams from one scratch buffer): they never overlap, vectorise.
  * GCC's pragma; other compilers leave the loop as written. */
