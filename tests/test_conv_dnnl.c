@@ -354,9 +354,9 @@ static int b_node(builder *b, const char *name, const char *op, const int *in, i
     return y;
 }
 
-/* A k x k Conv ("same" padding) of `group` groups. */
-static int b_conv_k(builder *b, const char *name, int x, int64_t cin, int64_t cout, int64_t k,
-                    int64_t group)
+/* A k x k Conv ("same" padding) of `group` groups and the given stride. */
+static int b_conv_ks(builder *b, const char *name, int x, int64_t cin, int64_t cout, int64_t k,
+                     int64_t group, int64_t stride)
 {
     char wn[64];
     snprintf(wn, sizeof wn, "%s.w", name);
@@ -367,7 +367,15 @@ static int b_conv_k(builder *b, const char *name, int x, int64_t cin, int64_t co
     CHECK_OK(attr_add_ints(&a, "pads", pads, 4));
     if (group > 1)
         CHECK_OK(attr_add_int(&a, "group", group));
+    if (stride > 1)
+        CHECK_OK(attr_add_ints(&a, "strides", (int64_t[2]){stride, stride}, 2));
     return b_node(b, name, "Conv", in, 2, &a);
+}
+
+static int b_conv_k(builder *b, const char *name, int x, int64_t cin, int64_t cout, int64_t k,
+                    int64_t group)
+{
+    return b_conv_ks(b, name, x, cin, cout, k, group, 1);
 }
 
 static int b_conv(builder *b, const char *name, int x, int64_t cin, int64_t cout)
@@ -681,6 +689,71 @@ static void residual_adds(void)
     graph_free(&b.g);
 }
 
+/* Stride-2 3x3 layers to a map of at most 4x4 with 192 filters or more,
+ * from batch 8, run im2col + BLAS (conv.c's im2col_beats_direct) where
+ * oneDNN's kernels are its direct AVX2 ones; fewer filters, batch 1 or a
+ * larger map keep oneDNN. Either way within 1e-4 of the plain forward and
+ * the same bits on 1 to 3 threads. The im2col kernel then takes a residual
+ * Add into its epilogue: x -> conv s (stride 2) -> BN, + (x -> 1x1 conv k,
+ * stride 2 -> BN) -> Relu is two steps, fused or plain the same values. */
+static void strided_im2col(void)
+{
+    static const int64_t shapes[][4] = {
+        /* n, hw, m, whether im2col takes it */
+        {8, 8, 192, 1}, {9, 7, 256, 1}, {8, 8, 103, 0}, {1, 8, 192, 0}, {8, 16, 192, 0},
+    };
+    bool direct_avx2 = dnnl_conv_enabled() && !dnnl_conv_winograd_available();
+    par_set_min_work(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const int64_t *v = shapes[i];
+        conv_case q = {.n = v[0], .c = 32, .h = v[1], .w = v[1], .m = v[2], .k = {3, 3}, .s = {2, 2},
+                       .d = {1, 1}, .pads = {1, 1, 1, 1}, .group = 1, .bias = true, .bn = true,
+                       .clamp = true, .lo = 0.0f, .hi = INFINITY};
+        char what[300];
+        describe(&q, (int)i, what, sizeof what);
+        lego_tensor want, got, more;
+        bool d0, d1, d2;
+        conv_run(&q, false, 1, &want, &d0);
+        conv_run(&q, true, 1, &got, &d1);
+        CHECK(d1 == (dnnl_conv_enabled() && !(direct_avx2 && v[3])));
+        check_close(got.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
+        for (int t = 2; t <= 3; t++) {
+            conv_run(&q, true, t, &more, &d2);
+            CHECK(d2 == d1 && memcmp(got.data, more.data, lego_tensor_bytes(&got)) == 0);
+            tensor_release(&more);
+        }
+        tensor_release(&want), tensor_release(&got);
+    }
+    par_set_min_work(0);
+
+    test_seed(6u);
+    builder b;
+    const int64_t d[4] = {8, 32, 8, 8};
+    b_begin(&b, "strided", d);
+    int add[2] = {b_bn(&b, "s.bn", b_conv_ks(&b, "s", b.x, 32, 192, 3, 1, 2), 192),
+                  b_bn(&b, "k.bn", b_conv_ks(&b, "k", b.x, 32, 192, 1, 1, 2), 192)};
+    int y = b_node(&b, "add", "Add", add, 2, NULL);
+    y = b_node(&b, "add.relu", "Relu", &y, 1, NULL);
+    b.g.outputs = malloc(sizeof *b.g.outputs);
+    b.g.outputs[0] = y;
+    b.g.n_outputs = 1;
+    CHECK_OK(graph_infer(&b.g));
+    lego_tensor x;
+    make(&x, LEGO_F32, 4, d, 1);
+    bool ours = direct_avx2 || !dnnl_conv_enabled();
+    for (int threads = 1; threads <= 2; threads++) {
+        lego_set_num_threads(threads);
+        lego_tensor *fused[1] = {0}, *plain[1] = {0};
+        int nf, np, native;
+        plan_run(&b.g, &x, false, plain, &np, &native);
+        plan_run(&b.g, &x, true, fused, &nf, &native);
+        CHECK(np == 6 && nf == (ours ? 2 : 3));
+        check_same_outputs(fused, plain, 1);
+    }
+    tensor_release(&x);
+    graph_free(&b.g);
+}
+
 /* MobileNetV2's inverted residual, x (n,32,h,w) -> conv a (3x3) -> BN ->
  * Relu = r; r -> 1x1 expand to 96 -> BN -> Clip(0,6) -> depthwise 3x3 -> BN
  * -> Clip(0,6) -> 1x1 project to 32 -> BN; + r -> conv d (3x3, the
@@ -927,6 +1000,7 @@ int main(void)
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
     residual_adds();
+    strided_im2col();
     inverted_residual((const int64_t[4]){1, 32, 6, 6});
     inverted_residual((const int64_t[4]){1, 32, 20, 20});
     inverted_residual((const int64_t[4]){2, 32, 7, 7});

@@ -823,6 +823,28 @@ static void conv_unpack(void *state)
     free(k);
 }
 
+/* Stride-2 3x3 layers on small maps with many filters, at inference,
+ * where oneDNN's direct kernels are its AVX2 ones (no Winograd): im2col +
+ * BLAS took 0.80-0.85 of their time at batch 8 to 64 on one and two threads
+ * (bench/bench_layers.sh: 256 -> 512 and 256 -> 359 channels from 8x8, CIFAR
+ * ResNet18's last downsampling layer and its 0.3 descendant's), about the
+ * same for 205 filters (0.94-0.98), more for 103 (1.09-1.13) and on 16x16
+ * or larger maps (1.0 at 16x16, 1.23 at 32x32); at batch 1 the im2col
+ * path's split by images leaves a second thread idle (1.12-1.42). */
+#define IM2COL_MAX_PIXELS 16
+#define IM2COL_MIN_FILTERS 192
+#define IM2COL_MIN_BATCH 8
+static bool im2col_beats_direct(const conv_shape *s, int64_t n)
+{
+#ifdef LEGO_HAVE_DNNL
+    if (dnnl_conv_winograd_available())
+        return false;
+#endif
+    return s->kh == 3 && s->kw == 3 && s->sh == 2 && s->sw == 2 && s->dh == 1 && s->dw == 1 &&
+           s->group == 1 && s->ho * s->wo <= IM2COL_MAX_PIXELS && s->m >= IM2COL_MIN_FILTERS &&
+           n >= IM2COL_MIN_BATCH;
+}
+
 static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, conv_packed *k)
 {
     const conv_params *p = c->params;
@@ -845,7 +867,7 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     }
     k->add = f && f->add;
     conv_shape s = shape_of(p);
-    if (!constant)
+    if (!constant || im2col_beats_direct(&s, p->n))
         return lego_ok();
     if (wino_conv_fits(&s, p->n))
         return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
@@ -871,7 +893,8 @@ static bool conv_packs_add(const op_call *c)
 {
     const conv_params *p = c->params;
     conv_shape s = shape_of(p);
-    return !packs_constant(c) || wino_conv_fits(&s, p->n) || !dnnl_conv_enabled();
+    return !packs_constant(c) || wino_conv_fits(&s, p->n) || im2col_beats_direct(&s, p->n) ||
+           !dnnl_conv_enabled();
 }
 
 /* oneDNN needs constant weights (and bias) to pack; a Conv whose weights
