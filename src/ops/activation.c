@@ -106,10 +106,8 @@ static void act_forward_range(void *ctx, int64_t b, int64_t e, int thread)
         break;
     case ACT_CLIP:
         /* min > max gives max everywhere, as ONNX specifies */
-        for (int64_t i = b; i < e; i++) {
-            float v = x[i] < k->lo ? k->lo : x[i];
-            y[i] = v > k->hi ? k->hi : v;
-        }
+        for (int64_t i = b; i < e; i++)
+            y[i] = clamp_f32(x[i], k->lo, k->hi);
         break;
     case ACT_SIGMOID:
         for (int64_t i = b; i < e; i++)

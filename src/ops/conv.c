@@ -564,32 +564,22 @@ SIMD_CLONES void conv_epilogue_rows(float *y, const float *res, int64_t ld, int6
             float a = e->scale[m0 + i], b = e->shift[m0 + i];
             for (int64_t j = 0; j < cols; j++) {
                 float v = r[j] * a + b;
-                v = v + q[j];
-                v = v < lo ? lo : v;
-                r[j] = v > hi ? hi : v;
+                r[j] = clamp_f32(v + q[j], lo, hi);
             }
         } else if (q) {
-            for (int64_t j = 0; j < cols; j++) {
-                float v = r[j] + q[j];
-                v = v < lo ? lo : v;
-                r[j] = v > hi ? hi : v;
-            }
+            for (int64_t j = 0; j < cols; j++)
+                r[j] = clamp_f32(r[j] + q[j], lo, hi);
         } else if (e->scale && e->clamp) {
             float a = e->scale[m0 + i], b = e->shift[m0 + i];
-            for (int64_t j = 0; j < cols; j++) {
-                float v = r[j] * a + b;
-                v = v < lo ? lo : v;
-                r[j] = v > hi ? hi : v;
-            }
+            for (int64_t j = 0; j < cols; j++)
+                r[j] = clamp_f32(r[j] * a + b, lo, hi);
         } else if (e->scale) {
             float a = e->scale[m0 + i], b = e->shift[m0 + i];
             for (int64_t j = 0; j < cols; j++)
                 r[j] = r[j] * a + b;
         } else if (e->clamp) {
-            for (int64_t j = 0; j < cols; j++) {
-                float v = r[j] < lo ? lo : r[j];
-                r[j] = v > hi ? hi : v;
-            }
+            for (int64_t j = 0; j < cols; j++)
+                r[j] = clamp_f32(r[j], lo, hi);
         }
     }
 }

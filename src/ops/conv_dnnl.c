@@ -673,19 +673,14 @@ static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const f
     for (int64_t p = 0; p < pix; p++) { /* one pass: the output is read once */
         float *r = y + p * oc;
         if (a && clamp)
-            for (int64_t c = 0; c < oc; c++) {
-                float t = r[c] * a[c] + b[c];
-                float v = t < lo ? lo : t;
-                r[c] = v > hi ? hi : v;
-            }
+            for (int64_t c = 0; c < oc; c++)
+                r[c] = clamp_f32(r[c] * a[c] + b[c], lo, hi);
         else if (a)
             for (int64_t c = 0; c < oc; c++)
                 r[c] = r[c] * a[c] + b[c];
         else
-            for (int64_t c = 0; c < oc; c++) {
-                float v = r[c] < lo ? lo : r[c];
-                r[c] = v > hi ? hi : v;
-            }
+            for (int64_t c = 0; c < oc; c++)
+                r[c] = clamp_f32(r[c], lo, hi);
     }
 }
 
@@ -697,21 +692,16 @@ static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const f
     do {                                                                               \
         if (a && clamp) {                                                              \
             for (int64_t p = 0; p < pix; p++)                                          \
-                for (int c = 0; c < (B); c++) {                                        \
-                    float t = y[p * (B) + c] * a[c] + b[c];                            \
-                    float v = t < lo ? lo : t;                                         \
-                    y[p * (B) + c] = v > hi ? hi : v;                                  \
-                }                                                                      \
+                for (int c = 0; c < (B); c++)                                          \
+                    y[p * (B) + c] = clamp_f32(y[p * (B) + c] * a[c] + b[c], lo, hi);  \
         } else if (a) {                                                                \
             for (int64_t p = 0; p < pix; p++)                                          \
                 for (int c = 0; c < (B); c++)                                          \
                     y[p * (B) + c] = y[p * (B) + c] * a[c] + b[c];                     \
         } else {                                                                       \
             for (int64_t p = 0; p < pix; p++)                                          \
-                for (int c = 0; c < (B); c++) {                                        \
-                    float v = y[p * (B) + c] < lo ? lo : y[p * (B) + c];               \
-                    y[p * (B) + c] = v > hi ? hi : v;                                  \
-                }                                                                      \
+                for (int c = 0; c < (B); c++)                                          \
+                    y[p * (B) + c] = clamp_f32(y[p * (B) + c], lo, hi);                \
         }                                                                              \
     } while (0)
 

@@ -219,11 +219,8 @@ static void add_f32(const float *a, const float *b, float *y, int64_t n)
 SIMD_CLONES
 static void add_clamp_f32(const float *a, const float *b, float *y, int64_t n, float lo, float hi)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float v = a[i] + b[i];
-        v = v < lo ? lo : v;
-        y[i] = v > hi ? hi : v;
-    }
+    for (int64_t i = 0; i < n; i++)
+        y[i] = clamp_f32(a[i] + b[i], lo, hi);
 }
 
 /* Add of n contiguous floats, with the clamp a plan fused after it. */
@@ -255,10 +252,8 @@ static void row_f32(const op_call *c, int64_t o, const int64_t *off, const int64
     case BIN_DIV: for (int64_t i = 0; i < len; i++) y[i] = a[i * sa] / b[i * sb]; break;
     case BIN_POW: for (int64_t i = 0; i < len; i++) y[i] = powf(a[i * sa], b[i * sb]); break;
     }
-    for (int64_t i = 0; c->clamp && i < len; i++) { /* plans fuse only the path above */
-        float v = y[i] < c->lo ? c->lo : y[i];
-        y[i] = v > c->hi ? c->hi : v;
-    }
+    for (int64_t i = 0; c->clamp && i < len; i++) /* plans fuse only the path above */
+        y[i] = clamp_f32(y[i], c->lo, c->hi);
 }
 
 static void row_i64(const op_call *c, int64_t o, const int64_t *off, const int64_t *inc,

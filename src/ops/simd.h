@@ -28,6 +28,16 @@
 #define SIMD_INLINE static inline
 #endif
 
+/* Relu and Clip as ONNX defines them, max(lo, v) then min(., hi): a NaN
+ * stays NaN, and lo > hi gives hi. Written so that the vectorisers make it
+ * two instructions; every fused epilogue and Clip uses it, so that fusing
+ * changes no bits. */
+static inline float clamp_f32(float v, float lo, float hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
 /* Before a loop whose pointers the compiler cannot prove apart (several
  * output streams from one scratch buffer): they never overlap, vectorise.
  * GCC's pragma; other compilers leave the loop as written. */
