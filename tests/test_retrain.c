@@ -649,12 +649,15 @@ int main(void)
         t.data = data, t.out = out, t.epochs = 4, t.batch = BATCH, t.seed = 1, t.augment = true, t.quiet = true;
         t.optim = optim_defaults(OPTIM_SGD);
         t.optim.weight_decay = 5e-4f;
-        t.sched = (schedule){.kind = SCHED_COSINE, .base_lr = 0.1f, .epochs = 4};
+        t.sched = (schedule){.kind = SCHED_COSINE, .base_lr = 0.03f, .epochs = 4};
         train_result tr;
-        /* on the portable kernels: 80 steps at lr 0.1 on 320 images are
-         * chaotic (a 3e-6 relative change of the convolution weight
-         * gradients, which oneDNN's summation order makes, gives a teacher
-         * with 4x the loss), and the checks below want this well-fitted one */
+        /* 80 steps at lr 0.1 on 320 images were chaotic: a 3e-6 relative
+         * change of the convolution weight gradients (oneDNN's summation
+         * order against the portable kernels', or another BLAS kernel under
+         * valgrind) gave a teacher with 4x the loss, which failed 18 checks
+         * below. At 0.03 the checks pass on teachers trained by either
+         * kernels with seeds 1 to 3; the portable ones still train it, so
+         * that its bits do not depend on the machine's oneDNN. */
         model.portable_kernels = true;
         lego_status ts = train_classifier(&model, &t, NULL, NULL, &tr);
         model.portable_kernels = false;
