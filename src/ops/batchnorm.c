@@ -73,29 +73,9 @@ static lego_status bn_prepare(op_call *c)
     return lego_ok();
 }
 
-/* The sums below run in double over LANES interleaved partial sums, which
- * the compiler turns into vector code (a single running sum cannot be
- * reordered, so it stays scalar). Their order is fixed, so results do not
- * depend on threads or CPU; and in double it moves a float result only in
- * the rarest rounding tie, against one running sum. */
+/* The sums below run in double over LANES interleaved partial sums, as
+ * op_sum_f32 (op.h) does for the mean. */
 #define LANES 8
-
-/* Σ x[i] over n floats. */
-SIMD_CLONES
-static double sum_of(const float *x, int64_t n)
-{
-    double s[LANES] = {0};
-    int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; j++)
-            s[j] += x[i + j];
-    for (; i < n; i++)
-        s[0] += x[i];
-    double sum = 0;
-    for (int j = 0; j < LANES; j++)
-        sum += s[j];
-    return sum;
-}
 
 /* Σ (x[i] - mean)² over n floats. */
 SIMD_CLONES
@@ -142,7 +122,7 @@ static void batch_stats(const bn_params *p, const float *x, int64_t ch, double *
 {
     double sum = 0, sq = 0, cnt = (double)(p->n * p->plane);
     for (int64_t n = 0; n < p->n; n++)
-        sum += sum_of(x + (n * p->c + ch) * p->plane, p->plane);
+        sum += op_sum_f32(x + (n * p->c + ch) * p->plane, p->plane);
     *mean = cnt > 0 ? sum / cnt : 0.0;
     for (int64_t n = 0; n < p->n; n++)
         sq += sum_sq_dev(x + (n * p->c + ch) * p->plane, p->plane, *mean);

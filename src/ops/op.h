@@ -184,6 +184,13 @@ const lego_tensor *op_input(const op_call *c, int i);
 /* Require input i to be present with dtype dt. */
 lego_status op_expect_dtype(const op_call *c, int i, lego_dtype dt);
 
+/* Σ x[i] over n floats, in double over 8 interleaved partial sums, which
+ * the compiler turns into vector code (reduce.c). The order is fixed, so
+ * the result does not depend on threads or CPU; in double it moves a float
+ * mean only in the rarest rounding tie against one running sum, which a
+ * chain of dependent additions computes four times slower. */
+double op_sum_f32(const float *x, int64_t n);
+
 /* Steps idx, a row-major index over dims[0..n), to the next element and
  * moves off by step[d] for each axis d it advances (all in elements); after
  * the last element idx and off are back at the start. */

@@ -317,26 +317,6 @@ static lego_status global_prepare(op_call *c)
 }
 
 // x is (N,C,spatial...), y is (N,C,1...); planes [b, e)
-/* The sum of a plane in double (planes can be large; the mean stays
- * accurate), in eight running sums: one chain of dependent additions ran
- * at a quarter of an element per cycle (a 64-channel 32x32 layer's pooling
- * took 3.6 ms at batch 64, a tenth of its convolution's time). */
-#define PLANE_LANES 8
-static SIMD_CLONES double plane_sum(const float *x, int64_t n)
-{
-    double lane[PLANE_LANES] = {0};
-    int64_t j = 0;
-    for (; j + PLANE_LANES <= n; j += PLANE_LANES)
-        for (int k = 0; k < PLANE_LANES; k++)
-            lane[k] += x[j + k];
-    double sum = 0;
-    for (int k = 0; k < PLANE_LANES; k++)
-        sum += lane[k];
-    for (; j < n; j++)
-        sum += x[j];
-    return sum;
-}
-
 static void global_avg_planes(void *ctx, int64_t b, int64_t e, int thread)
 {
     (void)thread;
@@ -345,7 +325,7 @@ static void global_avg_planes(void *ctx, int64_t b, int64_t e, int thread)
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
     for (int64_t i = b; i < e; i++)
-        y[i] = (float)(plane_sum(x + i * p->plane, p->plane) / (double)p->plane);
+        y[i] = (float)(op_sum_f32(x + i * p->plane, p->plane) / (double)p->plane);
 }
 
 static void global_avg_forward(const op_call *c)

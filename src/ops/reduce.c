@@ -9,6 +9,25 @@
 #include <string.h>
 
 #include "op.h"
+#include "simd.h"
+
+#define LANES 8
+
+SIMD_CLONES
+double op_sum_f32(const float *x, int64_t n)
+{
+    double s[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            s[j] += x[i + j];
+    for (; i < n; i++)
+        s[0] += x[i];
+    double sum = 0;
+    for (int j = 0; j < LANES; j++)
+        sum += s[j];
+    return sum;
+}
 
 enum { RED_MEAN, RED_MAX, RED_SUM };
 
