@@ -354,6 +354,15 @@ static int b_node(builder *b, const char *name, const char *op, const int *in, i
     return y;
 }
 
+/* The graph's one output y, and its shapes inferred. */
+static void b_finish(builder *b, int y)
+{
+    b->g.outputs = malloc(sizeof *b->g.outputs);
+    b->g.outputs[0] = y;
+    b->g.n_outputs = 1;
+    CHECK_OK(graph_infer(&b->g));
+}
+
 /* A k x k Conv ("same" padding) of `group` groups and the given stride. */
 static int b_conv_ks(builder *b, const char *name, int x, int64_t cin, int64_t cout, int64_t k,
                      int64_t group, int64_t stride)
@@ -588,10 +597,7 @@ static void computed_weights(void)
     int y = b_node(&b, "conv", "Conv", in, 2, &a);
     y = b_bn(&b, "bn", y, 8);
     y = b_node(&b, "relu", "Relu", &y, 1, NULL);
-    b.g.outputs = malloc(sizeof *b.g.outputs);
-    b.g.outputs[0] = y;
-    b.g.n_outputs = 1;
-    CHECK_OK(graph_infer(&b.g));
+    b_finish(&b, y);
     lego_tensor x, wt;
     make(&x, LEGO_F32, 4, xd, 1);
     make(&wt, LEGO_F32, 4, wd, 1);
@@ -734,10 +740,7 @@ static void strided_im2col(void)
                   b_bn(&b, "k.bn", b_conv_ks(&b, "k", b.x, 32, 192, 1, 1, 2), 192)};
     int y = b_node(&b, "add", "Add", add, 2, NULL);
     y = b_node(&b, "add.relu", "Relu", &y, 1, NULL);
-    b.g.outputs = malloc(sizeof *b.g.outputs);
-    b.g.outputs[0] = y;
-    b.g.n_outputs = 1;
-    CHECK_OK(graph_infer(&b.g));
+    b_finish(&b, y);
     lego_tensor x;
     make(&x, LEGO_F32, 4, d, 1);
     bool ours = direct_avx2 || !dnnl_conv_enabled();
@@ -777,10 +780,7 @@ static void inverted_residual(const int64_t d[4])
     y = b_bn(&b, "p.bn", b_conv_k(&b, "p", y, 96, 32, 1, 1), 32);
     y = b_node(&b, "add", "Add", (int[]){r, y}, 2, NULL);
     y = b_conv(&b, "d", y, 32, 16);
-    b.g.outputs = malloc(sizeof *b.g.outputs);
-    b.g.outputs[0] = y;
-    b.g.n_outputs = 1;
-    CHECK_OK(graph_infer(&b.g));
+    b_finish(&b, y);
     lego_tensor x;
     make(&x, LEGO_F32, 4, d, 1);
     par_set_min_work(1);
