@@ -337,7 +337,7 @@ void wino_conv_free(wino_conv *k)
  * the image directly (a copy of the padded row first took a fifth of the
  * transforms' time); only the tiles over its edges test each column. */
 SIMD_INLINE void padded_phases(const float *xc, const conv_shape *s, int64_t row,
-                                      float *restrict out, int64_t tx)
+                               float *restrict out, int64_t tx)
 {
     int64_t ph = tx + 1;
     float *o0 = out, *o1 = o0 + ph, *o2 = o1 + ph, *o3 = o2 + ph;
@@ -417,8 +417,8 @@ SIMD_INLINE void cols_bt(const float *wv, int64_t pw, int64_t tx, float *v, int6
 /* A^T s A for tx tiles of one output channel: s point (a, b) of tile x at
  * s[(a*6 + b)*stride + x]; q (24 x tx) is scratch; output row i of tile x,
  * column j, goes to o[i][j][x] (o: 16 x tx). */
-SIMD_INLINE void output_tiles(const float *restrict s, int64_t stride, int64_t tx, float *restrict q,
-                         float *restrict o)
+SIMD_INLINE void output_tiles(const float *restrict s, int64_t stride, int64_t tx,
+                              float *restrict q, float *restrict o)
 {
     for (int a = 0; a < 6; a++) { /* along b: q[a][j] */
         const float *p = s + (int64_t)(a * 6) * stride;
@@ -452,8 +452,8 @@ SIMD_IVDEP
 /* V for the tiles of tile rows [g0, g1) (counted over the batch: image
  * g / ty, row g % ty), in columns of v from 0, T per channel: each tile's
  * 6x6 inputs gathered into st[36][nt], then B^T d B across all nt tiles. */
-static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
-                         int64_t T, float *st, float *tmp)
+static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1,
+                                     float *v, int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, ct = s->c * T;
@@ -500,9 +500,9 @@ static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t
  * products mo (T columns per channel), plus bias, then the epilogue (with
  * res, when not NULL, added in it); added into y instead when `add` (an input gradient that is not
  * fresh: no bias, no epilogue); q (24 x nt) and o (16 x nt). */
-static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1, int64_t T,
-                          const float *bias_m, const float *res, float *y, int64_t g0, int64_t g1, bool add,
-                          float *q, float *o)
+static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1,
+                                      int64_t T, const float *bias_m, const float *res, float *y,
+                                      int64_t g0, int64_t g1, bool add, float *q, float *o)
 {
     static const conv_epilogue none = {0};
     const conv_shape *s = &k->s;
@@ -547,8 +547,8 @@ typedef struct wino_run {
  * g / ty, row g % ty), in columns of v from 0, T columns per channel, by
  * tile rows: six input rows split by phase, of which the next tile row of
  * the same image reuses the last two. */
-static SIMD_CLONES void rows_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1, float *v,
-                       int64_t T, float *rb, float *wv)
+static SIMD_CLONES void rows_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1,
+                                   float *v, int64_t T, float *rb, float *wv)
 {
     const conv_shape *s = &k->s;
     int64_t ct = s->c * T, pw = 4 * (k->tx + 1);
@@ -777,8 +777,8 @@ SIMD_IVDEP
 
 /* A dY A^T for the tiles of tile rows [g0, g1), as staged_input: point
  * (a, b) of the chunk's tile t at yh[(a*6 + b)*M*T + m*T + t]. */
-static SIMD_CLONES void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1, float *yh,
-                      int64_t T, float *st, float *tmp)
+static SIMD_CLONES void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1,
+                                  float *yh, int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, mt = s->m * T, opix = s->ho * s->wo;
