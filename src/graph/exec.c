@@ -390,6 +390,21 @@ int exec_step_out(const gnode *n, const step_state *st, int o)
 
 static int step_out(const gnode *n, const step_state *st) { return exec_step_out(n, st, 0); }
 
+void exec_step_liveness(const gnode *n, const step_state *st, int s, int *def, int *last_use, bool room)
+{
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0)
+            last_use[n->in[i]] = s;
+    if (st->res_v >= 0)
+        last_use[st->res_v] = s;
+    for (int o = 0; o < n->n_out; o++) {
+        int v = exec_step_out(n, st, o);
+        def[v] = s;
+        if (room && last_use[v] < s)
+            last_use[v] = s;
+    }
+}
+
 static int kernel_layout(const gnode *n, const step_state *st, bool output)
 {
     return n->op->layout && st->packed ? n->op->layout(st->packed, output) : -1;
@@ -721,20 +736,8 @@ lego_status exec_plan_build_until(lego_graph *g, const int *until, exec_plan *p)
         bytes[v] = lego_tensor_bytes(&p->vt[v]);
         last_use[v] = def[v] = -1;
     }
-    for (int s = 0; s < p->n_steps; s++) {
-        const gnode *n = &g->nodes[p->steps[s]];
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i] >= 0)
-                last_use[n->in[i]] = s;
-        if (p->st[s].res_v >= 0)
-            last_use[p->st[s].res_v] = s;
-        for (int i = 0; i < n->n_out; i++) {
-            int v = exec_step_out(n, &p->st[s], i);
-            def[v] = s;
-            if (last_use[v] < s)
-                last_use[v] = s; /* unread outputs still need room */
-        }
-    }
+    for (int s = 0; s < p->n_steps; s++)
+        exec_step_liveness(&g->nodes[p->steps[s]], &p->st[s], s, def, last_use, true);
     /* A chain runs image by image, its inner values in per-thread buffers
      * (run_chain): what its steps read from outside it is in use until its
      * last step, whose output is written image by image meanwhile and so

@@ -50,6 +50,13 @@ void exec_unpack(step_state *st, int n);
  * fused step's first output is its last fused node's. */
 int exec_step_out(const gnode *n, const step_state *st, int o);
 
+/* Step s (node n, state st) in a pass over a schedule's liveness:
+ * last_use[v] = s for each value it reads (its inputs and a fused Add's
+ * residual), def[v] = s for each value it writes (exec_step_out) and, with
+ * `room`, last_use of those raised to s (an unread output still needs
+ * room). */
+void exec_step_liveness(const gnode *n, const step_state *st, int s, int *def, int *last_use, bool room);
+
 /* The op_call of node n run with state st (NULL: none), over vt, its
  * kernels' scratch from ws (NULL: malloc's). */
 void exec_step_call(lego_graph *g, const gnode *n, const step_state *st, lego_tensor *vt, workspace *ws,

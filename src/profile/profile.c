@@ -211,14 +211,7 @@ static lego_status shared_liveness(shared *sh)
             def[f->exit_v[it->index]] = s;
             continue;
         }
-        const gnode *n = &g->nodes[it->index];
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i] >= 0)
-                last[n->in[i]] = s;
-        if (f->ist[s].res_v >= 0)
-            last[f->ist[s].res_v] = s;
-        for (int o = 0; o < n->n_out; o++) /* a fused step writes its last node's output */
-            def[exec_step_out(n, &f->ist[s], o)] = s;
+        exec_step_liveness(&g->nodes[it->index], &f->ist[s], s, def, last, false);
     }
     for (int i = 0; i < f->n_model_outputs; i++)
         last[g->outputs[i]] = f->n_items;

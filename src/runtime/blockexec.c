@@ -182,18 +182,7 @@ static lego_status plan_frame(bx_frame *f)
                 last_use[x] = s;
             continue;
         }
-        const gnode *n = &g->nodes[it->index];
-        for (int i = 0; i < n->n_in; i++)
-            if (n->in[i] >= 0)
-                last_use[n->in[i]] = s;
-        if (f->ist[s].res_v >= 0)
-            last_use[f->ist[s].res_v] = s;
-        for (int o = 0; o < n->n_out; o++) {
-            int v = exec_step_out(n, &f->ist[s], o);
-            def[v] = s;
-            if (last_use[v] < s)
-                last_use[v] = s;
-        }
+        exec_step_liveness(&g->nodes[it->index], &f->ist[s], s, def, last_use, true);
     }
     for (int i = 0; i < f->n_model_outputs; i++)
         last_use[g->outputs[i]] = f->n_items;
