@@ -835,7 +835,29 @@ static bool im2col_beats_direct(const conv_shape *s, int64_t n)
            n >= IM2COL_MIN_BATCH;
 }
 
-static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, conv_packed *k)
+/* Whether pack gets constant weights and so a library kernel (oneDNN's,
+ * or our Winograd) rather than the im2col path. */
+static bool packs_constant(const op_call *c)
+{
+    const lego_tensor *bt = op_input(c, 2);
+    /* portable: the fused epilogue only, on the im2col path */
+    return c->in[1]->data && (!bt || bt->data) && !c->portable;
+}
+
+/* The kernel pack gives a call: for both pack_in and conv_packs_add,
+ * which must agree (a fused Add cannot go to oneDNN). */
+typedef enum { KERNEL_IM2COL, KERNEL_WINO, KERNEL_DNNL } conv_kernel;
+static conv_kernel kernel_for(const op_call *c, const conv_shape *s)
+{
+    const conv_params *p = c->params;
+    if (!packs_constant(c) || im2col_beats_direct(s, p->n))
+        return KERNEL_IM2COL;
+    if (wino_conv_fits(s, p->n))
+        return KERNEL_WINO;
+    return dnnl_conv_enabled() ? KERNEL_DNNL : KERNEL_IM2COL;
+}
+
+static lego_status pack_in(const op_call *c, const op_fused *f, conv_packed *k)
 {
     const conv_params *p = c->params;
     const lego_tensor *bt = op_input(c, 2);
@@ -857,23 +879,15 @@ static lego_status pack_in(const op_call *c, const op_fused *f, bool constant, c
     }
     k->add = f && f->add;
     conv_shape s = shape_of(p);
-    if (!constant || im2col_beats_direct(&s, p->n))
+    conv_kernel kernel = kernel_for(c, &s);
+    if (kernel == KERNEL_IM2COL)
         return lego_ok();
-    if (wino_conv_fits(&s, p->n))
+    if (kernel == KERNEL_WINO)
         return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
     LEGO_TRY(dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl));
     if (k->add && k->dnnl) /* conv_packs_add said no */
         return lego_error(LEGO_ERR_INTERNAL, "a fused Add reached a oneDNN convolution");
     return lego_ok();
-}
-
-/* Whether pack gets constant weights and so a library kernel (oneDNN's,
- * or our Winograd) rather than the im2col path. */
-static bool packs_constant(const op_call *c)
-{
-    const lego_tensor *bt = op_input(c, 2);
-    /* portable: the fused epilogue only, on the im2col path */
-    return c->in[1]->data && (!bt || bt->data) && !c->portable;
 }
 
 /* A fused Add's residual goes into our epilogues (Winograd's, im2col's),
@@ -883,8 +897,7 @@ static bool conv_packs_add(const op_call *c)
 {
     const conv_params *p = c->params;
     conv_shape s = shape_of(p);
-    return !packs_constant(c) || wino_conv_fits(&s, p->n) || im2col_beats_direct(&s, p->n) ||
-           !dnnl_conv_enabled();
+    return kernel_for(c, &s) != KERNEL_DNNL;
 }
 
 /* oneDNN needs constant weights (and bias) to pack; a Conv whose weights
@@ -892,13 +905,12 @@ static bool conv_packs_add(const op_call *c)
 static lego_status conv_pack(const op_call *c, const op_fused *f, void **state)
 {
     *state = NULL;
-    bool constant = packs_constant(c);
-    if (!constant && !f)
+    if (!packs_constant(c) && !f)
         return lego_ok();
     conv_packed *k = calloc(1, sizeof *k);
     if (!k)
         return lego_error(LEGO_ERR_NOMEM, "out of memory preparing a convolution");
-    lego_status st = pack_in(c, f, constant, k);
+    lego_status st = pack_in(c, f, k);
     if (st.code) {
         conv_unpack(k);
         return st;
