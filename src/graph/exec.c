@@ -241,15 +241,17 @@ static lego_status hoist_residuals(lego_graph *g, int *steps, int n)
         free(def_step), free(tmp), free(mark);
         return lego_error(LEGO_ERR_NOMEM, "out of memory planning execution");
     }
+    bool stale = true; /* def_step, until the first Add and after each move */
     for (int j = 0; j < n; j++) {
         const gnode *add = &g->nodes[steps[j]];
         if (strcmp(add->op_type, "Add") != 0 || add->n_in != 2 || add->in[0] < 0 || add->in[1] < 0)
             continue;
-        for (int v = 0; v < nv; v++)
+        for (int v = 0; stale && v < nv; v++)
             def_step[v] = -1;
-        for (int t = 0; t < n; t++)
+        for (int t = 0; stale && t < n; t++)
             for (int o = 0; o < g->nodes[steps[t]].n_out; o++)
                 def_step[g->nodes[steps[t]].out[o]] = t;
+        stale = false;
         int at[2];
         for (int side = 0; side < 2; side++) { /* the Conv on each side that would take the Add */
             at[side] = conv_before(g, steps, def_step, add->in[side]);
@@ -278,6 +280,7 @@ static lego_status hoist_residuals(lego_graph *g, int *steps, int n)
                 if (!mark[t])
                     tmp[k++] = steps[t];
             memcpy(steps + s, tmp, sizeof *steps * (size_t)(n - s));
+            stale = true;
             break;
         }
     }
