@@ -64,6 +64,17 @@ train_ms() { # THREADS ENV...
   env "$@" build/bench/bench_train "$model" "${model%.onnx}.in.bin" --batch "$batch" --threads "$t" \
     --budget-ms 2000 --min-reps 5 | sed -n 's/.*"median_ms": \([0-9.]*\).*/\1/p'
 }
+# timed FN ARGS...: FN ARGS with the default settings into $mine and, with
+# --compare, with that setting into $theirs, in a random order
+timed() {
+  local fn=$1; shift
+  if [[ -n $compare ]] && ((RANDOM % 2)); then
+    theirs=$("$fn" "$@" "$compare"); mine=$("$fn" "$@" LEGO_UNUSED=1)
+  else
+    mine=$("$fn" "$@" LEGO_UNUSED=1)
+    if [[ -n $compare ]]; then theirs=$("$fn" "$@" "$compare"); fi
+  fi
+}
 
 IFS=, read -ra tlist <<< "$threads"
 echo "batch $batch, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(date -u +%FT%TZ)"
@@ -82,12 +93,10 @@ echo
 for n in "${names[@]}"; do
   model=$dir/$n.onnx
   g=$(gflop "$n")
-  if [[ -n $compare ]] && ((RANDOM % 2)); then
-    read -ra alt <<< "$(infer "$compare")"; read -ra ms <<< "$(infer LEGO_UNUSED=1)"
-  else
-    read -ra ms <<< "$(infer LEGO_UNUSED=1)"
-    [[ -n $compare ]] && read -ra alt <<< "$(infer "$compare")"
-  fi
+  theirs=
+  timed infer
+  read -ra ms <<< "$mine"
+  read -ra alt <<< "$theirs"
   printf '%-16s %7.3f' "$n" "$g"
   for i in "${!tlist[@]}"; do
     printf ' %9.2f %7.1f' "${ms[$i]}" "$(echo "$g * 1000 / ${ms[$i]}" | bc -l)"
@@ -95,12 +104,9 @@ for n in "${names[@]}"; do
   done
   if ((train)); then
     for t in "${tlist[@]}"; do
-      tr=$(train_ms "$t" LEGO_UNUSED=1)
-      printf ' %9.2f' "$tr"
-      if [[ -n $compare ]]; then
-        tc=$(train_ms "$t" "$compare")
-        printf ' %9.2f %6.2f' "$tc" "$(echo "$tc / $tr" | bc -l)"
-      fi
+      timed train_ms "$t"
+      printf ' %9.2f' "$mine"
+      [[ -z $compare ]] || printf ' %9.2f %6.2f' "$theirs" "$(echo "$theirs / $mine" | bc -l)"
     done
   fi
   echo
