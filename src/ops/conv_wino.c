@@ -104,6 +104,13 @@ static const float G[6][3] = {
 
 static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+/* Floats from one point's block of V (or of the products, or of A dY A^T)
+ * to the next: the block rounded up to an odd number of cache lines. The
+ * transforms write (or read) all 36 points of a tile at once; with blocks
+ * of a multiple of 4 KB (64 channels x 128 tiles) those 36 streams fell
+ * into one set of the L1 cache, which holds 8. */
+static int64_t point_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 16; }
+
 /* The output transform (and the weight gradient's of dY) runs over all of
  * a unit's tiles at once (staged_output, staged_dy): tile row by tile row,
  * a CIFAR ResNet18's 4x4 maps spent more time in the calls per row than in
@@ -201,8 +208,9 @@ static void plan_units(wino_conv *k)
     k->bands = (k->ty + k->rows - 1) / k->rows;
     k->units = k->n / k->ipu * k->bands;
     k->T = k->ipu * k->rows * k->tx;
-    k->scratch = align64(sizeof(float) * POINTS * (size_t)(s->c * k->T)) +
-                 align64(sizeof(float) * POINTS * (size_t)(s->m * k->T)) + row_buffers_bytes(k->tx, k->T);
+    k->scratch = align64(sizeof(float) * POINTS * (size_t)point_stride(s->c * k->T)) +
+                 align64(sizeof(float) * POINTS * (size_t)point_stride(s->m * k->T)) +
+                 row_buffers_bytes(k->tx, k->T);
     /* Channel units where the weights are transformed on each call and a
      * call has few tiles (CIFAR ResNet18's 512-channel layers at 4x4): U
      * of 512 x 512 channels is 37.7 MB, written to memory and read back
@@ -216,7 +224,7 @@ static void plan_units(wino_conv *k)
         int64_t mb = (int64_t)(CHANNEL_UNIT_BYTES / (POINTS * sizeof(float) * (size_t)s->c)) / 8 * 8;
         k->mb = mb < 8 ? 8 : mb > s->m ? s->m : mb;
         k->chan_scratch = align64(sizeof(float) * POINTS * (size_t)(k->mb * s->c)) +
-                          align64(sizeof(float) * POINTS * (size_t)(k->mb * all)) +
+                          align64(sizeof(float) * POINTS * (size_t)point_stride(k->mb * all)) +
                           row_buffers_bytes(k->tx, all);
     }
 }
@@ -456,7 +464,7 @@ static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t
                                      float *v, int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
-    int64_t nt = (g1 - g0) * k->tx, ct = s->c * T;
+    int64_t nt = (g1 - g0) * k->tx, ct = point_stride(s->c * T);
     for (int64_t c = 0; c < s->c; c++) {
         int64_t t = 0;
         for (int64_t g = g0; g < g1; g++) {
@@ -506,7 +514,7 @@ static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64
 {
     static const conv_epilogue none = {0};
     const conv_shape *s = &k->s;
-    int64_t nt = (g1 - g0) * k->tx, mt = (m1 - m0) * T, opix = s->ho * s->wo;
+    int64_t nt = (g1 - g0) * k->tx, mt = point_stride((m1 - m0) * T), opix = s->ho * s->wo;
     const conv_epilogue *e = k->ep ? k->ep : &none;
     bool ep = e->scale || e->clamp || res;
     for (int64_t m = m0; m < m1; m++) { /* mo holds channels m0 .. m1, T columns each */
@@ -551,7 +559,7 @@ static SIMD_CLONES void rows_input(const wino_conv *k, const float *x, int64_t g
                                    float *v, int64_t T, float *rb, float *wv)
 {
     const conv_shape *s = &k->s;
-    int64_t ct = s->c * T, pw = 4 * (k->tx + 1);
+    int64_t ct = point_stride(s->c * T), pw = 4 * (k->tx + 1);
     for (int64_t c = 0; c < s->c; c++) {
         float *row[6];
         int64_t t = 0;
@@ -604,9 +612,9 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
     const conv_shape *s = &k->s;
     unsigned char *p = r->scratch + (size_t)thread * k->scratch;
     float *v = (float *)p;
-    p += align64(sizeof(float) * POINTS * (size_t)(s->c * k->T));
+    p += align64(sizeof(float) * POINTS * (size_t)point_stride(s->c * k->T));
     float *mo = (float *)p;
-    p += align64(sizeof(float) * POINTS * (size_t)(s->m * k->T));
+    p += align64(sizeof(float) * POINTS * (size_t)point_stride(s->m * k->T));
     row_buffers b = row_buffers_at(p, k->tx, k->T);
     for (int64_t u = begin; u < end; u++) {
         int64_t g0, g1;
@@ -615,7 +623,8 @@ static void wino_units(void *ctx, int64_t begin, int64_t end, int thread)
         input_tiles(k, r->x, g0, g1, v, k->T, &b);
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, s->m, tiles, s->c, 1.0f, r->u + (int64_t)i * s->m * s->c, s->c,
-                           v + (int64_t)i * s->c * k->T, k->T, 0.0f, mo + (int64_t)i * s->m * k->T, k->T);
+                           v + i * point_stride(s->c * k->T), k->T, 0.0f,
+                           mo + i * point_stride(s->m * k->T), k->T);
         staged_output(k, mo, 0, s->m, k->T, r->bias, r->res, r->y, g0, g1, r->add, b.st, b.tmp);
     }
 }
@@ -637,7 +646,7 @@ static chan_buffers chan_buffers_at(const wino_run *r, int thread)
     c.ub = (float *)p;
     p += align64(sizeof(float) * POINTS * (size_t)(k->mb * k->s.c));
     c.mo = (float *)p;
-    p += align64(sizeof(float) * POINTS * (size_t)(k->mb * all));
+    p += align64(sizeof(float) * POINTS * (size_t)point_stride(k->mb * all));
     c.b = row_buffers_at(p, k->tx, all);
     return c;
 }
@@ -674,7 +683,8 @@ static void chan_units(void *ctx, int64_t begin, int64_t end, int thread)
         }
         for (int i = 0; i < POINTS; i++)
             lego_sgemm_jit(0, 0, nb, all, s->c, 1.0f, ub + (int64_t)i * nb * s->c, s->c,
-                           r->vall + (int64_t)i * s->c * all, all, 0.0f, mo + (int64_t)i * nb * all, all);
+                           r->vall + i * point_stride(s->c * all), all, 0.0f,
+                           mo + i * point_stride(nb * all), all);
         staged_output(k, mo, m0, m0 + nb, all, r->bias, r->res, r->y, 0, k->n * k->ty, r->add, cb.b.st,
                       cb.b.tmp);
     }
@@ -686,7 +696,7 @@ static bool run_channels(const wino_conv *k, const float *w, const float *b, boo
 {
     const conv_shape *s = &k->s;
     int64_t all = k->n * k->tx * k->ty, units = (s->m + k->mb - 1) / k->mb;
-    size_t vb = align64(sizeof(float) * POINTS * (size_t)(s->c * all));
+    size_t vb = align64(sizeof(float) * POINTS * (size_t)point_stride(s->c * all));
     /* a unit's GEMMs: 36 x 2 mb C T flops, counted as conv.c's gemm_work */
     par_split sp = par_split_work(units, 2.0 * POINTS * (double)(k->mb * s->c) * (double)all / 16.0);
     par_split si = par_split_work(k->units, 2.0 * POINTS * (double)(s->m * s->c) * (double)k->T / 16.0);
@@ -776,12 +786,12 @@ SIMD_IVDEP
 }
 
 /* A dY A^T for the tiles of tile rows [g0, g1), as staged_input: point
- * (a, b) of the chunk's tile t at yh[(a*6 + b)*M*T + m*T + t]. */
+ * (a, b) of the chunk's tile t at yh[(a*6 + b)*point_stride(M*T) + m*T + t]. */
 static SIMD_CLONES void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1,
                                   float *yh, int64_t T, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
-    int64_t nt = (g1 - g0) * k->tx, mt = s->m * T, opix = s->ho * s->wo;
+    int64_t nt = (g1 - g0) * k->tx, mt = point_stride(s->m * T), opix = s->ho * s->wo;
     for (int64_t m = 0; m < s->m; m++) {
         int64_t t = 0;
         for (int64_t g = g0; g < g1; g++) {
@@ -843,8 +853,8 @@ static void grad_points(void *ctx, int64_t begin, int64_t end, int thread)
     const grad_run *r = ctx;
     const conv_shape *s = &r->k->s;
     for (int64_t i = begin; i < end; i++)
-        lego_sgemm_jit(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * s->m * r->T, r->T,
-                       r->v + i * s->c * r->T, r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
+        lego_sgemm_jit(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * point_stride(s->m * r->T), r->T,
+                       r->v + i * point_stride(s->c * r->T), r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
                        s->c);
 }
 
@@ -899,8 +909,8 @@ bool wino_conv_weight_grad(const wino_conv *k, const float *x, const float *dy, 
     par_split sr = par_split_work(per_row, row_work);
     par_split sg = par_split_work(POINTS, 2.0 * (double)(mc * T) / 16.0);
     int threads = sr.threads > sg.threads ? sr.threads : sg.threads;
-    size_t v_bytes = align64(sizeof(float) * POINTS * (size_t)(s->c * T));
-    size_t yh_bytes = align64(sizeof(float) * POINTS * (size_t)(s->m * T));
+    size_t v_bytes = align64(sizeof(float) * POINTS * (size_t)point_stride(s->c * T));
+    size_t yh_bytes = align64(sizeof(float) * POINTS * (size_t)point_stride(s->m * T));
     size_t total = du_bytes + v_bytes + yh_bytes + row_buffers_bytes(k->tx, T) * (size_t)threads;
     unsigned char *buf = ws ? workspace_get(ws, total) : lego_aligned_alloc(total);
     if (!buf)
