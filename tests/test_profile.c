@@ -315,7 +315,7 @@ static void test_profile(void)
     }
     CHECK(r.n_blocks == B && r.n_sparsities == S && r.n_envs == 3);
     CHECK(r.envs[0] == 0 && r.envs[1] == 1 && r.envs[2] == 3);
-    CHECK(r.test_samples == 64 && r.batch == 64);
+    CHECK(r.test_samples == 64 && r.batch == 128 /* the default */);
 
     /* each composition evaluated once: as many as the distinct ones the
      * environments and checks need, and far fewer than without a cache */

@@ -17,7 +17,7 @@
 #include "../runtime/blockexec.h"
 #include "../train/task.h"
 
-#define DEFAULT_BATCH 64
+#define DEFAULT_BATCH 128 /* as the original's profiling (bench/profile_reference.py) */
 #define DEFAULT_RANDOM 5
 
 static lego_status nomem(void) { return lego_error(LEGO_ERR_NOMEM, "out of memory profiling"); }
@@ -141,6 +141,10 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
  * the choices in slot order, runs each slot's descendant once per distinct
  * prefix: before a slot where the group branches, the frame values live
  * across that slot are saved, and restored before every further branch.
+ * The branch with the most compositions goes last, and its saved values
+ * are dropped once restored for it, so the saved values form a stack that
+ * holds one slot's at a time for an environment's group (whose one large
+ * branch is the environment itself) instead of every slot's.
  * Each composition keeps its own tally of the task's metric
  * (task_tally_get/set). The kernels, their order and the arena offsets are
  * the block executor's (runtime/blockexec.h), which computes the composed
@@ -156,7 +160,10 @@ typedef struct shared {
     int *slot_item;          /* [B+1]: that slot's item; [B] = the schedule's end */
     int **live;              /* [B]: arena values defined before slot k and used from it on */
     int *n_live;
-    unsigned char **snap;    /* [B]: their bytes, saved before a branch */
+    size_t *live_bytes;      /* [B]: their size, aligned */
+    unsigned char *snap;     /* the stack of saved values (walk) */
+    size_t snap_cap, snap_top;
+    int *runs;               /* [B][2 S]: each slot's branches (walk) */
     size_t tally_bytes;
     unsigned char *tallies;  /* per composition of the group */
     int *order;              /* the group's cache indices, sorted by choice in slot order */
@@ -170,14 +177,12 @@ static void shared_free(shared *sh)
 {
     for (int i = 0; sh->desc && i < sh->B * sh->S; i++)
         bx_desc_free(sh->desc[i]);
-    for (int k = 0; k < sh->B; k++) {
-        if (sh->live)
-            free(sh->live[k]);
-        if (sh->snap)
-            lego_aligned_free(sh->snap[k]);
-    }
+    for (int k = 0; sh->live && k < sh->B; k++)
+        free(sh->live[k]);
+    lego_aligned_free(sh->snap);
     free(sh->desc), free(sh->cur), free(sh->slot_block), free(sh->slot_item);
-    free(sh->live), free(sh->n_live), free(sh->snap), free(sh->tallies), free(sh->order);
+    free(sh->live), free(sh->n_live), free(sh->live_bytes), free(sh->runs), free(sh->tallies);
+    free(sh->order);
     free((void *)sh->outs);
     bx_ctx_free(&sh->ctx);
     if (sh->have_frame)
@@ -234,9 +239,7 @@ static lego_status shared_liveness(shared *sh)
             bytes += lego_tensor_bytes(&f->vt[v]);
         }
         sh->n_live[k] = n;
-        sh->snap[k] = lego_aligned_alloc(bytes ? bytes : 64);
-        if (!sh->snap[k])
-            st = nomem();
+        sh->live_bytes[k] = (bytes + 63) / 64 * 64;
     }
     free(def), free(last);
     return st;
@@ -255,8 +258,10 @@ static lego_status shared_open(shared *sh, block_library *lib, const evaluator *
     sh->slot_item = calloc((size_t)B + 1, sizeof *sh->slot_item);
     sh->live = calloc((size_t)B + 1, sizeof *sh->live);
     sh->n_live = calloc((size_t)B + 1, sizeof *sh->n_live);
-    sh->snap = calloc((size_t)B + 1, sizeof *sh->snap);
-    if (!sh->desc || !sh->cur || !sh->slot_block || !sh->slot_item || !sh->live || !sh->n_live || !sh->snap)
+    sh->live_bytes = calloc((size_t)B + 1, sizeof *sh->live_bytes);
+    sh->runs = calloc((size_t)(2 * B * S) + 1, sizeof *sh->runs);
+    if (!sh->desc || !sh->cur || !sh->slot_block || !sh->slot_item || !sh->live || !sh->n_live ||
+        !sh->live_bytes || !sh->runs)
         return nomem();
     LEGO_TRY(bx_frame_open(lib, e->batch, &sh->f));
     sh->have_frame = true;
@@ -282,18 +287,59 @@ static lego_status shared_open(shared *sh, block_library *lib, const evaluator *
     return shared_liveness(sh);
 }
 
-static void snap_copy(shared *sh, int k, bool save)
+/* Save slot k's live values into the stack at offset off, or restore them
+ * from there. */
+static void snap_copy(shared *sh, int k, size_t off, bool save)
 {
-    size_t off = 0;
+    unsigned char *at = sh->snap + off;
     for (int i = 0; i < sh->n_live[k]; i++) {
         lego_tensor *t = &sh->ctx.fvt[sh->live[k][i]];
         size_t n = lego_tensor_bytes(t);
         if (save)
-            memcpy(sh->snap[k] + off, t->data, n);
+            memcpy(at, t->data, n);
         else
-            memcpy(t->data, sh->snap[k] + off, n);
-        off += n;
+            memcpy(t->data, at, n);
+        at += n;
     }
+}
+
+/* The branches of order[lo..hi) at slot k, runs of one choice of its
+ * block, as [lo, hi) pairs into run (2 S ints), the largest last, the
+ * others in order; returns how many. */
+static int branches(const shared *sh, const cache *c, int k, int lo, int hi, int *run)
+{
+    int b = sh->slot_block[k], n = 0, big = 0;
+    for (int i = lo; i < hi; n++) {
+        int s = c->items[sh->order[i]].choice[b], j = i;
+        while (j < hi && c->items[sh->order[j]].choice[b] == s)
+            j++;
+        run[2 * n] = i, run[2 * n + 1] = j;
+        if (j - i > run[2 * big + 1] - run[2 * big])
+            big = n;
+        i = j;
+    }
+    int blo = run[2 * big], bhi = run[2 * big + 1];
+    memmove(run + 2 * big, run + 2 * big + 2, sizeof *run * (size_t)(2 * (n - 1 - big)));
+    run[2 * n - 2] = blo, run[2 * n - 1] = bhi;
+    return n;
+}
+
+/* The stack walk needs for order[lo..hi) from slot k on. */
+static size_t snap_need(const shared *sh, const cache *c, int k, int lo, int hi)
+{
+    if (k == sh->B)
+        return 0;
+    int *run = sh->runs + (size_t)k * 2 * (size_t)sh->S;
+    int n = branches(sh, c, k, lo, hi, run);
+    if (n == 1)
+        return snap_need(sh, c, k + 1, lo, hi);
+    size_t most = 0;
+    for (int r = 0; r < n; r++) {
+        size_t need = snap_need(sh, c, k + 1, run[2 * r], run[2 * r + 1]);
+        need += r + 1 < n ? sh->live_bytes[k] : 0; /* the last runs after the pop */
+        most = need > most ? need : most;
+    }
+    return most;
 }
 
 /* Compositions order[lo..hi) share their choices at slots before k, and
@@ -313,22 +359,24 @@ static lego_status walk(shared *sh, evaluator *e, const cache *c, int k, int lo,
         return lego_ok();
     }
     int b = sh->slot_block[k];
-    const int *first = c->items[sh->order[lo]].choice, *last = c->items[sh->order[hi - 1]].choice;
-    bool branch = first[b] != last[b];
-    if (branch)
-        snap_copy(sh, k, true);
-    for (int i = lo; i < hi;) {
-        int s = c->items[sh->order[i]].choice[b], j = i;
-        while (j < hi && c->items[sh->order[j]].choice[b] == s)
-            j++;
-        if (i > lo)
-            snap_copy(sh, k, false);
+    int *run = sh->runs + (size_t)k * 2 * (size_t)sh->S;
+    int n = branches(sh, c, k, lo, hi, run);
+    size_t at = sh->snap_top;
+    if (n > 1) {
+        snap_copy(sh, k, at, true);
+        sh->snap_top = at + sh->live_bytes[k];
+    }
+    for (int r = 0; r < n; r++) {
+        int i = run[2 * r], j = run[2 * r + 1], s = c->items[sh->order[i]].choice[b];
+        if (r > 0)
+            snap_copy(sh, k, at, false);
+        if (r > 0 && r + 1 == n)
+            sh->snap_top = at; /* restored for the last time */
         sh->cur[b] = sh->desc[b * sh->S + s];
         if (sh->count)
             sh->flops += (double)sh->lib->blocks[b].desc[s].flops;
         LEGO_TRY(bx_run_items(&sh->f, sh->cur, &sh->ctx, sh->slot_item[k], sh->slot_item[k + 1]));
         LEGO_TRY(walk(sh, e, c, k + 1, i, j, got));
-        i = j;
     }
     return lego_ok();
 }
@@ -358,6 +406,15 @@ static lego_status shared_eval(shared *sh, evaluator *e, cache *c, int lo, int h
         }
         sh->order[j] = x;
     }
+    size_t need = snap_need(sh, c, 0, 0, n);
+    if (need > sh->snap_cap) {
+        lego_aligned_free(sh->snap);
+        sh->snap_cap = 0;
+        if (!(sh->snap = lego_aligned_alloc(need)))
+            return nomem();
+        sh->snap_cap = need;
+    }
+    sh->snap_top = 0;
     int64_t got, seen = 0;
     task_metric(e->task, true);
     task_start(e->task, SPLIT_TEST, 0);

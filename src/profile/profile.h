@@ -50,7 +50,7 @@ typedef bool (*profile_progress_fn)(void *ctx, int done, int total, double accur
 typedef struct profile_options {
     const char *data;        /* dataset spec (data/dataset.h) */
     const lego_task *task;   /* NULL: classification */
-    int batch;               /* <= 0: 64; a model with a fixed batch axis decides */
+    int batch;               /* <= 0: 128; a model with a fixed batch axis decides */
     int64_t max_test;        /* > 0: only the first max_test test samples */
     int n_random;            /* random compositions to validate; < 0: 5 */
     uint64_t seed;           /* picks the random compositions */
