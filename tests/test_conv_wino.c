@@ -180,6 +180,8 @@ static void shapes(void)
         {2, 260, 5, 6, 257, 1, 1, 1, 1, true, true, true},      /* weights not kept: channel units */
         {3, 300, 4, 4, 270, 1, 1, 1, 1, false, false, false},   /* and the input gradient's */
         {4, 264, 18, 17, 256, 1, 1, 1, 1, false, true, false},  /* channel units over edge tiles */
+        {9, 24, 6, 3, 16, 1, 1, 1, 2, true, false, true},       /* rows of 3 copied (staged) */
+        {3, 16, 10, 15, 16, 1, 1, 1, 0, false, true, false},    /* rows of 15 into 16 */
     };
     par_set_min_work(1); /* small units still spread over the threads */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -262,6 +264,7 @@ static void weight_grads(void)
         {2, 16, 13, 6, 16, 2, 0, 1, 2, false, false, false},  /* uneven pads */
         {15, 64, 32, 32, 64, 1, 1, 1, 1, false, false, false}, /* two chunks, the first ending mid-image */
         {60, 256, 4, 4, 256, 1, 1, 1, 1, false, false, false}, /* small maps (staged), two chunks */
+        {9, 24, 6, 3, 16, 1, 1, 1, 2, false, false, false},    /* rows of 3 */
     };
     par_set_min_work(1);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

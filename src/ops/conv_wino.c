@@ -121,24 +121,27 @@ static int64_t point_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 
 #define STAGED_TX 4
 
 /* A thread's buffers for the transforms: rb and wv (6 rows split by phase
- * each) for the input by tile rows; st and tmp (36 x T each) for the
- * staged transforms. */
+ * each) for the input by tile rows, rb the padded planes for the staged
+ * input (staged_input: at most 6 rows of 4 (tx + 1) floats a tile row);
+ * st and tmp (36 x T each) for the staged transforms. */
 typedef struct row_buffers {
     float *rb, *wv, *st, *tmp;
 } row_buffers;
 
 static size_t row_buffers_bytes(int64_t tx, int64_t T)
 {
-    size_t wp = (size_t)(4 * (tx + 1));
-    return 2 * align64(sizeof(float) * 6 * wp) + 2 * align64(sizeof(float) * POINTS * (size_t)T);
+    size_t wp = (size_t)(4 * (tx + 1)), rows = tx <= STAGED_TX ? 6 * (size_t)((T + tx - 1) / tx) : 6;
+    return align64(sizeof(float) * rows * wp) + align64(sizeof(float) * 6 * wp) +
+           2 * align64(sizeof(float) * POINTS * (size_t)T);
 }
 
 static row_buffers row_buffers_at(unsigned char *p, int64_t tx, int64_t T)
 {
     size_t wp = (size_t)(4 * (tx + 1));
+    size_t rows = tx <= STAGED_TX ? 6 * (size_t)((T + tx - 1) / tx) : 6;
     row_buffers b;
     b.rb = (float *)p;
-    p += align64(sizeof(float) * 6 * wp);
+    p += align64(sizeof(float) * rows * wp);
     b.wv = (float *)p;
     p += align64(sizeof(float) * 6 * wp);
     b.st = (float *)p;
@@ -457,40 +460,107 @@ SIMD_IVDEP
 
 /* ---- small maps: all of a call's tiles at once ---------------------------- */
 
+/* The staged input's zero-padded copy of a unit's planes (one channel at
+ * a time): each image's rows under the unit's tile rows of it, wp floats
+ * each, image column j at j + pad_l; its floats for tile rows [g0, g1). */
+static int64_t padded_floats(const wino_conv *k, int64_t g0, int64_t g1)
+{
+    int64_t images = (g1 - 1) / k->ty - g0 / k->ty + 1;
+    return (4 * (g1 - g0) + 2 * images) * 4 * (k->tx + 1);
+}
+
+/* Channel c of the images under tile rows [g0, g1) into pp, whose padding
+ * is already zero; with `ahead`, a prefetch of channel c + 1's rows
+ * instead (a unit's planes of one channel are a few KB each, a channel's
+ * stride apart, which the hardware prefetchers did not foresee: their
+ * loads took a third of the staged input's time). */
+SIMD_INLINE void pad_planes(const wino_conv *k, const float *x, int64_t c, int64_t g0, int64_t g1,
+                            float *restrict pp, bool ahead)
+{
+    const conv_shape *s = &k->s;
+    int64_t wp = 4 * (k->tx + 1);
+    for (int64_t g = g0; g < g1;) {
+        int64_t n = g / k->ty, ya = g % k->ty, yb = (g1 - n * k->ty < k->ty ? g1 - n * k->ty : k->ty);
+        const float *xc = x + (n * s->c + c) * s->h * s->w;
+        int64_t r0 = 4 * ya - s->pad_t, rows = 4 * (yb - ya) + 2;
+        g = n * k->ty + yb;
+        if (ahead) {
+#if defined(__GNUC__)
+            int64_t a = r0 > 0 ? r0 : 0, b = r0 + rows < s->h ? r0 + rows : s->h;
+            for (int64_t i = a * s->w; i < b * s->w; i += 16)
+                __builtin_prefetch(xc + i);
+#endif
+            continue;
+        }
+        for (int64_t r = r0 < 0 ? -r0 : 0; r < rows && r0 + r < s->h; r++) {
+            const float *src = xc + (r0 + r) * s->w;
+            float *dst = pp + r * wp + s->pad_l;
+#ifdef SIMD_VECTORS
+            simd_copy_short(dst, src, s->w);
+#else
+            for (int64_t j = 0; j < s->w; j++)
+                dst[j] = src[j];
+#endif
+        }
+        pp += rows * wp;
+    }
+}
+
+/* Every tile of the padded planes pp (tile rows [g0, g1)) into st[36][nt]:
+ * eight tiles at a time by a transpose of their rows where the compiler
+ * has vectors. */
+SIMD_INLINE void gather_tiles(const wino_conv *k, int64_t g0, int64_t g1, const float *pp,
+                              float *restrict st, int64_t nt)
+{
+    int64_t wp = 4 * (k->tx + 1), t = 0;
+    const float *at[8];
+    int q = 0;
+    for (int64_t g = g0; g < g1; g++) {
+        if (g > g0 && g % k->ty == 0)
+            pp += 2 * wp; /* past the last image's two rows under its last tile row */
+        for (int64_t x = 0; x < k->tx; x++, t++) {
+            at[q++] = pp + 4 * x;
+            if (q < 8 && t + 1 < nt)
+                continue;
+#ifdef SIMD_VECTORS
+            if (q == 8) {
+                for (int r = 0; r < 6; r++) {
+                    simd_f8 v[8];
+                    for (int i = 0; i < 8; i++)
+                        simd_load8(&v[i], at[i] + r * wp);
+                    simd_transpose8(v); /* v[col]: column col of the eight tiles' row r */
+                    for (int col = 0; col < 6; col++)
+                        simd_store8(st + (r * 6 + col) * nt + t - 7, &v[col]);
+                }
+                q = 0;
+                continue;
+            }
+#endif
+            for (int i = 0; i < q; i++)
+                for (int r = 0; r < 6; r++)
+                    for (int col = 0; col < 6; col++)
+                        st[(r * 6 + col) * nt + t + 1 - q + i] = at[i][r * wp + col];
+            q = 0;
+        }
+        pp += 4 * wp;
+    }
+}
+
 /* V for the tiles of tile rows [g0, g1) (counted over the batch: image
- * g / ty, row g % ty), in columns of v from 0, T per channel: each tile's
- * 6x6 inputs gathered into st[36][nt], then B^T d B across all nt tiles. */
+ * g / ty, row g % ty), in columns of v from 0, T per channel: each
+ * channel's planes copied with their padding (pp), each tile's 6x6 inputs
+ * gathered from there into st[36][nt], then B^T d B across all nt tiles. */
 static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t g0, int64_t g1,
-                                     float *v, int64_t T, float *st, float *tmp)
+                                     float *v, int64_t T, float *pp, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, ct = point_stride(s->c * T);
+    memset(pp, 0, sizeof(float) * (size_t)padded_floats(k, g0, g1));
     for (int64_t c = 0; c < s->c; c++) {
-        int64_t t = 0;
-        for (int64_t g = g0; g < g1; g++) {
-            const float *xc = x + (g / k->ty * s->c + c) * s->h * s->w;
-            int64_t r0 = g % k->ty * 4 - s->pad_t;
-            bool rows_in = r0 >= 0 && r0 + 6 <= s->h;
-            for (int64_t tx = 0; tx < k->tx; tx++, t++) {
-                int64_t c0 = tx * 4 - s->pad_l;
-                if (rows_in && c0 >= 0 && c0 + 6 <= s->w) { /* inside the image */
-                    const float *d = xc + r0 * s->w + c0;
-                    for (int r = 0; r < 6; r++)
-                        for (int col = 0; col < 6; col++)
-                            st[(r * 6 + col) * nt + t] = d[r * s->w + col];
-                    continue;
-                }
-                for (int r = 0; r < 6; r++) {
-                    int64_t row = r0 + r;
-                    bool in = row >= 0 && row < s->h;
-                    for (int col = 0; col < 6; col++) {
-                        int64_t cc = c0 + col;
-                        st[(r * 6 + col) * nt + t] =
-                            in && cc >= 0 && cc < s->w ? xc[row * s->w + cc] : 0.0f;
-                    }
-                }
-            }
-        }
+        if (c + 1 < s->c)
+            pad_planes(k, x, c + 1, g0, g1, pp, true);
+        pad_planes(k, x, c, g0, g1, pp, false);
+        gather_tiles(k, g0, g1, pp, st, nt);
         const float *in[6];
         float *out[6];
         for (int r = 0; r < 6; r++) /* down the columns: tmp[a][col][t] */
@@ -591,7 +661,7 @@ static void input_tiles(const wino_conv *k, const float *x, int64_t g0, int64_t 
                         int64_t T, const row_buffers *b)
 {
     if (k->tx <= STAGED_TX)
-        staged_input(k, x, g0, g1, v, T, b->st, b->tmp);
+        staged_input(k, x, g0, g1, v, T, b->rb, b->st, b->tmp);
     else
         rows_input(k, x, g0, g1, v, T, b->rb, b->wv);
 }
