@@ -122,15 +122,15 @@ static int64_t point_stride(int64_t floats) { return ((floats + 15) / 16 | 1) * 
 
 /* A thread's buffers for the transforms: rb and wv (6 rows split by phase
  * each) for the input by tile rows, rb the padded planes for the staged
- * input (staged_input: at most 6 rows of 4 (tx + 1) floats a tile row);
- * st and tmp (36 x T each) for the staged transforms. */
+ * input and dY (pad_planes: at most 6 rows of 4 (tx + 1) floats a tile
+ * row); st and tmp (36 x T each) for the staged transforms. */
 typedef struct row_buffers {
     float *rb, *wv, *st, *tmp;
 } row_buffers;
 
 static size_t row_buffers_bytes(int64_t tx, int64_t T)
 {
-    size_t wp = (size_t)(4 * (tx + 1)), rows = tx <= STAGED_TX ? 6 * (size_t)((T + tx - 1) / tx) : 6;
+    size_t wp = (size_t)(4 * (tx + 1)), rows = 6 * (size_t)((T + tx - 1) / tx);
     return align64(sizeof(float) * rows * wp) + align64(sizeof(float) * 6 * wp) +
            2 * align64(sizeof(float) * POINTS * (size_t)T);
 }
@@ -138,7 +138,7 @@ static size_t row_buffers_bytes(int64_t tx, int64_t T)
 static row_buffers row_buffers_at(unsigned char *p, int64_t tx, int64_t T)
 {
     size_t wp = (size_t)(4 * (tx + 1));
-    size_t rows = tx <= STAGED_TX ? 6 * (size_t)((T + tx - 1) / tx) : 6;
+    size_t rows = 6 * (size_t)((T + tx - 1) / tx);
     row_buffers b;
     b.rb = (float *)p;
     p += align64(sizeof(float) * rows * wp);
@@ -460,45 +460,55 @@ SIMD_IVDEP
 
 /* ---- small maps: all of a call's tiles at once ---------------------------- */
 
-/* The staged input's zero-padded copy of a unit's planes (one channel at
- * a time): each image's rows under the unit's tile rows of it, wp floats
- * each, image column j at j + pad_l; its floats for tile rows [g0, g1). */
-static int64_t padded_floats(const wino_conv *k, int64_t g0, int64_t g1)
+/* The planes a staged transform gathers its tiles from: the input's
+ * (6x6 tiles, 4 apart, over its padding) or dY's (4x4 tiles). */
+typedef struct tile_planes {
+    int64_t h, w, c;  /* a plane's size; planes per image */
+    int64_t top, left; /* image row 0, column 0 in the padded copy */
+    int size;          /* a tile's rows and columns: 6, or 4 */
+} tile_planes;
+
+static tile_planes input_planes(const conv_shape *s) { return (tile_planes){s->h, s->w, s->c, s->pad_t, s->pad_l, 6}; }
+static tile_planes dy_planes(const conv_shape *s) { return (tile_planes){s->ho, s->wo, s->m, 0, 0, 4}; }
+
+/* A zero-padded copy of a unit's planes (one channel at a time): each
+ * image's rows under the unit's tile rows of it, 4 (tx + 1) floats each,
+ * image column j at j + left; its floats for tile rows [g0, g1). */
+static int64_t padded_floats(const wino_conv *k, const tile_planes *p, int64_t g0, int64_t g1)
 {
     int64_t images = (g1 - 1) / k->ty - g0 / k->ty + 1;
-    return (4 * (g1 - g0) + 2 * images) * 4 * (k->tx + 1);
+    return (4 * (g1 - g0) + (p->size - 4) * images) * 4 * (k->tx + 1);
 }
 
 /* Channel c of the images under tile rows [g0, g1) into pp, whose padding
- * is already zero; with `ahead`, a prefetch of channel c + 1's rows
- * instead (a unit's planes of one channel are a few KB each, a channel's
- * stride apart, which the hardware prefetchers did not foresee: their
- * loads took a third of the staged input's time). */
-SIMD_INLINE void pad_planes(const wino_conv *k, const float *x, int64_t c, int64_t g0, int64_t g1,
-                            float *restrict pp, bool ahead)
+ * is already zero; with `ahead`, a prefetch of those rows instead (a
+ * unit's planes of one channel are a few KB each, a channel's stride
+ * apart, which the hardware prefetchers did not foresee: their loads took
+ * a third of the staged input's time). */
+SIMD_INLINE void pad_planes(const wino_conv *k, const tile_planes *p, const float *x, int64_t c,
+                            int64_t g0, int64_t g1, float *restrict pp, bool ahead)
 {
-    const conv_shape *s = &k->s;
     int64_t wp = 4 * (k->tx + 1);
     for (int64_t g = g0; g < g1;) {
         int64_t n = g / k->ty, ya = g % k->ty, yb = (g1 - n * k->ty < k->ty ? g1 - n * k->ty : k->ty);
-        const float *xc = x + (n * s->c + c) * s->h * s->w;
-        int64_t r0 = 4 * ya - s->pad_t, rows = 4 * (yb - ya) + 2;
+        const float *xc = x + (n * p->c + c) * p->h * p->w;
+        int64_t r0 = 4 * ya - p->top, rows = 4 * (yb - ya) + p->size - 4;
         g = n * k->ty + yb;
         if (ahead) {
 #if defined(__GNUC__)
-            int64_t a = r0 > 0 ? r0 : 0, b = r0 + rows < s->h ? r0 + rows : s->h;
-            for (int64_t i = a * s->w; i < b * s->w; i += 16)
+            int64_t a = r0 > 0 ? r0 : 0, b = r0 + rows < p->h ? r0 + rows : p->h;
+            for (int64_t i = a * p->w; i < b * p->w; i += 16)
                 __builtin_prefetch(xc + i);
 #endif
             continue;
         }
-        for (int64_t r = r0 < 0 ? -r0 : 0; r < rows && r0 + r < s->h; r++) {
-            const float *src = xc + (r0 + r) * s->w;
-            float *dst = pp + r * wp + s->pad_l;
+        for (int64_t r = r0 < 0 ? -r0 : 0; r < rows && r0 + r < p->h; r++) {
+            const float *src = xc + (r0 + r) * p->w;
+            float *dst = pp + r * wp + p->left;
 #ifdef SIMD_VECTORS
-            simd_copy_short(dst, src, s->w);
+            simd_copy_short(dst, src, p->w);
 #else
-            for (int64_t j = 0; j < s->w; j++)
+            for (int64_t j = 0; j < p->w; j++)
                 dst[j] = src[j];
 #endif
         }
@@ -506,44 +516,56 @@ SIMD_INLINE void pad_planes(const wino_conv *k, const float *x, int64_t c, int64
     }
 }
 
-/* Every tile of the padded planes pp (tile rows [g0, g1)) into st[36][nt]:
- * eight tiles at a time by a transpose of their rows where the compiler
- * has vectors. */
-SIMD_INLINE void gather_tiles(const wino_conv *k, int64_t g0, int64_t g1, const float *pp,
-                              float *restrict st, int64_t nt)
+/* Every tile of the padded planes pp (tile rows [g0, g1)) into
+ * st[size^2][nt]: eight tiles at a time by a transpose of their rows where
+ * the compiler has vectors. */
+SIMD_INLINE void gather_tiles(const wino_conv *k, const tile_planes *p, int64_t g0, int64_t g1,
+                              const float *pp, float *restrict st, int64_t nt)
 {
     int64_t wp = 4 * (k->tx + 1), t = 0;
+    int size = p->size;
     const float *at[8];
     int q = 0;
     for (int64_t g = g0; g < g1; g++) {
         if (g > g0 && g % k->ty == 0)
-            pp += 2 * wp; /* past the last image's two rows under its last tile row */
+            pp += (size - 4) * wp; /* past the last image's rows under its last tile row */
         for (int64_t x = 0; x < k->tx; x++, t++) {
             at[q++] = pp + 4 * x;
             if (q < 8 && t + 1 < nt)
                 continue;
 #ifdef SIMD_VECTORS
             if (q == 8) {
-                for (int r = 0; r < 6; r++) {
+                for (int r = 0; r < size; r++) {
                     simd_f8 v[8];
                     for (int i = 0; i < 8; i++)
                         simd_load8(&v[i], at[i] + r * wp);
                     simd_transpose8(v); /* v[col]: column col of the eight tiles' row r */
-                    for (int col = 0; col < 6; col++)
-                        simd_store8(st + (r * 6 + col) * nt + t - 7, &v[col]);
+                    for (int col = 0; col < size; col++)
+                        simd_store8(st + (r * size + col) * nt + t - 7, &v[col]);
                 }
                 q = 0;
                 continue;
             }
 #endif
             for (int i = 0; i < q; i++)
-                for (int r = 0; r < 6; r++)
-                    for (int col = 0; col < 6; col++)
-                        st[(r * 6 + col) * nt + t + 1 - q + i] = at[i][r * wp + col];
+                for (int r = 0; r < size; r++)
+                    for (int col = 0; col < size; col++)
+                        st[(r * size + col) * nt + t + 1 - q + i] = at[i][r * wp + col];
             q = 0;
         }
         pp += 4 * wp;
     }
+}
+
+/* Channel c's tiles of tile rows [g0, g1) from x into st, through the
+ * padded copy pp, the next channel's rows prefetched. */
+SIMD_INLINE void stage_tiles(const wino_conv *k, const tile_planes *p, const float *x, int64_t c,
+                             int64_t g0, int64_t g1, float *restrict pp, float *restrict st)
+{
+    if (c + 1 < p->c)
+        pad_planes(k, p, x, c + 1, g0, g1, pp, true);
+    pad_planes(k, p, x, c, g0, g1, pp, false);
+    gather_tiles(k, p, g0, g1, pp, st, (g1 - g0) * k->tx);
 }
 
 /* V for the tiles of tile rows [g0, g1) (counted over the batch: image
@@ -555,12 +577,10 @@ static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t
 {
     const conv_shape *s = &k->s;
     int64_t nt = (g1 - g0) * k->tx, ct = point_stride(s->c * T);
-    memset(pp, 0, sizeof(float) * (size_t)padded_floats(k, g0, g1));
+    tile_planes p = input_planes(s);
+    memset(pp, 0, sizeof(float) * (size_t)padded_floats(k, &p, g0, g1));
     for (int64_t c = 0; c < s->c; c++) {
-        if (c + 1 < s->c)
-            pad_planes(k, x, c + 1, g0, g1, pp, true);
-        pad_planes(k, x, c, g0, g1, pp, false);
-        gather_tiles(k, g0, g1, pp, st, nt);
+        stage_tiles(k, &p, x, c, g0, g1, pp, st);
         const float *in[6];
         float *out[6];
         for (int r = 0; r < 6; r++) /* down the columns: tmp[a][col][t] */
@@ -858,22 +878,14 @@ SIMD_IVDEP
 /* A dY A^T for the tiles of tile rows [g0, g1), as staged_input: point
  * (a, b) of the chunk's tile t at yh[(a*6 + b)*point_stride(M*T) + m*T + t]. */
 static SIMD_CLONES void staged_dy(const wino_conv *k, const float *dy, int64_t g0, int64_t g1,
-                                  float *yh, int64_t T, float *st, float *tmp)
+                                  float *yh, int64_t T, float *pp, float *st, float *tmp)
 {
     const conv_shape *s = &k->s;
-    int64_t nt = (g1 - g0) * k->tx, mt = point_stride(s->m * T), opix = s->ho * s->wo;
+    int64_t nt = (g1 - g0) * k->tx, mt = point_stride(s->m * T);
+    tile_planes p = dy_planes(s);
+    memset(pp, 0, sizeof(float) * (size_t)padded_floats(k, &p, g0, g1));
     for (int64_t m = 0; m < s->m; m++) {
-        int64_t t = 0;
-        for (int64_t g = g0; g < g1; g++) {
-            int64_t ty = g % k->ty;
-            const float *dyr = dy + (g / k->ty * s->m + m) * opix + ty * 4 * s->wo;
-            for (int64_t tx = 0; tx < k->tx; tx++, t++)
-                for (int64_t i = 0; i < 4; i++)
-                    for (int64_t j = 0; j < 4; j++)
-                        st[(i * 4 + j) * nt + t] = ty * 4 + i < s->ho && tx * 4 + j < s->wo
-                                                       ? dyr[i * s->wo + tx * 4 + j]
-                                                       : 0.0f;
-        }
+        stage_tiles(k, &p, dy, m, g0, g1, pp, st);
         const float *in[4];
         float *out[6];
         for (int i = 0; i < 4; i++) { /* along each row: tmp[i][b][t] */
@@ -912,7 +924,7 @@ static void grad_rows(void *ctx, int64_t begin, int64_t end, int thread)
     const wino_conv *k = r->k;
     row_buffers b = row_buffers_at(r->scratch + (size_t)thread * row_buffers_bytes(k->tx, r->T),
                                    k->tx, r->T);
-    staged_dy(k, r->dy, r->row0 + begin, r->row0 + end, r->yh + begin * k->tx, r->T, b.st, b.tmp);
+    staged_dy(k, r->dy, r->row0 + begin, r->row0 + end, r->yh + begin * k->tx, r->T, b.rb, b.st, b.tmp);
     input_tiles(k, r->x, r->row0 + begin, r->row0 + end, r->v + begin * k->tx, r->T, &b);
 }
 

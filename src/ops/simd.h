@@ -65,19 +65,21 @@ typedef float simd_f8u __attribute__((vector_size(32), aligned(4), may_alias));
 SIMD_INLINE void simd_load8(simd_f8 *v, const float *p) { *v = *(const simd_f8u *)p; }
 SIMD_INLINE void simd_store8(float *p, const simd_f8 *v) { *(simd_f8u *)p = *v; }
 
-/* n floats from src to dst (apart) for n up to 24, as at most three
+/* n floats from src to dst (apart) for n up to 32, as at most four
  * vectors, the last overlapping the ones before; longer runs by memcpy.
  * GCC turns any copy loop, vectors or not, into a call to memcpy, which
  * cost more than the copy for the rows of a small map. */
 SIMD_INLINE void simd_copy_short(float *restrict dst, const float *restrict src, int64_t n)
 {
     typedef float f4u __attribute__((vector_size(16), aligned(4), may_alias));
-    if (n > 24) {
+    if (n > 32) {
         __builtin_memcpy(dst, src, sizeof(float) * (size_t)n);
     } else if (n >= 8) {
         *(simd_f8u *)dst = *(const simd_f8u *)src;
         if (n > 16)
             *(simd_f8u *)(dst + 8) = *(const simd_f8u *)(src + 8);
+        if (n > 24)
+            *(simd_f8u *)(dst + 16) = *(const simd_f8u *)(src + 16);
         *(simd_f8u *)(dst + n - 8) = *(const simd_f8u *)(src + n - 8);
     } else if (n >= 4) {
         *(f4u *)dst = *(const f4u *)src;
