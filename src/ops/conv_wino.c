@@ -468,7 +468,11 @@ typedef struct tile_planes {
     int size;          /* a tile's rows and columns: 6, or 4 */
 } tile_planes;
 
-static tile_planes input_planes(const conv_shape *s) { return (tile_planes){s->h, s->w, s->c, s->pad_t, s->pad_l, 6}; }
+static tile_planes input_planes(const conv_shape *s)
+{
+    return (tile_planes){s->h, s->w, s->c, s->pad_t, s->pad_l, 6};
+}
+
 static tile_planes dy_planes(const conv_shape *s) { return (tile_planes){s->ho, s->wo, s->m, 0, 0, 4}; }
 
 /* A zero-padded copy of a unit's planes (one channel at a time): each
@@ -936,8 +940,8 @@ static void grad_points(void *ctx, int64_t begin, int64_t end, int thread)
     const conv_shape *s = &r->k->s;
     for (int64_t i = begin; i < end; i++)
         lego_sgemm_jit(0, 1, s->m, s->c, r->tiles, 1.0f, r->yh + i * point_stride(s->m * r->T), r->T,
-                       r->v + i * point_stride(s->c * r->T), r->T, r->first ? 0.0f : 1.0f, r->du + i * s->m * s->c,
-                       s->c);
+                       r->v + i * point_stride(s->c * r->T), r->T, r->first ? 0.0f : 1.0f,
+                       r->du + i * s->m * s->c, s->c);
 }
 
 /* dW = G^T dU G for filters [f0, f0 + nf), vectorised across them as

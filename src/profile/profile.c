@@ -407,10 +407,10 @@ static lego_status shared_eval(shared *sh, evaluator *e, cache *c, int lo, int h
         sh->order[j] = x;
     }
     size_t need = snap_need(sh, c, 0, 0, n);
-    if (need > sh->snap_cap) {
+    if (need > sh->snap_cap || !sh->snap) {
         lego_aligned_free(sh->snap);
         sh->snap_cap = 0;
-        if (!(sh->snap = lego_aligned_alloc(need)))
+        if (!(sh->snap = lego_aligned_alloc(need ? need : 64)))
             return nomem();
         sh->snap_cap = need;
     }
