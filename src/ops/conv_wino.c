@@ -508,13 +508,7 @@ SIMD_INLINE void pad_planes(const wino_conv *k, const tile_planes *p, const floa
         }
         for (int64_t r = r0 < 0 ? -r0 : 0; r < rows && r0 + r < p->h; r++) {
             const float *src = xc + (r0 + r) * p->w;
-            float *dst = pp + r * wp + p->left;
-#ifdef SIMD_VECTORS
-            simd_copy_short(dst, src, p->w);
-#else
-            for (int64_t j = 0; j < p->w; j++)
-                dst[j] = src[j];
-#endif
+            simd_copy_short(pp + r * wp + p->left, src, p->w);
         }
         pp += rows * wp;
     }

@@ -66,7 +66,8 @@ SIMD_INLINE void simd_load8(simd_f8 *v, const float *p) { *v = *(const simd_f8u 
 SIMD_INLINE void simd_store8(float *p, const simd_f8 *v) { *(simd_f8u *)p = *v; }
 
 /* n floats from src to dst (apart) for n up to 32, as at most four
- * vectors, the last overlapping the ones before; longer runs by memcpy.
+ * vectors, the last overlapping the ones before; longer runs by memcpy
+ * (without vectors, a plain loop).
  * GCC turns any copy loop, vectors or not, into a call to memcpy, which
  * cost more than the copy for the rows of a small map. */
 SIMD_INLINE void simd_copy_short(float *restrict dst, const float *restrict src, int64_t n)
@@ -108,6 +109,12 @@ SIMD_INLINE void simd_transpose8(simd_f8 v[8])
         v[j] = __builtin_shuffle(u[j], u[j + 4], lo4);
         v[j + 4] = __builtin_shuffle(u[j], u[j + 4], hi4);
     }
+}
+#else
+SIMD_INLINE void simd_copy_short(float *restrict dst, const float *restrict src, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = src[j];
 }
 #endif
 
