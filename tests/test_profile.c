@@ -316,6 +316,7 @@ static void test_profile(void)
     CHECK(r.n_blocks == B && r.n_sparsities == S && r.n_envs == 3);
     CHECK(r.envs[0] == 0 && r.envs[1] == 1 && r.envs[2] == 3);
     CHECK(r.test_samples == 64 && r.batch == 128 /* the default */);
+    CHECK(r.walkers == 2); /* one per thread, 64 samples each: the second has none here */
 
     /* each composition evaluated once: as many as the distinct ones the
      * environments and checks need, and far fewer than without a cache */
@@ -498,8 +499,9 @@ static void test_profile(void)
 }
 
 /* Profile lib both ways: one composed model per pass (plain) and the
- * default pass per group sharing prefixes; every composition's accuracy,
- * every ΔAcc and every check must be the same numbers. */
+ * default pass per group sharing prefixes (two walkers, then one);
+ * every composition's accuracy, every ΔAcc and every check must be the
+ * same numbers. */
 static void same_as_plain(block_library *lib, const char *data, int batch, int64_t max_test)
 {
     profile_options o;
@@ -522,6 +524,7 @@ static void same_as_plain(block_library *lib, const char *data, int batch, int64
         return;
     }
     int B = lib->n_blocks, S = lib->n_sparsities;
+    CHECK(shared_r.walkers == 2 && plain_r.walkers == 1 && shared_r.batch == batch);
     CHECK(shared_r.n_compositions == plain_r.n_compositions && shared_r.n_compositions > 3 * B);
     CHECK(shared_r.test_samples == plain_r.test_samples && shared_r.test_samples == (max_test ? max_test : 64));
     int differ = 0, distinct_acc = 0;
@@ -542,6 +545,20 @@ static void same_as_plain(block_library *lib, const char *data, int batch, int64
     for (int k = 0; k < shared_r.n_checks && k < plain_r.n_checks; k++)
         CHECK(shared_r.checks[k].measured == plain_r.checks[k].measured &&
               shared_r.checks[k].composition == plain_r.checks[k].composition);
+    /* one thread: one walker at the whole batch, the same numbers */
+    profile_result one_r;
+    o.plain = false;
+    lego_set_num_threads(1);
+    st = profile_library(lib, &o, &one_r);
+    lego_set_num_threads(2);
+    CHECK_OK(st);
+    if (st.code == LEGO_OK) {
+        CHECK(one_r.walkers == 1 && one_r.batch == batch && one_r.n_compositions == shared_r.n_compositions);
+        for (int i = 0; i < one_r.n_compositions && i < shared_r.n_compositions; i++)
+            CHECK(one_r.compositions[i].accuracy == shared_r.compositions[i].accuracy);
+        CHECK(one_r.block_flops_run == shared_r.block_flops_run);
+        profile_result_free(&one_r);
+    }
     profile_result_free(&shared_r);
     profile_result_free(&plain_r);
 }

@@ -60,7 +60,10 @@ static void print_table(const block_library *lib, const profile_options *o, cons
     printf("environments  every block at");
     for (int k = 0; k < r->n_envs; k++)
         printf("%s %.*f%s", k ? "," : "", dec, lib->sparsities[r->envs[k]], r->envs[k] == 0 ? " (original)" : "");
-    printf("\ncompositions  %d evaluated (each once) in %.1f s, batch %d\n", r->n_compositions, r->seconds, r->batch);
+    printf("\ncompositions  %d evaluated (each once) in %.1f s, batch %d", r->n_compositions, r->seconds, r->batch);
+    if (r->walkers > 1)
+        printf(" (%d walkers of %d, one per thread)", r->walkers, r->batch / r->walkers);
+    printf("\n");
     if (r->block_flops_plain > 0)
         printf("blocks run    %.1f GFLOPs per test sample, %.0f%% of one composed model per pass (%s)\n",
                r->block_flops_run / 1e9, 100 * r->block_flops_run / r->block_flops_plain,

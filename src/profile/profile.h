@@ -50,7 +50,10 @@ typedef bool (*profile_progress_fn)(void *ctx, int done, int total, double accur
 typedef struct profile_options {
     const char *data;        /* dataset spec (data/dataset.h) */
     const lego_task *task;   /* NULL: classification */
-    int batch;               /* <= 0: 128; a model with a fixed batch axis decides */
+    int batch;               /* test samples in flight, <= 0: 128, shared out between
+                                the walkers (profile_result) and rounded up to a
+                                multiple of them; a model with a fixed batch axis
+                                decides (one walker) */
     int64_t max_test;        /* > 0: only the first max_test test samples */
     int n_random;            /* random compositions to validate; < 0: 5 */
     uint64_t seed;           /* picks the random compositions */
@@ -79,7 +82,9 @@ typedef struct profile_result {
     int envs[PROFILE_MAX_ENVS];  /* the sparsity index every block has in environment e */
     double teacher_accuracy;
     int64_t test_samples;    /* samples each composition was scored on */
-    int batch;
+    int batch;               /* test samples in flight: walkers x each one's batch */
+    int walkers;             /* passes over parts of the test split side by side,
+                                one per thread (profile.c) */
     profile_composition *compositions; /* every one evaluated, in order; [0] is the teacher */
     int n_compositions;
     profile_check *checks;

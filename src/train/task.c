@@ -356,9 +356,21 @@ void task_score(task_data *d, const lego_tensor *const *outputs, int64_t n)
 double task_metric(task_data *d, bool reset) { return d->t->metric_value(d->state, reset); }
 
 /* Only the built-in classification's tally is known here: two counts. */
-size_t task_tally_bytes(const task_data *d)
+size_t task_kind_tally_bytes(const lego_task *t)
 {
-    return d->t == &lego_task_classification ? 2 * sizeof(int64_t) : 0;
+    return t == &lego_task_classification ? 2 * sizeof(int64_t) : 0;
+}
+
+size_t task_tally_bytes(const task_data *d) { return task_kind_tally_bytes(d->t); }
+
+void task_tally_add(const task_data *d, void *sum, const void *part)
+{
+    (void)d; /* classification's: both counts add */
+    int64_t a[2], b[2];
+    memcpy(a, sum, sizeof a);
+    memcpy(b, part, sizeof b);
+    a[0] += b[0], a[1] += b[1];
+    memcpy(sum, a, sizeof a);
 }
 
 void task_tally_get(const task_data *d, void *buf)

@@ -64,6 +64,11 @@ int64_t task_batches(const task_data *d, data_split split);
 size_t task_tally_bytes(const task_data *d);
 void task_tally_get(const task_data *d, void *buf);
 void task_tally_set(task_data *d, const void *buf);
+/* task_tally_bytes of a task before it is opened. */
+size_t task_kind_tally_bytes(const lego_task *t);
+/* sum += part: the tally of both sets of batches together (passes over
+ * parts of a split, scored apart). */
+void task_tally_add(const task_data *d, void *sum, const void *part);
 /* The task it was opened with. */
 const lego_task *task_of(const task_data *d);
 void task_close(task_data *d);
