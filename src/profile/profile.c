@@ -158,8 +158,8 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
  * each walker's kernels run on its own thread (threads.h: a busy pool runs
  * them inline). A walker's batch is the --batch over the walkers, so the
  * activations in flight are those of one walker at --batch; two walkers
- * of 64 scored 1000 test images 9% sooner than one walk at 128 on two
- * threads (no barrier per kernel, each core's data its own). Tallies are
+ * of 64 profiled over 1000 test images some 5% sooner than one walk at
+ * 128 on two threads (no barrier per kernel, each core's data its own). Tallies are
  * counts, so their sum is the same whichever walker scored a batch. */
 #define PROFILE_MAX_WALKERS 8
 
