@@ -16,6 +16,7 @@
  * gradient either way. Channels run in parallel, each in a fixed order, so
  * the results do not depend on the thread count. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../core/threads.h"
@@ -129,13 +130,55 @@ static void batch_stats(const bn_params *p, const float *x, int64_t ch, double *
     *var = cnt > 0 ? sq / cnt : 0.0;
 }
 
-/* The statistics channel ch is normalised with: the batch's in training
- * mode, the running ones otherwise. */
-static void channel_stats(const op_call *c, int64_t ch, double *mean, double *var)
+/* What a train plan keeps per BatchNormalization (op_desc.train_pack):
+ * the batch statistics of its last training forward, so that the backward
+ * does not compute them again: two of the seven passes over x a training
+ * step made (the same doubles from the same x, so the same bits). */
+typedef struct bn_saved {
+    bool valid;         /* set by a training forward, cleared by an inference one */
+    double *mean, *var; /* per channel */
+} bn_saved;
+
+static lego_status bn_train_pack(const op_call *c, void **state)
 {
     const bn_params *p = c->params;
-    if (c->training) {
+    bn_saved *sv = calloc(1, sizeof *sv);
+    if (sv) {
+        sv->mean = malloc(sizeof *sv->mean * (size_t)(p->c ? p->c : 1));
+        sv->var = malloc(sizeof *sv->var * (size_t)(p->c ? p->c : 1));
+    }
+    if (!sv || !sv->mean || !sv->var) {
+        if (sv)
+            free(sv->mean), free(sv->var);
+        free(sv);
+        return op_error(c, LEGO_ERR_NOMEM, "out of memory");
+    }
+    *state = sv;
+    return lego_ok();
+}
+
+static void bn_train_unpack(void *state)
+{
+    bn_saved *sv = state;
+    if (sv)
+        free(sv->mean), free(sv->var);
+    free(sv);
+}
+
+/* The statistics channel ch is normalised with: the batch's in training
+ * mode (saved by the forward, for the backward), the running ones
+ * otherwise. */
+static void channel_stats(const op_call *c, int64_t ch, bool forward, double *mean, double *var)
+{
+    const bn_params *p = c->params;
+    bn_saved *sv = c->train_state;
+    if (c->training && !forward && sv && sv->valid) {
+        *mean = sv->mean[ch];
+        *var = sv->var[ch];
+    } else if (c->training) {
         batch_stats(p, c->in[0]->data, ch, mean, var);
+        if (forward && sv)
+            sv->mean[ch] = *mean, sv->var[ch] = *var;
     } else {
         *mean = ((const float *)c->in[3]->data)[ch];
         *var = ((const float *)c->in[4]->data)[ch];
@@ -156,7 +199,7 @@ static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int thread)
     int64_t cnt = p->n * p->plane;
     for (int64_t ch = b; ch < e; ch++) {
         double mean, var;
-        channel_stats(c, ch, &mean, &var);
+        channel_stats(c, ch, true, &mean, &var);
         float a = (float)(scale[ch] / sqrt(var + p->epsilon));
         float sh = (float)(bias[ch] - mean * a);
         for (int64_t n = 0; n < p->n; n++) {
@@ -180,6 +223,9 @@ static void bn_forward(const op_call *c)
     const bn_params *p = c->params;
     double work = (double)(p->n * p->plane) * (c->training ? 4.0 : 2.0);
     parallel_run(p->c, par_split_work(p->c, work), bn_forward_channels, (void *)c);
+    bn_saved *sv = c->train_state;
+    if (sv)
+        sv->valid = c->training;
 }
 
 typedef struct bn_grad {
@@ -202,7 +248,7 @@ static void bn_backward_channels(void *ctx, int64_t b, int64_t e, int thread)
     double cnt = (double)(p->n * p->plane);
     for (int64_t ch = b; ch < e; ch++) {
         double mean, var;
-        channel_stats(c, ch, &mean, &var);
+        channel_stats(c, ch, false, &mean, &var);
         double inv_std = 1.0 / sqrt(var + p->epsilon);
         double sum_dy = 0, sum_dy_dev = 0;
         for (int64_t n = 0; n < p->n; n++) {
@@ -275,4 +321,6 @@ const op_desc op_desc_BatchNormalization = {
     .out_unread = 1u, /* x̂ is recomputed from x */
     .grad_writes = 1u,
     .grad_inplace = 1u, /* a channel's sums are taken before its dX is written */
+    .train_pack = bn_train_pack,
+    .train_unpack = bn_train_unpack,
 };
