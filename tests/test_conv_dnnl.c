@@ -418,7 +418,8 @@ static int b_clip(builder *b, const char *name, int x, float lo, float hi)
  * -> conv c -> (BN -> Relu, and conv c's output also added to that) -> Add
  * -> (conv e -> BN) + (conv f -> BN) -> Add -> Relu -> conv d (a graph
  * output too) -> Relu (the other output). Fusable: a+BN+Relu, b+BN+Clip,
- * e+BN, f+BN; conv c's output is read twice and conv d's is an output.
+ * e+BN, f+BN; conv c's output is read twice (its BN takes the Relu after
+ * it instead) and conv d's is an output.
  * With oneDNN, a->b, b->c and e, f -> Add -> Relu -> d keep its layout. */
 static void build(builder *b, const int64_t d[4])
 {
@@ -510,10 +511,10 @@ static void fusion(const int64_t d[4])
         int nf, np, native_f, native_p;
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
         plan_run(&b.g, &x, false, plain, &np, &native_p);
-        /* a, b, e and f absorb 6 nodes, f also add2 and its Relu where
-         * the kernel adds (not oneDNN's), else add2 its Relu; nothing
-         * else fuses */
-        CHECK(np == 18 && nf == np - 6 - (dnnl_conv_enabled() ? 1 : 2));
+        /* a, b, e and f absorb 6 nodes, c's BN its Relu, f also add2 and
+         * its Relu where the kernel adds (not oneDNN's), else add2 its
+         * Relu; nothing else fuses */
+        CHECK(np == 18 && nf == np - 7 - (dnnl_conv_enabled() ? 1 : 2));
         /* layouts are kept only with fusion on, and only by oneDNN */
         CHECK(native_p == 0);
         CHECK(dnnl_conv_enabled() ? native_f >= 4 : native_f == 0);
@@ -625,6 +626,53 @@ static void computed_weights(void)
     lego_tensor_free(out[1]);
     tensor_release(&x), tensor_release(&wt);
     graph_free(&b.g);
+}
+
+/* A BatchNormalization that no Conv before it takes in (pre-activation: on
+ * the graph's input) takes the Relu or Clip after it into its own pass:
+ * x (2,5,7,7) -> BN -> Clip(0, 0.5) -> conv -> BN -> Relu, and x -> BN ->
+ * Relu alone. Fused, the same values in fewer steps. */
+static void bn_clamp(void)
+{
+    for (int form = 0; form < 2; form++) {
+        builder b;
+        b.seed = 7;
+        b_begin(&b, "bn_clamp", (const int64_t[4]){2, 5, 7, 7});
+        int y = b_bn(&b, "bn_a", b.x, 5);
+        if (form == 0) {
+            y = b_clip(&b, "clip", y, 0.0f, 0.5f);
+            y = b_conv(&b, "conv", y, 5, 6);
+            y = b_bn(&b, "bn_b", y, 6);
+        }
+        y = b_node(&b, "relu", "Relu", &y, 1, NULL);
+        b_finish(&b, y);
+        lego_tensor x;
+        make(&x, LEGO_F32, 4, b.g.values[b.x].t.dims, 1);
+        const lego_tensor *ins[1] = {&x};
+        lego_tensor *out[2] = {0};
+        int steps[2] = {-1, -1};
+        for (int fuse = 0; fuse < 2; fuse++) {
+            if (fuse)
+                unsetenv("LEGO_FUSE");
+            else
+                setenv("LEGO_FUSE", "0", 1);
+            exec_plan p;
+            lego_status st = exec_plan_build(&b.g, &p);
+            CHECK_OK(st);
+            if (st.code == LEGO_OK) {
+                steps[fuse] = p.n_steps;
+                CHECK_OK(exec_run(&b.g, &p, ins, &out[fuse]));
+                exec_plan_free(&p);
+            }
+        }
+        unsetenv("LEGO_FUSE");
+        CHECK(form == 0 ? steps[0] == 5 && steps[1] == 2 : steps[0] == 2 && steps[1] == 1);
+        CHECK(out[0] && out[1] && same_values(out[0], out[1]));
+        lego_tensor_free(out[0]);
+        lego_tensor_free(out[1]);
+        tensor_release(&x);
+        graph_free(&b.g);
+    }
 }
 
 /* Residual Adds fused into the convolution before them where its kernel
@@ -1007,6 +1055,7 @@ int main(void)
     inverted_residual((const int64_t[4]){4, 32, 9, 9});
     inverted_residual((const int64_t[4]){8, 32, 7, 7});
     computed_weights();
+    bn_clamp();
     portable_plans((const int64_t[4]){2, 16, 9, 9});
     released_weights((const int64_t[4]){2, 16, 9, 9});
     no_openmp_threads();

@@ -353,13 +353,15 @@ static lego_status fuse_conv(lego_graph *g, const int *steps, int s, const int *
 }
 
 /* A Relu or Clip that alone reads step s's output (an op that takes a
- * clamp, on same-shape float tensors) runs in step s's pass. */
+ * clamp, on same-shape float tensors; a BatchNormalization's statistics
+ * are per channel) runs in step s's pass. */
 static void fuse_clamp(lego_graph *g, const int *steps, int s, const int *readers,
                        const int *reader_step, const bool *ext, bool *gone, step_state *st)
 {
     const gnode *n = &g->nodes[steps[s]];
     int y = n->out[0];
-    for (int i = 0; i < n->n_in; i++)
+    int same_shape = strcmp(n->op_type, "BatchNormalization") == 0 ? 1 : n->n_in;
+    for (int i = 0; i < same_shape; i++)
         if (n->in[i] < 0 || g->values[n->in[i]].t.dtype != LEGO_F32 ||
             !tensor_same_shape(&g->values[n->in[i]].t, &g->values[y].t))
             return;

@@ -31,7 +31,8 @@ typedef struct step_state {
  * (a residual: read at the Conv's step, st[s].res_v), then a Relu or
  * Clip that alone reads the result; every node whose op packs gets its
  * state. A Relu or Clip that alone reads an Add of same-shape float
- * tensors (op_desc.takes_clamp) runs in the Add's pass (st[s].clamp). Then a value that one packed kernel writes and only kernels of
+ * tensors, or a BatchNormalization no Conv took in (op_desc.takes_clamp),
+ * runs in that node's pass (st[s].clamp). Then a value that one packed kernel writes and only kernels of
  * the same layout (op_desc.layout) or elementwise ops between them read
  * stays in that layout, sparing the reorders (no value changes: reorders
  * copy). Runs of steps that work image by image (op_desc.forward_images),

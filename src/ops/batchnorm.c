@@ -204,8 +204,12 @@ static void bn_forward_channels(void *ctx, int64_t b, int64_t e, int thread)
         float sh = (float)(bias[ch] - mean * a);
         for (int64_t n = 0; n < p->n; n++) {
             int64_t off = (n * p->c + ch) * p->plane;
-            for (int64_t i = 0; i < p->plane; i++)
-                y[off + i] = x[off + i] * a + sh;
+            if (c->clamp) /* a Relu or Clip the plan fused after it (inference only) */
+                for (int64_t i = 0; i < p->plane; i++)
+                    y[off + i] = clamp_f32(x[off + i] * a + sh, c->lo, c->hi);
+            else
+                for (int64_t i = 0; i < p->plane; i++)
+                    y[off + i] = x[off + i] * a + sh;
         }
         if (c->training) {
             /* one value per channel has no unbiased variance; PyTorch refuses it */
@@ -321,6 +325,7 @@ const op_desc op_desc_BatchNormalization = {
     .out_unread = 1u, /* x̂ is recomputed from x */
     .grad_writes = 1u,
     .grad_inplace = 1u, /* a channel's sums are taken before its dX is written */
+    .takes_clamp = true, /* where no Conv before it takes it in (graph/exec.c) */
     .train_pack = bn_train_pack,
     .train_unpack = bn_train_unpack,
 };
