@@ -596,27 +596,6 @@ static SIMD_CLONES void staged_input(const wino_conv *k, const float *x, int64_t
  * products mo (T columns per channel), plus bias, then the epilogue (with
  * res, when not NULL, added in it); added into y instead when `add` (an input gradient that is not
  * fresh: no bias, no epilogue); q (24 x nt) and o (16 x nt). */
-/* Outputs of at least STREAM_MIN_BYTES leave the cache before the next
- * layer reads them, so each tile row's band of y is finished in a local
- * buffer and written with non-temporal stores, sparing the read of every
- * line a plain store that misses fetches first. */
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define STREAM_OK 1
-static inline void stream_out(float *y, const float *band, int64_t n)
-{
-    for (int64_t i = 0; i < n; i += 4)
-        _mm_stream_ps(y + i, _mm_load_ps(band + i));
-}
-static inline void stream_fence(void) { _mm_sfence(); }
-#else
-#define STREAM_OK 0
-static inline void stream_out(float *y, const float *band, int64_t n) { memcpy(y, band, sizeof(float) * (size_t)n); }
-static inline void stream_fence(void) {}
-#endif
-#define STREAM_MAX_WO 64
-#define STREAM_MIN_BYTES (8.0 * 1024 * 1024)
-
 static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64_t m0, int64_t m1,
                                       int64_t T, const float *bias_m, const float *res, float *y,
                                       int64_t g0, int64_t g1, bool add, float *q, float *o)
@@ -626,10 +605,6 @@ static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64
     int64_t nt = (g1 - g0) * k->tx, mt = point_stride((m1 - m0) * T), opix = s->ho * s->wo;
     const conv_epilogue *e = k->ep ? k->ep : &none;
     bool ep = e->scale || e->clamp || res;
-    float band[4 * STREAM_MAX_WO] __attribute__((aligned(64)));
-    bool stream = STREAM_OK && !add && s->wo <= STREAM_MAX_WO && s->wo % 4 == 0 &&
-                  (double)k->n * (double)s->m * (double)opix * sizeof(float) >= STREAM_MIN_BYTES &&
-                  ((uintptr_t)y & 15) == 0;
     for (int64_t m = m0; m < m1; m++) { /* mo holds channels m0 .. m1, T columns each */
         float bias = bias_m ? bias_m[m] : 0.0f;
         output_tiles(mo + (m - m0) * T, mt, nt, q, o); /* o[(i*4 + j)*nt + t] */
@@ -637,16 +612,6 @@ static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64
         for (int64_t g = g0; g < g1; g++) {
             int64_t ty = g % k->ty, rows = s->ho - ty * 4 < 4 ? s->ho - ty * 4 : 4;
             float *yr = y + (g / k->ty * s->m + m) * opix + ty * 4 * s->wo;
-            if (stream) {
-                for (int64_t tx = 0; tx < k->tx; tx++, t++)
-                    for (int64_t i = 0; i < rows; i++)
-                        for (int64_t j = 0; j < 4; j++)
-                            band[i * s->wo + tx * 4 + j] = o[(i * 4 + j) * nt + t] + bias;
-                if (ep)
-                    conv_epilogue_rows(band, res ? res + (yr - y) : NULL, 0, 1, rows * s->wo, e, m);
-                stream_out(yr, band, rows * s->wo);
-                continue;
-            }
             for (int64_t tx = 0; tx < k->tx; tx++, t++) {
                 int64_t cols = s->wo - tx * 4 < 4 ? s->wo - tx * 4 : 4;
                 for (int64_t i = 0; i < rows; i++)
@@ -658,8 +623,6 @@ static SIMD_CLONES void staged_output(const wino_conv *k, const float *mo, int64
                 conv_epilogue_rows(yr, res ? res + (yr - y) : NULL, 0, 1, rows * s->wo, e, m);
         }
     }
-    if (stream)
-        stream_fence(); /* the streamed stores ordered before the call returns */
 }
 
 /* ---- running ------------------------------------------------------------- */
