@@ -496,6 +496,27 @@ static void check_same_outputs(lego_tensor **fused, lego_tensor **plain, int n)
     }
 }
 
+/* g's one output from a plan without fusion (out[0], steps[0] its step
+ * count) and from one with it (out[1], steps[1]). */
+static void run_unfused_and_fused(lego_graph *g, const lego_tensor *const *ins, lego_tensor **out, int *steps)
+{
+    for (int fuse = 0; fuse < 2; fuse++) {
+        if (fuse)
+            unsetenv("LEGO_FUSE");
+        else
+            setenv("LEGO_FUSE", "0", 1);
+        exec_plan p;
+        lego_status st = exec_plan_build(g, &p);
+        CHECK_OK(st);
+        if (st.code == LEGO_OK) {
+            steps[fuse] = p.n_steps;
+            CHECK_OK(exec_run(g, &p, ins, &out[fuse]));
+            exec_plan_free(&p);
+        }
+    }
+    unsetenv("LEGO_FUSE");
+}
+
 /* At batch 2 on 9x9 maps, and at batch 1 on 20x20 maps, where convolutions
  * are cut into bands of rows. */
 static void fusion(const int64_t d[4])
@@ -605,21 +626,7 @@ static void computed_weights(void)
     const lego_tensor *ins[2] = {&x, &wt};
     lego_tensor *out[2] = {0};
     int steps[2] = {-1, -1};
-    for (int fuse = 0; fuse < 2; fuse++) {
-        if (fuse)
-            unsetenv("LEGO_FUSE");
-        else
-            setenv("LEGO_FUSE", "0", 1);
-        exec_plan p;
-        lego_status st = exec_plan_build(&b.g, &p);
-        CHECK_OK(st);
-        if (st.code == LEGO_OK) {
-            steps[fuse] = p.n_steps;
-            CHECK_OK(exec_run(&b.g, &p, ins, &out[fuse]));
-            exec_plan_free(&p);
-        }
-    }
-    unsetenv("LEGO_FUSE");
+    run_unfused_and_fused(&b.g, ins, out, steps);
     CHECK(steps[0] == 3 && steps[1] == 1);
     CHECK(out[0] && out[1] && same_values(out[0], out[1]));
     lego_tensor_free(out[0]);
@@ -651,21 +658,7 @@ static void bn_clamp(void)
         const lego_tensor *ins[1] = {&x};
         lego_tensor *out[2] = {0};
         int steps[2] = {-1, -1};
-        for (int fuse = 0; fuse < 2; fuse++) {
-            if (fuse)
-                unsetenv("LEGO_FUSE");
-            else
-                setenv("LEGO_FUSE", "0", 1);
-            exec_plan p;
-            lego_status st = exec_plan_build(&b.g, &p);
-            CHECK_OK(st);
-            if (st.code == LEGO_OK) {
-                steps[fuse] = p.n_steps;
-                CHECK_OK(exec_run(&b.g, &p, ins, &out[fuse]));
-                exec_plan_free(&p);
-            }
-        }
-        unsetenv("LEGO_FUSE");
+        run_unfused_and_fused(&b.g, ins, out, steps);
         CHECK(form == 0 ? steps[0] == 5 && steps[1] == 2 : steps[0] == 2 && steps[1] == 1);
         CHECK(out[0] && out[1] && same_values(out[0], out[1]));
         lego_tensor_free(out[0]);
