@@ -661,11 +661,14 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
         st = compose_model(lib, c->items[0].choice, &teacher);
         have_teacher = st.code == LEGO_OK;
     }
+    /* compositions share prefixes where the task's tally can be kept per
+     * composition, unless asked for the plain path */
+    bool share = !opt->plain && B > 0 && task_kind_tally_bytes(t) > 0;
     int walkers = 1;
     if (st.code == LEGO_OK) {
         int fixed = task_fixed_batch(&teacher);
         int batch = fixed ? fixed : opt->batch > 0 ? opt->batch : DEFAULT_BATCH;
-        if (!fixed && !opt->plain && B > 0 && task_kind_tally_bytes(t) > 0) {
+        if (share && !fixed) {
             walkers = par_threads() < PROFILE_MAX_WALKERS ? par_threads() : PROFILE_MAX_WALKERS;
             walkers = walkers < batch ? walkers : batch;
         }
@@ -681,7 +684,7 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
         tensor_set_shape(&e->x, LEGO_F32, 4, dims);
         st = tensor_alloc(&e->x);
     }
-    bool share = st.code == LEGO_OK && !opt->plain && B > 0 && task_tally_bytes(e->task) > 0;
+    share = share && st.code == LEGO_OK;
     if (share) {
         /* every group in one pass over the test split, prefixes shared */
         shared sh;
