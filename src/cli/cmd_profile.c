@@ -33,7 +33,10 @@ static bool on_progress(void *ctx, int done, int total, double acc)
     run_ctx *r = ctx;
     char msg[64];
     r->bar.total = total;
-    snprintf(msg, sizeof msg, "last %.2f%%", 100 * acc);
+    if (isnan(acc)) /* the shared pass: done of total test batches */
+        snprintf(msg, sizeof msg, "test batches");
+    else
+        snprintf(msg, sizeof msg, "last %.2f%%", 100 * acc);
     progress_update(&r->bar, done, msg);
     return !cli_interrupted();
 }

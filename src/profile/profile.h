@@ -17,11 +17,11 @@
  *
  * Every composition is scored on the test split through a task
  * (train/task.h) exactly as `legodnn eval` scores a model (BatchNorm in
- * inference mode). By default an environment's compositions are scored
- * together in one pass, sharing the blocks before the one they change
- * (profile.c); with `plain`, or a task whose tally cannot be kept per
- * model, each is built with compose_model and run whole; both give the same
- * accuracies. Each distinct composition is evaluated once and its accuracy
+ * inference mode). By default every composition is scored in one pass
+ * over the test split, compositions sharing the blocks before the first
+ * one they differ in (profile.c); with `plain`, or a task whose tally
+ * cannot be kept per model, each is built with compose_model and run
+ * whole; both give the same accuracies. Each distinct composition is evaluated once and its accuracy
  * cached, so the deltas cost at most 3 + 3·B·(|S|−1)
  * evaluations (the uncached count is 6·B·(|S|−1)), plus the validation
  * compositions not already among them. A test subset (the first max_test
@@ -42,9 +42,11 @@
 
 #define PROFILE_MAX_ENVS 3
 
-/* Called after each composition is evaluated (done of total, the
- * accuracy it measured); return false to stop, which fails the run with
- * "interrupted" and changes nothing. */
+/* Called as the work advances, done of total steps: the test batches of
+ * the pass that scores every composition at once (accuracy NaN), or on the
+ * plain path the compositions (accuracy: the one just measured). Return
+ * false to stop, which fails the run with "interrupted" and changes
+ * nothing. */
 typedef bool (*profile_progress_fn)(void *ctx, int done, int total, double accuracy);
 
 typedef struct profile_options {
@@ -114,5 +116,10 @@ struct cJSON *profile_json(const block_library *lib, const profile_options *opt,
                            const profile_result *res);
 
 void profile_result_free(profile_result *res);
+
+/* For tests: at the first block slot the shared pass runs the frame before
+ * it again for each further branch (1) or saves and restores its values
+ * (0); -1, the default, picks by cost (profile.c). */
+void profile_set_prefix_rerun(int mode);
 
 #endif
