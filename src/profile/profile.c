@@ -151,8 +151,8 @@ static lego_status eval_choice(evaluator *e, const int *choice, double *acc)
  * instead where it is cheap (shared_open). One walk for all environments
  * rather than one each runs once what their compositions share, such as
  * block 0 at each sparsity: on the offline work unit (CIFAR ResNet18, 81
- * compositions, 1000 test images) 29.9 GFLOPs a sample instead of 31.9, 99
- * s instead of 110, the stack 33.6 MB a walker, peak memory unchanged.
+ * compositions, 1000 test images) 29.9 GFLOPs a sample instead of 31.9,
+ * 100 s instead of 108.5, the stack 33.6 MB a walker, peak memory the same.
  * Each composition keeps its own tally of the task's metric
  * (task_tally_get/set). The kernels, their order and the arena offsets are
  * the block executor's (runtime/blockexec.h), which computes the composed
@@ -512,7 +512,8 @@ static lego_status shared_eval(shared *sh, evaluator *e, cache *c)
     sh->order = malloc(sizeof *sh->order * (size_t)n);
     if (!sh->order)
         return nomem();
-    /* insertion sort by the choices in slot order (a few hundred at most) */
+    /* insertion sort by the choices in slot order (about a hundred, up to a
+     * thousand more with --validate) */
     for (int i = 0; i < n; i++) {
         int x = i, j = i;
         for (; j > 0; j--) {

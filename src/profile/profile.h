@@ -21,10 +21,10 @@
  * over the test split, compositions sharing the blocks before the first
  * one they differ in (profile.c); with `plain`, or a task whose tally
  * cannot be kept per model, each is built with compose_model and run
- * whole; both give the same accuracies. Each distinct composition is evaluated once and its accuracy
- * cached, so the deltas cost at most 3 + 3·B·(|S|−1)
- * evaluations (the uncached count is 6·B·(|S|−1)), plus the validation
- * compositions not already among them. A test subset (the first max_test
+ * whole; both give the same accuracies. Each distinct composition is
+ * evaluated once and its accuracy cached, so the deltas cost at most
+ * 3 + 3·B·(|S|−1) evaluations (the uncached count is 6·B·(|S|−1)), plus
+ * the validation compositions not already among them. A test subset (the first max_test
  * samples) trades precision for time and is recorded.
  *
  * The additive model that scaling relies on (teacher accuracy minus the sum
