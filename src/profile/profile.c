@@ -46,7 +46,6 @@ int profile_environments(int n_sparsities, int *envs)
 typedef struct cache {
     int n_blocks;
     profile_composition *items;
-    bool *done;
     int n, cap;
 } cache;
 
@@ -70,10 +69,6 @@ static lego_status cache_add(cache *c, const int *choice, int *idx)
         if (!items)
             return nomem();
         c->items = items;
-        bool *done = realloc(c->done, sizeof *done * (size_t)cap);
-        if (!done)
-            return nomem();
-        c->done = done;
         c->cap = cap;
     }
     int *copy = malloc(sizeof *copy * (size_t)c->n_blocks);
@@ -81,7 +76,6 @@ static lego_status cache_add(cache *c, const int *choice, int *idx)
         return nomem();
     memcpy(copy, choice, sizeof *copy * (size_t)c->n_blocks);
     c->items[c->n] = (profile_composition){copy, NAN};
-    c->done[c->n] = false;
     *idx = c->n++;
     return lego_ok();
 }
@@ -722,8 +716,6 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
             r->test_samples = e->samples;
             r->batch = e->batch * walkers;
             r->walkers = walkers;
-            for (int i = 0; i < c->n; i++)
-                c->done[i] = true;
             if (opt->progress && !opt->progress(opt->ctx, (int)sh.batches, (int)sh.batches, NAN))
                 st = lego_error(LEGO_ERR_ARG, "interrupted");
         }
@@ -736,7 +728,6 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
     if (have_teacher)
         graph_free(&teacher);
     if (!share && st.code == LEGO_OK) {
-        c->done[0] = true;
         r->test_samples = e->samples;
         r->batch = e->batch;
         r->walkers = 1;
@@ -747,7 +738,6 @@ static lego_status run(block_library *lib, const profile_options *opt, profile_r
         st = eval_choice(e, c->items[i].choice, &c->items[i].accuracy);
         if (st.code)
             break;
-        c->done[i] = true;
         if (opt->progress && !opt->progress(opt->ctx, i + 1, c->n, c->items[i].accuracy))
             st = lego_error(LEGO_ERR_ARG, "interrupted");
     }
@@ -805,7 +795,7 @@ lego_status profile_library(block_library *lib, const profile_options *opt, prof
     if (!opt->data)
         return lego_error(LEGO_ERR_ARG, "profiling needs a dataset");
     double t0 = now_seconds();
-    cache c = {lib->n_blocks, NULL, NULL, 0, 0};
+    cache c = {lib->n_blocks, NULL, 0, 0};
     evaluator e;
     memset(&e, 0, sizeof e);
     e.lib = lib;
@@ -814,7 +804,6 @@ lego_status profile_library(block_library *lib, const profile_options *opt, prof
     tensor_release(&e.x);
     res->compositions = c.items;
     res->n_compositions = c.n;
-    free(c.done);
     res->seconds = now_seconds() - t0;
     if (st.code)
         profile_result_free(res);
