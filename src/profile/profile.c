@@ -581,9 +581,9 @@ static double acc_of(const cache *c, const int *choice)
     return i >= 0 ? c->items[i].accuracy : NAN;
 }
 
-/* Every composition the run needs, in the order they are evaluated: the
- * teacher, then per environment its baselines and tests, then the
- * validation set. */
+/* Every composition the run needs, into the cache: the teacher, then per
+ * environment its baselines and tests, then the validation set (the plain
+ * path evaluates them in this order; the shared walk sorts them). */
 static lego_status plan_compositions(const block_library *lib, const profile_result *r, int n_random,
                                      uint64_t seed, cache *c, int *checks, const char **labels,
                                      int *n_checks)
