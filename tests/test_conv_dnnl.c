@@ -98,6 +98,8 @@ static bool case_fits(const conv_case *q)
 }
 
 static bool last_winograd; /* the last packed conv_run took Winograd */
+static int last_units;     /* and cut each call into that many units */
+static int last_layout;    /* writing this layout (OP_LAYOUT_*, -1: none) */
 
 /* y of q's Conv on seeded data, through a packed call (packed) or the
  * plain forward followed by the epilogue computed as batchnorm.c and
@@ -138,6 +140,8 @@ static void conv_run(const conv_case *q, bool packed, int threads, lego_tensor *
     op_desc_Conv.forward(&c);
     *used_dnnl = state && conv_packed_dnnl(state);
     last_winograd = state && conv_packed_winograd(state);
+    last_units = state ? conv_packed_units(state) : 0;
+    last_layout = state ? op_desc_Conv.layout(state, true) : -1;
     if (packed) {
         /* again on copies at other addresses (the output poisoned): the
          * kernels' memory objects, kept from call to call, follow the data */
@@ -308,6 +312,39 @@ static void blocked_clamp(void)
             bottom += ((float *)got.data)[j] == 0.0f;
         }
         CHECK(top > 0 && bottom > 0); /* both ends engaged */
+        tensor_release(&want), tensor_release(&got);
+    }
+}
+
+/* A depthwise 3x3 layer of a batch-1 MobileNetV2 (96 and 144 channels,
+ * 16x16 and 8x8 maps), at the default threshold: oneDNN's kernel is cut
+ * into units so that two threads share it (slices of whole channel blocks
+ * in nChw8c and nChw16c; bands of rows in NHWC, where the map has room for
+ * two bands of 128 pixels), with the fused BN and Clip(0, 6); within 1e-4
+ * of the portable path and the same bits on 1, 2 and 3 threads. */
+static void depthwise_split(void)
+{
+    static const int64_t shapes[][2] = {{96, 16}, {144, 8}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int64_t c = shapes[i][0], hw = shapes[i][1];
+        conv_case q = {.n = 1, .c = c, .h = hw, .w = hw, .m = c, .k = {3, 3}, .s = {1, 1},
+                       .d = {1, 1}, .pads = {1, 1, 1, 1}, .group = c, .bias = false, .bn = true,
+                       .clamp = true, .lo = 0.0f, .hi = 6.0f};
+        char what[300];
+        describe(&q, (int)i, what, sizeof what);
+        lego_tensor want, got, more;
+        bool d0, d1, d2;
+        conv_run(&q, false, 1, &want, &d0);
+        conv_run(&q, true, 1, &got, &d1);
+        check_close(got.data, want.data, (long)lego_tensor_numel(&want), 1e-4f, 1e-4f, what);
+        bool blocked = last_layout == OP_LAYOUT_NCHW8C || last_layout == OP_LAYOUT_NCHW16C;
+        CHECK(dnnl_conv_enabled() ? d1 && (last_units >= 2 || (!blocked && hw * hw < 256))
+                                  : last_units == 0);
+        for (int t = 2; t <= 3; t++) {
+            conv_run(&q, true, t, &more, &d2);
+            CHECK(memcmp(got.data, more.data, lego_tensor_bytes(&got)) == 0);
+            tensor_release(&more);
+        }
         tensor_release(&want), tensor_release(&got);
     }
 }
@@ -1037,6 +1074,7 @@ int main(void)
     sweep();
     winograd();
     blocked_clamp();
+    depthwise_split();
     wino_packing();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});

@@ -795,6 +795,12 @@ bool conv_packed_dnnl(const void *packed)
     return packed && ((const conv_packed *)packed)->dnnl;
 }
 
+int conv_packed_units(const void *packed)
+{
+    const conv_packed *k = packed;
+    return k && k->dnnl ? dnnl_conv_units(k->dnnl) : 0;
+}
+
 bool conv_packed_winograd(const void *packed)
 {
     const conv_packed *k = packed;

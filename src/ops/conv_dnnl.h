@@ -100,9 +100,14 @@ size_t dnnl_conv_packed_bytes(const dnnl_conv *k);
 /* Whether k's primitives run Winograd (see conv_dnnl_algorithm). */
 bool dnnl_conv_winograd(const dnnl_conv *k);
 
+/* How many units (bands of rows, channel blocks or depthwise slices) k
+ * cuts one call into; 1 when it runs whole. */
+int dnnl_conv_units(const dnnl_conv *k);
+
 /* Whether a Conv's packed state (conv.c, op_desc.pack) runs on oneDNN; for
  * the tests. */
 bool conv_packed_dnnl(const void *packed);
 bool conv_packed_winograd(const void *packed);
+int conv_packed_units(const void *packed); /* dnnl_conv_units; 0 off oneDNN */
 
 #endif
