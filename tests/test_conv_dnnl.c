@@ -570,9 +570,8 @@ static void fusion(const int64_t d[4])
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
         plan_run(&b.g, &x, false, plain, &np, &native_p);
         /* a, b, e and f absorb 6 nodes, c's BN its Relu, f also add2 and
-         * its Relu where the kernel adds (not oneDNN's), else add2 its
-         * Relu; nothing else fuses */
-        CHECK(np == 18 && nf == np - 7 - (dnnl_conv_enabled() ? 1 : 2));
+         * its Relu (every kernel adds a residual); nothing else fuses */
+        CHECK(np == 18 && nf == np - 9);
         /* layouts are kept only with fusion on, and only by oneDNN */
         CHECK(native_p == 0);
         CHECK(dnnl_conv_enabled() ? native_f >= 4 : native_f == 0);
@@ -616,9 +615,8 @@ static void portable_plans(const int64_t d[4])
         CHECK_OK(exec_run(&b.g, &p, ins, out[portable]));
         exec_plan_free(&p);
     }
-    /* fused alike, but for add2 and its Relu, which only the portable
-     * path's epilogue takes into conv f (add2 takes the Relu otherwise) */
-    CHECK(n[0] == n[1] + (dnnl_conv_enabled() ? 1 : 0));
+    /* fused alike: every kernel takes add2 and its Relu into conv f */
+    CHECK(n[0] == n[1]);
     for (int i = 0; i < 2; i++) {
         const lego_tensor *a = out[0][i], *c = out[1][i];
         CHECK(a && c && tensor_same_shape(a, c));
@@ -705,8 +703,8 @@ static void bn_clamp(void)
     }
 }
 
-/* Residual Adds fused into the convolution before them where its kernel
- * adds in its epilogue (our Winograd, im2col; not oneDNN's): x (2,64,16,16)
+/* Residual Adds fused into the convolution before them, whichever kernel
+ * runs it (our Winograd, im2col, oneDNN's with our epilogue): x (2,64,16,16)
  * -> conv s -> BN -> Relu = r (read by conv a and, at the end, the Add:
  * fused, the Add's read moves to conv b, whose output must not take r's
  * memory) -> conv a -> BN -> Relu -> conv b -> BN, + r -> Relu = q -> conv
@@ -715,8 +713,8 @@ static void bn_clamp(void)
  * conv g -> BN -> Relu -> conv h -> BN, + (y -> 1x1 conv k -> BN: a
  * shortcut after conv h in the graph, which the plan runs before it) ->
  * Relu, the other output. Fused or not, portable or not, 1 or 2 threads:
- * the same values; four Adds fused where the kernel takes them (conv k,
- * oneDNN's where it is built in, does not). */
+ * the same values, with the four Adds fused (into our Winograd, im2col's
+ * epilogue or ours after oneDNN's primitive, whichever runs the layer). */
 static void residual_adds(void)
 {
     test_seed(5u);
@@ -751,9 +749,6 @@ static void residual_adds(void)
     CHECK_OK(graph_infer(&b.g));
     lego_tensor x;
     make(&x, LEGO_F32, 4, d, 1);
-    conv_shape cs = {.c = 64, .h = 16, .w = 16, .m = 64, .ho = 16, .wo = 16, .kh = 3, .kw = 3,
-                     .sh = 1, .sw = 1, .dh = 1, .dw = 1, .pad_t = 1, .pad_l = 1, .group = 1};
-    bool ours = wino_conv_fits(&cs, d[0]) || !dnnl_conv_enabled();
     for (int portable = 0; portable < 2; portable++) {
         b.g.portable_kernels = portable;
         for (int threads = 1; threads <= 2; threads++) {
@@ -762,15 +757,54 @@ static void residual_adds(void)
             int nf, np, native;
             plan_run(&b.g, &x, false, plain, &np, &native);
             plan_run(&b.g, &x, true, fused, &nf, &native);
-            /* 7 BNs and 3 Relus after them; where the kernel adds, the 4
-             * Adds and 3 clamps after them (add2's Relu reads an output),
-             * else those 3 clamps into their Adds */
-            CHECK(np == 26 && nf == np - 10 - (portable || ours ? 7 : 3));
+            /* 7 BNs and 3 Relus after them, the 4 Adds and 3 clamps after
+             * them (add2's Relu reads an output) */
+            CHECK(np == 26 && nf == np - 17);
             check_same_outputs(fused, plain, 2);
         }
     }
     tensor_release(&x);
     graph_free(&b.g);
+}
+
+/* A residual added where the fused Conv's output leaves its kernel's
+ * layout (a graph output, NCHW): x -> conv a -> BN -> Relu = r; r -> 1x1
+ * conv p -> BN, + r -> Clip(0, 0.5) -> the output. The residual then goes
+ * in after the reorder to NCHW, and the clamp after it: with m = 20 (a
+ * padded blocked output on oneDNN's direct kernels) and m = 48 (at batch
+ * 1 with the threshold lowered, cut into channel blocks or bands), fused
+ * in two steps or plain in seven, 1 or 2 threads: the same values. */
+static void residual_output(void)
+{
+    static const int64_t shapes[][3] = {{2, 20, 9}, {1, 48, 20}}; /* n, channels, map */
+    par_set_min_work(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int64_t m = shapes[i][1], d[4] = {shapes[i][0], m, shapes[i][2], shapes[i][2]};
+        test_seed(17u);
+        builder b;
+        b_begin(&b, "residual_output", d);
+        int r = b_bn(&b, "a.bn", b_conv(&b, "a", b.x, m, m), m);
+        r = b_node(&b, "a.relu", "Relu", &r, 1, NULL);
+        int add[2] = {b_bn(&b, "p.bn", b_conv_k(&b, "p", r, m, m, 1, 1), m), r};
+        int y = b_node(&b, "add", "Add", add, 2, NULL);
+        b_finish(&b, b_clip(&b, "clip", y, 0.0f, 0.5f));
+        lego_tensor x;
+        make(&x, LEGO_F32, 4, d, 1);
+        for (int threads = 1; threads <= 2; threads++) {
+            lego_set_num_threads(threads);
+            lego_tensor *fused[1] = {0}, *plain[1] = {0};
+            int nf, np, native;
+            plan_run(&b.g, &x, true, fused, &nf, &native);
+            plan_run(&b.g, &x, false, plain, &np, &native);
+            CHECK(np == 7 && nf == 2);
+            CHECK(fused[0] && plain[0] && same_values(fused[0], plain[0]));
+            lego_tensor_free(fused[0]);
+            lego_tensor_free(plain[0]);
+        }
+        tensor_release(&x);
+        graph_free(&b.g);
+    }
+    par_set_min_work(0);
 }
 
 /* Stride-2 3x3 layers to a map of at most 4x4 with 192 filters or more,
@@ -871,8 +905,8 @@ static void inverted_residual(const int64_t d[4])
         plan_run(&b.g, &x, true, fused, &nf, &native_f);
         int chains = plan_chains;
         plan_run(&b.g, &x, false, plain, &np, &native_p);
-        /* 4 BNs and 3 clamps; the Add too where conv p's kernel adds (not oneDNN's) */
-        CHECK(np == 13 && nf == np - 7 - (dnnl_conv_enabled() ? 0 : 1));
+        /* 4 BNs, 3 clamps and the Add */
+        CHECK(np == 13 && nf == np - 8);
         CHECK(plan_chains == 0); /* no fusion, no chains */
         /* a, e, dw, p and d read or write NHWC */
         CHECK(dnnl_conv_enabled() ? native_f == 5 : native_f == 0);
@@ -1079,6 +1113,7 @@ int main(void)
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});
     residual_adds();
+    residual_output();
     strided_im2col();
     inverted_residual((const int64_t[4]){1, 32, 6, 6});
     inverted_residual((const int64_t[4]){1, 32, 20, 20});

@@ -486,7 +486,7 @@ static size_t image_scratch(lego_graph *g, const int *steps, int s, const step_s
 {
     const gnode *n = &g->nodes[steps[s]];
     *group = 1;
-    if (!n->op->image_scratch || !n->op->forward_images || st[s].res_v >= 0)
+    if (!n->op->image_scratch || !n->op->forward_images)
         return 0;
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     op_call c;
@@ -516,6 +516,8 @@ static lego_status plan_chains(lego_graph *g, const int *steps, int n, const boo
         for (int i = 0; i < x->n_in; i++)
             if (x->in[i] >= 0)
                 readers[x->in[i]]++;
+        if (st[s].res_v >= 0) /* a fused Add reads its residual at this step */
+            readers[st[s].res_v]++;
     }
     for (int s = 0; s < n;) {
         int len = 1;
@@ -816,8 +818,15 @@ static void chain_images(void *ctx, int64_t begin, int64_t end, int thread)
     for (int64_t i = begin; i < end; i++)
         for (int j = 0; j < r->len; j++) {
             const op_call *c = &r->c[j];
-            lego_tensor tin[OP_MAX_IO], tout, *pin[OP_MAX_IO], *pout[1] = {&tout};
+            lego_tensor tin[OP_MAX_IO], tout, tres, *pin[OP_MAX_IO], *pout[1] = {&tout};
             op_call v = *c;
+            if (c->residual) { /* computed before the chain (plan_chains counts its read) */
+                tres = *c->residual;
+                tres.dims[0] = r->group;
+                tres.data = (unsigned char *)c->residual->data +
+                            (size_t)i * group_bytes(c->residual, r->group);
+                v.residual = &tres;
+            }
             for (int k = 0; k < c->n_in; k++) {
                 pin[k] = c->in[k];
                 if (!c->in[k] || !r->per_image[j][k])

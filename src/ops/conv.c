@@ -720,12 +720,13 @@ static void conv_forward(const op_call *c)
     if (t && dnnl_conv_train_forward(t, c->in[0]->data, c->in[1]->data, bias_data(c),
                                      c->out[0]->data, c->training, c->ws))
         return; /* else (no memory, oneDNN failed) the portable path below */
+    const float *res = k && k->add && c->residual ? c->residual->data : NULL;
     if (k && k->dnnl) {
-        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1, c->native & 2, c->ws))
+        if (!dnnl_conv_run(k->dnnl, c->in[0]->data, res, c->out[0]->data, c->native & 1,
+                           c->native & 2, c->ws))
             fill_nan(c);
         return;
     }
-    const float *res = k && k->add && c->residual ? c->residual->data : NULL;
     if (k && k->wino) {
         if (!wino_conv_run(k->wino, c->in[1]->data, bias_data(c), c->in[0]->data, res,
                            c->out[0]->data, c->ws))
@@ -765,8 +766,9 @@ static size_t conv_image_scratch(const op_call *c, int64_t *group)
 static bool conv_forward_images(const op_call *c, int64_t i0, int64_t i1, void *scratch)
 {
     const conv_packed *k = c->packed;
+    const float *res = k && k->add && c->residual ? c->residual->data : NULL;
     return k && k->dnnl &&
-           dnnl_conv_run_images(k->dnnl, c->in[0]->data, c->out[0]->data, c->native & 1,
+           dnnl_conv_run_images(k->dnnl, c->in[0]->data, res, c->out[0]->data, c->native & 1,
                                 c->native & 2, i0, i1, scratch);
 }
 
@@ -850,8 +852,7 @@ static bool packs_constant(const op_call *c)
     return c->in[1]->data && (!bt || bt->data) && !c->portable;
 }
 
-/* The kernel pack gives a call: for both pack_in and conv_packs_add,
- * which must agree (a fused Add cannot go to oneDNN). */
+/* The kernel pack gives a call (pack_in). */
 typedef enum { KERNEL_IM2COL, KERNEL_WINO, KERNEL_DNNL } conv_kernel;
 static conv_kernel kernel_for(const op_call *c, const conv_shape *s)
 {
@@ -890,20 +891,17 @@ static lego_status pack_in(const op_call *c, const op_fused *f, conv_packed *k)
         return lego_ok();
     if (kernel == KERNEL_WINO)
         return wino_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->wino);
-    LEGO_TRY(dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, &k->dnnl));
-    if (k->add && k->dnnl) /* conv_packs_add said no */
-        return lego_error(LEGO_ERR_INTERNAL, "a fused Add reached a oneDNN convolution");
-    return lego_ok();
+    /* without a oneDNN kernel (none for the shape, or, with a residual, none
+     * whose output our epilogue can run on) the im2col path runs it */
+    return dnnl_conv_create(&s, p->n, c->in[1]->data, bt ? bt->data : NULL, &k->ep, k->add, &k->dnnl);
 }
 
-/* A fused Add's residual goes into our epilogues (Winograd's, im2col's),
- * not into oneDNN's kernels, which would need it as a post-op in their
- * own layout. */
+/* A fused Add's residual goes into every kernel's epilogue: Winograd's,
+ * im2col's, and ours after oneDNN's primitives (conv_dnnl.c). */
 static bool conv_packs_add(const op_call *c)
 {
-    const conv_params *p = c->params;
-    conv_shape s = shape_of(p);
-    return kernel_for(c, &s) != KERNEL_DNNL;
+    (void)c;
+    return true;
 }
 
 /* oneDNN needs constant weights (and bias) to pack; a Conv whose weights

@@ -129,6 +129,7 @@ struct dnnl_conv {
                               channels of a blocked input (try_slices) */
     bool own_ep;           /* the epilogue runs here (epilogue_nhwc/nchw) on the primitive's
                               dense output, not as oneDNN post-ops */
+    bool add;              /* a fused Add: each run's residual goes into that epilogue */
     kind k[MAX_UNITS];     /* channel blocks: k[0] full, k[1] a shorter last one; bands:
                               one per band */
     int64_t r0[MAX_UNITS], ih0[MAX_UNITS]; /* bands: first output row, first input row */
@@ -628,9 +629,11 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
         (k->ep.scale && (!(k->scale = copy_of(k->ep.scale, s->m)) ||
                          !(k->shift = copy_of(k->ep.shift, s->m)))))
         return false;
-    k->own_ep = k->scale || k->ep.clamp;
+    k->own_ep = k->scale || k->ep.clamp || k->add;
     bool ok = make_kinds(k);
     if (k->own_ep && (!ok || !dense_dsts(k))) { /* a blocked dst: oneDNN's post-ops */
+        if (k->add)
+            return false; /* none adds a residual before the clamp */
         k->own_ep = false;
         ok = make_kinds(k);
     }
@@ -651,7 +654,7 @@ static bool create_in(dnnl_conv *k, const float *w, const float *b)
 }
 
 lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             const conv_epilogue *ep, dnnl_conv **out)
+                             const conv_epilogue *ep, bool add, dnnl_conv **out)
 {
     *out = NULL;
     if (!dnnl_conv_enabled())
@@ -666,6 +669,7 @@ lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, con
     k->s = *s;
     k->n = n;
     k->ep = *ep;
+    k->add = add;
     atomic_init(&k->binding, false);
     if (!create_in(k, w, b)) {
         dnnl_conv_free(k); /* no kernel for this shape: conv.c's path runs it */
@@ -723,19 +727,31 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
     return lay == OP_LAYOUT_NHWC || layout_block(lay) > 1 ? lay : -1;
 }
 
-/* The epilogue on a primitive's dense output: y*a + b per channel, then the
- * clamp, computed as batchnorm.c and activation.c compute them (and as
- * conv.c's conv_epilogue_rows does), so that fusing changes no bits. It runs here
- * rather than as oneDNN's post-ops: two per-channel binary post-ops made
- * brgconv's 1x1 kernels up to twice as slow on MobileNetV2's layers, while
- * this pass reads the output while it is still in cache. NHWC: pix rows of
- * oc channels per image (an NCHW output takes conv_epilogue_rows). */
-static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const float *a,
+/* The epilogue on a primitive's dense output: y*a + b per channel, then a
+ * fused Add's residual q (laid out as y; NULL: none), then the clamp,
+ * computed as batchnorm.c, elementwise.c and activation.c compute them (and
+ * as conv.c's conv_epilogue_rows does), so that fusing changes no bits. It
+ * runs here rather than as oneDNN's post-ops: two per-channel binary
+ * post-ops made brgconv's 1x1 kernels up to twice as slow on MobileNetV2's
+ * layers, while this pass reads the output while it is still in cache.
+ * With a residual, lo and hi are the clamp's or infinite (a clamp to
+ * [-inf, inf] passes every value as it is). NHWC: pix rows of oc channels
+ * per image (an NCHW output takes conv_epilogue_rows). */
+static SIMD_CLONES void epilogue_nhwc(float *y, const float *q, int64_t pix, int64_t oc, const float *a,
                                       const float *b, bool clamp, float lo, float hi)
 {
     for (int64_t p = 0; p < pix; p++) { /* one pass: the output is read once */
         float *r = y + p * oc;
-        if (a && clamp)
+        const float *rq = q ? q + p * oc : NULL;
+        if (rq && a) {
+            for (int64_t c = 0; c < oc; c++) {
+                float v = r[c] * a[c] + b[c];
+                r[c] = clamp_f32(v + rq[c], lo, hi);
+            }
+        } else if (rq) {
+            for (int64_t c = 0; c < oc; c++)
+                r[c] = clamp_f32(r[c] + rq[c], lo, hi);
+        } else if (a && clamp)
             for (int64_t c = 0; c < oc; c++)
                 r[c] = clamp_f32(r[c] * a[c] + b[c], lo, hi);
         else if (a)
@@ -753,7 +769,17 @@ static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const f
  * MobileNetV2's batch-1 time on two threads). */
 #define EPILOGUE_BLOCK(B)                                                              \
     do {                                                                               \
-        if (a && clamp) {                                                              \
+        if (q && a) {                                                                  \
+            for (int64_t p = 0; p < pix; p++)                                          \
+                for (int c = 0; c < (B); c++) {                                        \
+                    float v = y[p * (B) + c] * a[c] + b[c];                            \
+                    y[p * (B) + c] = clamp_f32(v + q[p * (B) + c], lo, hi);            \
+                }                                                                      \
+        } else if (q) {                                                                \
+            for (int64_t p = 0; p < pix; p++)                                          \
+                for (int c = 0; c < (B); c++)                                          \
+                    y[p * (B) + c] = clamp_f32(y[p * (B) + c] + q[p * (B) + c], lo, hi); \
+        } else if (a && clamp) {                                                       \
             for (int64_t p = 0; p < pix; p++)                                          \
                 for (int c = 0; c < (B); c++)                                          \
                     y[p * (B) + c] = clamp_f32(y[p * (B) + c] * a[c] + b[c], lo, hi);  \
@@ -768,14 +794,16 @@ static SIMD_CLONES void epilogue_nhwc(float *y, int64_t pix, int64_t oc, const f
         }                                                                              \
     } while (0)
 
-static SIMD_CLONES void epilogue_block8(float *restrict y, int64_t pix, const float *restrict a,
-                                        const float *restrict b, bool clamp, float lo, float hi)
+static SIMD_CLONES void epilogue_block8(float *restrict y, const float *restrict q, int64_t pix,
+                                        const float *restrict a, const float *restrict b, bool clamp,
+                                        float lo, float hi)
 {
     EPILOGUE_BLOCK(8);
 }
 
-static SIMD_CLONES void epilogue_block16(float *restrict y, int64_t pix, const float *restrict a,
-                                         const float *restrict b, bool clamp, float lo, float hi)
+static SIMD_CLONES void epilogue_block16(float *restrict y, const float *restrict q, int64_t pix,
+                                         const float *restrict a, const float *restrict b, bool clamp,
+                                         float lo, float hi)
 {
     EPILOGUE_BLOCK(16);
 }
@@ -783,37 +811,62 @@ static SIMD_CLONES void epilogue_block16(float *restrict y, int64_t pix, const f
 
 /* nChw16c (Winograd's output) and nChw8c (AVX2's direct kernels): per
  * block of blk channels, pix rows of blk */
-static void epilogue_blocked(float *y, int64_t oc, int64_t pix, int64_t blk, const float *a,
-                             const float *b, bool clamp, float lo, float hi)
+static void epilogue_blocked(float *y, const float *q, int64_t oc, int64_t pix, int64_t blk,
+                             const float *a, const float *b, bool clamp, float lo, float hi)
 {
     for (int64_t c0 = 0; c0 < oc; c0 += blk) {
         float *yb = y + c0 * pix;
+        const float *qb = q ? q + c0 * pix : NULL;
         const float *ab = a ? a + c0 : NULL, *bb = b ? b + c0 : NULL;
         if (blk == 8)
-            epilogue_block8(yb, pix, ab, bb, clamp, lo, hi);
+            epilogue_block8(yb, qb, pix, ab, bb, clamp, lo, hi);
         else if (blk == 16)
-            epilogue_block16(yb, pix, ab, bb, clamp, lo, hi);
+            epilogue_block16(yb, qb, pix, ab, bb, clamp, lo, hi);
         else
-            epilogue_nhwc(yb, pix, blk, ab, bb, clamp, lo, hi);
+            epilogue_nhwc(yb, qb, pix, blk, ab, bb, clamp, lo, hi);
     }
 }
 
-static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, int64_t oc0)
+/* The epilogue on unit output y (channels from oc0, in kd's layout): with
+ * residual q laid out as y, everything; without one, the clamp only when
+ * `clamp` (a residual still to come is added before it: finish_residual). */
+static void own_epilogue(const dnnl_conv *k, const kind *kd, float *y, const float *q, int64_t oc0,
+                         bool clamp)
 {
     const float *a = k->scale ? k->scale + oc0 : NULL, *b = k->shift ? k->shift + oc0 : NULL;
+    clamp = clamp && k->ep.clamp;
+    if (!a && !q && !clamp)
+        return;
+    float lo = clamp ? k->ep.lo : -INFINITY, hi = clamp ? k->ep.hi : INFINITY;
     /* a padded image is whole blocks, the padding included (dense_dsts) */
     int64_t blk = kd->padded ? kd->padded : layout_block(kd->lay);
     int64_t chans = (kd->oc + blk - 1) / blk * blk;
-    conv_epilogue nchw = {.scale = k->scale, .shift = k->shift, .clamp = k->ep.clamp,
-                          .lo = k->ep.lo, .hi = k->ep.hi};
+    conv_epilogue nchw = {.scale = k->scale, .shift = k->shift, .clamp = clamp, .lo = lo, .hi = hi};
     for (int64_t i = 0; i < k->ipu; i++) {
         float *yi = y + i * chans * kd->pix;
+        const float *qi = q ? q + i * chans * kd->pix : NULL;
         if (kd->lay == OP_LAYOUT_NHWC)
-            epilogue_nhwc(yi, kd->pix, kd->oc, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
+            epilogue_nhwc(yi, qi, kd->pix, kd->oc, a, b, clamp, lo, hi);
         else if (blk > 1)
-            epilogue_blocked(yi, kd->oc, kd->pix, blk, a, b, k->ep.clamp, k->ep.lo, k->ep.hi);
+            epilogue_blocked(yi, qi, kd->oc, kd->pix, blk, a, b, clamp, lo, hi);
         else /* NCHW: oc planes of pix, as conv.c's epilogue on its own outputs */
-            conv_epilogue_rows(yi, NULL, kd->pix, kd->oc, kd->pix, &nchw, oc0);
+            conv_epilogue_rows(yi, qi, kd->pix, kd->oc, kd->pix, &nchw, oc0);
+    }
+}
+
+/* The residual and the clamp of a unit whose output went through our
+ * scratch (own_epilogue ran without them) and now lies in y's NCHW: the
+ * call's images, channels from oc0, rows from r0 (bands). */
+static void finish_residual(const dnnl_conv *k, const kind *kd, float *y, const float *q,
+                            int64_t oc0, int64_t r0)
+{
+    const conv_shape *s = &k->s;
+    int64_t plane = s->ho * s->wo;
+    conv_epilogue e = {.clamp = true, .lo = k->ep.clamp ? k->ep.lo : -INFINITY,
+                       .hi = k->ep.clamp ? k->ep.hi : INFINITY};
+    for (int64_t i = 0; i < k->ipu; i++) {
+        size_t at = (size_t)((i * s->m + oc0) * plane + r0 * s->wo);
+        conv_epilogue_rows(y + at, q + at, plane, kd->oc, kd->pix, &e, 0);
     }
 }
 
@@ -821,6 +874,7 @@ typedef struct run {
     const dnnl_conv *k;
     dnnl_conv *bound;   /* k, whose bindings the participants run on; NULL: fresh objects per call */
     const float *x;
+    const float *res;   /* a fused Add's residual, laid out as y, or NULL */
     float *y;
     bool y_native;
     unsigned char *src; /* the batch in src_md's layout, or NULL */
@@ -906,16 +960,27 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
                             k->shift + oc0};
         }
         bool ok = run_prim(r, thread, kd->conv, a, na);
+        /* the residual where y has it: in place, with the rest of the
+         * epilogue; else after the copy or the reorder */
+        const float *q = r->res ? r->res + (y - r->y) : NULL;
+        bool in_place = dst == (void *)y;
         if (ok && k->own_ep)
-            own_epilogue(k, kd, dst, oc0);
+            own_epilogue(k, kd, dst, in_place ? q : NULL, oc0, in_place || !q);
         if (ok && copy_y) {
             const float *from = dst;
-            for (int64_t p = 0; p < opix; p++)
+            for (int64_t p = 0; p < opix; p++) {
                 memcpy(y + p * s->m, from + p * kd->oc, sizeof(float) * (size_t)kd->oc);
+                if (q)
+                    epilogue_nhwc(y + p * s->m, q + p * s->m, 1, kd->oc, NULL, NULL, k->ep.clamp,
+                                  k->ep.clamp ? k->ep.lo : -INFINITY, k->ep.clamp ? k->ep.hi : INFINITY);
+            }
         }
         if (ok && reorder_y) {
             arg t[2] = {{DNNL_ARG_FROM, &kd->dst_md, dst}, {DNNL_ARG_TO, &kd->plain_md, y}};
             ok = run_prim(r, thread, kd->to_plain, t, 2);
+            size_t call = (size_t)(n * s->m * opix); /* the call's first image */
+            if (ok && q)
+                finish_residual(k, kd, r->y + call, r->res + call, oc0, k->bands ? k->r0[b] : 0);
         }
         if (!ok)
             atomic_store(&r->failed, true);
@@ -930,19 +995,21 @@ size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group
     return k->scratch > 0 ? k->scratch : 64;
 }
 
-bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
-                          bool y_native, int64_t i0, int64_t i1, void *scratch)
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, const float *res, float *y,
+                          bool x_native, bool y_native, int64_t i0, int64_t i1, void *scratch)
 {
     /* chains call this from every thread at once with no participant
      * index: fresh objects per call */
-    run r = {.k = k, .x = x, .y = y, .y_native = y_native, .per_thread = k->scratch, .scratch = scratch};
+    run r = {.k = k, .x = x, .res = k->add ? res : NULL, .y = y, .y_native = y_native,
+             .per_thread = k->scratch, .scratch = scratch};
     r.src = x_native ? (unsigned char *)x : NULL;
     atomic_init(&r.failed, false);
     conv_units(&r, i0 / k->ipu, i1 / k->ipu, 0); /* units are calls of ipu images here */
     return !atomic_load(&r.failed);
 }
 
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, const float *res, float *y, bool x_native,
+                   bool y_native, workspace *ws)
 {
     const conv_shape *s = &k->s;
     double flops = 2.0 * (double)(k->ipu * k->oc * s->ho * s->wo) *
@@ -960,7 +1027,8 @@ bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y
      * 64-channel 32x32 layer that batch was 34 MB). */
     bool per_unit = reorder_x && k->blocks == 1;
     size_t src_total = reorder_x && !per_unit ? (size_t)calls * k->src_bytes : 0;
-    run r = {.k = k, .x = x, .y = y, .y_native = y_native, .src_per_unit = per_unit,
+    run r = {.k = k, .x = x, .res = k->add ? res : NULL, .y = y, .y_native = y_native,
+             .src_per_unit = per_unit,
              .per_thread = k->scratch + (per_unit ? align64(k->src_bytes) : 0)};
     size_t total = align64(src_total) + r.per_thread * (size_t)sp.threads;
     par_split sx = par_split_work(calls, (double)(k->ipu * s->c * s->h * s->w));
@@ -1111,16 +1179,17 @@ bool conv_dnnl_geometry(const conv_shape *s, dnnl_dims_t strides, dnnl_dims_t di
 bool dnnl_conv_enabled(void) { return false; }
 
 lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             const conv_epilogue *ep, dnnl_conv **out)
+                             const conv_epilogue *ep, bool add, dnnl_conv **out)
 {
-    (void)s, (void)n, (void)w, (void)b, (void)ep;
+    (void)s, (void)n, (void)w, (void)b, (void)ep, (void)add;
     *out = NULL;
     return lego_ok();
 }
 
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws)
+bool dnnl_conv_run(dnnl_conv *k, const float *x, const float *res, float *y, bool x_native,
+                   bool y_native, workspace *ws)
 {
-    (void)k, (void)x, (void)y, (void)x_native, (void)y_native, (void)ws;
+    (void)k, (void)x, (void)res, (void)y, (void)x_native, (void)y_native, (void)ws;
     return false;
 }
 
@@ -1137,10 +1206,10 @@ size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group
     return 0;
 }
 
-bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
-                          bool y_native, int64_t i0, int64_t i1, void *scratch)
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, const float *res, float *y,
+                          bool x_native, bool y_native, int64_t i0, int64_t i1, void *scratch)
 {
-    (void)k, (void)x, (void)y, (void)x_native, (void)y_native, (void)i0, (void)i1, (void)scratch;
+    (void)k, (void)x, (void)res, (void)y, (void)x_native, (void)y_native, (void)i0, (void)i1, (void)scratch;
     return false;
 }
 

@@ -66,17 +66,21 @@ bool dnnl_conv_winograd_available(void);
 const char *dnnl_conv_switched_off(void);
 
 /* The primitives for batch n of shape s with weights w (M, C/group, kh, kw),
- * bias b (M) or NULL, then the epilogue (copied). *out is NULL (and the
- * status ok) when oneDNN is absent or has no kernel for the shape. */
+ * bias b (M) or NULL, then the epilogue (copied); with `add`, a fused Add's
+ * residual after the epilogue's y*a + b and before its clamp. *out is NULL
+ * (and the status ok) when oneDNN is absent or has no kernel for the shape
+ * (or, with `add`, none whose output our epilogue can run on: oneDNN's own
+ * post-ops would clamp before the residual is added). */
 lego_status dnnl_conv_create(const conv_shape *s, int64_t n, const float *w, const float *b,
-                             const conv_epilogue *ep, dnnl_conv **out);
+                             const conv_epilogue *ep, bool add, dnnl_conv **out);
 
 /* y (n, M, Ho, Wo) from x (n, C, H, W), n as created, both NCHW unless
- * x_native / y_native: then in the layout dnnl_conv_layout names. Scratch
- * (the batch reordered, each thread's output block) comes from ws, or from
- * malloc when ws is NULL. false when scratch memory or oneDNN failed (y is
- * then undefined). */
-bool dnnl_conv_run(dnnl_conv *k, const float *x, float *y, bool x_native, bool y_native, workspace *ws);
+ * x_native / y_native: then in the layout dnnl_conv_layout names; res (read
+ * when created with `add`) is laid out as y. Scratch (the batch reordered,
+ * each thread's output block) comes from ws, or from malloc when ws is
+ * NULL. false when scratch memory or oneDNN failed (y is then undefined). */
+bool dnnl_conv_run(dnnl_conv *k, const float *x, const float *res, float *y, bool x_native,
+                   bool y_native, workspace *ws);
 
 /* The layout (OP_LAYOUT_* of ops/op.h) the primitives read an image in
  * (dst false) or write it in (dst true); -1 when it is none of those or,
@@ -88,8 +92,8 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst);
  * (bands, channel blocks) or x would need reordering first; and images
  * [i0, i1), whole groups, run on the calling thread. */
 size_t dnnl_conv_image_scratch(const dnnl_conv *k, bool x_native, int64_t *group);
-bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, float *y, bool x_native,
-                          bool y_native, int64_t i0, int64_t i1, void *scratch);
+bool dnnl_conv_run_images(const dnnl_conv *k, const float *x, const float *res, float *y,
+                          bool x_native, bool y_native, int64_t i0, int64_t i1, void *scratch);
 
 void dnnl_conv_free(dnnl_conv *k);
 
