@@ -393,8 +393,12 @@ static void split_blocks(dnnl_conv *k)
     most = fit < (double)most ? (int64_t)fit : most;
     int64_t blocks = s->group > 1 ? 1 : want < most ? want : most;
     blocks = blocks > 1 ? blocks : 1;
+    /* whole blocks of the layout the kernels write: 16 channels with
+     * AVX-512 (nChw16c, and brgconv's NHWC blocks), 8 on AVX2 (nChw8c),
+     * where 96 channels cut in 16s went 32 + 32 + 32 to two threads */
+    int64_t unit = dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core ? 16 : 8;
     int64_t oc = (m + blocks - 1) / blocks;
-    oc = blocks > 1 ? (oc + 15) / 16 * 16 : m;
+    oc = blocks > 1 ? (oc + unit - 1) / unit * unit : m;
     k->oc = oc;
     k->blocks = (m + oc - 1) / oc;
 }
