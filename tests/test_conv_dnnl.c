@@ -772,14 +772,19 @@ static void residual_adds(void)
  * conv p -> BN, + r -> Clip(0, 0.5) -> the output. The residual then goes
  * in after the reorder to NCHW, and the clamp after it: with m = 20 (a
  * padded blocked output on oneDNN's direct kernels) and m = 48 (at batch
- * 1 with the threshold lowered, cut into channel blocks or bands), fused
- * in two steps or plain in seven, 1 or 2 threads: the same values. */
+ * 1 with the threshold lowered, cut into channel blocks or bands). And
+ * where it keeps the layout (a 3x3 conv d reads it): at batch 1 on a 9x9
+ * map, too small for bands, an NHWC kernel's channel blocks are copied
+ * into the image's NHWC, and the residual goes in with the copy. Fused or
+ * plain, 1 or 2 threads: the same values. */
 static void residual_output(void)
 {
-    static const int64_t shapes[][3] = {{2, 20, 9}, {1, 48, 20}}; /* n, channels, map */
+    /* n, channels, map, whether conv d follows */
+    static const int64_t shapes[][4] = {{2, 20, 9, 0}, {1, 48, 20, 0}, {1, 48, 9, 1}};
     par_set_min_work(1);
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         int64_t m = shapes[i][1], d[4] = {shapes[i][0], m, shapes[i][2], shapes[i][2]};
+        bool tail = shapes[i][3];
         test_seed(17u);
         builder b;
         b_begin(&b, "residual_output", d);
@@ -787,7 +792,8 @@ static void residual_output(void)
         r = b_node(&b, "a.relu", "Relu", &r, 1, NULL);
         int add[2] = {b_bn(&b, "p.bn", b_conv_k(&b, "p", r, m, m, 1, 1), m), r};
         int y = b_node(&b, "add", "Add", add, 2, NULL);
-        b_finish(&b, b_clip(&b, "clip", y, 0.0f, 0.5f));
+        y = b_clip(&b, "clip", y, 0.0f, 0.5f);
+        b_finish(&b, tail ? b_conv(&b, "d", y, m, m) : y);
         lego_tensor x;
         make(&x, LEGO_F32, 4, d, 1);
         for (int threads = 1; threads <= 2; threads++) {
@@ -796,7 +802,7 @@ static void residual_output(void)
             int nf, np, native;
             plan_run(&b.g, &x, true, fused, &nf, &native);
             plan_run(&b.g, &x, false, plain, &np, &native);
-            CHECK(np == 7 && nf == 2);
+            CHECK(np == 7 + tail && nf == 2 + tail);
             CHECK(fused[0] && plain[0] && same_values(fused[0], plain[0]));
             lego_tensor_free(fused[0]);
             lego_tensor_free(plain[0]);
