@@ -3,7 +3,7 @@
  * Kernels split their work into contiguous chunks of an index range and hand
  * them to parallel_for; the pool's workers and the calling thread run the
  * chunks, and parallel_for returns when all are done. Workers wait on a
- * condition variable after a short poll (at most 50 us) that stops as soon
+ * condition variable after a short poll (at most 150 us) that stops as soon
  * as it costs another thread its core (threads.c says how): on a machine
  * whose cores are shared with other processes, a spinning worker steals the
  * core another thread needs. The pool starts lazily, on the first call that can use it, with
