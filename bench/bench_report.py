@@ -39,6 +39,20 @@ def mib(r):
     return s + (' (%.0f)' % (r['rss_end_kb'] / 1024) if r.get('rss_end_kb', -1) >= 0 else '')
 
 
+def over_rounds(rs):
+    """One configuration's rounds (bench_engines.sh --rounds) as one row: the
+    median of the rounds' medians and quartiles, the largest peak."""
+    if len(rs) == 1:
+        return rs[0]
+    r = dict(rs[0])
+    for k in ('median_ms', 'p25_ms', 'p75_ms'):
+        r[k] = float(np.median([x[k] for x in rs]))
+    r['rss_peak_kb'] = max(x['rss_peak_kb'] for x in rs)
+    r['rss_end_kb'] = max(x.get('rss_end_kb', -1) for x in rs)
+    r['rounds'] = len(rs)
+    return r
+
+
 def main():
     d = sys.argv[1]
     rows, meta = [], {}
@@ -50,7 +64,11 @@ def main():
                     meta = r
                 else:
                     rows.append(r)
-    inf = {(r['model'], r['batch'], r['threads'], r['engine']): r for r in rows if r.get('mode') != 'train'}
+    inf = {}
+    for r in rows:
+        if r.get('mode') != 'train':
+            inf.setdefault((r['model'], r['batch'], r['threads'], r['engine']), []).append(r)
+    inf = {k: over_rounds(v) for k, v in inf.items()}
     trn = {(r['threads'], r['engine']): r for r in rows if r.get('mode') == 'train'}
     ver = {r['engine']: r.get('version') for r in rows}
     blas = next((r['blas'] for r in rows if r.get('blas')), None)
@@ -63,9 +81,13 @@ def main():
                'while it ran.' % (meta.get('cpu'), meta.get('cores'), meta.get('mem_kb', 0) / 2**20,
                                   meta.get('start'), meta.get('end'), min(loads, default=0),
                                   max(loads, default=0)))
+    rounds = meta.get('rounds', 1)
+    in_rounds = ('' if rounds == 1 else
+                 '; inference in %d rounds of 1/%d of that each, the engines taking turns round by '
+                 'round, and each cell the median over the rounds' % (rounds, rounds))
     out.append('Command: `%s`; after 2 warm-up runs, as many timed runs as fill %s ms (at least %s, at '
-               'most 200; training: 1 warm-up step, at least 3). Cells: median (25th–75th percentile).'
-               % (meta.get('command', '').strip(), meta.get('budget_ms'), meta.get('min_reps')))
+               'most 200; training: 1 warm-up step, at least 3)%s. Cells: median (25th–75th percentile).'
+               % (meta.get('command', '').strip(), meta.get('budget_ms'), meta.get('min_reps'), in_rounds))
     out.append('Engines: legodnn; ONNX Runtime %s (npm onnxruntime-node, CPU provider, graph optimisation '
                "'all', interOp 1, %s); PyTorch %s (eval, inference_mode, BLAS %s, OPENBLAS_CORETYPE=%s%s)."
                % (ver.get('ort'), 'spinning off' if meta.get('passive') else 'default spinning',
