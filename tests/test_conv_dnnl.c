@@ -358,21 +358,6 @@ static void depthwise_split(void)
     }
 }
 
-/* The Fashion-MNIST teacher's first layers: 8 channels in and out, 3x3, at
- * batch 1 on a 20x20 map, with the fused BN and Relu. In NHWC, and in
- * nChw8c, which for one block of channels is laid out as NHWC, the layer
- * is cut into bands of rows; within 1e-4 of the portable path and the same
- * bits on 1 to 3 threads. */
-static void one_block_bands(void)
-{
-    conv_case q = {.n = 1, .c = 8, .h = 20, .w = 20, .m = 8, .k = {3, 3}, .s = {1, 1},
-                   .d = {1, 1}, .pads = {1, 1, 1, 1}, .group = 1, .bias = true, .bn = true,
-                   .clamp = true, .lo = 0.0f, .hi = INFINITY};
-    bool used = packed_like_plain(&q, 0);
-    bool rows = last_layout == OP_LAYOUT_NHWC || last_layout == OP_LAYOUT_NCHW8C;
-    CHECK(dnnl_conv_enabled() ? used && (!rows || last_units >= 2) : last_units == 0);
-}
-
 /* ---- fusion in plans ------------------------------------------------------ */
 
 typedef struct builder {
@@ -1126,7 +1111,6 @@ int main(void)
     winograd();
     blocked_clamp();
     depthwise_split();
-    one_block_bands();
     wino_packing();
     fusion((const int64_t[4]){2, 16, 9, 9});
     fusion((const int64_t[4]){1, 16, 20, 20});

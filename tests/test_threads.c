@@ -1,9 +1,8 @@
 /* test_threads.c - the thread pool: the default from LEGO_NUM_THREADS,
  * chunk boundaries and thread indices, every item run exactly once, chunks
  * really running on two threads at once, nested and concurrent calls (run
- * inline), splits, resizing and shutting down, a nudged pool taking chunks
- * a sleeping one leaves inline; parallel_memcpy copies every byte, at sizes
- * that end inside a piece. */
+ * inline), splits, resizing and shutting down; parallel_memcpy copies
+ * every byte, at sizes that end inside a piece. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -237,54 +236,6 @@ static void configuration(void)
     CHECK(par_sum(values, 4096, 2) == 4096 * 4095 / 2);
 }
 
-/* ---- the nudge ------------------------------------------------------------ */
-
-static int64_t now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
-/* A chunk of a job declared tiny (work 1) that takes 20 us: counts the
- * chunks a worker ran. */
-static void tiny_chunk(void *ctx, int64_t begin, int64_t end, int thread)
-{
-    (void)begin, (void)end;
-    if (thread > 0)
-        atomic_fetch_add((atomic_int *)ctx, 1);
-    for (int64_t t0 = now_us(); now_us() - t0 < 20;)
-        ;
-}
-
-/* Tiny jobs for up to `us` microseconds, or until a worker ran a chunk:
- * how many chunks workers ran. */
-static int tiny_jobs(int64_t us)
-{
-    atomic_int by_workers = 0;
-    par_split tiny = {2, 2, 1};
-    for (int64_t t0 = now_us(); now_us() - t0 < us && atomic_load(&by_workers) == 0;)
-        parallel_run(2, tiny, tiny_chunk, &by_workers);
-    return atomic_load(&by_workers);
-}
-
-/* Chunks too small to repay a wake-up go to a worker only while one polls:
- * a sleeping pool runs them inline; after par_nudge its worker polls, and
- * takes them (within a second, on a machine as busy as it may be). On one
- * thread the nudge starts nothing. */
-static void nudge(void)
-{
-    lego_set_num_threads(2);
-    lego_shutdown_threads();
-    CHECK(tiny_jobs(20000) == 0); /* no worker: every chunk inline */
-    par_nudge();
-    CHECK(tiny_jobs(1000000) > 0);
-    lego_shutdown_threads();
-    lego_set_num_threads(1);
-    par_nudge();
-    CHECK(tiny_jobs(20000) == 0);
-}
-
 /* ---- parallel_memcpy ------------------------------------------------------ */
 
 static void copies(void)
@@ -318,7 +269,6 @@ int main(void)
     runs_in_parallel();
     nested_and_concurrent();
     configuration();
-    nudge();
     copies();
     return harness_finish();
 }

@@ -356,19 +356,6 @@ void lego_set_num_threads(int n)
     pthread_mutex_unlock(&pool.mu);
 }
 
-void par_nudge(void)
-{
-    int want = par_threads() - 1;
-    if (want <= 0 || atomic_load(&pool.spinning) > 0)
-        return;
-    pthread_mutex_lock(&pool.mu);
-    if (!pool.busy && start_workers(want) > 0) {
-        atomic_fetch_add(&pool.generation, 1);
-        pthread_cond_broadcast(&pool.wake);
-    }
-    pthread_mutex_unlock(&pool.mu);
-}
-
 void parallel_run(int64_t n, par_split s, par_fn *fn, void *ctx)
 {
     if (n <= 0)

@@ -49,13 +49,6 @@ int par_threads(void);
 #define PAR_MIN_WORK 8192.0
 #define PAR_WAKE_FACTOR 16.0
 
-/* Wakes the sleeping workers with no job for them, so that they poll for
- * the next one (for up to 150 us, threads.c) before they sleep again: a
- * plan's run calls it first, so that its first small layers, whose chunks
- * alone would not repay a wake-up, find a worker polling. Does nothing on
- * one thread or while a worker polls. */
-void par_nudge(void);
-
 /* Sets that threshold (PAR_MIN_WORK when work <= 0). Tests lower it so that
  * small shapes take the parallel paths too. */
 void par_set_min_work(double work);

@@ -906,7 +906,6 @@ lego_status exec_run(lego_graph *g, exec_plan *p, const lego_tensor *const *inpu
                               tensor_shape_str(&p->vt[v], want, sizeof want));
         p->vt[v].data = x->data; /* kernels never write their inputs */
     }
-    par_nudge(); /* the first layers' small chunks then find a worker polling */
     lego_tensor *in[OP_MAX_IO], *out[OP_MAX_IO];
     for (int s = 0; s < p->n_steps; s++) {
         int len = p->st[s].chain;

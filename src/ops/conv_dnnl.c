@@ -125,7 +125,6 @@ struct dnnl_conv {
     int64_t n, blocks, oc; /* units per call; channel blocks: oc channels each, the last
                               may be shorter */
     bool bands;            /* units are bands of output rows (NHWC) instead */
-    int band_lay;          /* bands: their layout, NHWC or one channel block (try_bands) */
     bool slices;           /* depthwise, one image a call: the channel blocks read their own
                               channels of a blocked input (try_slices) */
     bool own_ep;           /* the epilogue runs here (epilogue_nhwc/nchw) on the primitive's
@@ -406,12 +405,9 @@ static void split_blocks(dnnl_conv *k)
 
 /* Bands of output rows, for a small batch on an NHWC kernel: rows are
  * contiguous in NHWC, so each band reads a slice of the image and writes
- * its rows of the output in place, and the output keeps the layout. So are
- * they in nChw8c and nChw16c when input and output are one block of
- * channels each (the Fashion-MNIST teacher's 8-channel layers on AVX2,
- * which ran on one thread while the other waited). A band holds at least
- * BAND_PIXELS outputs. false (and nothing made) when the shape does not
- * fit. */
+ * its rows of the output in place, and the output keeps the layout. A
+ * band holds at least BAND_PIXELS outputs. false (and nothing made) when
+ * the shape does not fit. */
 #define BAND_PIXELS 128
 
 static bool try_bands(dnnl_conv *k)
@@ -423,24 +419,19 @@ static bool try_bands(dnnl_conv *k)
     if (bands < 2)
         return false;
     kind probe = {0};
-    int lay = make_kind(k, s, s->m, NULL, NULL, NULL, &probe)
-                  ? layout_of(&probe.dst_md, 1, s->m, s->ho, s->wo) : -1;
-    bool rows = lay >= 0 && layout_of(&probe.src_md, 1, s->c, s->h, s->w) == lay &&
-                (lay == OP_LAYOUT_NHWC ||
-                 (layout_block(lay) > 1 && s->c == layout_block(lay) && s->m == s->c));
+    bool nhwc = make_kind(k, s, s->m, NULL, NULL, NULL, &probe) &&
+                layout_of(&probe.src_md, 1, s->c, s->h, s->w) == OP_LAYOUT_NHWC &&
+                layout_of(&probe.dst_md, 1, s->m, s->ho, s->wo) == OP_LAYOUT_NHWC;
     kind_free(&probe);
-    if (!rows)
+    if (!nhwc)
         return false;
-    dnnl_format_tag_t tag = lay == OP_LAYOUT_NHWC ? dnnl_nhwc : lay == OP_LAYOUT_NCHW8C ? dnnl_nChw8c
-                                                                                    : dnnl_nChw16c;
-    int64_t per = (s->ho + bands - 1) / bands;
+    int64_t rows = (s->ho + bands - 1) / bands;
     k->bands = true;
-    k->band_lay = lay;
-    k->blocks = (s->ho + per - 1) / per;
+    k->blocks = (s->ho + rows - 1) / rows;
     k->oc = s->m;
     for (int64_t b = 0; b < k->blocks; b++) {
         conv_shape t = *s;
-        int64_t r0 = b * per, last = r0 + per < s->ho ? r0 + per : s->ho;
+        int64_t r0 = b * rows, last = r0 + rows < s->ho ? r0 + rows : s->ho;
         int64_t ih0 = r0 * s->sh - s->pad_t, ih1 = (last - 1) * s->sh - s->pad_t + (s->kh - 1) * s->dh + 1;
         int64_t lo = ih0 > 0 ? ih0 : 0, hi = ih1 < s->h ? ih1 : s->h;
         if (hi <= lo)
@@ -452,8 +443,8 @@ static bool try_bands(dnnl_conv *k)
         k->ih0[b] = lo;
         int64_t sd[4] = {1, s->c, t.h, s->w}, dd[4] = {1, s->m, t.ho, s->wo};
         dnnl_memory_desc_t src, dst, plain;
-        set_md(&src, 4, sd, tag);
-        set_md(&dst, 4, dd, tag);
+        set_md(&src, 4, sd, dnnl_nhwc);
+        set_md(&dst, 4, dd, dnnl_nhwc);
         /* the band's rows of the image's NCHW, for outputs that leave the layout */
         dnnl_dims_t st = {s->m * s->ho * s->wo, s->ho * s->wo, s->wo, 1};
         dnnl_dims_t pd = {1, s->m, t.ho, s->wo};
@@ -462,7 +453,7 @@ static bool try_bands(dnnl_conv *k)
             return false;
     }
     int64_t sd[4] = {1, s->c, s->h, s->w};
-    set_md(&k->src_md, 4, sd, tag);
+    set_md(&k->src_md, 4, sd, dnnl_nhwc);
     return true;
 }
 
@@ -727,7 +718,7 @@ int dnnl_conv_layout(const dnnl_conv *k, bool dst)
     if (!dst)
         return layout_of(&k->src_md, k->ipu, s->c, s->h, s->w);
     if (k->bands)
-        return k->band_lay;
+        return OP_LAYOUT_NHWC;
     if (k->blocks == 1)
         return layout_of(&k->k[0].dst_md, k->ipu, s->m, s->ho, s->wo);
     /* blocks of NHWC are copied into the image's NHWC (conv_units); blocks
@@ -947,8 +938,7 @@ static void conv_units(void *ctx, int64_t begin, int64_t end, int thread)
             src = own_src;
         }
         float *y = r->y + (n * s->m + oc0) * opix;
-        if (k->bands) { /* the band's input rows (NHWC, or one channel block: the same
-                           offsets); its output rows in that layout or NCHW */
+        if (k->bands) { /* the band's input rows in NHWC; its output rows in either */
             src += (size_t)(k->ih0[b] * s->w * s->c) * sizeof(float);
             y += r->y_native ? k->r0[b] * s->wo * s->m : k->r0[b] * s->wo;
         }
